@@ -1,0 +1,53 @@
+//! Linear layer y = x·Wᵀ + b and its backward, over a `[W | b]` parameter view.
+
+use super::{gemm::matmul, Elem};
+
+/// y[n, o] = x[n, i] · W[o, i]ᵀ + b[o].
+/// x: [n, i]; wb: [o·i (+ o)]; y: [n, o] (assign).
+pub fn forward<T: Elem>(x: &[T], wb: &[T], has_bias: bool, y: &mut [T], n: usize, i: usize, o: usize) {
+    let (w, bias) = wb.split_at(o * i);
+    let y = &mut y[..n * o];
+    if has_bias {
+        for row in y.chunks_exact_mut(o) {
+            row.copy_from_slice(&bias[..o]);
+        }
+    }
+    let beta = if has_bias { T::one() } else { T::zero() };
+    // A = x (row-major), B = Wᵀ: element (p, j) = W[j, p] → rs 1, cs i.
+    matmul(n, i, o, x, i, 1, w, 1, i, beta, y, o, 1);
+}
+
+/// dx[n, i] = dy · W (assign, if wanted); dW += dyᵀ · x; db += Σₙ dy.
+/// dy: [n, o]; x: [n, i]; wb: [o·i (+ o)]; dx: [n, i]; dwb: [o·i (+ o)] (accumulate).
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Elem>(dy: &[T], x: &[T], wb: &[T], has_bias: bool, dx: Option<&mut [T]>, dwb: &mut [T], n: usize, i: usize, o: usize) {
+    let w = &wb[..o * i];
+    if let Some(dx) = dx {
+        matmul(n, o, i, dy, o, 1, w, i, 1, T::zero(), dx, i, 1);
+    }
+    let (dw, db) = dwb.split_at_mut(o * i);
+    // dW[o, i] += dyᵀ[o, n] · x[n, i]: A = dyᵀ → rs 1, cs o.
+    matmul(o, n, i, dy, 1, o, x, i, 1, T::one(), dw, i, 1);
+    if has_bias {
+        column_sums_into(dy, &mut db[..o], n, o);
+    }
+}
+
+/// acc[j] += Σᵣ m[r, j] for a row-major [rows, cols] matrix, rows in order.
+pub fn column_sums_into<T: Elem>(m: &[T], acc: &mut [T], rows: usize, cols: usize) {
+    use rayon::prelude::*;
+    let chunk = 256;
+    acc.par_chunks_mut(chunk).enumerate().for_each(|(ci, a)| {
+        let c0 = ci * chunk;
+        let mut tmp: Vec<T> = vec![T::zero(); a.len()];
+        for r in 0..rows {
+            let row = &m[r * cols + c0..r * cols + c0 + a.len()];
+            for (t, &v) in tmp.iter_mut().zip(row) {
+                *t = *t + v;
+            }
+        }
+        for (x, t) in a.iter_mut().zip(tmp) {
+            *x = *x + t;
+        }
+    });
+}

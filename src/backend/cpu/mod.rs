@@ -1,0 +1,197 @@
+//! CPU backend: flat `Vec<T>` buffers, one rayon pool per backend instance, and
+//! matrixmultiply GEMMs run single-threaded inside that pool on row (or column) blocks.
+//! Generic over the element type so the same ops run in f64 for finite-difference
+//! gradient checks. No op splits a reduction across threads, so results are
+//! bit-identical for any thread count.
+
+mod activation;
+mod attention;
+mod elem;
+mod gemm;
+mod layout_ops;
+mod linear;
+mod norm;
+mod optim;
+
+use std::ops::Range;
+use std::sync::Arc;
+
+pub use elem::Elem;
+pub use gemm::matmul;
+
+use super::{AttnDims, Backend, NormKind, OptimHp};
+use crate::error::{Error, Result};
+
+/// The CPU backend over element type `T` (f32 for real work, f64 for gradient checks).
+#[derive(Clone)]
+pub struct CpuBackend<T: Elem = f32> {
+    pool: Arc<rayon::ThreadPool>,
+    _elem: std::marker::PhantomData<T>,
+}
+
+impl<T: Elem> std::fmt::Debug for CpuBackend<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CpuBackend<{}>({} threads)", std::any::type_name::<T>(), self.threads())
+    }
+}
+
+impl<T: Elem> CpuBackend<T> {
+    /// A backend with its own pool of `threads` workers (0 = one per core).
+    pub fn new(threads: usize) -> Result<Self> {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("ucgm-cpu-{i}"))
+            .build()
+            .map_err(|e| Error::Backend(format!("cannot start CPU thread pool: {e}")))?;
+        Ok(CpuBackend { pool: Arc::new(pool), _elem: std::marker::PhantomData })
+    }
+
+    /// Number of worker threads.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Runs `f` inside this backend's pool.
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+}
+
+impl<T: Elem> Backend for CpuBackend<T> {
+    type Buf = Vec<T>;
+    type Src<'a> = &'a [T];
+    type Dst<'a> = &'a mut [T];
+
+    fn name(&self) -> String {
+        format!("cpu ({} threads)", self.threads())
+    }
+
+    fn zeros(&self, len: usize) -> Result<Vec<T>> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).map_err(|_| Error::Backend(format!("out of memory allocating {len} elements")))?;
+        v.resize(len, T::zero());
+        Ok(v)
+    }
+    fn upload(&self, host: &[f32]) -> Result<Vec<T>> {
+        Ok(host.iter().map(|&x| T::of(x as f64)).collect())
+    }
+    fn write(&self, dst: &mut Vec<T>, offset: usize, host: &[f32]) -> Result<()> {
+        let end = offset.checked_add(host.len()).filter(|&e| e <= dst.len());
+        let end = end.ok_or_else(|| Error::invalid(format!("write of {} at {offset} past buffer of {}", host.len(), dst.len())))?;
+        for (d, &s) in dst[offset..end].iter_mut().zip(host) {
+            *d = T::of(s as f64);
+        }
+        Ok(())
+    }
+    fn read(&self, src: &Vec<T>, range: Range<usize>) -> Result<Vec<f32>> {
+        let s = src.get(range.clone()).ok_or_else(|| Error::invalid(format!("read {range:?} past buffer of {}", src.len())))?;
+        Ok(s.iter().map(|x| x.f64() as f32).collect())
+    }
+    fn len(&self, buf: &Vec<T>) -> usize {
+        buf.len()
+    }
+    fn src<'a>(&self, buf: &'a Vec<T>, range: Range<usize>) -> &'a [T] {
+        &buf[range]
+    }
+    fn dst<'a>(&self, buf: &'a mut Vec<T>, range: Range<usize>) -> &'a mut [T] {
+        &mut buf[range]
+    }
+    fn copy(&self, src: &[T], dst: &mut [T]) {
+        dst.copy_from_slice(src);
+    }
+    fn zero(&self, dst: &mut [T]) {
+        dst.fill(T::zero());
+    }
+    fn add_assign(&self, src: &[T], dst: &mut [T]) {
+        self.install(|| layout_ops::add_assign(src, dst));
+    }
+
+    fn linear_fwd(&self, x: &[T], wb: &[T], has_bias: bool, y: &mut [T], n: usize, i: usize, o: usize) {
+        self.install(|| linear::forward(x, wb, has_bias, y, n, i, o));
+    }
+    fn linear_bwd(&self, dy: &[T], x: &[T], wb: &[T], has_bias: bool, dx: Option<&mut [T]>, dwb: &mut [T], n: usize, i: usize, o: usize) {
+        self.install(|| linear::backward(dy, x, wb, has_bias, dx, dwb, n, i, o));
+    }
+
+    fn norm_mod_fwd(&self, kind: NormKind, x: &[T], ada: &[T], ada_stride: usize, shift_col: usize, scale_col: usize, y: &mut [T], stats: Option<&mut [T]>, b: usize, t: usize, d: usize) {
+        let m = norm::Modulation { ada, stride: ada_stride, shift_col, scale_col };
+        self.install(|| norm::forward(kind, x, &m, y, stats, b, t, d));
+    }
+    fn norm_mod_bwd(&self, kind: NormKind, dy: &[T], x: &[T], ada: &[T], ada_stride: usize, shift_col: usize, scale_col: usize, stats: &[T], dx: &mut [T], dada: &mut [T], b: usize, t: usize, d: usize) {
+        let m = norm::Modulation { ada, stride: ada_stride, shift_col, scale_col };
+        self.install(|| norm::backward(kind, dy, x, &m, stats, dx, dada, b, t, d));
+    }
+    fn gate_residual_fwd(&self, y: &[T], ada: &[T], ada_stride: usize, gate_col: usize, h: &mut [T], b: usize, t: usize, d: usize) {
+        self.install(|| norm::gate_residual_forward(y, ada, ada_stride, gate_col, h, b, t, d));
+    }
+    fn gate_residual_bwd(&self, dh: &[T], y: &[T], ada: &[T], ada_stride: usize, gate_col: usize, dy: &mut [T], dada: &mut [T], b: usize, t: usize, d: usize) {
+        self.install(|| norm::gate_residual_backward(dh, y, ada, ada_stride, gate_col, dy, dada, b, t, d));
+    }
+
+    fn attention_fwd(&self, qkv: &[T], rope_cos: &[T], rope_sin: &[T], out: &mut [T], cache: Option<&mut [T]>, dims: AttnDims) {
+        self.install(|| attention::forward(qkv, rope_cos, rope_sin, out, cache, dims));
+    }
+    fn attention_bwd(&self, dout: &[T], qkv: &[T], rope_cos: &[T], rope_sin: &[T], cache: &[T], dqkv: &mut [T], dims: AttnDims) {
+        self.install(|| attention::backward(dout, qkv, rope_cos, rope_sin, cache, dqkv, dims));
+    }
+
+    fn gelu_tanh_fwd(&self, x: &[T], y: &mut [T]) {
+        self.install(|| activation::gelu_tanh_forward(x, y));
+    }
+    fn gelu_tanh_bwd(&self, x: &[T], dy: &[T], dx: &mut [T]) {
+        self.install(|| activation::gelu_tanh_backward(x, dy, dx));
+    }
+    fn silu_fwd(&self, x: &[T], y: &mut [T]) {
+        self.install(|| activation::silu_forward(x, y));
+    }
+    fn silu_bwd(&self, x: &[T], dy: &[T], dx: &mut [T]) {
+        self.install(|| activation::silu_backward(x, dy, dx));
+    }
+    fn swiglu_fwd(&self, x12: &[T], y: &mut [T], n: usize, h: usize) {
+        self.install(|| activation::swiglu_forward(x12, y, n, h));
+    }
+    fn swiglu_bwd(&self, x12: &[T], dy: &[T], dx12: &mut [T], n: usize, h: usize) {
+        self.install(|| activation::swiglu_backward(x12, dy, dx12, n, h));
+    }
+
+    fn patchify(&self, x: &[T], out: &mut [T], b: usize, c: usize, side: usize, p: usize) {
+        layout_ops::patchify(x, out, b, c, side, p);
+    }
+    fn patchify_bwd(&self, dpatch: &[T], dx: &mut [T], b: usize, c: usize, side: usize, p: usize) {
+        layout_ops::patchify_bwd(dpatch, dx, b, c, side, p);
+    }
+    fn unpatchify(&self, tok: &[T], out: &mut [T], b: usize, c: usize, side: usize, p: usize) {
+        layout_ops::unpatchify(tok, out, b, c, side, p);
+    }
+    fn unpatchify_bwd(&self, dout: &[T], dtok: &mut [T], b: usize, c: usize, side: usize, p: usize) {
+        layout_ops::unpatchify_bwd(dout, dtok, b, c, side, p);
+    }
+    fn add_rows(&self, rows: &[T], x: &mut [T], b: usize, t: usize, d: usize) {
+        layout_ops::add_rows(rows, x, b, t, d);
+    }
+    fn embedding_fwd(&self, table: &[T], labels: &[usize], out: &mut [T], d: usize) {
+        layout_ops::embedding_fwd(table, labels, out, d);
+    }
+    fn embedding_bwd(&self, dout: &[T], labels: &[usize], dtable: &mut [T], d: usize) {
+        layout_ops::embedding_bwd(dout, labels, dtable, d);
+    }
+
+    fn adamw_step(&self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &OptimHp, step: u64) {
+        self.install(|| optim::adamw_step(p, g, m, v, hp, step));
+    }
+    fn radam_step(&self, p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &OptimHp, step: u64) {
+        self.install(|| optim::radam_step(p, g, m, v, hp, step));
+    }
+    fn ema(&self, src: &[T], dst: &mut [T], decay: f64) {
+        self.install(|| optim::ema(src, dst, decay));
+    }
+    fn sum_squares(&self, x: &[T]) -> f64 {
+        self.install(|| optim::sum_squares(x))
+    }
+    fn scale(&self, x: &mut [T], s: f64) {
+        self.install(|| optim::scale(x, s));
+    }
+    fn zero_non_finite(&self, x: &mut [T]) {
+        self.install(|| optim::zero_non_finite(x));
+    }
+}

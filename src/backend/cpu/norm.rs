@@ -1,0 +1,143 @@
+//! LayerNorm / RMSNorm (no affine, eps 1e-6) fused with adaLN modulation, and the gated
+//! residual `h += gate ⊙ y`, with their backward passes.
+
+use rayon::prelude::*;
+
+use super::Elem;
+use crate::backend::NormKind;
+
+/// The reference's norm epsilon.
+pub const NORM_EPS: f64 = 1e-6;
+
+/// Where a block's shift and scale live inside the adaLN output `ada` [B, stride].
+pub struct Modulation<'a, T> {
+    pub ada: &'a [T],
+    pub stride: usize,
+    pub shift_col: usize,
+    pub scale_col: usize,
+}
+
+impl<T: Elem> Modulation<'_, T> {
+    fn shift(&self, b: usize, d: usize) -> &[T] {
+        &self.ada[b * self.stride + self.shift_col..][..d]
+    }
+    fn scale(&self, b: usize, d: usize) -> &[T] {
+        &self.ada[b * self.stride + self.scale_col..][..d]
+    }
+}
+
+/// (mean, 1/σ) of one row.
+fn row_stats<T: Elem>(kind: NormKind, x: &[T]) -> (T, T) {
+    let d = T::of(x.len() as f64);
+    let eps = T::of(NORM_EPS);
+    match kind {
+        NormKind::LayerNorm => {
+            let mean = x.iter().copied().sum::<T>() / d;
+            let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / d;
+            (mean, T::one() / (var + eps).sqrt())
+        }
+        NormKind::RmsNorm => {
+            let ms = x.iter().map(|&v| v * v).sum::<T>() / d;
+            (T::zero(), T::one() / (ms + eps).sqrt())
+        }
+    }
+}
+
+/// y = norm(x)·(1 + scale[b]) + shift[b]; x, y: [B·T, D]; stats: [B·T, 2].
+#[allow(clippy::too_many_arguments)]
+pub fn forward<T: Elem>(kind: NormKind, x: &[T], m: &Modulation<T>, y: &mut [T], stats: Option<&mut [T]>, b: usize, t: usize, d: usize) {
+    let rows = b * t;
+    let body = |r: usize, yr: &mut [T]| -> (T, T) {
+        let xr = &x[r * d..(r + 1) * d];
+        let (mean, rstd) = row_stats(kind, xr);
+        let (sh, sc) = (m.shift(r / t, d), m.scale(r / t, d));
+        for j in 0..d {
+            yr[j] = (xr[j] - mean) * rstd * (T::one() + sc[j]) + sh[j];
+        }
+        (mean, rstd)
+    };
+    match stats {
+        Some(st) => y[..rows * d].par_chunks_mut(d).zip(st[..rows * 2].par_chunks_mut(2)).enumerate().for_each(|(r, (yr, s))| {
+            let (mean, rstd) = body(r, yr);
+            s[0] = mean;
+            s[1] = rstd;
+        }),
+        None => y[..rows * d].par_chunks_mut(d).enumerate().for_each(|(r, yr)| {
+            body(r, yr);
+        }),
+    }
+}
+
+/// Backward of [`forward`]: dx += ∂L/∂x; dada[shift], dada[scale] += per-sample sums.
+#[allow(clippy::too_many_arguments)]
+pub fn backward<T: Elem>(kind: NormKind, dy: &[T], x: &[T], m: &Modulation<T>, stats: &[T], dx: &mut [T], dada: &mut [T], b: usize, t: usize, d: usize) {
+    let rows = b * t;
+    let inv_d = T::of(1.0 / d as f64);
+    dx[..rows * d].par_chunks_mut(d).enumerate().for_each(|(r, dxr)| {
+        let (xr, dyr) = (&x[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
+        let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
+        let sc = m.scale(r / t, d);
+        let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
+        for j in 0..d {
+            let g = dyr[j] * (T::one() + sc[j]);
+            let xh = (xr[j] - mean) * rstd;
+            sum_g = sum_g + g;
+            sum_gx = sum_gx + g * xh;
+        }
+        let mean_g = if kind == NormKind::LayerNorm { sum_g * inv_d } else { T::zero() };
+        let mean_gx = sum_gx * inv_d;
+        for j in 0..d {
+            let g = dyr[j] * (T::one() + sc[j]);
+            let xh = (xr[j] - mean) * rstd;
+            dxr[j] = dxr[j] + rstd * (g - mean_g - xh * mean_gx);
+        }
+    });
+    // Per-sample shift/scale gradients: sum over tokens in order, split by sample.
+    let stride = m.stride;
+    dada.par_chunks_mut(stride).take(b).enumerate().for_each(|(bi, da)| {
+        for ti in 0..t {
+            let r = bi * t + ti;
+            let (xr, dyr) = (&x[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
+            let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
+            for j in 0..d {
+                let xh = (xr[j] - mean) * rstd;
+                da[m.shift_col + j] = da[m.shift_col + j] + dyr[j];
+                da[m.scale_col + j] = da[m.scale_col + j] + dyr[j] * xh;
+            }
+        }
+    });
+}
+
+/// h[b, t, :] += gate[b] ⊙ y[b, t, :]; y, h: [B·T, D]; ada: [B, stride].
+#[allow(clippy::too_many_arguments)]
+pub fn gate_residual_forward<T: Elem>(y: &[T], ada: &[T], stride: usize, gate_col: usize, h: &mut [T], b: usize, t: usize, d: usize) {
+    h[..b * t * d].par_chunks_mut(d).enumerate().for_each(|(r, hr)| {
+        let g = &ada[(r / t) * stride + gate_col..][..d];
+        let yr = &y[r * d..(r + 1) * d];
+        for j in 0..d {
+            hr[j] = hr[j] + g[j] * yr[j];
+        }
+    });
+}
+
+/// dy = gate ⊙ dh (assign); dada[gate] += Σₜ dh ⊙ y.
+#[allow(clippy::too_many_arguments)]
+pub fn gate_residual_backward<T: Elem>(dh: &[T], y: &[T], ada: &[T], stride: usize, gate_col: usize, dy: &mut [T], dada: &mut [T], b: usize, t: usize, d: usize) {
+    dy[..b * t * d].par_chunks_mut(d).enumerate().for_each(|(r, dyr)| {
+        let g = &ada[(r / t) * stride + gate_col..][..d];
+        let dhr = &dh[r * d..(r + 1) * d];
+        for j in 0..d {
+            dyr[j] = g[j] * dhr[j];
+        }
+    });
+    dada.par_chunks_mut(stride).take(b).enumerate().for_each(|(bi, da)| {
+        let dg = &mut da[gate_col..gate_col + d];
+        for ti in 0..t {
+            let r = bi * t + ti;
+            let (dhr, yr) = (&dh[r * d..(r + 1) * d], &y[r * d..(r + 1) * d]);
+            for j in 0..d {
+                dg[j] = dg[j] + dhr[j] * yr[j];
+            }
+        }
+    });
+}

@@ -1,0 +1,191 @@
+//! The compute backend: the DiT-level op list that the model's forward and backward
+//! passes are written against, once. CPU (`cpu/`) and CUDA implement the same ops; the
+//! model, the sampler and the trainer never know which one runs.
+//!
+//! Conventions for every op:
+//! * Buffers are flat, row-major, contiguous. `Src`/`Dst` are views into them (plain
+//!   slices on the CPU). Shapes are given as sizes and documented per argument.
+//! * "assign" outputs are overwritten; "accumulate" outputs get `+=` (parameter
+//!   gradients, and activation gradients with several consumers).
+//! * Work is split by output rows, never along a reduction, so results are
+//!   bit-identical for any thread count.
+//! * A Linear's parameters are one view `[weight (out×in) | bias (out)]`, as laid out by
+//!   [`crate::layout::ParamLayout`]; its gradient is the matching view of the gradient
+//!   buffer.
+
+pub mod cpu;
+
+use std::ops::Range;
+
+use crate::error::Result;
+
+/// Which normalisation a block uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NormKind {
+    /// LayerNorm without affine parameters, eps 1e-6 (SiT).
+    LayerNorm,
+    /// Parameter-free RMSNorm, eps 1e-6 (TiT).
+    RmsNorm,
+}
+
+/// Per-op sizes of an attention call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AttnDims {
+    /// Batch B.
+    pub batch: usize,
+    /// Tokens per image T.
+    pub tokens: usize,
+    /// Heads H.
+    pub heads: usize,
+    /// Head width d_h (D = H·d_h).
+    pub head_dim: usize,
+    /// TiT: parameter-free RMSNorm on each head's q and k before RoPE.
+    pub qk_norm: bool,
+    /// TiT: 2-D RoPE on q and k (needs the cos/sin tables).
+    pub rope: bool,
+}
+
+impl AttnDims {
+    /// Hidden width D = H·d_h.
+    pub fn hidden(&self) -> usize {
+        self.heads * self.head_dim
+    }
+    /// Elements of the cache `attention_fwd` fills for `attention_bwd`:
+    /// final q and k [B·T, 2D], inverse RMS of q and k [B·T·H·2], probabilities [B·H·T·T].
+    pub fn cache_len(&self) -> usize {
+        let bt = self.batch * self.tokens;
+        bt * 2 * self.hidden() + bt * self.heads * 2 + self.batch * self.heads * self.tokens * self.tokens
+    }
+}
+
+/// Hyper-parameters of one optimizer update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OptimHp {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+}
+
+/// The op list. `Elem` is the element type of device buffers (f32 for the real
+/// backends; the CPU backend also runs in f64 for finite-difference gradient checks).
+pub trait Backend: Send + Sync {
+    /// A device buffer.
+    type Buf: Send + Sync;
+    /// A read-only view of part of a buffer.
+    type Src<'a>
+    where
+        Self: 'a;
+    /// A writable view of part of a buffer.
+    type Dst<'a>
+    where
+        Self: 'a;
+
+    /// Short name ("cpu", "cuda").
+    fn name(&self) -> String;
+
+    // ---------------------------------------------------------------- memory
+    /// A zero-filled buffer of `len` elements.
+    fn zeros(&self, len: usize) -> Result<Self::Buf>;
+    /// A buffer holding `host` (converted to the element type).
+    fn upload(&self, host: &[f32]) -> Result<Self::Buf>;
+    /// Writes `host` into `dst[offset..offset + host.len()]`.
+    fn write(&self, dst: &mut Self::Buf, offset: usize, host: &[f32]) -> Result<()>;
+    /// Reads `src[range]` back to the host as f32.
+    fn read(&self, src: &Self::Buf, range: Range<usize>) -> Result<Vec<f32>>;
+    /// Number of elements in a buffer.
+    fn len(&self, buf: &Self::Buf) -> usize;
+    /// A read-only view `buf[range]`.
+    fn src<'a>(&self, buf: &'a Self::Buf, range: Range<usize>) -> Self::Src<'a>;
+    /// A writable view `buf[range]`.
+    fn dst<'a>(&self, buf: &'a mut Self::Buf, range: Range<usize>) -> Self::Dst<'a>;
+    /// `dst = src` (same length).
+    fn copy(&self, src: Self::Src<'_>, dst: Self::Dst<'_>);
+    /// `dst = 0`.
+    fn zero(&self, dst: Self::Dst<'_>);
+    /// `dst += src` elementwise (same length).
+    fn add_assign(&self, src: Self::Src<'_>, dst: Self::Dst<'_>);
+
+    // ---------------------------------------------------------------- linear algebra
+    /// y[n, o] = x[n, i] · W[o, i]ᵀ + b[o]; `wb` = [W | b], `has_bias` says if b is present.
+    fn linear_fwd(&self, x: Self::Src<'_>, wb: Self::Src<'_>, has_bias: bool, y: Self::Dst<'_>, n: usize, i: usize, o: usize);
+    /// Backward of `linear_fwd`: dx[n, i] = dy · W (assign, skipped if `dx` is None);
+    /// dW[o, i] += dyᵀ · x and db[o] += Σₙ dy (accumulate into `dwb` = [dW | db]).
+    #[allow(clippy::too_many_arguments)]
+    fn linear_bwd(&self, dy: Self::Src<'_>, x: Self::Src<'_>, wb: Self::Src<'_>, has_bias: bool, dx: Option<Self::Dst<'_>>, dwb: Self::Dst<'_>, n: usize, i: usize, o: usize);
+
+    // ---------------------------------------------------------------- norms + adaLN
+    /// y[b, t, :] = norm(x[b, t, :]) ⊙ (1 + ada[b, scale_col..+D]) + ada[b, shift_col..+D].
+    /// x, y: [B·T, D]; ada: [B, ada_stride]; stats (saved for backward, may be None):
+    /// [B·T, 2] = (mean, 1/σ) for LayerNorm, (0, 1/rms) for RMSNorm.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_mod_fwd(&self, kind: NormKind, x: Self::Src<'_>, ada: Self::Src<'_>, ada_stride: usize, shift_col: usize, scale_col: usize, y: Self::Dst<'_>, stats: Option<Self::Dst<'_>>, b: usize, t: usize, d: usize);
+    /// Backward of `norm_mod_fwd`: dx [B·T, D] accumulate; dada [B, ada_stride]
+    /// accumulate at the shift and scale columns.
+    #[allow(clippy::too_many_arguments)]
+    fn norm_mod_bwd(&self, kind: NormKind, dy: Self::Src<'_>, x: Self::Src<'_>, ada: Self::Src<'_>, ada_stride: usize, shift_col: usize, scale_col: usize, stats: Self::Src<'_>, dx: Self::Dst<'_>, dada: Self::Dst<'_>, b: usize, t: usize, d: usize);
+    /// h[b, t, :] += ada[b, gate_col..+D] ⊙ y[b, t, :]. h, y: [B·T, D]; ada: [B, ada_stride].
+    #[allow(clippy::too_many_arguments)]
+    fn gate_residual_fwd(&self, y: Self::Src<'_>, ada: Self::Src<'_>, ada_stride: usize, gate_col: usize, h: Self::Dst<'_>, b: usize, t: usize, d: usize);
+    /// Backward of `gate_residual_fwd`: dy = gate ⊙ dh (assign);
+    /// dada[b, gate_col..+D] += Σₜ dh ⊙ y (accumulate).
+    #[allow(clippy::too_many_arguments)]
+    fn gate_residual_bwd(&self, dh: Self::Src<'_>, y: Self::Src<'_>, ada: Self::Src<'_>, ada_stride: usize, gate_col: usize, dy: Self::Dst<'_>, dada: Self::Dst<'_>, b: usize, t: usize, d: usize);
+
+    // ---------------------------------------------------------------- attention
+    /// Multi-head attention. qkv: [B·T, 3D] laid out (3, H, d_h) per row; out: [B·T, D]
+    /// (head h in columns h·d_h..); rope_cos, rope_sin: [T, d_h] (ignored unless
+    /// `dims.rope`); cache: [`AttnDims::cache_len`] for the backward, or None (inference).
+    fn attention_fwd(&self, qkv: Self::Src<'_>, rope_cos: Self::Src<'_>, rope_sin: Self::Src<'_>, out: Self::Dst<'_>, cache: Option<Self::Dst<'_>>, dims: AttnDims);
+    /// Backward of `attention_fwd`: dqkv [B·T, 3D] assign.
+    #[allow(clippy::too_many_arguments)]
+    fn attention_bwd(&self, dout: Self::Src<'_>, qkv: Self::Src<'_>, rope_cos: Self::Src<'_>, rope_sin: Self::Src<'_>, cache: Self::Src<'_>, dqkv: Self::Dst<'_>, dims: AttnDims);
+
+    // ---------------------------------------------------------------- activations
+    /// y = GELU(x) with the tanh approximation (same length).
+    fn gelu_tanh_fwd(&self, x: Self::Src<'_>, y: Self::Dst<'_>);
+    /// dx = GELU'(x) ⊙ dy (assign).
+    fn gelu_tanh_bwd(&self, x: Self::Src<'_>, dy: Self::Src<'_>, dx: Self::Dst<'_>);
+    /// y = x·sigmoid(x).
+    fn silu_fwd(&self, x: Self::Src<'_>, y: Self::Dst<'_>);
+    /// dx = SiLU'(x) ⊙ dy (assign).
+    fn silu_bwd(&self, x: Self::Src<'_>, dy: Self::Src<'_>, dx: Self::Dst<'_>);
+    /// SwiGLU: x12 [N, 2h] = [x1 | x2] per row → y [N, h] = SiLU(x1) ⊙ x2.
+    fn swiglu_fwd(&self, x12: Self::Src<'_>, y: Self::Dst<'_>, n: usize, h: usize);
+    /// Backward of `swiglu_fwd`: dx12 [N, 2h] assign.
+    fn swiglu_bwd(&self, x12: Self::Src<'_>, dy: Self::Src<'_>, dx12: Self::Dst<'_>, n: usize, h: usize);
+
+    // ---------------------------------------------------------------- layout ops
+    /// Image → patch rows. x: [B, C, H, W]; out: [B·T, C·p·p] in (c, row, col) order.
+    #[allow(clippy::too_many_arguments)]
+    fn patchify(&self, x: Self::Src<'_>, out: Self::Dst<'_>, b: usize, c: usize, side: usize, p: usize);
+    /// Adjoint of `patchify` (assign): dpatch [B·T, C·p·p] → dx [B, C, H, W].
+    fn patchify_bwd(&self, dpatch: Self::Src<'_>, dx: Self::Dst<'_>, b: usize, c: usize, side: usize, p: usize);
+    /// Token outputs → image. tok: [B·T, p·p·C] in (row, col, c) order; out: [B, C, H, W].
+    fn unpatchify(&self, tok: Self::Src<'_>, out: Self::Dst<'_>, b: usize, c: usize, side: usize, p: usize);
+    /// Adjoint of `unpatchify` (assign): dout [B, C, H, W] → dtok [B·T, p·p·C].
+    fn unpatchify_bwd(&self, dout: Self::Src<'_>, dtok: Self::Dst<'_>, b: usize, c: usize, side: usize, p: usize);
+    /// x[b·T + t, :] += rows[t, :] for every b. x: [B·T, D]; rows: [T, D].
+    fn add_rows(&self, rows: Self::Src<'_>, x: Self::Dst<'_>, b: usize, t: usize, d: usize);
+    /// out[b, :] = table[labels[b], :] (assign). table: [K+1, D]; out: [B, D].
+    fn embedding_fwd(&self, table: Self::Src<'_>, labels: &[usize], out: Self::Dst<'_>, d: usize);
+    /// dtable[labels[b], :] += dout[b, :], in batch order (deterministic).
+    fn embedding_bwd(&self, dout: Self::Src<'_>, labels: &[usize], dtable: Self::Dst<'_>, d: usize);
+
+    // ---------------------------------------------------------------- optimizer
+    /// The reference's AdamW (optimers/adamw.py) at step `step` (1-based):
+    /// m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
+    /// p ← p − lr·√(1−β₂ᵏ)/(1−β₁ᵏ)·(m/(√v + eps) + wd·p).
+    fn adamw_step(&self, p: Self::Dst<'_>, g: Self::Src<'_>, m: Self::Dst<'_>, v: Self::Dst<'_>, hp: &OptimHp, step: u64);
+    /// torch.optim.RAdam (decoupled_weight_decay = False) at step `step` (1-based).
+    fn radam_step(&self, p: Self::Dst<'_>, g: Self::Src<'_>, m: Self::Dst<'_>, v: Self::Dst<'_>, hp: &OptimHp, step: u64);
+    /// dst ← decay·dst + (1 − decay)·src.
+    fn ema(&self, src: Self::Src<'_>, dst: Self::Dst<'_>, decay: f64);
+    /// Σ x² in f64 (deterministic order).
+    fn sum_squares(&self, x: Self::Src<'_>) -> f64;
+    /// x ← s·x.
+    fn scale(&self, x: Self::Dst<'_>, s: f64);
+    /// NaN and ±inf → 0 (torch.nan_to_num with nan=0, posinf=0, neginf=0 as the reference uses).
+    fn zero_non_finite(&self, x: Self::Dst<'_>);
+}

@@ -1,0 +1,2 @@
+//! The `ucgm` command-line tool. (Being written.)
+fn main() {}

@@ -1,0 +1,30 @@
+//! # ucgm
+//!
+//! A compact engine that trains and samples diffusion transformers with *Unified
+//! Continuous Generative Models* (UCGM, arXiv 2505.07447): one trainer (UCGM-T) and one
+//! sampler (UCGM-S) covering diffusion, flow matching and few-step consistency models.
+//!
+//! * [`model`] — SiT and TiT networks, written once over the [`backend::Backend`] trait,
+//!   with hand-written forward and backward passes and safetensors weights.
+//! * [`backend`] — the op list; `cpu` (ndarray-free flat buffers, rayon, matrixmultiply).
+//! * [`rng`] — portable seeded noise.
+//!
+//! Tensors are float32, NCHW, contiguous; lengths are in elements.
+
+pub mod backend;
+pub mod control;
+pub mod denoiser;
+pub mod error;
+pub mod layout;
+pub mod model;
+pub mod rng;
+pub mod tensor_file;
+
+pub use backend::cpu::CpuBackend;
+pub use backend::Backend;
+pub use denoiser::Denoiser;
+pub use error::{Error, Result};
+pub use layout::ParamLayout;
+pub use model::config::{Arch, ModelConfig};
+pub use model::Model;
+pub use rng::Rng;

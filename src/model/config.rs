@@ -1,0 +1,180 @@
+//! Network configuration: the two families (SiT, TiT), the named sizes S/B/L/XL with
+//! patch 1/2/4, and any custom shape. Derived sizes (tokens, head dim, MLP width) are
+//! computed here and nowhere else.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Network family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Arch {
+    /// Plain DiT with continuous time: LayerNorm (no affine), GELU-tanh MLP, no RoPE.
+    Sit,
+    /// UCGM's TiT: RMSNorm, qk-norm, 2-D RoPE, SwiGLU MLP.
+    Tit,
+}
+
+impl Arch {
+    /// Reference name prefix ("SiT" / "TiT").
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Sit => "SiT",
+            Arch::Tit => "TiT",
+        }
+    }
+}
+
+/// Complete description of a network's shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelConfig {
+    pub arch: Arch,
+    /// Spatial side of the (square) input, e.g. 32 for a 4×32×32 latent.
+    pub input_size: usize,
+    /// Input (= output) channels.
+    pub in_channels: usize,
+    /// Patch side p.
+    pub patch: usize,
+    /// Hidden width D.
+    pub hidden: usize,
+    /// Number of transformer blocks.
+    pub depth: usize,
+    /// Attention heads (D must be divisible by it).
+    pub heads: usize,
+    /// Number of classes K; the label table has K + 1 rows (row K = null class).
+    pub num_classes: usize,
+}
+
+impl ModelConfig {
+    /// A named size: `S`, `B`, `L`, `XL` (case-insensitive), with patch 1, 2 or 4.
+    pub fn named(arch: Arch, size: &str, patch: usize, input_size: usize, in_channels: usize, num_classes: usize) -> Result<Self> {
+        let (depth, hidden, heads) = match size.to_ascii_uppercase().as_str() {
+            "S" => (12, 384, 6),
+            "B" => (12, 768, 12),
+            "L" => (24, 1024, 16),
+            "XL" => (28, 1152, 16),
+            other => return Err(Error::invalid(format!("unknown model size {other:?} (expected S, B, L or XL)"))),
+        };
+        if ![1, 2, 4].contains(&patch) {
+            return Err(Error::invalid(format!("named sizes use patch 1, 2 or 4, got {patch}")));
+        }
+        let cfg = ModelConfig { arch, input_size, in_channels, patch, hidden, depth, heads, num_classes };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a reference model name such as `TiT-XL/2` or `SiT-S/2`.
+    pub fn from_name(name: &str, input_size: usize, in_channels: usize, num_classes: usize) -> Result<Self> {
+        let bad = || Error::invalid(format!("model name {name:?}: expected e.g. TiT-XL/2 or SiT-S/2"));
+        let (fam, rest) = name.split_once('-').ok_or_else(bad)?;
+        let (size, patch) = rest.split_once('/').ok_or_else(bad)?;
+        let arch = match fam.to_ascii_lowercase().as_str() {
+            "sit" => Arch::Sit,
+            "tit" => Arch::Tit,
+            _ => return Err(bad()),
+        };
+        let patch: usize = patch.parse().map_err(|_| bad())?;
+        Self::named(arch, size, patch, input_size, in_channels, num_classes)
+    }
+
+    /// The tiny network of the reference tensors: 4×8×8 input, patch 2, D 64, depth 2,
+    /// 4 heads, 10 classes.
+    pub fn reference_tiny(arch: Arch) -> Self {
+        ModelConfig { arch, input_size: 8, in_channels: 4, patch: 2, hidden: 64, depth: 2, heads: 4, num_classes: 10 }
+    }
+
+    /// Checks every shape constraint, with a message naming the violated one.
+    pub fn validate(&self) -> Result<()> {
+        let fail = |m: String| Err(Error::invalid(m));
+        if self.input_size == 0 || self.in_channels == 0 || self.patch == 0 || self.hidden == 0 || self.depth == 0 || self.heads == 0 {
+            return fail(format!("model config has a zero size: {self:?}"));
+        }
+        if self.num_classes == 0 {
+            return fail("num_classes must be at least 1".into());
+        }
+        if self.input_size % self.patch != 0 {
+            return fail(format!("input size {} is not divisible by patch {}", self.input_size, self.patch));
+        }
+        if self.hidden % self.heads != 0 {
+            return fail(format!("hidden {} is not divisible by heads {}", self.hidden, self.heads));
+        }
+        if self.hidden % 4 != 0 {
+            return fail(format!("hidden {} must be divisible by 4 (2-D sin-cos position embedding)", self.hidden));
+        }
+        if self.arch == Arch::Tit && self.head_dim() % 4 != 0 {
+            return fail(format!("TiT head dim {} must be divisible by 4 (2-D RoPE)", self.head_dim()));
+        }
+        let big = 1usize << 20;
+        if self.input_size > 4096 || self.in_channels > 4096 || self.hidden > big || self.depth > 1024 || self.num_classes > big {
+            return fail(format!("model config is implausibly large: {self:?}"));
+        }
+        Ok(())
+    }
+
+    /// Tokens per side, L = input_size / patch.
+    pub fn grid(&self) -> usize {
+        self.input_size / self.patch
+    }
+    /// Tokens per image, T = L².
+    pub fn tokens(&self) -> usize {
+        self.grid() * self.grid()
+    }
+    /// Per-head width d_h = D / H.
+    pub fn head_dim(&self) -> usize {
+        self.hidden / self.heads
+    }
+    /// MLP hidden width: 4D for SiT, int(2/3·4D) for TiT's SwiGLU.
+    pub fn mlp_hidden(&self) -> usize {
+        match self.arch {
+            Arch::Sit => 4 * self.hidden,
+            Arch::Tit => (2.0 / 3.0 * (4 * self.hidden) as f64) as usize,
+        }
+    }
+    /// Values per token in a patch: C·p².
+    pub fn patch_dim(&self) -> usize {
+        self.in_channels * self.patch * self.patch
+    }
+    /// Elements of one image, C·H·W.
+    pub fn image_len(&self) -> usize {
+        self.in_channels * self.input_size * self.input_size
+    }
+    /// Whether the class embedding is added to the conditioning (TiT needs K ≥ 2).
+    pub fn uses_labels(&self) -> bool {
+        match self.arch {
+            Arch::Sit => true,
+            Arch::Tit => self.num_classes >= 2,
+        }
+    }
+    /// Counted FLOPs of one forward pass per image (matrix products and attention).
+    pub fn forward_flops(&self) -> f64 {
+        let (d, t) = (self.hidden as f64, self.tokens() as f64);
+        let mlp = self.mlp_hidden() as f64;
+        let mlp_in = match self.arch {
+            Arch::Sit => mlp,
+            Arch::Tit => 2.0 * mlp,
+        };
+        let per_block = 2.0 * t * (3.0 * d * d + d * d + d * mlp_in + mlp * d) + 4.0 * t * t * d + 2.0 * 6.0 * d * d;
+        let embed = 2.0 * t * d * self.patch_dim() as f64 + 2.0 * t * d * self.patch_dim() as f64 + 2.0 * (256.0 * d + d * d) + 2.0 * 2.0 * d * d;
+        per_block * self.depth as f64 + embed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_sizes_and_derived_values() {
+        let s2 = ModelConfig::from_name("SiT-S/2", 32, 4, 1000).unwrap();
+        assert_eq!((s2.depth, s2.hidden, s2.heads, s2.tokens()), (12, 384, 6, 256));
+        let t = ModelConfig::from_name("TiT-XL/2", 32, 4, 1000).unwrap();
+        assert_eq!(t.mlp_hidden(), 3072);
+        assert_eq!(ModelConfig::from_name("TiT-L/2", 32, 4, 1000).unwrap().mlp_hidden(), 2730);
+        assert_eq!(ModelConfig::reference_tiny(Arch::Tit).mlp_hidden(), 170);
+        assert!(ModelConfig::from_name("TiT-M/2", 32, 4, 10).is_err());
+        assert!(ModelConfig::from_name("TiT-S/3", 32, 4, 10).is_err());
+        // DiT-S/2 forward ≈ 12.1 GFLOP (design card).
+        let g = s2.forward_flops() / 1e9;
+        assert!((g - 12.1).abs() < 0.3, "{g}");
+    }
+}
