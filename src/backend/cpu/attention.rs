@@ -28,7 +28,11 @@ struct CacheLayout {
 fn cache_layout(dm: &AttnDims) -> CacheLayout {
     let bt = dm.batch * dm.tokens;
     let rms = bt * 2 * dm.hidden();
-    CacheLayout { qk: 0, rms, probs: rms + bt * dm.heads * 2 }
+    CacheLayout {
+        qk: 0,
+        rms,
+        probs: rms + bt * dm.heads * 2,
+    }
 }
 
 /// Applies RoPE to one head row in place: (a, b) ↦ (a·cos − b·sin, b·cos + a·sin).

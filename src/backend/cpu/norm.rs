@@ -57,11 +57,15 @@ pub fn forward<T: Elem>(kind: NormKind, x: &[T], m: &Modulation<T>, y: &mut [T],
         (mean, rstd)
     };
     match stats {
-        Some(st) => y[..rows * d].par_chunks_mut(d).zip(st[..rows * 2].par_chunks_mut(2)).enumerate().for_each(|(r, (yr, s))| {
-            let (mean, rstd) = body(r, yr);
-            s[0] = mean;
-            s[1] = rstd;
-        }),
+        Some(st) => y[..rows * d]
+            .par_chunks_mut(d)
+            .zip(st[..rows * 2].par_chunks_mut(2))
+            .enumerate()
+            .for_each(|(r, (yr, s))| {
+                let (mean, rstd) = body(r, yr);
+                s[0] = mean;
+                s[1] = rstd;
+            }),
         None => y[..rows * d].par_chunks_mut(d).enumerate().for_each(|(r, yr)| {
             body(r, yr);
         }),
@@ -122,7 +126,18 @@ pub fn gate_residual_forward<T: Elem>(y: &[T], ada: &[T], stride: usize, gate_co
 
 /// dy = gate ⊙ dh (assign); dada[gate] += Σₜ dh ⊙ y.
 #[allow(clippy::too_many_arguments)]
-pub fn gate_residual_backward<T: Elem>(dh: &[T], y: &[T], ada: &[T], stride: usize, gate_col: usize, dy: &mut [T], dada: &mut [T], b: usize, t: usize, d: usize) {
+pub fn gate_residual_backward<T: Elem>(
+    dh: &[T],
+    y: &[T],
+    ada: &[T],
+    stride: usize,
+    gate_col: usize,
+    dy: &mut [T],
+    dada: &mut [T],
+    b: usize,
+    t: usize,
+    d: usize,
+) {
     dy[..b * t * d].par_chunks_mut(d).enumerate().for_each(|(r, dyr)| {
         let g = &ada[(r / t) * stride + gate_col..][..d];
         let dhr = &dh[r * d..(r + 1) * d];
