@@ -166,16 +166,14 @@ impl<B: Backend + Clone> Model<B> {
         Ok(())
     }
 
-    /// Validates inputs, uploads them and (re)allocates the workspace. Returns the batch.
-    fn stage(&mut self, x: &[f32], t: &[f32], labels: &[usize], out_len: usize, train: bool) -> Result<usize> {
+    /// Validates t and labels, (re)allocates the workspace for the batch and uploads
+    /// the timestep features. Returns the batch size.
+    fn prepare(&mut self, t: &[f32], labels: &[usize], train: bool) -> Result<usize> {
         let b = t.len();
         if b == 0 {
             return Err(Error::invalid("batch is empty (t has length 0)"));
         }
-        check_len("x", x.len(), b * self.cfg.image_len())?;
         check_len("labels", labels.len(), b)?;
-        check_len("out", out_len, b * self.cfg.image_len())?;
-        check_finite("x", x)?;
         check_finite("t", t)?;
         if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l > self.cfg.num_classes) {
             return Err(Error::invalid(format!(
@@ -183,71 +181,96 @@ impl<B: Backend + Clone> Model<B> {
                 self.cfg.num_classes, self.cfg.num_classes
             )));
         }
+        self.train_labels = None;
         let fits = matches!(&self.acts, Some(a) if a.batch == b && a.train == train);
         if !fits {
             self.acts = None; // free first: peak memory is one workspace
             self.acts = Some(Acts::new(&self.backend, &self.cfg, b, train)?);
         }
         let acts = self.acts.as_mut().expect("acts");
-        self.backend.write(&mut acts.img, 0, x)?;
         self.backend.write(&mut acts.tfeat, 0, &embed::timestep_features(t))?;
         Ok(b)
     }
 
-    fn run_forward(&mut self, external: Option<&B::Buf>, labels: &[usize], out: &mut [f32]) -> Result<()> {
+    /// Runs the network on the staged input (`acts.img`) and returns the output buffer.
+    fn run(&mut self, external: Option<&B::Buf>, labels: &[usize], train: bool) {
         let params = external.unwrap_or(&self.params);
         let acts = self.acts.as_mut().expect("staged");
         network::forward(&self.backend, &self.cfg, &self.ranges, params, &self.fixed, acts, labels);
-        let v = self.backend.read(&acts.out, 0..out.len())?;
+        if train {
+            self.train_labels = Some(labels.to_vec());
+        }
+    }
+
+    fn host_forward(&mut self, external: Option<&B::Buf>, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32], train: bool) -> Result<()> {
+        let b = self.prepare(t, labels, train)?;
+        check_len("x", x.len(), b * self.cfg.image_len())?;
+        check_len("out", out.len(), b * self.cfg.image_len())?;
+        check_finite("x", x)?;
+        let acts = self.acts.as_mut().expect("acts");
+        self.backend.write(&mut acts.img, 0, x)?;
+        self.run(external, labels, train);
+        let v = self.backend.read(&self.acts.as_ref().expect("acts").out, 0..out.len())?;
         out.copy_from_slice(&v);
         Ok(())
     }
 
     /// Inference: out = F(x, t, labels). x, out: [B, C, H, W]; t: [B]; labels: [B] in 0..=K.
     pub fn forward(&mut self, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
-        self.train_labels = None;
-        self.stage(x, t, labels, out.len(), false)?;
-        self.run_forward(None, labels, out)
+        self.host_forward(None, x, t, labels, out, false)
     }
 
     /// Inference with another parameter buffer of the same layout (an EMA or teacher copy).
     pub fn forward_with(&mut self, params: &B::Buf, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
         check_len("parameter buffer", self.backend.len(params), self.layout.total())?;
-        self.train_labels = None;
-        self.stage(x, t, labels, out.len(), false)?;
-        self.run_forward(Some(params), labels, out)
+        self.host_forward(Some(params), x, t, labels, out, false)
     }
 
     /// Training forward: like [`Model::forward`] but keeps every activation for
     /// [`Model::backward`].
     pub fn forward_train(&mut self, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
-        self.train_labels = None;
-        self.stage(x, t, labels, out.len(), true)?;
-        self.run_forward(None, labels, out)?;
-        self.train_labels = Some(labels.to_vec());
-        Ok(())
+        self.host_forward(None, x, t, labels, out, true)
     }
 
-    /// Backward of the last [`Model::forward_train`]: parameter gradients += ∂L/∂θ for
-    /// dout = ∂L/∂F [B, C, H, W]; if `dx` is given it receives ∂L/∂x [B, C, H, W].
-    pub fn backward(&mut self, dout: &[f32], dx: Option<&mut [f32]>) -> Result<()> {
+    /// Forward on a device-resident input x [B, C, H, W]; returns the device output
+    /// [B, C, H, W]. `train` keeps the activations for [`Model::backward_device`].
+    pub fn forward_device(&mut self, x: &B::Buf, t: &[f32], labels: &[usize], train: bool) -> Result<&B::Buf> {
+        let b = self.prepare(t, labels, train)?;
+        let n = b * self.cfg.image_len();
+        check_len("x", self.backend.len(x), n)?;
+        let acts = self.acts.as_mut().expect("acts");
+        self.backend.copy(self.backend.src(x, 0..n), self.backend.dst(&mut acts.img, 0..n));
+        self.run(None, labels, train);
+        Ok(&self.acts.as_ref().expect("acts").out)
+    }
+
+    /// Backward of the last training forward for a device-resident dout = ∂L/∂F
+    /// [B, C, H, W]: parameter gradients +=; with `want_dx`, returns ∂L/∂x [B, C, H, W].
+    pub fn backward_device(&mut self, dout: &B::Buf, want_dx: bool) -> Result<Option<&B::Buf>> {
         let labels = self
             .train_labels
             .clone()
-            .ok_or_else(|| Error::invalid("backward needs a forward_train first (parameters or inputs changed since)"))?;
-        let b = labels.len();
-        check_len("dout", dout.len(), b * self.cfg.image_len())?;
-        if let Some(dx) = dx.as_ref() {
-            check_len("dx", dx.len(), b * self.cfg.image_len())?;
-        }
-        check_finite("dout", dout)?;
+            .ok_or_else(|| Error::invalid("backward needs a training forward first (parameters or inputs changed since)"))?;
+        let n = labels.len() * self.cfg.image_len();
+        check_len("dout", self.backend.len(dout), n)?;
+        self.ensure_scratch(labels.len())?;
+        let g = self.scratch.as_mut().expect("scratch");
+        self.backend.copy(self.backend.src(dout, 0..n), self.backend.dst(&mut g.dout, 0..n));
+        self.run_backward(&labels, want_dx);
+        Ok(if want_dx { Some(&self.scratch.as_ref().expect("scratch").dimg) } else { None })
+    }
+
+    fn ensure_scratch(&mut self, b: usize) -> Result<()> {
         self.ensure_grads()?;
         if !matches!(&self.scratch, Some(s) if s.batch == b) {
             self.scratch = None;
             self.scratch = Some(GradScratch::new(&self.backend, &self.cfg, b)?);
         }
+        Ok(())
+    }
+
+    fn run_backward(&mut self, labels: &[usize], want_dx: bool) {
         let g = self.scratch.as_mut().expect("scratch");
-        self.backend.write(&mut g.dout, 0, dout)?;
         let acts = self.acts.as_ref().expect("acts");
         let grads = self.grads.as_mut().expect("grads");
         network::backward(
@@ -257,13 +280,32 @@ impl<B: Backend + Clone> Model<B> {
             &self.params,
             &self.fixed,
             acts,
-            &labels,
+            labels,
             grads,
             g,
-            dx.is_some(),
+            want_dx,
         );
+    }
+
+    /// Backward of the last [`Model::forward_train`]: parameter gradients += ∂L/∂θ for
+    /// dout = ∂L/∂F [B, C, H, W]; if `dx` is given it receives ∂L/∂x [B, C, H, W].
+    pub fn backward(&mut self, dout: &[f32], dx: Option<&mut [f32]>) -> Result<()> {
+        let labels = self
+            .train_labels
+            .clone()
+            .ok_or_else(|| Error::invalid("backward needs a forward_train first (parameters or inputs changed since)"))?;
+        let n = labels.len() * self.cfg.image_len();
+        check_len("dout", dout.len(), n)?;
+        if let Some(dx) = dx.as_ref() {
+            check_len("dx", dx.len(), n)?;
+        }
+        check_finite("dout", dout)?;
+        self.ensure_scratch(labels.len())?;
+        let g = self.scratch.as_mut().expect("scratch");
+        self.backend.write(&mut g.dout, 0, dout)?;
+        self.run_backward(&labels, dx.is_some());
         if let Some(dx) = dx {
-            let v = self.backend.read(&g.dimg, 0..dx.len())?;
+            let v = self.backend.read(&self.scratch.as_ref().expect("scratch").dimg, 0..n)?;
             dx.copy_from_slice(&v);
         }
         Ok(())

@@ -261,7 +261,6 @@ pub fn forward<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Bu
 
 /// Backward pass: `g.dout` [B, C, H, W] must hold ∂L/∂out. Parameter gradients are
 /// accumulated into `grads`; if `want_dx`, ∂L/∂x is left in `g.dimg`.
-#[allow(clippy::too_many_arguments)]
 pub fn backward<B: Backend>(
     be: &B,
     cfg: &ModelConfig,

@@ -133,7 +133,6 @@ pub fn forward<T: Elem>(qkv: &[T], cos: &[T], sin: &[T], out: &mut [T], cache: O
 }
 
 /// dqkv [B·T, 3D] (assign) from dout [B·T, D] and the forward cache.
-#[allow(clippy::too_many_arguments)]
 pub fn backward<T: Elem>(dout: &[T], qkv: &[T], cos: &[T], sin: &[T], cache: &[T], dqkv: &mut [T], dm: AttnDims) {
     let (t, dh, d, nh) = (dm.tokens, dm.head_dim, dm.hidden(), dm.heads);
     let scale = T::of(1.0 / (dh as f64).sqrt());

@@ -12,7 +12,6 @@ pub trait Elem: Float + Send + Sync + Default + std::fmt::Debug + std::iter::Sum
     ///
     /// # Safety
     /// The pointers and strides must describe valid, non-overlapping (for C) memory.
-    #[allow(clippy::too_many_arguments)]
     unsafe fn gemm(
         m: usize,
         k: usize,

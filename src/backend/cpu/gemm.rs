@@ -16,7 +16,6 @@ unsafe impl<T> Sync for SendPtr<T> {}
 ///
 /// `a`, `b`, `c` are the slices the strided matrices live in; every index the strides
 /// reach must lie inside them (checked in debug builds).
-#[allow(clippy::too_many_arguments)]
 pub fn matmul<T: Elem>(
     m: usize,
     k: usize,
