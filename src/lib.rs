@@ -15,6 +15,7 @@ pub mod backend;
 pub mod control;
 pub mod denoiser;
 pub mod error;
+pub mod image;
 pub mod layout;
 pub mod model;
 pub mod rng;
