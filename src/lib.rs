@@ -13,6 +13,7 @@
 
 pub mod backend;
 pub mod control;
+pub mod data;
 pub mod denoiser;
 pub mod error;
 pub mod image;
