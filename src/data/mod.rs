@@ -17,6 +17,7 @@
 //! to one that never stopped.
 
 pub mod builtin;
+pub mod shards;
 
 use serde::{Deserialize, Serialize};
 
