@@ -17,6 +17,7 @@
 //! to one that never stopped.
 
 pub mod builtin;
+pub mod image_folder;
 pub mod shards;
 
 use serde::{Deserialize, Serialize};
