@@ -195,8 +195,8 @@ impl LatentShards {
             latents.extend_from_slice(&shard.latents);
             latents_flip.extend_from_slice(&shard.latents_flip);
         }
-        let shape = shape.expect("at least one shard");
-        if labels.is_empty() || shape.iter().any(|&d| d == 0) {
+        let shape = shape.ok_or_else(|| Error::Internal("no shard was read".into()))?;
+        if labels.is_empty() || shape.contains(&0) {
             return Err(Error::format(
                 dir,
                 format!(
