@@ -18,6 +18,7 @@ pub mod denoiser;
 pub mod error;
 pub mod image;
 pub mod layout;
+pub mod metric;
 pub mod model;
 pub mod rng;
 pub mod tensor_file;
