@@ -290,3 +290,35 @@ fn batcher_over_builtin_gives_full_batches() {
     assert!(x.iter().all(|v| (-1.0..=1.0).contains(v)));
     assert!(labels.iter().all(|&l| l < builtin::NUM_CLASSES));
 }
+
+/// A dataset that breaks its contract: labels past `num_classes()`.
+struct BadLabels;
+
+impl Dataset for BadLabels {
+    fn sample_shape(&self) -> [usize; 3] {
+        [1, 1, 1]
+    }
+    fn num_classes(&self) -> usize {
+        2
+    }
+    fn len(&self) -> usize {
+        4
+    }
+    fn get(&self, index: usize, _rng: &mut Rng, x_out: &mut [f32]) -> Result<usize> {
+        x_out[0] = 0.0;
+        Ok(index)
+    }
+}
+
+#[test]
+fn a_label_out_of_range_is_reported_not_passed_on() {
+    let mut b = Batcher::new(BadLabels, 0).unwrap();
+    let before = b.state();
+    let mut x = [0.0; 4];
+    let mut labels = [0; 4];
+    assert!(matches!(
+        b.next_batch(4, &mut x, &mut labels),
+        Err(Error::Internal(_))
+    ));
+    assert_eq!(b.state(), before);
+}

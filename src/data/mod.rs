@@ -176,7 +176,6 @@ pub struct Batcher<D> {
     position: usize,
     order: Vec<usize>,
     augment: Rng,
-    sample_buf: Vec<f32>,
 }
 
 impl<D: Dataset> Batcher<D> {
@@ -196,8 +195,11 @@ impl<D: Dataset> Batcher<D> {
     /// the one recorded in the state, or the position is past the end of the epoch.
     pub fn resume(dataset: D, state: &BatcherState) -> Result<Self> {
         let len = dataset.len();
-        if len == 0 {
-            return Err(Error::invalid("batcher: the dataset is empty"));
+        if len == 0 || dataset.sample_len() == 0 {
+            return Err(Error::invalid(format!(
+                "batcher: the dataset is empty ({len} samples of shape {:?})",
+                dataset.sample_shape()
+            )));
         }
         if state.len != len {
             return Err(Error::invalid(format!(
@@ -211,7 +213,6 @@ impl<D: Dataset> Batcher<D> {
                 state.position
             )));
         }
-        let sample_len = dataset.sample_len();
         Ok(Batcher {
             order: epoch_permutation(len, state.seed, state.epoch),
             dataset,
@@ -219,7 +220,6 @@ impl<D: Dataset> Batcher<D> {
             epoch: state.epoch,
             position: state.position,
             augment: Rng::from_state(&state.rng),
-            sample_buf: vec![0.0; sample_len],
         })
     }
 
@@ -252,7 +252,8 @@ impl<D: Dataset> Batcher<D> {
     /// Fills `x` with the next `batch` samples and `labels` with their labels.
     ///
     /// On error (wrong buffer lengths, a failing [`Dataset::get`]) the batcher's state
-    /// is unchanged, so the call can be retried.
+    /// is unchanged, so the call can be retried; `x` and `labels` may be partly
+    /// overwritten.
     pub fn next_batch(
         &mut self,
         batch: usize,
@@ -263,7 +264,7 @@ impl<D: Dataset> Batcher<D> {
         check_len("next_batch: x", x.len(), batch * sample_len)?;
         check_len("next_batch: labels", labels.len(), batch)?;
         let saved = self.state();
-        let result = self.fill(batch, sample_len, x, labels);
+        let result = self.fill(sample_len, x, labels);
         if result.is_err() {
             self.restore(&saved);
         }
@@ -272,12 +273,11 @@ impl<D: Dataset> Batcher<D> {
 
     fn fill(
         &mut self,
-        batch: usize,
         sample_len: usize,
-        x: &mut [f32],
-        labels: &mut [usize],
+        x: &mut [f32],        // [B, C, H, W]
+        labels: &mut [usize], // [B]
     ) -> Result<()> {
-        for b in 0..batch {
+        for (x_b, label) in x.chunks_exact_mut(sample_len).zip(labels.iter_mut()) {
             if self.position == self.order.len() {
                 self.epoch += 1;
                 self.position = 0;
@@ -285,11 +285,14 @@ impl<D: Dataset> Batcher<D> {
             }
             let index = self.order[self.position];
             self.position += 1;
-            let label = self
-                .dataset
-                .get(index, &mut self.augment, &mut self.sample_buf)?;
-            x[b * sample_len..(b + 1) * sample_len].copy_from_slice(&self.sample_buf);
-            labels[b] = label;
+            *label = self.dataset.get(index, &mut self.augment, x_b)?;
+            if *label >= self.dataset.num_classes() {
+                return Err(Error::Internal(format!(
+                    "dataset returned label {} for item {index}, but has {} classes",
+                    *label,
+                    self.dataset.num_classes()
+                )));
+            }
         }
         Ok(())
     }
