@@ -2,12 +2,12 @@
 //!
 //! A compact engine that trains and samples diffusion transformers with *Unified
 //! Continuous Generative Models* (UCGM, arXiv 2505.07447): one trainer (UCGM-T) and one
-//! sampler (UCGM-S) covering diffusion, flow matching and few-step consistency models.
 //!
 //! * [`model`] — SiT and TiT networks, written once over the [`backend::Backend`] trait,
 //!   with hand-written forward and backward passes and safetensors weights.
 //! * [`backend`] — the op list; `cpu` (ndarray-free flat buffers, rayon, matrixmultiply).
 //! * [`rng`] — portable seeded noise.
+//! * [`transport`] — the six UCGM transports (α = noise coefficient, v2 time flip).
 //!
 //! Tensors are float32, NCHW, contiguous; lengths are in elements.
 
@@ -19,6 +19,7 @@ pub mod layout;
 pub mod model;
 pub mod rng;
 pub mod tensor_file;
+pub mod transport;
 
 pub use backend::cpu::CpuBackend;
 pub use backend::Backend;
@@ -28,3 +29,4 @@ pub use layout::ParamLayout;
 pub use model::config::{Arch, ModelConfig};
 pub use model::Model;
 pub use rng::Rng;
+pub use transport::{Transport, TransportKind};
