@@ -2,12 +2,14 @@
 //!
 //! A compact engine that trains and samples diffusion transformers with *Unified
 //! Continuous Generative Models* (UCGM, arXiv 2505.07447): one trainer (UCGM-T) and one
+//! sampler (UCGM-S) covering diffusion, flow matching and few-step consistency models.
 //!
 //! * [`model`] — SiT and TiT networks, written once over the [`backend::Backend`] trait,
 //!   with hand-written forward and backward passes and safetensors weights.
 //! * [`backend`] — the op list; `cpu` (ndarray-free flat buffers, rayon, matrixmultiply).
 //! * [`rng`] — portable seeded noise.
 //! * [`transport`] — the six UCGM transports (α = noise coefficient, v2 time flip).
+//! * [`sampler`] — UCGM-S, the unified sampler.
 //!
 //! Tensors are float32, NCHW, contiguous; lengths are in elements.
 
@@ -18,6 +20,7 @@ pub mod error;
 pub mod layout;
 pub mod model;
 pub mod rng;
+pub mod sampler;
 pub mod tensor_file;
 pub mod transport;
 
@@ -29,4 +32,5 @@ pub use layout::ParamLayout;
 pub use model::config::{Arch, ModelConfig};
 pub use model::Model;
 pub use rng::Rng;
+pub use sampler::{sample, NoiseSource, SampleOutput, SamplerConfig, Stochasticity};
 pub use transport::{Transport, TransportKind};
