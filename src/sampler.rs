@@ -347,6 +347,16 @@ pub fn sample(
     let transport = Transport::new(cfg.transport)?;
     let grid = time_grid(cfg)?;
     let n = grid.steps();
+    if cfg.order == 2 {
+        // Heun's correction divides by γ(t_cur) (e.g. Linear at t = 1 with g₀ = 0); the
+        // reference would silently produce inf/NaN.
+        if let Some(&t) = grid.internal[..n - 1].iter().find(|&&t| transport.coefs_f32(t).gamma == 0.0) {
+            return Err(Error::invalid(format!(
+                "order-2 sampling divides by gamma(t) = 0 at internal time {t} ({}); use rfba_gap_steps[0] > 0",
+                cfg.transport
+            )));
+        }
+    }
     let mut trajectory = if cfg.return_trajectory {
         let len = (n + 1).checked_mul(numel).ok_or_else(|| Error::invalid("trajectory too large"))?;
         let mut tr = Vec::with_capacity(len);
