@@ -732,6 +732,38 @@ mod tests {
         }
     }
 
+    /// The model times listed for the runs of `shared/reference/README.md` (6 decimals).
+    #[test]
+    fn grids_match_the_reference_tensor_runs() {
+        let id = [1.0, 1.0, 1.0];
+        let kuma = [1.17, 0.8, 1.1];
+        let cases: Vec<GridCase> = vec![
+            (TransportKind::Linear, 2, 1, id, [0.001, 0.001], vec![0.999, 0.001]),
+            (TransportKind::Linear, 4, 1, id, [0.001, 0.001], vec![0.999, 0.666333, 0.333667, 0.001]),
+            (
+                TransportKind::Linear,
+                6,
+                1,
+                kuma,
+                [0.001, 0.001],
+                vec![0.999892, 0.899257, 0.748635, 0.562175, 0.334157, 0.004964],
+            ),
+            (TransportKind::ReLinear, 4, 1, id, [0.001, 0.001], vec![0.001, 0.333667, 0.666333, 0.999]),
+            (TransportKind::TrigFlow, 4, 1, id, [0.001, 0.001], vec![0.999, 0.666333, 0.333667, 0.001]),
+        ];
+        for (kind, steps, order, ctrl, gaps, want) in cases {
+            let g = grid_of(kind, steps, order, ctrl, gaps);
+            let u = linspace_f64(gaps[0], 1.0 - gaps[1], steps);
+            for (j, &w) in want.iter().enumerate() {
+                let (lo, hi) = warped_range(u[j] as f32, ctrl);
+                let (lo, hi) = if kind == TransportKind::ReLinear { (1.0 - hi, 1.0 - lo) } else { (lo, hi) };
+                assert!(lo <= g.native[j] && g.native[j] <= hi);
+                assert_printed((w as f32).clamp(lo, hi), w, 6, &format!("{kind} N={steps} [{j}]"));
+                assert_printed(g.native[j], w, 6, &format!("{kind} N={steps} [{j}] (platform pow)"));
+            }
+        }
+    }
+
     #[test]
     fn grid_n40_kumaraswamy_matches_spec() {
         let g = grid_of(TransportKind::Linear, 40, 1, [1.17, 0.8, 1.1], [0.001, 0.001]);
