@@ -103,7 +103,7 @@ pub struct SamplerConfig {
     pub cfg_scale: f64,
     /// Native-time interval [lo, hi] (inclusive) where guidance is applied.
     pub cfg_interval: [f64; 2],
-    /// Also return the whole trajectory [n + 1, B, C, H, W] (entry 0 = z).
+    /// Also return the whole trajectory `[n + 1, B, C, H, W]` (entry 0 = z).
     pub return_trajectory: bool,
 }
 
@@ -206,9 +206,9 @@ pub fn kumaraswamy_f32(u: f32, [a, b, c]: [f64; 3]) -> f32 {
 /// The sampling grid (spec §3.2).
 #[derive(Clone, Debug, PartialEq)]
 pub struct TimeGrid {
-    /// Internal times τ_0 … τ_{n−1} and the sentinel τ_n = 0: [n + 1].
+    /// Internal times τ_0 … τ_{n−1} and the sentinel τ_n = 0: `[n + 1]`.
     pub internal: Vec<f32>,
-    /// Native model times of the n first-stage evaluations: [n].
+    /// Native model times of the n first-stage evaluations: `[n]`.
     pub native: Vec<f32>,
 }
 
@@ -261,7 +261,7 @@ impl<'a> NoiseSource<'a> {
         }
     }
 
-    /// Caller-provided noise, [S, B, C, H, W]: step draws consume it tensor by tensor; a
+    /// Caller-provided noise, `[S, B, C, H, W]`: step draws consume it tensor by tensor; a
     /// draw beyond its end fails with [`Error::InvalidArgument`].
     pub fn provided(noise: &'a [f32]) -> Self {
         NoiseSource {
@@ -275,7 +275,7 @@ impl<'a> NoiseSource<'a> {
         self.tensors_drawn
     }
 
-    /// Fills `out` ([B, C, H, W]) with the next noise tensor.
+    /// Fills `out` (`[B, C, H, W]`) with the next noise tensor.
     pub fn fill(&mut self, out: &mut [f32]) -> Result<()> {
         match &mut self.kind {
             NoiseKind::Rng(rng) => rng.fill_normal(out),
@@ -302,9 +302,9 @@ impl<'a> NoiseSource<'a> {
 /// What [`sample`] returns.
 #[derive(Clone, Debug, PartialEq)]
 pub struct SampleOutput {
-    /// The sample: the last raw x̂ (at τ_{n−1}). [B, C, H, W]
+    /// The sample: the last raw x̂ (at τ_{n−1}). `[B, C, H, W]`
     pub sample: Vec<f32>,
-    /// With `return_trajectory`: [n + 1, B, C, H, W], entry 0 = z, entry i + 1 = raw x̂ of
+    /// With `return_trajectory`: `[n + 1, B, C, H, W]`, entry 0 = z, entry i + 1 = raw x̂ of
     /// step i (the reference's return value).
     pub trajectory: Option<Vec<f32>>,
     /// Network evaluations (function evaluations of F; a guided evaluation counts once,
@@ -312,11 +312,11 @@ pub struct SampleOutput {
     pub nfe: usize,
     /// How many of those evaluations ran the doubled guidance batch.
     pub guided_evals: usize,
-    /// Native model times of the n first-stage evaluations. [n]
+    /// Native model times of the n first-stage evaluations. `[n]`
     pub model_times: Vec<f32>,
 }
 
-/// Runs UCGM-S from the noise `z` ([B, C, H, W]) with class labels `labels` ([B], each in
+/// Runs UCGM-S from the noise `z` (`[B, C, H, W]`) with class labels `labels` (`[B]`, each in
 /// 0..=K, K = `net.num_classes()` being the null class). Reports progress and honours
 /// cancellation after every step through `ctl`.
 pub fn sample(
@@ -516,7 +516,7 @@ impl Stage {
     }
 
     /// The reference's `forward`: F at (float32(x), t) in internal time, then x̂ and ẑ in
-    /// float32. x: [B, C, H, W] float64 state.
+    /// float32. x: `[B, C, H, W]` float64 state.
     fn evaluate(&mut self, transport: &Transport, model: &mut Network<'_>, x: &[f64], t: f32, labels: &[usize]) -> Result<()> {
         for (d, &s) in self.x.iter_mut().zip(x) {
             *d = s as f32;
@@ -577,7 +577,7 @@ impl Denoiser for Network<'_> {
         self.net.num_classes()
     }
 
-    /// x, out: [B, C, H, W]; t: [B] native times; labels: [B].
+    /// x, out: `[B, C, H, W]`; t: `[B]` native times; labels: `[B]`.
     fn eval(&mut self, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
         self.nfe += 1;
         let null_class = self.net.num_classes();

@@ -320,7 +320,7 @@ impl Transport {
     }
 
     /// x_t = α(t)·z + γ(t)·x per sample, in float32.
-    /// z, x, out: [B, C, H, W]; t: [B] internal times.
+    /// z, x, out: `[B, C, H, W]`; t: `[B]` internal times.
     pub fn interpolate(&self, z: &[f32], x: &[f32], t: &[f32], out: &mut [f32]) -> Result<()> {
         let per = per_sample("interpolate", t.len(), &[z.len(), x.len(), out.len()])?;
         for (b, &tb) in t.iter().enumerate() {
@@ -334,7 +334,7 @@ impl Transport {
     }
 
     /// F* = α̂(t)·z + γ̂(t)·x per sample, in float32.
-    /// z, x, out: [B, C, H, W]; t: [B] internal times.
+    /// z, x, out: `[B, C, H, W]`; t: `[B]` internal times.
     pub fn target(&self, z: &[f32], x: &[f32], t: &[f32], out: &mut [f32]) -> Result<()> {
         let per = per_sample("target", t.len(), &[z.len(), x.len(), out.len()])?;
         for (b, &tb) in t.iter().enumerate() {
@@ -348,7 +348,7 @@ impl Transport {
     }
 
     /// x̂ = (α·F − α̂·x_t)/Δ per sample, in float32.
-    /// f, x_t, out: [B, C, H, W]; t: [B] internal times.
+    /// f, x_t, out: `[B, C, H, W]`; t: `[B]` internal times.
     pub fn recover_x(&self, f: &[f32], x_t: &[f32], t: &[f32], out: &mut [f32]) -> Result<()> {
         let per = per_sample("recover_x", t.len(), &[f.len(), x_t.len(), out.len()])?;
         for (b, &tb) in t.iter().enumerate() {
@@ -362,7 +362,7 @@ impl Transport {
     }
 
     /// ẑ = (γ̂·x_t − γ·F)/Δ per sample, in float32.
-    /// f, x_t, out: [B, C, H, W]; t: [B] internal times.
+    /// f, x_t, out: `[B, C, H, W]`; t: `[B]` internal times.
     pub fn recover_z(&self, f: &[f32], x_t: &[f32], t: &[f32], out: &mut [f32]) -> Result<()> {
         let per = per_sample("recover_z", t.len(), &[f.len(), x_t.len(), out.len()])?;
         for (b, &tb) in t.iter().enumerate() {
@@ -376,7 +376,7 @@ impl Transport {
     }
 
     /// Both endpoints at once (the reference's `UCGMTS.forward` after the network call).
-    /// f, x_t, x_hat, z_hat: [B, C, H, W]; t: [B] internal times.
+    /// f, x_t, x_hat, z_hat: `[B, C, H, W]`; t: `[B]` internal times.
     pub fn recover(&self, f: &[f32], x_t: &[f32], t: &[f32], x_hat: &mut [f32], z_hat: &mut [f32]) -> Result<()> {
         self.recover_x(f, x_t, t, x_hat)?;
         self.recover_z(f, x_t, t, z_hat)
@@ -384,7 +384,7 @@ impl Transport {
 
     /// Evaluates the network in internal time: F_int(x, t) = F_net(x, t), or with the v2
     /// flip F_int(x, t) = −F_net(x, 1 − t).
-    /// x, out: [B, C, H, W]; t: [B] internal times; labels: [B] in 0..=K.
+    /// x, out: `[B, C, H, W]`; t: `[B]` internal times; labels: `[B]` in 0..=K.
     pub fn eval_internal(&self, net: &mut dyn Denoiser, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
         check_len("eval_internal labels", labels.len(), t.len())?;
         check_len("eval_internal out", out.len(), x.len())?;
