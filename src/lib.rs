@@ -19,6 +19,7 @@ pub mod layout;
 pub mod model;
 pub mod rng;
 pub mod tensor_file;
+pub mod trainer;
 
 pub use backend::cpu::CpuBackend;
 pub use backend::Backend;
