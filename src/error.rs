@@ -70,7 +70,10 @@ impl Error {
 
     /// Shorthand for an [`Error::Format`].
     pub fn format(path: impl Into<PathBuf>, msg: impl Into<String>) -> Self {
-        Error::Format { path: path.into(), msg: msg.into() }
+        Error::Format {
+            path: path.into(),
+            msg: msg.into(),
+        }
     }
 }
 

@@ -107,7 +107,12 @@ struct Builder {
 impl Builder {
     fn push(&mut self, name: &str, shape: Vec<usize>) {
         let len = shape.iter().product();
-        self.entries.push(ParamEntry { name: name.to_string(), shape, offset: self.total, len });
+        self.entries.push(ParamEntry {
+            name: name.to_string(),
+            shape,
+            offset: self.total,
+            len,
+        });
         self.total += len;
     }
     fn linear(&mut self, prefix: &str, fan_in: usize, fan_out: usize) {
@@ -116,7 +121,11 @@ impl Builder {
     }
     fn finish(self) -> ParamLayout {
         let index = self.entries.iter().enumerate().map(|(i, e)| (e.name.clone(), i)).collect();
-        ParamLayout { entries: self.entries, index, total: self.total }
+        ParamLayout {
+            entries: self.entries,
+            index,
+            total: self.total,
+        }
     }
 }
 

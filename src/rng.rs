@@ -31,7 +31,9 @@ pub struct RngState {
 impl Rng {
     /// A generator seeded from a 64-bit seed.
     pub fn new(seed: u64) -> Self {
-        Rng { inner: ChaCha8Rng::seed_from_u64(seed) }
+        Rng {
+            inner: ChaCha8Rng::seed_from_u64(seed),
+        }
     }
 
     /// `n` samples of N(0, 1) as f32 (the reference draws noise in float32).
@@ -53,8 +55,7 @@ impl Rng {
 
     /// `n` samples of Beta(a, b).
     pub fn beta(&mut self, a: f64, b: f64, n: usize) -> Result<Vec<f64>> {
-        let dist = Beta::new(a, b)
-            .map_err(|e| Error::invalid(format!("Beta({a}, {b}): {e}")))?;
+        let dist = Beta::new(a, b).map_err(|e| Error::invalid(format!("Beta({a}, {b}): {e}")))?;
         Ok((0..n).map(|_| dist.sample(&mut self.inner)).collect())
     }
 
@@ -65,7 +66,11 @@ impl Rng {
         for (i, w) in words.iter_mut().enumerate() {
             *w = u64::from_le_bytes(seed[i * 8..i * 8 + 8].try_into().unwrap());
         }
-        RngState { seed_hex: words, stream: self.inner.get_stream(), word_pos: self.inner.get_word_pos() }
+        RngState {
+            seed_hex: words,
+            stream: self.inner.get_stream(),
+            word_pos: self.inner.get_word_pos(),
+        }
     }
 
     /// Restores a generator from a snapshot.

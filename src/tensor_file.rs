@@ -54,7 +54,8 @@ impl TensorFile {
 
     fn view(&self, name: &str) -> Result<TensorView<'_>> {
         let st = SafeTensors::deserialize(&self.bytes).map_err(|e| Error::format(&self.path, e.to_string()))?;
-        st.tensor(name).map_err(|_| Error::Weights(format!("{}: tensor {name:?} is missing", self.path.display())))
+        st.tensor(name)
+            .map_err(|_| Error::Weights(format!("{}: tensor {name:?} is missing", self.path.display())))
     }
 
     /// Shape of a tensor.
@@ -71,7 +72,12 @@ impl TensorFile {
             Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            other => return Err(Error::Weights(format!("{}: tensor {name:?} has unsupported dtype {other:?} (expected F32, F16 or BF16)", self.path.display()))),
+            other => {
+                return Err(Error::Weights(format!(
+                    "{}: tensor {name:?} has unsupported dtype {other:?} (expected F32, F16 or BF16)",
+                    self.path.display()
+                )))
+            }
         };
         Ok((v.shape().to_vec(), out))
     }
@@ -80,7 +86,10 @@ impl TensorFile {
     pub fn f32_shaped(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let (s, v) = self.f32(name)?;
         if s != shape {
-            return Err(Error::Weights(format!("{}: tensor {name:?} has shape {s:?}, expected {shape:?}", self.path.display())));
+            return Err(Error::Weights(format!(
+                "{}: tensor {name:?} has shape {s:?}, expected {shape:?}",
+                self.path.display()
+            )));
         }
         Ok(v)
     }
@@ -93,7 +102,12 @@ impl TensorFile {
             Dtype::I64 => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
             Dtype::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
             Dtype::U8 => data.iter().map(|&b| b as i64).collect(),
-            other => return Err(Error::Weights(format!("{}: tensor {name:?} has unsupported dtype {other:?} (expected I64 or I32)", self.path.display()))),
+            other => {
+                return Err(Error::Weights(format!(
+                    "{}: tensor {name:?} has unsupported dtype {other:?} (expected I64 or I32)",
+                    self.path.display()
+                )))
+            }
         };
         Ok((v.shape().to_vec(), out))
     }
@@ -115,11 +129,19 @@ pub struct TensorOut<'a> {
 impl<'a> TensorOut<'a> {
     /// An f32 tensor.
     pub fn f32(name: impl Into<String>, shape: Vec<usize>, data: &'a [f32]) -> Self {
-        TensorOut { name: name.into(), shape, data: TensorData::F32(data) }
+        TensorOut {
+            name: name.into(),
+            shape,
+            data: TensorData::F32(data),
+        }
     }
     /// An i64 tensor.
     pub fn i64(name: impl Into<String>, shape: Vec<usize>, data: &'a [i64]) -> Self {
-        TensorOut { name: name.into(), shape, data: TensorData::I64(data) }
+        TensorOut {
+            name: name.into(),
+            shape,
+            data: TensorData::I64(data),
+        }
     }
 }
 
@@ -158,7 +180,9 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let name = path.file_name().ok_or_else(|| Error::invalid(format!("{} is not a file path", path.display())))?;
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::invalid(format!("{} is not a file path", path.display())))?;
     let tmp = dir.join(format!(".{}.{}.tmp", name.to_string_lossy(), std::process::id()));
     let result = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;

@@ -112,35 +112,97 @@ pub trait Backend: Send + Sync {
     fn linear_fwd(&self, x: Self::Src<'_>, wb: Self::Src<'_>, has_bias: bool, y: Self::Dst<'_>, n: usize, i: usize, o: usize);
     /// Backward of `linear_fwd`: dx[n, i] = dy · W (assign, skipped if `dx` is None);
     /// dW[o, i] += dyᵀ · x and db[o] += Σₙ dy (accumulate into `dwb` = [dW | db]).
-    #[allow(clippy::too_many_arguments)]
-    fn linear_bwd(&self, dy: Self::Src<'_>, x: Self::Src<'_>, wb: Self::Src<'_>, has_bias: bool, dx: Option<Self::Dst<'_>>, dwb: Self::Dst<'_>, n: usize, i: usize, o: usize);
+    fn linear_bwd(
+        &self,
+        dy: Self::Src<'_>,
+        x: Self::Src<'_>,
+        wb: Self::Src<'_>,
+        has_bias: bool,
+        dx: Option<Self::Dst<'_>>,
+        dwb: Self::Dst<'_>,
+        n: usize,
+        i: usize,
+        o: usize,
+    );
 
     // ---------------------------------------------------------------- norms + adaLN
     /// y[b, t, :] = norm(x[b, t, :]) ⊙ (1 + ada[b, scale_col..+D]) + ada[b, shift_col..+D].
     /// x, y: [B·T, D]; ada: [B, ada_stride]; stats (saved for backward, may be None):
     /// [B·T, 2] = (mean, 1/σ) for LayerNorm, (0, 1/rms) for RMSNorm.
-    #[allow(clippy::too_many_arguments)]
-    fn norm_mod_fwd(&self, kind: NormKind, x: Self::Src<'_>, ada: Self::Src<'_>, ada_stride: usize, shift_col: usize, scale_col: usize, y: Self::Dst<'_>, stats: Option<Self::Dst<'_>>, b: usize, t: usize, d: usize);
+    fn norm_mod_fwd(
+        &self,
+        kind: NormKind,
+        x: Self::Src<'_>,
+        ada: Self::Src<'_>,
+        ada_stride: usize,
+        shift_col: usize,
+        scale_col: usize,
+        y: Self::Dst<'_>,
+        stats: Option<Self::Dst<'_>>,
+        b: usize,
+        t: usize,
+        d: usize,
+    );
     /// Backward of `norm_mod_fwd`: dx [B·T, D] accumulate; dada [B, ada_stride]
     /// accumulate at the shift and scale columns.
-    #[allow(clippy::too_many_arguments)]
-    fn norm_mod_bwd(&self, kind: NormKind, dy: Self::Src<'_>, x: Self::Src<'_>, ada: Self::Src<'_>, ada_stride: usize, shift_col: usize, scale_col: usize, stats: Self::Src<'_>, dx: Self::Dst<'_>, dada: Self::Dst<'_>, b: usize, t: usize, d: usize);
+    fn norm_mod_bwd(
+        &self,
+        kind: NormKind,
+        dy: Self::Src<'_>,
+        x: Self::Src<'_>,
+        ada: Self::Src<'_>,
+        ada_stride: usize,
+        shift_col: usize,
+        scale_col: usize,
+        stats: Self::Src<'_>,
+        dx: Self::Dst<'_>,
+        dada: Self::Dst<'_>,
+        b: usize,
+        t: usize,
+        d: usize,
+    );
     /// h[b, t, :] += ada[b, gate_col..+D] ⊙ y[b, t, :]. h, y: [B·T, D]; ada: [B, ada_stride].
-    #[allow(clippy::too_many_arguments)]
     fn gate_residual_fwd(&self, y: Self::Src<'_>, ada: Self::Src<'_>, ada_stride: usize, gate_col: usize, h: Self::Dst<'_>, b: usize, t: usize, d: usize);
     /// Backward of `gate_residual_fwd`: dy = gate ⊙ dh (assign);
     /// dada[b, gate_col..+D] += Σₜ dh ⊙ y (accumulate).
-    #[allow(clippy::too_many_arguments)]
-    fn gate_residual_bwd(&self, dh: Self::Src<'_>, y: Self::Src<'_>, ada: Self::Src<'_>, ada_stride: usize, gate_col: usize, dy: Self::Dst<'_>, dada: Self::Dst<'_>, b: usize, t: usize, d: usize);
+    fn gate_residual_bwd(
+        &self,
+        dh: Self::Src<'_>,
+        y: Self::Src<'_>,
+        ada: Self::Src<'_>,
+        ada_stride: usize,
+        gate_col: usize,
+        dy: Self::Dst<'_>,
+        dada: Self::Dst<'_>,
+        b: usize,
+        t: usize,
+        d: usize,
+    );
 
     // ---------------------------------------------------------------- attention
     /// Multi-head attention. qkv: [B·T, 3D] laid out (3, H, d_h) per row; out: [B·T, D]
     /// (head h in columns h·d_h..); rope_cos, rope_sin: [T, d_h] (ignored unless
     /// `dims.rope`); cache: [`AttnDims::cache_len`] for the backward, or None (inference).
-    fn attention_fwd(&self, qkv: Self::Src<'_>, rope_cos: Self::Src<'_>, rope_sin: Self::Src<'_>, out: Self::Dst<'_>, cache: Option<Self::Dst<'_>>, dims: AttnDims);
+    fn attention_fwd(
+        &self,
+        qkv: Self::Src<'_>,
+        rope_cos: Self::Src<'_>,
+        rope_sin: Self::Src<'_>,
+        out: Self::Dst<'_>,
+        cache: Option<Self::Dst<'_>>,
+        dims: AttnDims,
+    );
     /// Backward of `attention_fwd`: dqkv [B·T, 3D] assign.
-    #[allow(clippy::too_many_arguments)]
-    fn attention_bwd(&self, dout: Self::Src<'_>, qkv: Self::Src<'_>, rope_cos: Self::Src<'_>, rope_sin: Self::Src<'_>, cache: Self::Src<'_>, dqkv: Self::Dst<'_>, dims: AttnDims);
+    fn attention_bwd(
+        &self,
+        dout: Self::Src<'_>,
+        qkv: Self::Src<'_>,
+        rope_cos: Self::Src<'_>,
+        rope_sin: Self::Src<'_>,
+        cache: Self::Src<'_>,
+        dqkv: Self::Dst<'_>,
+        dims: AttnDims,
+    );
 
     // ---------------------------------------------------------------- activations
     /// y = GELU(x) with the tanh approximation (same length).
@@ -158,7 +220,6 @@ pub trait Backend: Send + Sync {
 
     // ---------------------------------------------------------------- layout ops
     /// Image → patch rows. x: [B, C, H, W]; out: [B·T, C·p·p] in (c, row, col) order.
-    #[allow(clippy::too_many_arguments)]
     fn patchify(&self, x: Self::Src<'_>, out: Self::Dst<'_>, b: usize, c: usize, side: usize, p: usize);
     /// Adjoint of `patchify` (assign): dpatch [B·T, C·p·p] → dx [B, C, H, W].
     fn patchify_bwd(&self, dpatch: Self::Src<'_>, dx: Self::Dst<'_>, b: usize, c: usize, side: usize, p: usize);

@@ -58,7 +58,16 @@ impl ModelConfig {
         if ![1, 2, 4].contains(&patch) {
             return Err(Error::invalid(format!("named sizes use patch 1, 2 or 4, got {patch}")));
         }
-        let cfg = ModelConfig { arch, input_size, in_channels, patch, hidden, depth, heads, num_classes };
+        let cfg = ModelConfig {
+            arch,
+            input_size,
+            in_channels,
+            patch,
+            hidden,
+            depth,
+            heads,
+            num_classes,
+        };
         cfg.validate()?;
         Ok(cfg)
     }
@@ -80,7 +89,16 @@ impl ModelConfig {
     /// The tiny network of the reference tensors: 4×8×8 input, patch 2, D 64, depth 2,
     /// 4 heads, 10 classes.
     pub fn reference_tiny(arch: Arch) -> Self {
-        ModelConfig { arch, input_size: 8, in_channels: 4, patch: 2, hidden: 64, depth: 2, heads: 4, num_classes: 10 }
+        ModelConfig {
+            arch,
+            input_size: 8,
+            in_channels: 4,
+            patch: 2,
+            hidden: 64,
+            depth: 2,
+            heads: 4,
+            num_classes: 10,
+        }
     }
 
     /// Checks every shape constraint, with a message naming the violated one.

@@ -1,10 +1,332 @@
-//! SiT and TiT networks, generic over the backend. (Being written.)
+//! SiT and TiT networks with their parameters on a backend: construction (reference
+//! init or safetensors weights), inference, training forward and hand-written backward.
+//! The layers themselves are in [`network`]; the activation workspace in [`acts`].
 
+pub mod acts;
 pub mod config;
+pub mod embed;
+pub mod init;
+pub mod network;
+pub mod weights;
+
+use std::path::Path;
 
 use crate::backend::Backend;
+use crate::denoiser::Denoiser;
+use crate::error::{check_finite, check_len, Error, Result};
+use crate::layout::ParamLayout;
+use acts::{Acts, GradScratch};
+use config::{Arch, ModelConfig};
+use network::{Fixed, Ranges};
 
-/// A network with its parameters on a backend.
+/// A network and its parameters on backend `B`.
+///
+/// One model is used by one thread at a time; different models share nothing but
+/// what their backends share (a CPU backend clone shares its thread pool).
 pub struct Model<B: Backend> {
-    _b: std::marker::PhantomData<B>,
+    cfg: ModelConfig,
+    layout: ParamLayout,
+    ranges: Ranges,
+    backend: B,
+    params: B::Buf,
+    grads: Option<B::Buf>,
+    fixed: Fixed<B>,
+    acts: Option<Acts<B>>,
+    scratch: Option<GradScratch<B>>,
+    /// Labels of the last training-mode forward (None: no backward possible).
+    train_labels: Option<Vec<usize>>,
+}
+
+impl<B: Backend + Clone> Model<B> {
+    /// A model with the reference's from-scratch initialisation, seeded.
+    pub fn init(cfg: ModelConfig, backend: B, seed: u64) -> Result<Self> {
+        cfg.validate()?;
+        let layout = ParamLayout::for_config(&cfg);
+        let p = init::reference_init(&layout, seed);
+        Self::from_params(cfg, backend, &p)
+    }
+
+    /// A model holding the given flat parameters (in [`ParamLayout`] order).
+    pub fn from_params(cfg: ModelConfig, backend: B, params: &[f32]) -> Result<Self> {
+        cfg.validate()?;
+        let layout = ParamLayout::for_config(&cfg);
+        check_len("parameters", params.len(), layout.total())?;
+        let ranges = Ranges::new(&cfg, &layout);
+        let pos = embed::pos_embed(&cfg);
+        let (cos, sin) = match cfg.arch {
+            Arch::Tit => embed::rope_tables(&cfg),
+            Arch::Sit => (vec![0.0], vec![0.0]),
+        };
+        let fixed = Fixed {
+            pos_embed: backend.upload(&pos)?,
+            rope_cos: backend.upload(&cos)?,
+            rope_sin: backend.upload(&sin)?,
+        };
+        let params = backend.upload(params)?;
+        Ok(Model {
+            cfg,
+            layout,
+            ranges,
+            backend,
+            params,
+            grads: None,
+            fixed,
+            acts: None,
+            scratch: None,
+            train_labels: None,
+        })
+    }
+
+    /// Loads a safetensors weights file (strict by name and shape). The configuration
+    /// comes from the file's `ucgm_config` metadata when present, else it is inferred
+    /// from the tensor shapes; `heads` is then needed unless the width is a named size.
+    pub fn load(path: impl AsRef<Path>, backend: B, heads: Option<usize>) -> Result<Self> {
+        let file = crate::tensor_file::TensorFile::open(path)?;
+        let cfg = weights::config_of(&file, heads)?;
+        weights::check_no_extras(&file, &cfg)?;
+        let params = weights::read_params(&file, &cfg, "")?;
+        Self::from_params(cfg, backend, &params)
+    }
+
+    /// Loads weights for a known configuration (strict by name and shape).
+    pub fn load_with_config(path: impl AsRef<Path>, cfg: ModelConfig, backend: B) -> Result<Self> {
+        let file = crate::tensor_file::TensorFile::open(path)?;
+        weights::check_no_extras(&file, &cfg)?;
+        let params = weights::read_params(&file, &cfg, "")?;
+        Self::from_params(cfg, backend, &params)
+    }
+
+    /// Saves the weights as safetensors (reference names, plus `pos_embed` and, for TiT,
+    /// the RoPE buffers), atomically, with the configuration in the metadata.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let p = self.read_params()?;
+        weights::save(path.as_ref(), &self.cfg, &self.layout, &p)
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ModelConfig {
+        &self.cfg
+    }
+    /// The parameter layout.
+    pub fn layout(&self) -> &ParamLayout {
+        &self.layout
+    }
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+    /// Flat parameter buffer.
+    pub fn params(&self) -> &B::Buf {
+        &self.params
+    }
+    /// Flat parameter buffer, writable (drops saved activations).
+    pub fn params_mut(&mut self) -> &mut B::Buf {
+        self.train_labels = None;
+        &mut self.params
+    }
+    /// Flat gradient buffer (allocated, zeroed, on first use).
+    pub fn grads(&mut self) -> Result<&B::Buf> {
+        self.ensure_grads()?;
+        Ok(self.grads.as_ref().expect("grads"))
+    }
+    /// Parameters (read-only) and gradients (writable) at once, for optimizer updates.
+    pub fn params_and_grads_mut(&mut self) -> Result<(&mut B::Buf, &mut B::Buf)> {
+        self.ensure_grads()?;
+        self.train_labels = None;
+        Ok((&mut self.params, self.grads.as_mut().expect("grads")))
+    }
+    /// Sets every gradient to zero.
+    pub fn zero_grads(&mut self) -> Result<()> {
+        self.ensure_grads()?;
+        let n = self.layout.total();
+        let g = self.grads.as_mut().expect("grads");
+        self.backend.zero(self.backend.dst(g, 0..n));
+        Ok(())
+    }
+    /// Copies the parameters to the host.
+    pub fn read_params(&self) -> Result<Vec<f32>> {
+        self.backend.read(&self.params, 0..self.layout.total())
+    }
+    /// Copies the gradients to the host.
+    pub fn read_grads(&mut self) -> Result<Vec<f32>> {
+        self.ensure_grads()?;
+        self.backend.read(self.grads.as_ref().expect("grads"), 0..self.layout.total())
+    }
+    /// Overwrites the parameters from the host.
+    pub fn write_params(&mut self, p: &[f32]) -> Result<()> {
+        check_len("parameters", p.len(), self.layout.total())?;
+        self.train_labels = None;
+        self.backend.write(&mut self.params, 0, p)
+    }
+
+    fn ensure_grads(&mut self) -> Result<()> {
+        if self.grads.is_none() {
+            self.grads = Some(self.backend.zeros(self.layout.total())?);
+        }
+        Ok(())
+    }
+
+    /// Validates t and labels, (re)allocates the workspace for the batch and uploads
+    /// the timestep features. Returns the batch size.
+    fn prepare(&mut self, t: &[f32], labels: &[usize], train: bool) -> Result<usize> {
+        let b = t.len();
+        if b == 0 {
+            return Err(Error::invalid("batch is empty (t has length 0)"));
+        }
+        check_len("labels", labels.len(), b)?;
+        check_finite("t", t)?;
+        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l > self.cfg.num_classes) {
+            return Err(Error::invalid(format!(
+                "labels[{i}] = {l} out of range 0..={} ({} = null class)",
+                self.cfg.num_classes, self.cfg.num_classes
+            )));
+        }
+        self.train_labels = None;
+        let fits = matches!(&self.acts, Some(a) if a.batch == b && a.train == train);
+        if !fits {
+            self.acts = None; // free first: peak memory is one workspace
+            self.acts = Some(Acts::new(&self.backend, &self.cfg, b, train)?);
+        }
+        let acts = self.acts.as_mut().expect("acts");
+        self.backend.write(&mut acts.tfeat, 0, &embed::timestep_features(t))?;
+        Ok(b)
+    }
+
+    /// Runs the network on the staged input (`acts.img`) and returns the output buffer.
+    fn run(&mut self, external: Option<&B::Buf>, labels: &[usize], train: bool) {
+        let params = external.unwrap_or(&self.params);
+        let acts = self.acts.as_mut().expect("staged");
+        network::forward(&self.backend, &self.cfg, &self.ranges, params, &self.fixed, acts, labels);
+        if train {
+            self.train_labels = Some(labels.to_vec());
+        }
+    }
+
+    fn host_forward(&mut self, external: Option<&B::Buf>, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32], train: bool) -> Result<()> {
+        let b = self.prepare(t, labels, train)?;
+        check_len("x", x.len(), b * self.cfg.image_len())?;
+        check_len("out", out.len(), b * self.cfg.image_len())?;
+        check_finite("x", x)?;
+        let acts = self.acts.as_mut().expect("acts");
+        self.backend.write(&mut acts.img, 0, x)?;
+        self.run(external, labels, train);
+        let v = self.backend.read(&self.acts.as_ref().expect("acts").out, 0..out.len())?;
+        out.copy_from_slice(&v);
+        Ok(())
+    }
+
+    /// Inference: out = F(x, t, labels). x, out: [B, C, H, W]; t: [B]; labels: [B] in 0..=K.
+    pub fn forward(&mut self, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
+        self.host_forward(None, x, t, labels, out, false)
+    }
+
+    /// Inference with another parameter buffer of the same layout (an EMA or teacher copy).
+    pub fn forward_with(&mut self, params: &B::Buf, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
+        check_len("parameter buffer", self.backend.len(params), self.layout.total())?;
+        self.host_forward(Some(params), x, t, labels, out, false)
+    }
+
+    /// Training forward: like [`Model::forward`] but keeps every activation for
+    /// [`Model::backward`].
+    pub fn forward_train(&mut self, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
+        self.host_forward(None, x, t, labels, out, true)
+    }
+
+    /// Forward on a device-resident input x [B, C, H, W]; returns the device output
+    /// [B, C, H, W]. `train` keeps the activations for [`Model::backward_device`].
+    pub fn forward_device(&mut self, x: &B::Buf, t: &[f32], labels: &[usize], train: bool) -> Result<&B::Buf> {
+        let b = self.prepare(t, labels, train)?;
+        let n = b * self.cfg.image_len();
+        check_len("x", self.backend.len(x), n)?;
+        let acts = self.acts.as_mut().expect("acts");
+        self.backend.copy(self.backend.src(x, 0..n), self.backend.dst(&mut acts.img, 0..n));
+        self.run(None, labels, train);
+        Ok(&self.acts.as_ref().expect("acts").out)
+    }
+
+    /// Backward of the last training forward for a device-resident dout = ∂L/∂F
+    /// [B, C, H, W]: parameter gradients +=; with `want_dx`, returns ∂L/∂x [B, C, H, W].
+    pub fn backward_device(&mut self, dout: &B::Buf, want_dx: bool) -> Result<Option<&B::Buf>> {
+        let labels = self
+            .train_labels
+            .clone()
+            .ok_or_else(|| Error::invalid("backward needs a training forward first (parameters or inputs changed since)"))?;
+        let n = labels.len() * self.cfg.image_len();
+        check_len("dout", self.backend.len(dout), n)?;
+        self.ensure_scratch(labels.len())?;
+        let g = self.scratch.as_mut().expect("scratch");
+        self.backend.copy(self.backend.src(dout, 0..n), self.backend.dst(&mut g.dout, 0..n));
+        self.run_backward(&labels, want_dx);
+        Ok(if want_dx { Some(&self.scratch.as_ref().expect("scratch").dimg) } else { None })
+    }
+
+    fn ensure_scratch(&mut self, b: usize) -> Result<()> {
+        self.ensure_grads()?;
+        if !matches!(&self.scratch, Some(s) if s.batch == b) {
+            self.scratch = None;
+            self.scratch = Some(GradScratch::new(&self.backend, &self.cfg, b)?);
+        }
+        Ok(())
+    }
+
+    fn run_backward(&mut self, labels: &[usize], want_dx: bool) {
+        let g = self.scratch.as_mut().expect("scratch");
+        let acts = self.acts.as_ref().expect("acts");
+        let grads = self.grads.as_mut().expect("grads");
+        network::backward(
+            &self.backend,
+            &self.cfg,
+            &self.ranges,
+            &self.params,
+            &self.fixed,
+            acts,
+            labels,
+            grads,
+            g,
+            want_dx,
+        );
+    }
+
+    /// Backward of the last [`Model::forward_train`]: parameter gradients += ∂L/∂θ for
+    /// dout = ∂L/∂F [B, C, H, W]; if `dx` is given it receives ∂L/∂x [B, C, H, W].
+    pub fn backward(&mut self, dout: &[f32], dx: Option<&mut [f32]>) -> Result<()> {
+        let labels = self
+            .train_labels
+            .clone()
+            .ok_or_else(|| Error::invalid("backward needs a forward_train first (parameters or inputs changed since)"))?;
+        let n = labels.len() * self.cfg.image_len();
+        check_len("dout", dout.len(), n)?;
+        if let Some(dx) = dx.as_ref() {
+            check_len("dx", dx.len(), n)?;
+        }
+        check_finite("dout", dout)?;
+        self.ensure_scratch(labels.len())?;
+        let g = self.scratch.as_mut().expect("scratch");
+        self.backend.write(&mut g.dout, 0, dout)?;
+        self.run_backward(&labels, dx.is_some());
+        if let Some(dx) = dx {
+            let v = self.backend.read(&self.scratch.as_ref().expect("scratch").dimg, 0..n)?;
+            dx.copy_from_slice(&v);
+        }
+        Ok(())
+    }
+
+    /// Frees the activation workspace (it is re-allocated on the next call).
+    pub fn release_workspace(&mut self) {
+        self.acts = None;
+        self.scratch = None;
+        self.train_labels = None;
+    }
+}
+
+impl<B: Backend + Clone> Denoiser for Model<B> {
+    fn sample_shape(&self) -> [usize; 3] {
+        [self.cfg.in_channels, self.cfg.input_size, self.cfg.input_size]
+    }
+    fn num_classes(&self) -> usize {
+        self.cfg.num_classes
+    }
+    fn eval(&mut self, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
+        self.forward(x, t, labels, out)
+    }
 }

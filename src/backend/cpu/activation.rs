@@ -28,14 +28,16 @@ pub fn gelu_tanh_forward<T: Elem>(x: &[T], y: &mut [T]) {
 /// dx = GELU'(x)·dy.
 pub fn gelu_tanh_backward<T: Elem>(x: &[T], dy: &[T], dx: &mut [T]) {
     let (c, a, half, three) = (T::of(GELU_C), T::of(GELU_A), T::of(0.5), T::of(3.0));
-    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dc, (xc, gc))| {
-        for ((d, &xv), &g) in dc.iter_mut().zip(xc).zip(gc) {
-            let u = c * (xv + a * xv * xv * xv);
-            let th = u.tanh();
-            let du = c * (T::one() + three * a * xv * xv);
-            *d = g * (half * (T::one() + th) + half * xv * (T::one() - th * th) * du);
-        }
-    });
+    dx.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .for_each(|(dc, (xc, gc))| {
+            for ((d, &xv), &g) in dc.iter_mut().zip(xc).zip(gc) {
+                let u = c * (xv + a * xv * xv * xv);
+                let th = u.tanh();
+                let du = c * (T::one() + three * a * xv * xv);
+                *d = g * (half * (T::one() + th) + half * xv * (T::one() - th * th) * du);
+            }
+        });
 }
 
 /// y = x·σ(x).
@@ -55,11 +57,13 @@ fn silu_grad<T: Elem>(x: T) -> T {
 
 /// dx = SiLU'(x)·dy.
 pub fn silu_backward<T: Elem>(x: &[T], dy: &[T], dx: &mut [T]) {
-    dx.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK))).for_each(|(dc, (xc, gc))| {
-        for ((d, &xv), &g) in dc.iter_mut().zip(xc).zip(gc) {
-            *d = g * silu_grad(xv);
-        }
-    });
+    dx.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .for_each(|(dc, (xc, gc))| {
+            for ((d, &xv), &g) in dc.iter_mut().zip(xc).zip(gc) {
+                *d = g * silu_grad(xv);
+            }
+        });
 }
 
 /// y[n, :] = SiLU(x12[n, :h]) ⊙ x12[n, h:2h]; x12: [N, 2h]; y: [N, h].
@@ -74,12 +78,15 @@ pub fn swiglu_forward<T: Elem>(x12: &[T], y: &mut [T], n: usize, h: usize) {
 
 /// dx12 [N, 2h] (assign) from dy [N, h].
 pub fn swiglu_backward<T: Elem>(x12: &[T], dy: &[T], dx12: &mut [T], n: usize, h: usize) {
-    dx12[..n * 2 * h].par_chunks_mut(2 * h).zip(x12.par_chunks(2 * h).zip(dy.par_chunks(h))).for_each(|(dr, (xr, gr))| {
-        let (x1, x2) = xr.split_at(h);
-        let (d1, d2) = dr.split_at_mut(h);
-        for j in 0..h {
-            d1[j] = gr[j] * x2[j] * silu_grad(x1[j]);
-            d2[j] = gr[j] * x1[j] * sigmoid(x1[j]);
-        }
-    });
+    dx12[..n * 2 * h]
+        .par_chunks_mut(2 * h)
+        .zip(x12.par_chunks(2 * h).zip(dy.par_chunks(h)))
+        .for_each(|(dr, (xr, gr))| {
+            let (x1, x2) = xr.split_at(h);
+            let (d1, d2) = dr.split_at_mut(h);
+            for j in 0..h {
+                d1[j] = gr[j] * x2[j] * silu_grad(x1[j]);
+                d2[j] = gr[j] * x1[j] * sigmoid(x1[j]);
+            }
+        });
 }

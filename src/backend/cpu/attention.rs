@@ -28,7 +28,11 @@ struct CacheLayout {
 fn cache_layout(dm: &AttnDims) -> CacheLayout {
     let bt = dm.batch * dm.tokens;
     let rms = bt * 2 * dm.hidden();
-    CacheLayout { qk: 0, rms, probs: rms + bt * dm.heads * 2 }
+    CacheLayout {
+        qk: 0,
+        rms,
+        probs: rms + bt * dm.heads * 2,
+    }
 }
 
 /// Applies RoPE to one head row in place: (a, b) ↦ (a·cos − b·sin, b·cos + a·sin).
@@ -129,7 +133,6 @@ pub fn forward<T: Elem>(qkv: &[T], cos: &[T], sin: &[T], out: &mut [T], cache: O
 }
 
 /// dqkv [B·T, 3D] (assign) from dout [B·T, D] and the forward cache.
-#[allow(clippy::too_many_arguments)]
 pub fn backward<T: Elem>(dout: &[T], qkv: &[T], cos: &[T], sin: &[T], cache: &[T], dqkv: &mut [T], dm: AttnDims) {
     let (t, dh, d, nh) = (dm.tokens, dm.head_dim, dm.hidden(), dm.heads);
     let scale = T::of(1.0 / (dh as f64).sqrt());

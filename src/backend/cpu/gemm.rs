@@ -16,8 +16,21 @@ unsafe impl<T> Sync for SendPtr<T> {}
 ///
 /// `a`, `b`, `c` are the slices the strided matrices live in; every index the strides
 /// reach must lie inside them (checked in debug builds).
-#[allow(clippy::too_many_arguments)]
-pub fn matmul<T: Elem>(m: usize, k: usize, n: usize, a: &[T], rsa: usize, csa: usize, b: &[T], rsb: usize, csb: usize, beta: T, c: &mut [T], rsc: usize, csc: usize) {
+pub fn matmul<T: Elem>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    rsa: usize,
+    csa: usize,
+    b: &[T],
+    rsb: usize,
+    csb: usize,
+    beta: T,
+    c: &mut [T],
+    rsc: usize,
+    csc: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -30,7 +43,22 @@ pub fn matmul<T: Elem>(m: usize, k: usize, n: usize, a: &[T], rsa: usize, csa: u
         let b0 = (bp as *const T).add(c0 * csb);
         let cp = cp;
         let c00 = cp.0.add(r0 * rsc + c0 * csc);
-        T::gemm(r1 - r0, k, c1 - c0, T::one(), a0, rsa as isize, csa as isize, b0, rsb as isize, csb as isize, beta, c00, rsc as isize, csc as isize);
+        T::gemm(
+            r1 - r0,
+            k,
+            c1 - c0,
+            T::one(),
+            a0,
+            rsa as isize,
+            csa as isize,
+            b0,
+            rsb as isize,
+            csb as isize,
+            beta,
+            c00,
+            rsc as isize,
+            csc as isize,
+        );
     };
     let threads = rayon::current_num_threads();
     let work = m * n * k.max(1);

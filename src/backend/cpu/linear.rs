@@ -19,7 +19,6 @@ pub fn forward<T: Elem>(x: &[T], wb: &[T], has_bias: bool, y: &mut [T], n: usize
 
 /// dx[n, i] = dy · W (assign, if wanted); dW += dyᵀ · x; db += Σₙ dy.
 /// dy: [n, o]; x: [n, i]; wb: [o·i (+ o)]; dx: [n, i]; dwb: [o·i (+ o)] (accumulate).
-#[allow(clippy::too_many_arguments)]
 pub fn backward<T: Elem>(dy: &[T], x: &[T], wb: &[T], has_bias: bool, dx: Option<&mut [T]>, dwb: &mut [T], n: usize, i: usize, o: usize) {
     let w = &wb[..o * i];
     if let Some(dx) = dx {

@@ -43,7 +43,10 @@ impl<T: Elem> CpuBackend<T> {
             .thread_name(|i| format!("ucgm-cpu-{i}"))
             .build()
             .map_err(|e| Error::Backend(format!("cannot start CPU thread pool: {e}")))?;
-        Ok(CpuBackend { pool: Arc::new(pool), _elem: std::marker::PhantomData })
+        Ok(CpuBackend {
+            pool: Arc::new(pool),
+            _elem: std::marker::PhantomData,
+        })
     }
 
     /// Number of worker threads.
@@ -68,7 +71,8 @@ impl<T: Elem> Backend for CpuBackend<T> {
 
     fn zeros(&self, len: usize) -> Result<Vec<T>> {
         let mut v = Vec::new();
-        v.try_reserve_exact(len).map_err(|_| Error::Backend(format!("out of memory allocating {len} elements")))?;
+        v.try_reserve_exact(len)
+            .map_err(|_| Error::Backend(format!("out of memory allocating {len} elements")))?;
         v.resize(len, T::zero());
         Ok(v)
     }
@@ -84,7 +88,9 @@ impl<T: Elem> Backend for CpuBackend<T> {
         Ok(())
     }
     fn read(&self, src: &Vec<T>, range: Range<usize>) -> Result<Vec<f32>> {
-        let s = src.get(range.clone()).ok_or_else(|| Error::invalid(format!("read {range:?} past buffer of {}", src.len())))?;
+        let s = src
+            .get(range.clone())
+            .ok_or_else(|| Error::invalid(format!("read {range:?} past buffer of {}", src.len())))?;
         Ok(s.iter().map(|x| x.f64() as f32).collect())
     }
     fn len(&self, buf: &Vec<T>) -> usize {
@@ -113,12 +119,50 @@ impl<T: Elem> Backend for CpuBackend<T> {
         self.install(|| linear::backward(dy, x, wb, has_bias, dx, dwb, n, i, o));
     }
 
-    fn norm_mod_fwd(&self, kind: NormKind, x: &[T], ada: &[T], ada_stride: usize, shift_col: usize, scale_col: usize, y: &mut [T], stats: Option<&mut [T]>, b: usize, t: usize, d: usize) {
-        let m = norm::Modulation { ada, stride: ada_stride, shift_col, scale_col };
+    fn norm_mod_fwd(
+        &self,
+        kind: NormKind,
+        x: &[T],
+        ada: &[T],
+        ada_stride: usize,
+        shift_col: usize,
+        scale_col: usize,
+        y: &mut [T],
+        stats: Option<&mut [T]>,
+        b: usize,
+        t: usize,
+        d: usize,
+    ) {
+        let m = norm::Modulation {
+            ada,
+            stride: ada_stride,
+            shift_col,
+            scale_col,
+        };
         self.install(|| norm::forward(kind, x, &m, y, stats, b, t, d));
     }
-    fn norm_mod_bwd(&self, kind: NormKind, dy: &[T], x: &[T], ada: &[T], ada_stride: usize, shift_col: usize, scale_col: usize, stats: &[T], dx: &mut [T], dada: &mut [T], b: usize, t: usize, d: usize) {
-        let m = norm::Modulation { ada, stride: ada_stride, shift_col, scale_col };
+    fn norm_mod_bwd(
+        &self,
+        kind: NormKind,
+        dy: &[T],
+        x: &[T],
+        ada: &[T],
+        ada_stride: usize,
+        shift_col: usize,
+        scale_col: usize,
+        stats: &[T],
+        dx: &mut [T],
+        dada: &mut [T],
+        b: usize,
+        t: usize,
+        d: usize,
+    ) {
+        let m = norm::Modulation {
+            ada,
+            stride: ada_stride,
+            shift_col,
+            scale_col,
+        };
         self.install(|| norm::backward(kind, dy, x, &m, stats, dx, dada, b, t, d));
     }
     fn gate_residual_fwd(&self, y: &[T], ada: &[T], ada_stride: usize, gate_col: usize, h: &mut [T], b: usize, t: usize, d: usize) {

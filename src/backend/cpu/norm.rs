@@ -44,7 +44,6 @@ fn row_stats<T: Elem>(kind: NormKind, x: &[T]) -> (T, T) {
 }
 
 /// y = norm(x)·(1 + scale[b]) + shift[b]; x, y: [B·T, D]; stats: [B·T, 2].
-#[allow(clippy::too_many_arguments)]
 pub fn forward<T: Elem>(kind: NormKind, x: &[T], m: &Modulation<T>, y: &mut [T], stats: Option<&mut [T]>, b: usize, t: usize, d: usize) {
     let rows = b * t;
     let body = |r: usize, yr: &mut [T]| -> (T, T) {
@@ -57,11 +56,15 @@ pub fn forward<T: Elem>(kind: NormKind, x: &[T], m: &Modulation<T>, y: &mut [T],
         (mean, rstd)
     };
     match stats {
-        Some(st) => y[..rows * d].par_chunks_mut(d).zip(st[..rows * 2].par_chunks_mut(2)).enumerate().for_each(|(r, (yr, s))| {
-            let (mean, rstd) = body(r, yr);
-            s[0] = mean;
-            s[1] = rstd;
-        }),
+        Some(st) => y[..rows * d]
+            .par_chunks_mut(d)
+            .zip(st[..rows * 2].par_chunks_mut(2))
+            .enumerate()
+            .for_each(|(r, (yr, s))| {
+                let (mean, rstd) = body(r, yr);
+                s[0] = mean;
+                s[1] = rstd;
+            }),
         None => y[..rows * d].par_chunks_mut(d).enumerate().for_each(|(r, yr)| {
             body(r, yr);
         }),
@@ -69,7 +72,6 @@ pub fn forward<T: Elem>(kind: NormKind, x: &[T], m: &Modulation<T>, y: &mut [T],
 }
 
 /// Backward of [`forward`]: dx += ∂L/∂x; dada[shift], dada[scale] += per-sample sums.
-#[allow(clippy::too_many_arguments)]
 pub fn backward<T: Elem>(kind: NormKind, dy: &[T], x: &[T], m: &Modulation<T>, stats: &[T], dx: &mut [T], dada: &mut [T], b: usize, t: usize, d: usize) {
     let rows = b * t;
     let inv_d = T::of(1.0 / d as f64);
@@ -109,7 +111,6 @@ pub fn backward<T: Elem>(kind: NormKind, dy: &[T], x: &[T], m: &Modulation<T>, s
 }
 
 /// h[b, t, :] += gate[b] ⊙ y[b, t, :]; y, h: [B·T, D]; ada: [B, stride].
-#[allow(clippy::too_many_arguments)]
 pub fn gate_residual_forward<T: Elem>(y: &[T], ada: &[T], stride: usize, gate_col: usize, h: &mut [T], b: usize, t: usize, d: usize) {
     h[..b * t * d].par_chunks_mut(d).enumerate().for_each(|(r, hr)| {
         let g = &ada[(r / t) * stride + gate_col..][..d];
@@ -121,8 +122,18 @@ pub fn gate_residual_forward<T: Elem>(y: &[T], ada: &[T], stride: usize, gate_co
 }
 
 /// dy = gate ⊙ dh (assign); dada[gate] += Σₜ dh ⊙ y.
-#[allow(clippy::too_many_arguments)]
-pub fn gate_residual_backward<T: Elem>(dh: &[T], y: &[T], ada: &[T], stride: usize, gate_col: usize, dy: &mut [T], dada: &mut [T], b: usize, t: usize, d: usize) {
+pub fn gate_residual_backward<T: Elem>(
+    dh: &[T],
+    y: &[T],
+    ada: &[T],
+    stride: usize,
+    gate_col: usize,
+    dy: &mut [T],
+    dada: &mut [T],
+    b: usize,
+    t: usize,
+    d: usize,
+) {
     dy[..b * t * d].par_chunks_mut(d).enumerate().for_each(|(r, dyr)| {
         let g = &ada[(r / t) * stride + gate_col..][..d];
         let dhr = &dh[r * d..(r + 1) * d];

@@ -1,0 +1,509 @@
+//! The SiT / TiT network as one static stack of layers, forward and hand-written
+//! backward side by side (the llm.c way), written once over the [`Backend`] ops.
+//!
+//! Forward:  patches → x_embedder (+ pos_embed) → h;  t → features → Linear → SiLU →
+//! Linear (+ label embedding) → c;  sc = SiLU(c);  per block: ada = Linear(sc) →
+//! h += g₁ ⊙ proj(attn(qkv(norm₁(h)·(1+s₁)+b₁)));  h += g₂ ⊙ mlp(norm₂(h)·(1+s₂)+b₂);
+//! final: Linear(norm(h)·(1+s)+b) → unpatchify.
+//!
+//! Backward runs the same list in reverse. Activation gradients are assigned, except the
+//! residual stream `dh` and `dsc` (SiLU(c) feeds every adaLN Linear and the final
+//! layer), which accumulate over all consumers before flowing into the embedders.
+
+use std::ops::Range;
+
+use crate::backend::{Backend, NormKind};
+use crate::layout::ParamLayout;
+use crate::model::acts::{attn_dims, Acts, GradScratch};
+use crate::model::config::{Arch, ModelConfig};
+
+/// Parameter ranges of one block (each a Linear's `[W | b]`).
+#[derive(Clone, Debug)]
+pub struct BlockRanges {
+    pub ada: Range<usize>,
+    pub qkv: Range<usize>,
+    pub proj: Range<usize>,
+    pub mlp_in: Range<usize>,
+    pub mlp_out: Range<usize>,
+}
+
+/// Parameter ranges of the whole network, resolved once from the layout.
+#[derive(Clone, Debug)]
+pub struct Ranges {
+    pub x_emb: Range<usize>,
+    pub t0: Range<usize>,
+    pub t2: Range<usize>,
+    pub y_table: Range<usize>,
+    pub blocks: Vec<BlockRanges>,
+    pub f_ada: Range<usize>,
+    pub f_lin: Range<usize>,
+}
+
+impl Ranges {
+    /// Resolves the ranges of `cfg` in `layout`.
+    pub fn new(cfg: &ModelConfig, layout: &ParamLayout) -> Self {
+        let (mi, mo) = match cfg.arch {
+            Arch::Sit => ("mlp.fc1", "mlp.fc2"),
+            Arch::Tit => ("mlp.w12", "mlp.w3"),
+        };
+        Ranges {
+            x_emb: layout.linear_range("x_embedder.proj"),
+            t0: layout.linear_range("t_embedder.mlp.0"),
+            t2: layout.linear_range("t_embedder.mlp.2"),
+            y_table: layout.get("y_embedder.embedding_table.weight").expect("layout").range(),
+            blocks: (0..cfg.depth)
+                .map(|i| BlockRanges {
+                    ada: layout.linear_range(&format!("blocks.{i}.adaLN_modulation.1")),
+                    qkv: layout.linear_range(&format!("blocks.{i}.attn.qkv")),
+                    proj: layout.linear_range(&format!("blocks.{i}.attn.proj")),
+                    mlp_in: layout.linear_range(&format!("blocks.{i}.{mi}")),
+                    mlp_out: layout.linear_range(&format!("blocks.{i}.{mo}")),
+                })
+                .collect(),
+            f_ada: layout.linear_range("final_layer.adaLN_modulation.1"),
+            f_lin: layout.linear_range("final_layer.linear"),
+        }
+    }
+}
+
+/// Frozen tables on the device.
+pub struct Fixed<B: Backend> {
+    /// [T, D].
+    pub pos_embed: B::Buf,
+    /// [T, d_h] each (length 1 for SiT).
+    pub rope_cos: B::Buf,
+    pub rope_sin: B::Buf,
+}
+
+fn norm_kind(cfg: &ModelConfig) -> NormKind {
+    match cfg.arch {
+        Arch::Sit => NormKind::LayerNorm,
+        Arch::Tit => NormKind::RmsNorm,
+    }
+}
+
+/// Index of the residual snapshot: block `i`, stage 0 (input), 1 (after attention), 2 (output).
+fn h_index(train: bool, i: usize, stage: usize) -> usize {
+    if train {
+        2 * i + stage
+    } else {
+        0
+    }
+}
+
+/// (&hs[a], &mut hs[b]) for a ≠ b.
+fn pair<T>(v: &mut [T], a: usize, b: usize) -> (&T, &mut T) {
+    assert_ne!(a, b);
+    if a < b {
+        let (l, r) = v.split_at_mut(b);
+        (&l[a], &mut r[0])
+    } else {
+        let (l, r) = v.split_at_mut(a);
+        (&r[0], &mut l[b])
+    }
+}
+
+/// Runs the forward pass. Inputs must already be in `acts.img` and `acts.tfeat`;
+/// the result is left in `acts.out` [B, C, H, W].
+pub fn forward<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Buf, fixed: &Fixed<B>, acts: &mut Acts<B>, labels: &[usize]) {
+    let (b, t, d, c, p, side) = (acts.batch, cfg.tokens(), cfg.hidden, cfg.in_channels, cfg.patch, cfg.input_size);
+    let bt = b * t;
+    let (m, kind, train) = (cfg.mlp_hidden(), norm_kind(cfg), acts.train);
+    let m_in = if cfg.arch == Arch::Tit { 2 * m } else { m };
+    let all = |x: &B::Buf| 0..be.len(x);
+    let w = |rg: &Range<usize>| be.src(params, rg.clone());
+
+    // Embedders.
+    be.patchify(
+        be.src(&acts.img, all(&acts.img)),
+        be.dst(&mut acts.patches, 0..bt * cfg.patch_dim()),
+        b,
+        c,
+        side,
+        p,
+    );
+    be.linear_fwd(
+        be.src(&acts.patches, all(&acts.patches)),
+        w(&r.x_emb),
+        true,
+        be.dst(&mut acts.hs[0], 0..bt * d),
+        bt,
+        cfg.patch_dim(),
+        d,
+    );
+    be.add_rows(be.src(&fixed.pos_embed, 0..t * d), be.dst(&mut acts.hs[0], 0..bt * d), b, t, d);
+    be.linear_fwd(
+        be.src(&acts.tfeat, all(&acts.tfeat)),
+        w(&r.t0),
+        true,
+        be.dst(&mut acts.t_hid, 0..b * d),
+        b,
+        256,
+        d,
+    );
+    be.silu_fwd(be.src(&acts.t_hid, 0..b * d), be.dst(&mut acts.t_act, 0..b * d));
+    be.linear_fwd(be.src(&acts.t_act, 0..b * d), w(&r.t2), true, be.dst(&mut acts.cond, 0..b * d), b, d, d);
+    if cfg.uses_labels() {
+        be.embedding_fwd(w(&r.y_table), labels, be.dst(&mut acts.yemb, 0..b * d), d);
+        be.add_assign(be.src(&acts.yemb, 0..b * d), be.dst(&mut acts.cond, 0..b * d));
+    }
+    be.silu_fwd(be.src(&acts.cond, 0..b * d), be.dst(&mut acts.sc, 0..b * d));
+
+    let dims = attn_dims(cfg, b);
+    for (i, br) in r.blocks.iter().enumerate() {
+        let ba = &mut acts.blocks[if train { i } else { 0 }];
+        let (h_in, h_mid, h_out) = (h_index(train, i, 0), h_index(train, i, 1), h_index(train, i, 2));
+        be.linear_fwd(be.src(&acts.sc, 0..b * d), w(&br.ada), true, be.dst(&mut ba.ada, 0..b * 6 * d), b, d, 6 * d);
+        let stats1 = if train { Some(be.dst(&mut ba.stats1, 0..bt * 2)) } else { None };
+        be.norm_mod_fwd(
+            kind,
+            be.src(&acts.hs[h_in], 0..bt * d),
+            be.src(&ba.ada, 0..b * 6 * d),
+            6 * d,
+            0,
+            d,
+            be.dst(&mut ba.n1, 0..bt * d),
+            stats1,
+            b,
+            t,
+            d,
+        );
+        be.linear_fwd(be.src(&ba.n1, 0..bt * d), w(&br.qkv), true, be.dst(&mut ba.qkv, 0..bt * 3 * d), bt, d, 3 * d);
+        let cache = if train { Some(be.dst(&mut ba.cache, 0..dims.cache_len())) } else { None };
+        be.attention_fwd(
+            be.src(&ba.qkv, 0..bt * 3 * d),
+            be.src(&fixed.rope_cos, all(&fixed.rope_cos)),
+            be.src(&fixed.rope_sin, all(&fixed.rope_sin)),
+            be.dst(&mut ba.att, 0..bt * d),
+            cache,
+            dims,
+        );
+        be.linear_fwd(be.src(&ba.att, 0..bt * d), w(&br.proj), true, be.dst(&mut ba.proj, 0..bt * d), bt, d, d);
+        if train {
+            let (src, dst) = pair(&mut acts.hs, h_in, h_mid);
+            be.copy(be.src(src, 0..bt * d), be.dst(dst, 0..bt * d));
+        }
+        be.gate_residual_fwd(
+            be.src(&ba.proj, 0..bt * d),
+            be.src(&ba.ada, 0..b * 6 * d),
+            6 * d,
+            2 * d,
+            be.dst(&mut acts.hs[h_mid], 0..bt * d),
+            b,
+            t,
+            d,
+        );
+        let stats2 = if train { Some(be.dst(&mut ba.stats2, 0..bt * 2)) } else { None };
+        be.norm_mod_fwd(
+            kind,
+            be.src(&acts.hs[h_mid], 0..bt * d),
+            be.src(&ba.ada, 0..b * 6 * d),
+            6 * d,
+            3 * d,
+            4 * d,
+            be.dst(&mut ba.n2, 0..bt * d),
+            stats2,
+            b,
+            t,
+            d,
+        );
+        be.linear_fwd(be.src(&ba.n2, 0..bt * d), w(&br.mlp_in), true, be.dst(&mut ba.m1, 0..bt * m_in), bt, d, m_in);
+        match cfg.arch {
+            Arch::Sit => be.gelu_tanh_fwd(be.src(&ba.m1, 0..bt * m), be.dst(&mut ba.m_act, 0..bt * m)),
+            Arch::Tit => be.swiglu_fwd(be.src(&ba.m1, 0..bt * m_in), be.dst(&mut ba.m_act, 0..bt * m), bt, m),
+        }
+        be.linear_fwd(be.src(&ba.m_act, 0..bt * m), w(&br.mlp_out), true, be.dst(&mut ba.m2, 0..bt * d), bt, m, d);
+        if train {
+            let (src, dst) = pair(&mut acts.hs, h_mid, h_out);
+            be.copy(be.src(src, 0..bt * d), be.dst(dst, 0..bt * d));
+        }
+        be.gate_residual_fwd(
+            be.src(&ba.m2, 0..bt * d),
+            be.src(&ba.ada, 0..b * 6 * d),
+            6 * d,
+            5 * d,
+            be.dst(&mut acts.hs[h_out], 0..bt * d),
+            b,
+            t,
+            d,
+        );
+    }
+
+    // Final layer.
+    let h_last = h_index(train, cfg.depth, 0);
+    be.linear_fwd(
+        be.src(&acts.sc, 0..b * d),
+        w(&r.f_ada),
+        true,
+        be.dst(&mut acts.f_ada, 0..b * 2 * d),
+        b,
+        d,
+        2 * d,
+    );
+    let stats_f = if train { Some(be.dst(&mut acts.stats_f, 0..bt * 2)) } else { None };
+    be.norm_mod_fwd(
+        kind,
+        be.src(&acts.hs[h_last], 0..bt * d),
+        be.src(&acts.f_ada, 0..b * 2 * d),
+        2 * d,
+        0,
+        d,
+        be.dst(&mut acts.nf, 0..bt * d),
+        stats_f,
+        b,
+        t,
+        d,
+    );
+    let pd = cfg.patch_dim();
+    be.linear_fwd(be.src(&acts.nf, 0..bt * d), w(&r.f_lin), true, be.dst(&mut acts.tok_out, 0..bt * pd), bt, d, pd);
+    be.unpatchify(be.src(&acts.tok_out, 0..bt * pd), be.dst(&mut acts.out, 0..b * cfg.image_len()), b, c, side, p);
+}
+
+/// Backward pass: `g.dout` [B, C, H, W] must hold ∂L/∂out. Parameter gradients are
+/// accumulated into `grads`; if `want_dx`, ∂L/∂x is left in `g.dimg`.
+pub fn backward<B: Backend>(
+    be: &B,
+    cfg: &ModelConfig,
+    r: &Ranges,
+    params: &B::Buf,
+    fixed: &Fixed<B>,
+    acts: &Acts<B>,
+    labels: &[usize],
+    grads: &mut B::Buf,
+    g: &mut GradScratch<B>,
+    want_dx: bool,
+) {
+    assert!(acts.train, "backward needs a training-mode forward");
+    let (b, t, d, c, p, side) = (acts.batch, cfg.tokens(), cfg.hidden, cfg.in_channels, cfg.patch, cfg.input_size);
+    let bt = b * t;
+    let (m, kind, pd) = (cfg.mlp_hidden(), norm_kind(cfg), cfg.patch_dim());
+    let m_in = if cfg.arch == Arch::Tit { 2 * m } else { m };
+    let w = |rg: &Range<usize>| be.src(params, rg.clone());
+    let dims = attn_dims(cfg, b);
+    let img = b * cfg.image_len();
+
+    // Final layer.
+    be.unpatchify_bwd(be.src(&g.dout, 0..img), be.dst(&mut g.dtok, 0..bt * pd), b, c, side, p);
+    be.linear_bwd(
+        be.src(&g.dtok, 0..bt * pd),
+        be.src(&acts.nf, 0..bt * d),
+        w(&r.f_lin),
+        true,
+        Some(be.dst(&mut g.wide1, 0..bt * d)),
+        be.dst(grads, r.f_lin.clone()),
+        bt,
+        d,
+        pd,
+    );
+    be.zero(be.dst(&mut g.dh, 0..bt * d));
+    be.zero(be.dst(&mut g.dada, 0..b * 2 * d));
+    let h_last = h_index(true, cfg.depth, 0);
+    be.norm_mod_bwd(
+        kind,
+        be.src(&g.wide1, 0..bt * d),
+        be.src(&acts.hs[h_last], 0..bt * d),
+        be.src(&acts.f_ada, 0..b * 2 * d),
+        2 * d,
+        0,
+        d,
+        be.src(&acts.stats_f, 0..bt * 2),
+        be.dst(&mut g.dh, 0..bt * d),
+        be.dst(&mut g.dada, 0..b * 2 * d),
+        b,
+        t,
+        d,
+    );
+    be.linear_bwd(
+        be.src(&g.dada, 0..b * 2 * d),
+        be.src(&acts.sc, 0..b * d),
+        w(&r.f_ada),
+        true,
+        Some(be.dst(&mut g.dsc, 0..b * d)),
+        be.dst(grads, r.f_ada.clone()),
+        b,
+        d,
+        2 * d,
+    );
+
+    for (i, br) in r.blocks.iter().enumerate().rev() {
+        let ba = &acts.blocks[i];
+        let (h_in, h_mid) = (h_index(true, i, 0), h_index(true, i, 1));
+        be.zero(be.dst(&mut g.dada, 0..b * 6 * d));
+        // MLP branch: h_out = h_mid + g₂ ⊙ mlp(n2).
+        be.gate_residual_bwd(
+            be.src(&g.dh, 0..bt * d),
+            be.src(&ba.m2, 0..bt * d),
+            be.src(&ba.ada, 0..b * 6 * d),
+            6 * d,
+            5 * d,
+            be.dst(&mut g.wide1, 0..bt * d),
+            be.dst(&mut g.dada, 0..b * 6 * d),
+            b,
+            t,
+            d,
+        );
+        be.linear_bwd(
+            be.src(&g.wide1, 0..bt * d),
+            be.src(&ba.m_act, 0..bt * m),
+            w(&br.mlp_out),
+            true,
+            Some(be.dst(&mut g.wide2, 0..bt * m)),
+            be.dst(grads, br.mlp_out.clone()),
+            bt,
+            m,
+            d,
+        );
+        match cfg.arch {
+            Arch::Sit => be.gelu_tanh_bwd(be.src(&ba.m1, 0..bt * m), be.src(&g.wide2, 0..bt * m), be.dst(&mut g.wide1, 0..bt * m)),
+            Arch::Tit => be.swiglu_bwd(
+                be.src(&ba.m1, 0..bt * m_in),
+                be.src(&g.wide2, 0..bt * m),
+                be.dst(&mut g.wide1, 0..bt * m_in),
+                bt,
+                m,
+            ),
+        }
+        be.linear_bwd(
+            be.src(&g.wide1, 0..bt * m_in),
+            be.src(&ba.n2, 0..bt * d),
+            w(&br.mlp_in),
+            true,
+            Some(be.dst(&mut g.wide2, 0..bt * d)),
+            be.dst(grads, br.mlp_in.clone()),
+            bt,
+            d,
+            m_in,
+        );
+        be.norm_mod_bwd(
+            kind,
+            be.src(&g.wide2, 0..bt * d),
+            be.src(&acts.hs[h_mid], 0..bt * d),
+            be.src(&ba.ada, 0..b * 6 * d),
+            6 * d,
+            3 * d,
+            4 * d,
+            be.src(&ba.stats2, 0..bt * 2),
+            be.dst(&mut g.dh, 0..bt * d),
+            be.dst(&mut g.dada, 0..b * 6 * d),
+            b,
+            t,
+            d,
+        );
+        // Attention branch: h_mid = h_in + g₁ ⊙ proj(attn(qkv(n1))).
+        be.gate_residual_bwd(
+            be.src(&g.dh, 0..bt * d),
+            be.src(&ba.proj, 0..bt * d),
+            be.src(&ba.ada, 0..b * 6 * d),
+            6 * d,
+            2 * d,
+            be.dst(&mut g.wide1, 0..bt * d),
+            be.dst(&mut g.dada, 0..b * 6 * d),
+            b,
+            t,
+            d,
+        );
+        be.linear_bwd(
+            be.src(&g.wide1, 0..bt * d),
+            be.src(&ba.att, 0..bt * d),
+            w(&br.proj),
+            true,
+            Some(be.dst(&mut g.wide2, 0..bt * d)),
+            be.dst(grads, br.proj.clone()),
+            bt,
+            d,
+            d,
+        );
+        be.attention_bwd(
+            be.src(&g.wide2, 0..bt * d),
+            be.src(&ba.qkv, 0..bt * 3 * d),
+            be.src(&fixed.rope_cos, 0..be.len(&fixed.rope_cos)),
+            be.src(&fixed.rope_sin, 0..be.len(&fixed.rope_sin)),
+            be.src(&ba.cache, 0..dims.cache_len()),
+            be.dst(&mut g.wide1, 0..bt * 3 * d),
+            dims,
+        );
+        be.linear_bwd(
+            be.src(&g.wide1, 0..bt * 3 * d),
+            be.src(&ba.n1, 0..bt * d),
+            w(&br.qkv),
+            true,
+            Some(be.dst(&mut g.wide2, 0..bt * d)),
+            be.dst(grads, br.qkv.clone()),
+            bt,
+            d,
+            3 * d,
+        );
+        be.norm_mod_bwd(
+            kind,
+            be.src(&g.wide2, 0..bt * d),
+            be.src(&acts.hs[h_in], 0..bt * d),
+            be.src(&ba.ada, 0..b * 6 * d),
+            6 * d,
+            0,
+            d,
+            be.src(&ba.stats1, 0..bt * 2),
+            be.dst(&mut g.dh, 0..bt * d),
+            be.dst(&mut g.dada, 0..b * 6 * d),
+            b,
+            t,
+            d,
+        );
+        // adaLN Linear: its input SiLU(c) is shared, so accumulate into dsc.
+        be.linear_bwd(
+            be.src(&g.dada, 0..b * 6 * d),
+            be.src(&acts.sc, 0..b * d),
+            w(&br.ada),
+            true,
+            Some(be.dst(&mut g.small, 0..b * d)),
+            be.dst(grads, br.ada.clone()),
+            b,
+            d,
+            6 * d,
+        );
+        be.add_assign(be.src(&g.small, 0..b * d), be.dst(&mut g.dsc, 0..b * d));
+    }
+
+    // Embedders.
+    let dpatch = if want_dx { Some(be.dst(&mut g.dpatch, 0..bt * pd)) } else { None };
+    be.linear_bwd(
+        be.src(&g.dh, 0..bt * d),
+        be.src(&acts.patches, 0..bt * pd),
+        w(&r.x_emb),
+        true,
+        dpatch,
+        be.dst(grads, r.x_emb.clone()),
+        bt,
+        pd,
+        d,
+    );
+    if want_dx {
+        be.patchify_bwd(be.src(&g.dpatch, 0..bt * pd), be.dst(&mut g.dimg, 0..img), b, c, side, p);
+    }
+    be.silu_bwd(be.src(&acts.cond, 0..b * d), be.src(&g.dsc, 0..b * d), be.dst(&mut g.small, 0..b * d));
+    if cfg.uses_labels() {
+        be.embedding_bwd(be.src(&g.small, 0..b * d), labels, be.dst(grads, r.y_table.clone()), d);
+    }
+    be.linear_bwd(
+        be.src(&g.small, 0..b * d),
+        be.src(&acts.t_act, 0..b * d),
+        w(&r.t2),
+        true,
+        Some(be.dst(&mut g.wide1, 0..b * d)),
+        be.dst(grads, r.t2.clone()),
+        b,
+        d,
+        d,
+    );
+    be.silu_bwd(be.src(&acts.t_hid, 0..b * d), be.src(&g.wide1, 0..b * d), be.dst(&mut g.wide2, 0..b * d));
+    be.linear_bwd(
+        be.src(&g.wide2, 0..b * d),
+        be.src(&acts.tfeat, 0..b * 256),
+        w(&r.t0),
+        true,
+        None,
+        be.dst(grads, r.t0.clone()),
+        b,
+        256,
+        d,
+    );
+}

@@ -1,0 +1,167 @@
+//! Model weights in safetensors: strict loading by reference name and shape (f32, f16,
+//! bf16), configuration from metadata or inferred from shapes, atomic saving.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::layout::ParamLayout;
+use crate::model::config::{Arch, ModelConfig};
+use crate::model::embed;
+use crate::tensor_file::{write_atomic, TensorFile, TensorOut};
+
+/// Metadata key holding the model configuration as JSON.
+pub const CONFIG_KEY: &str = "ucgm_config";
+
+/// Frozen buffers a reference checkpoint carries besides the parameters.
+pub const BUFFERS: [&str; 3] = ["pos_embed", "feat_rope.freqs_cos", "feat_rope.freqs_sin"];
+
+/// Heads of the reference's named widths.
+fn heads_for_width(d: usize) -> Option<usize> {
+    match d {
+        384 => Some(6),
+        768 => Some(12),
+        1024 | 1152 => Some(16),
+        1536 => Some(24),
+        1792 => Some(28),
+        _ => None,
+    }
+}
+
+/// The configuration of a weights file: from its `ucgm_config` metadata, else inferred
+/// from the tensor shapes (`heads` overrides; needed for non-standard widths of SiT).
+pub fn config_of(file: &TensorFile, heads: Option<usize>) -> Result<ModelConfig> {
+    let path = file.path().display().to_string();
+    if let Some(js) = file.metadata().get(CONFIG_KEY) {
+        let mut cfg: ModelConfig =
+            serde_json::from_str(js).map_err(|e| Error::format(file.path(), format!("metadata {CONFIG_KEY} is not a valid model config: {e}")))?;
+        if let Some(h) = heads {
+            cfg.heads = h;
+        }
+        cfg.validate()?;
+        return Ok(cfg);
+    }
+    let xw = file.shape("x_embedder.proj.weight")?;
+    if xw.len() != 4 || xw[2] != xw[3] {
+        return Err(Error::Weights(format!(
+            "{path}: x_embedder.proj.weight has shape {xw:?}, expected [D, C, p, p]"
+        )));
+    }
+    let (d, c, p) = (xw[0], xw[1], xw[2]);
+    let table = file.shape("y_embedder.embedding_table.weight")?;
+    if table.len() != 2 || table[0] < 2 {
+        return Err(Error::Weights(format!(
+            "{path}: y_embedder.embedding_table.weight has shape {table:?}, expected [K+1, D]"
+        )));
+    }
+    let depth = (0..).take_while(|i| file.contains(&format!("blocks.{i}.attn.qkv.weight"))).count();
+    let arch = if file.contains("blocks.0.mlp.w12.weight") { Arch::Tit } else { Arch::Sit };
+    let pos = file
+        .shape("pos_embed")
+        .map_err(|_| Error::Weights(format!("{path}: no pos_embed and no {CONFIG_KEY} metadata: cannot tell the input size")))?;
+    let tokens = *pos
+        .get(1)
+        .ok_or_else(|| Error::Weights(format!("{path}: pos_embed has shape {pos:?}, expected [1, T, D]")))?;
+    let grid = (tokens as f64).sqrt().round() as usize;
+    if grid * grid != tokens {
+        return Err(Error::Weights(format!("{path}: pos_embed has {tokens} tokens, not a square grid")));
+    }
+    let rope_heads = if arch == Arch::Tit {
+        file.shape("feat_rope.freqs_cos")
+            .ok()
+            .and_then(|s| s.get(1).copied())
+            .filter(|&dh| dh > 0 && d % dh == 0)
+            .map(|dh| d / dh)
+    } else {
+        None
+    };
+    let heads = heads
+        .or(rope_heads)
+        .or_else(|| heads_for_width(d))
+        .ok_or_else(|| Error::invalid(format!("{path}: hidden width {d} is not a named size: pass the number of heads")))?;
+    let cfg = ModelConfig {
+        arch,
+        input_size: grid * p,
+        in_channels: c,
+        patch: p,
+        hidden: d,
+        depth,
+        heads,
+        num_classes: table[0] - 1,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+/// Reads every parameter of `cfg` (names prefixed by `prefix`) into a flat vector,
+/// failing on a missing, mis-shaped or wrongly typed tensor.
+pub fn read_params(file: &TensorFile, cfg: &ModelConfig, prefix: &str) -> Result<Vec<f32>> {
+    let layout = ParamLayout::for_config(cfg);
+    let mut out = vec![0f32; layout.total()];
+    for e in layout.entries() {
+        let name = format!("{prefix}{}", e.name);
+        let v = file.f32_shaped(&name, &e.shape)?;
+        out[e.range()].copy_from_slice(&v);
+    }
+    Ok(out)
+}
+
+/// Fails if a weights file holds a tensor that is neither a parameter of `cfg` nor a
+/// known frozen buffer of the right shape.
+pub fn check_no_extras(file: &TensorFile, cfg: &ModelConfig) -> Result<()> {
+    let layout = ParamLayout::for_config(cfg);
+    for n in file.names() {
+        if layout.get(n).is_some() {
+            continue;
+        }
+        let want = match n.as_str() {
+            "pos_embed" => vec![1, cfg.tokens(), cfg.hidden],
+            "feat_rope.freqs_cos" | "feat_rope.freqs_sin" if cfg.arch == Arch::Tit => {
+                vec![cfg.tokens(), cfg.head_dim()]
+            }
+            _ => {
+                return Err(Error::Weights(format!(
+                    "{}: unexpected tensor {n:?} (not a parameter of {} with this configuration)",
+                    file.path().display(),
+                    cfg.arch.name()
+                )))
+            }
+        };
+        let got = file.shape(n)?;
+        if got != want {
+            return Err(Error::Weights(format!(
+                "{}: buffer {n:?} has shape {got:?}, expected {want:?}",
+                file.path().display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The frozen buffers of a configuration as (name, shape, data).
+pub fn buffers(cfg: &ModelConfig) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    let mut v = vec![("pos_embed".to_string(), vec![1, cfg.tokens(), cfg.hidden], embed::pos_embed(cfg))];
+    if cfg.arch == Arch::Tit {
+        let (c, s) = embed::rope_tables(cfg);
+        v.push(("feat_rope.freqs_cos".into(), vec![cfg.tokens(), cfg.head_dim()], c));
+        v.push(("feat_rope.freqs_sin".into(), vec![cfg.tokens(), cfg.head_dim()], s));
+    }
+    v
+}
+
+/// Writes parameters (reference names) + frozen buffers + config metadata atomically.
+pub fn save(path: &Path, cfg: &ModelConfig, layout: &ParamLayout, params: &[f32]) -> Result<()> {
+    let bufs = buffers(cfg);
+    let mut tensors: Vec<TensorOut<'_>> = layout
+        .entries()
+        .iter()
+        .map(|e| TensorOut::f32(e.name.clone(), e.shape.clone(), &params[e.range()]))
+        .collect();
+    for (n, s, d) in &bufs {
+        tensors.push(TensorOut::f32(n.clone(), s.clone(), d));
+    }
+    let mut meta = BTreeMap::new();
+    meta.insert(CONFIG_KEY.to_string(), serde_json::to_string(cfg).map_err(|e| Error::Internal(e.to_string()))?);
+    meta.insert("format".to_string(), "pt".to_string());
+    write_atomic(path, &tensors, &meta)
+}

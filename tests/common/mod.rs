@@ -1,0 +1,50 @@
+//! Helpers shared by the integration tests: where the reference tensors live and how
+//! outputs are compared with them.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// `../shared/reference` beside the repository (as on the developer machines and in CI).
+pub fn reference_dir() -> PathBuf {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dir = root.join("..").join("shared").join("reference");
+    assert!(
+        dir.is_dir(),
+        "reference tensors not found at {} (copy shared/ beside the repository)",
+        dir.display()
+    );
+    dir
+}
+
+/// Path of one reference file.
+pub fn reference(name: &str) -> PathBuf {
+    reference_dir().join(name)
+}
+
+/// ‖out − ref‖ / ‖ref‖ and the index of the worst absolute error, in f64.
+pub fn rel_l2(out: &[f32], reference: &[f32]) -> (f64, usize) {
+    assert_eq!(out.len(), reference.len(), "length mismatch");
+    let (mut num, mut den, mut worst, mut wi) = (0f64, 0f64, 0f64, 0usize);
+    for (i, (&a, &b)) in out.iter().zip(reference).enumerate() {
+        let e = (a as f64 - b as f64).abs();
+        num += e * e;
+        den += (b as f64) * (b as f64);
+        if e > worst || e.is_nan() {
+            worst = e;
+            wi = i;
+        }
+    }
+    ((num / den.max(1e-300)).sqrt(), wi)
+}
+
+/// Asserts rel-L2 ≤ tol with a message naming the tensor and the worst index.
+pub fn assert_close(name: &str, out: &[f32], reference: &[f32], tol: f64) {
+    let (e, wi) = rel_l2(out, reference);
+    eprintln!("{name}: rel-L2 {e:.3e} (worst index {wi}: {} vs {})", out[wi], reference[wi]);
+    assert!(
+        e <= tol,
+        "{name}: rel-L2 {e:.3e} > {tol:.0e}; worst index {wi}: got {} want {}",
+        out[wi],
+        reference[wi]
+    );
+}

@@ -1,0 +1,45 @@
+//! Same input → bit-identical output and gradients with 1, 2 and 3 threads: work is
+//! split by output rows (or columns), never along a reduction (design.md §5.4).
+
+use ucgm::{Arch, CpuBackend, Model, ModelConfig, ParamLayout, Rng};
+
+fn run(arch: Arch, threads: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let cfg = ModelConfig {
+        arch,
+        input_size: 16,
+        in_channels: 4,
+        patch: 2,
+        hidden: 128,
+        depth: 2,
+        heads: 4,
+        num_classes: 10,
+    };
+    let mut rng = Rng::new(5);
+    let n = ParamLayout::for_config(&cfg).total();
+    let params: Vec<f32> = rng.normal_f32(n).into_iter().map(|v| v * 0.05).collect();
+    let mut m = Model::from_params(cfg.clone(), CpuBackend::<f32>::new(threads).unwrap(), &params).unwrap();
+    let b = 3;
+    let x = rng.normal_f32(b * cfg.image_len());
+    let t = [0.1f32, 0.5, 0.9];
+    let labels = [0usize, 7, 10];
+    let mut out = vec![0f32; x.len()];
+    m.forward_train(&x, &t, &labels, &mut out).unwrap();
+    let dout = rng.normal_f32(x.len());
+    let mut dx = vec![0f32; x.len()];
+    m.zero_grads().unwrap();
+    m.backward(&dout, Some(&mut dx)).unwrap();
+    (out, m.read_grads().unwrap(), dx)
+}
+
+#[test]
+fn thread_count_does_not_change_results() {
+    for arch in [Arch::Sit, Arch::Tit] {
+        let one = run(arch, 1);
+        for threads in [2, 3] {
+            let many = run(arch, threads);
+            assert!(one.0 == many.0, "{arch:?}: forward differs with {threads} threads");
+            assert!(one.1 == many.1, "{arch:?}: parameter gradients differ with {threads} threads");
+            assert!(one.2 == many.2, "{arch:?}: input gradient differs with {threads} threads");
+        }
+    }
+}
