@@ -19,8 +19,7 @@ fn reference_dir() -> PathBuf {
 
 /// The train-step file and its per-run metadata (loss, grad_norm, cfg).
 fn train_step() -> (TensorFile, Value) {
-    let f = TensorFile::open(reference_dir().join("sit_tiny_train_step.safetensors"))
-        .expect("reference train step file");
+    let f = TensorFile::open(reference_dir().join("sit_tiny_train_step.safetensors")).expect("reference train step file");
     let runs: Value = serde_json::from_str(&f.metadata()["runs"]).expect("runs metadata is JSON");
     (f, runs)
 }
@@ -31,8 +30,7 @@ fn transport_of(run: &Value) -> TransportSection {
     let mut cfg = run["cfg"].clone();
     let ty = cfg["transport_type"].take();
     cfg.as_object_mut().unwrap().insert("type".into(), ty);
-    let section: TransportSection =
-        serde_json::from_value(cfg).expect("cfg parses as a transport section");
+    let section: TransportSection = serde_json::from_value(cfg).expect("cfg parses as a transport section");
     section.validate().unwrap();
     section
 }
@@ -83,9 +81,7 @@ fn loss_from_reference_tensors() {
     for run in RUNS {
         let spec = transport_of(&runs[run]).loss_spec();
         let out = f.f32_shaped(&format!("{run}__F"), &[8, 4, 8, 8]).unwrap();
-        let target = f
-            .f32_shaped(&format!("{run}__target"), &[8, 4, 8, 8])
-            .unwrap();
+        let target = f.f32_shaped(&format!("{run}__target"), &[8, 4, 8, 8]).unwrap();
         let mut grad = vec![0.0f32; out.len()];
         let loss = loss_and_grad(&out, &target, &t, shape, &spec, &mut grad);
         let want = runs[run]["loss"].as_f64().unwrap();
@@ -105,10 +101,7 @@ fn plain_target_from_reference_tensors() {
     let coefs: Vec<Coef> = Linear.at_all(&t);
     let mut target = vec![0.0f32; x.len()];
     regression_target(&coefs, &z, &x, &mut target);
-    let (err, at) = rel_l2(
-        &target,
-        &f.f32_shaped("T1_plain_fm__target", &[8, 4, 8, 8]).unwrap(),
-    );
+    let (err, at) = rel_l2(&target, &f.f32_shaped("T1_plain_fm__target", &[8, 4, 8, 8]).unwrap());
     println!("T1 target rel-L2 {err:.2e} (worst index {at})");
     assert!(err <= 1e-7, "T1 target rel-L2 {err}");
 }

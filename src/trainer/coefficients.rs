@@ -20,12 +20,7 @@ pub trait Coefficients {
     /// All four values and Δ at one time.
     fn at(&self, t: f32) -> Coef {
         let t = t as f64;
-        let (alpha, gamma, alpha_to, gamma_to) = (
-            self.alpha(t),
-            self.gamma(t),
-            self.alpha_to(t),
-            self.gamma_to(t),
-        );
+        let (alpha, gamma, alpha_to, gamma_to) = (self.alpha(t), self.gamma(t), self.alpha_to(t), self.gamma_to(t));
         Coef {
             alpha,
             gamma,

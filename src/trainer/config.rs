@@ -14,14 +14,7 @@ use super::time_dist::TimeDistribution;
 use crate::error::{Error, Result};
 
 /// The names of the six transports (spec §1.2), as written in `transport.type`.
-pub const TRANSPORT_NAMES: [&str; 6] = [
-    "Linear",
-    "ReLinear",
-    "TrigFlow",
-    "TrigLinear",
-    "Random",
-    "EDM",
-];
+pub const TRANSPORT_NAMES: [&str; 6] = ["Linear", "ReLinear", "TrigFlow", "TrigLinear", "Random", "EDM"];
 
 /// Everything the trainer reads from a reference config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,28 +123,22 @@ impl TransportSection {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(Error::invalid(format!(
-                    "transport.{key} = {v} must lie in [0, 1]"
-                )))
+                Err(Error::invalid(format!("transport.{key} = {v} must lie in [0, 1]")))
             }
         };
         unit("lab_drop_ratio", self.lab_drop_ratio)?;
         unit("consistc_ratio", self.consistc_ratio)?;
         unit("ema_decay_rate", self.ema_decay_rate)?;
         if !self.enhanced_ratio.is_finite() {
-            return Err(Error::invalid(format!(
-                "transport.enhanced_ratio = {} must be finite",
-                self.enhanced_ratio
-            )));
+            return Err(Error::invalid(format!("transport.enhanced_ratio = {} must be finite", self.enhanced_ratio)));
         }
         if self.effective_enhanced_ratio() != 0.0 && self.enhanced_style.is_none() {
-            return Err(Error::invalid("transport.enhanced_style is required when enhanced_ratio ≠ 0 (ft-vs-fe, fc-vs-xz or fc-vs-fe)"));
+            return Err(Error::invalid(
+                "transport.enhanced_style is required when enhanced_ratio ≠ 0 (ft-vs-fe, fc-vs-xz or fc-vs-fe)",
+            ));
         }
         if !(self.scaled_cbl_eps >= 0.0 && self.scaled_cbl_eps.is_finite()) {
-            return Err(Error::invalid(format!(
-                "transport.scaled_cbl_eps = {} must be ≥ 0",
-                self.scaled_cbl_eps
-            )));
+            return Err(Error::invalid(format!("transport.scaled_cbl_eps = {} must be ≥ 0", self.scaled_cbl_eps)));
         }
         let [lo, hi] = self.enhanced_range;
         if !(lo.is_finite() && hi.is_finite() && lo <= hi) {
@@ -215,16 +202,10 @@ impl OptimizerSection {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));
         if !(self.lr >= 0.0 && self.lr.is_finite()) {
-            return bad(format!(
-                "optimizer.lr = {} must be a finite value ≥ 0",
-                self.lr
-            ));
+            return bad(format!("optimizer.lr = {} must be a finite value ≥ 0", self.lr));
         }
         if !(self.weight_decay >= 0.0 && self.weight_decay.is_finite()) {
-            return bad(format!(
-                "optimizer.weight_decay = {} must be ≥ 0",
-                self.weight_decay
-            ));
+            return bad(format!("optimizer.weight_decay = {} must be ≥ 0", self.weight_decay));
         }
         for (key, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(0.0..1.0).contains(&b) {
@@ -286,10 +267,7 @@ impl TrainSection {
     /// Checks every value; messages name the key.
     pub fn validate(&self) -> Result<()> {
         if !(0.0..=1.0).contains(&self.ema_decay) {
-            return Err(Error::invalid(format!(
-                "train.ema_decay = {} must lie in [0, 1]",
-                self.ema_decay
-            )));
+            return Err(Error::invalid(format!("train.ema_decay = {} must lie in [0, 1]", self.ema_decay)));
         }
         if self.global_batch_size == 0 {
             return Err(Error::invalid("train.global_batch_size must be at least 1"));
@@ -301,8 +279,7 @@ impl TrainSection {
 impl TrainerConfig {
     /// Parses the relevant sections of a reference YAML config.
     pub fn from_yaml(text: &str) -> Result<Self> {
-        let cfg: TrainerConfig = serde_yaml::from_str(text)
-            .map_err(|e| Error::invalid(format!("trainer config: {e}")))?;
+        let cfg: TrainerConfig = serde_yaml::from_str(text).map_err(|e| Error::invalid(format!("trainer config: {e}")))?;
         cfg.validate()?;
         Ok(cfg)
     }

@@ -48,10 +48,7 @@ impl Difference {
     /// [λ·t] (backward), computed in f32 like the reference. t: [B]; each result: [B].
     pub fn probe_times(&self, t: &[f32]) -> Vec<Vec<f32>> {
         match *self {
-            Difference::Central => vec![
-                t.iter().map(|&v| v + HALF_WIDTH).collect(),
-                t.iter().map(|&v| v - HALF_WIDTH).collect(),
-            ],
+            Difference::Central => vec![t.iter().map(|&v| v + HALF_WIDTH).collect(), t.iter().map(|&v| v - HALF_WIDTH).collect()],
             Difference::Backward { lambda } => {
                 vec![t.iter().map(|&v| (lambda as f32) * v).collect()]
             }
@@ -81,16 +78,7 @@ impl Probe<'_> {
 /// Central difference D = (g(t + ε) − g(t − ε))/0.01. out: [B, C, H, W].
 pub fn central_difference(plus: Probe<'_>, minus: Probe<'_>, out: &mut [f64]) {
     let batch = plus.coefs.len();
-    let s = sample_len(
-        batch,
-        &[
-            out.len(),
-            plus.x_r.len(),
-            plus.f.len(),
-            minus.x_r.len(),
-            minus.f.len(),
-        ],
-    );
+    let s = sample_len(batch, &[out.len(), plus.x_r.len(), plus.f.len(), minus.x_r.len(), minus.f.len()]);
     for (i, d) in out.iter_mut().enumerate() {
         let b = i / s;
         *d = (plus.data_estimate(b, i) - minus.data_estimate(b, i)) / CENTRAL_WIDTH;
@@ -100,24 +88,9 @@ pub fn central_difference(plus: Probe<'_>, minus: Probe<'_>, out: &mut [f64]) {
 /// Backward difference D = (ĝ_t − g(λt))/((1 − λ)·t), where `current` holds the
 /// coefficients at t, the enhanced x̃_t and the step's online output F_θ.
 /// t: [B]; out: [B, C, H, W].
-pub fn backward_difference(
-    current: Probe<'_>,
-    previous: Probe<'_>,
-    lambda: f64,
-    t: &[f32],
-    out: &mut [f64],
-) {
+pub fn backward_difference(current: Probe<'_>, previous: Probe<'_>, lambda: f64, t: &[f32], out: &mut [f64]) {
     let batch = t.len();
-    let s = sample_len(
-        batch,
-        &[
-            out.len(),
-            current.x_r.len(),
-            current.f.len(),
-            previous.x_r.len(),
-            previous.f.len(),
-        ],
-    );
+    let s = sample_len(batch, &[out.len(), current.x_r.len(), current.f.len(), previous.x_r.len(), previous.f.len()]);
     for (i, d) in out.iter_mut().enumerate() {
         let b = i / s;
         let eps = ((1.0 - lambda) as f32 * t[b]) as f64;
@@ -132,13 +105,7 @@ pub fn target_weight(coef: &Coef, t: f32) -> f64 {
 
 /// F_tgt = F_θ − (α/Δ)·(4/sin(1.57t))·clamp(D, −1, 1).
 /// f_theta, target: [B, C, H, W]; derivative D: [B, C, H, W]; coefs (at t), t: [B].
-pub fn consistency_target(
-    f_theta: &[f32],
-    derivative: &[f64],
-    coefs: &[Coef],
-    t: &[f32],
-    target: &mut [f32],
-) {
+pub fn consistency_target(f_theta: &[f32], derivative: &[f64], coefs: &[Coef], t: &[f32], target: &mut [f32]) {
     let s = sample_len(t.len(), &[f_theta.len(), derivative.len(), target.len()]);
     for (b, (&tb, coef)) in t.iter().zip(coefs).enumerate() {
         let w = target_weight(coef, tb);
@@ -168,14 +135,8 @@ mod tests {
         assert_eq!(Difference::for_ratio(0.0), None);
         assert_eq!(Difference::for_ratio(1.0), Some(Difference::Central));
         let t = [0.5f32, 0.0];
-        assert_eq!(
-            Difference::Central.probe_times(&t),
-            vec![vec![0.505, 0.005], vec![0.495, -0.005]]
-        );
-        assert_eq!(
-            Difference::Backward { lambda: 0.5 }.probe_times(&t),
-            vec![vec![0.25, 0.0]]
-        );
+        assert_eq!(Difference::Central.probe_times(&t), vec![vec![0.505, 0.005], vec![0.495, -0.005]]);
+        assert_eq!(Difference::Backward { lambda: 0.5 }.probe_times(&t), vec![vec![0.25, 0.0]]);
     }
 
     /// For an exact model of a single data point x* (F = α̂ẑ + γ̂x* with ẑ recovered from
@@ -186,31 +147,15 @@ mod tests {
         let (z, x) = (vec![1.3f32, -0.4], vec![0.7f32, 0.2]);
         let probe_at = |times: &[f32]| {
             let coefs = Linear.at_all(times);
-            let x_r: Vec<f32> = (0..2)
-                .map(|b| coefs[b].input(z[b] as f64, x[b] as f64) as f32)
-                .collect();
-            let f: Vec<f32> = (0..2)
-                .map(|b| coefs[b].target(z[b] as f64, x[b] as f64) as f32)
-                .collect();
+            let x_r: Vec<f32> = (0..2).map(|b| coefs[b].input(z[b] as f64, x[b] as f64) as f32).collect();
+            let f: Vec<f32> = (0..2).map(|b| coefs[b].target(z[b] as f64, x[b] as f64) as f32).collect();
             (coefs, x_r, f)
         };
         let times = Difference::Central.probe_times(&t);
         let (cp, xp, fp) = probe_at(&times[0]);
         let (cm, xm, fm) = probe_at(&times[1]);
         let mut d = vec![0.0; 2];
-        central_difference(
-            Probe {
-                coefs: &cp,
-                x_r: &xp,
-                f: &fp,
-            },
-            Probe {
-                coefs: &cm,
-                x_r: &xm,
-                f: &fm,
-            },
-            &mut d,
-        );
+        central_difference(Probe { coefs: &cp, x_r: &xp, f: &fp }, Probe { coefs: &cm, x_r: &xm, f: &fm }, &mut d);
         assert!(d.iter().all(|v| v.abs() < 1e-4), "{d:?}");
         let mut tgt = vec![0.0f32; 2];
         let f_theta = [0.25f32, -0.5];
@@ -228,25 +173,9 @@ mod tests {
         let zero = [0.0f32];
         let f = [-3.0f32];
         let mut d = [0.0f64];
-        central_difference(
-            Probe {
-                coefs: &cp,
-                x_r: &zero,
-                f: &f,
-            },
-            Probe {
-                coefs: &cm,
-                x_r: &zero,
-                f: &f,
-            },
-            &mut d,
-        );
+        central_difference(Probe { coefs: &cp, x_r: &zero, f: &f }, Probe { coefs: &cm, x_r: &zero, f: &f }, &mut d);
         let exact = 3.0 * (times[0][0] as f64 - times[1][0] as f64) / 0.01;
-        assert!(
-            (d[0] - exact).abs() < 1e-12 && (d[0] - 3.0).abs() < 1e-5,
-            "{} vs {exact}",
-            d[0]
-        );
+        assert!((d[0] - exact).abs() < 1e-12 && (d[0] - 3.0).abs() < 1e-5, "{} vs {exact}", d[0]);
         // Backward with λ = 0.5: g(t) from F_θ at x̃_t, g(λt) from the probe.
         let prev_t = Difference::Backward { lambda: 0.5 }.probe_times(&t);
         let cur = Linear.at_all(&t);

@@ -75,15 +75,7 @@ pub enum Reference<'a> {
 /// target: [B, C, H, W] (x̃ or z̃, edited in place); predictor: [B, C, H, W] (p_c);
 /// t: [B]; `n_drop`: the number of dropped samples at the batch tail; `zeta`: ζ after
 /// the constructor's remap.
-pub fn enhance_endpoint(
-    target: &mut [f32],
-    predictor: &[f32],
-    reference: Reference<'_>,
-    t: &[f32],
-    window: EnhanceWindow,
-    zeta: f64,
-    n_drop: usize,
-) {
+pub fn enhance_endpoint(target: &mut [f32], predictor: &[f32], reference: Reference<'_>, t: &[f32], window: EnhanceWindow, zeta: f64, n_drop: usize) {
     let batch = t.len();
     let s = match reference {
         Reference::Prediction(r) => sample_len(batch, &[target.len(), predictor.len(), r.len()]),
@@ -125,23 +117,8 @@ mod tests {
         let mut x = vec![1.0f32, 1.0, 1.0];
         let p_c = [3.0f32, 3.0, 3.0];
         let p_u = [2.0f32, 2.0, 2.0];
-        enhance_endpoint(
-            &mut x,
-            &p_c,
-            Reference::Prediction(&p_u),
-            &t,
-            WINDOW,
-            0.5,
-            1,
-        );
-        assert_eq!(
-            x,
-            vec![
-                1.0 + 0.5 * (3.0 - 2.0),
-                0.5 * (1.0 + 3.0),
-                0.5 * (1.0 + 2.0)
-            ]
-        );
+        enhance_endpoint(&mut x, &p_c, Reference::Prediction(&p_u), &t, WINDOW, 0.5, 1);
+        assert_eq!(x, vec![1.0 + 0.5 * (3.0 - 2.0), 0.5 * (1.0 + 3.0), 0.5 * (1.0 + 2.0)]);
     }
 
     #[test]
@@ -152,15 +129,7 @@ mod tests {
         let p_c = [0.5f32, 0.5, 0.5, 0.5];
         enhance_endpoint(&mut x, &p_c, Reference::Target, &t, WINDOW, 2.0, 1);
         // t = 0.0 is outside the open window (strict inequality).
-        assert_eq!(
-            x,
-            vec![
-                (1.0 - 2.0) * 1.0 + 2.0 * 0.5,
-                0.5 * (-1.0 + 0.5),
-                0.5 * (2.0 + 0.5),
-                4.0
-            ]
-        );
+        assert_eq!(x, vec![(1.0 - 2.0) * 1.0 + 2.0 * 0.5, 0.5 * (-1.0 + 0.5), 0.5 * (2.0 + 0.5), 4.0]);
     }
 
     #[test]
@@ -172,8 +141,6 @@ mod tests {
         let style: EnhancedStyle = serde_json::from_str("\"fc-vs-xz\"").unwrap();
         assert_eq!(style, EnhancedStyle::FcVsXz);
         let w = EnhanceWindow { lo: 0.0, hi: 0.76 };
-        assert!(
-            w.contains(0.759_999_9) && !w.contains(0.76) && !w.contains(0.0) && w.contains(1e-30)
-        );
+        assert!(w.contains(0.759_999_9) && !w.contains(0.76) && !w.contains(0.0) && w.contains(1e-30));
     }
 }

@@ -12,25 +12,13 @@ use super::coefficients::Coef;
 pub(crate) fn sample_len(batch: usize, lens: &[usize]) -> usize {
     assert!(batch > 0, "empty batch");
     let n = lens[0];
-    assert!(
-        n % batch == 0,
-        "buffer of {n} elements is not a batch of {batch}"
-    );
-    assert!(
-        lens.iter().all(|&l| l == n),
-        "buffer lengths differ: {lens:?}"
-    );
+    assert!(n % batch == 0, "buffer of {n} elements is not a batch of {batch}");
+    assert!(lens.iter().all(|&l| l == n), "buffer lengths differ: {lens:?}");
     n / batch
 }
 
 /// out[b] = op(coefs[b], a[b, i], c[b, i]) for every element. a, c, out: [B, S].
-fn per_sample(
-    coefs: &[Coef],
-    a: &[f32],
-    c: &[f32],
-    out: &mut [f32],
-    op: impl Fn(&Coef, f64, f64) -> f64,
-) {
+fn per_sample(coefs: &[Coef], a: &[f32], c: &[f32], out: &mut [f32], op: impl Fn(&Coef, f64, f64) -> f64) {
     let s = sample_len(coefs.len(), &[a.len(), c.len(), out.len()]);
     for (b, coef) in coefs.iter().enumerate() {
         let r = b * s..(b + 1) * s;
@@ -72,8 +60,7 @@ mod tests {
         let coefs = Linear.at_all(&t);
         let z: Vec<f32> = (0..6).map(|i| i as f32 * 0.5 - 1.0).collect();
         let x: Vec<f32> = (0..6).map(|i| 0.3 - i as f32 * 0.2).collect();
-        let (mut xt, mut f, mut xh, mut zh) =
-            (vec![0.0; 6], vec![0.0; 6], vec![0.0; 6], vec![0.0; 6]);
+        let (mut xt, mut f, mut xh, mut zh) = (vec![0.0; 6], vec![0.0; 6], vec![0.0; 6], vec![0.0; 6]);
         interpolate(&coefs, &z, &x, &mut xt);
         regression_target(&coefs, &z, &x, &mut f);
         // Linear: x_t = t·z + (1 − t)·x, F* = z − x.

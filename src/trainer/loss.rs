@@ -79,10 +79,7 @@ impl LossShape {
     fn check(&self, lens: &[usize]) {
         let n = self.batch * self.sample_len();
         assert!(n > 0, "empty loss shape {self:?}");
-        assert!(
-            lens.iter().all(|&l| l == n),
-            "loss buffers {lens:?} do not match {self:?}"
-        );
+        assert!(lens.iter().all(|&l| l == n), "loss buffers {lens:?} do not match {self:?}");
     }
 }
 
@@ -120,20 +117,11 @@ impl PixelCosine {
 
 /// Mean squared difference m_b of one sample. f, g: [S].
 fn mean_square<T: Elem>(f: &[T], g: &[T]) -> f64 {
-    f.iter()
-        .zip(g)
-        .map(|(&a, &b)| (a.f64() - b.f64()).powi(2))
-        .sum::<f64>()
-        / f.len() as f64
+    f.iter().zip(g).map(|(&a, &b)| (a.f64() - b.f64()).powi(2)).sum::<f64>() / f.len() as f64
 }
 
 /// ℓ_b for every sample (before the time weight). f, target: [B, C, H, W]; result: [B].
-pub fn per_sample_losses<T: Elem>(
-    f: &[T],
-    target: &[T],
-    shape: LossShape,
-    spec: &LossSpec,
-) -> Vec<f64> {
+pub fn per_sample_losses<T: Elem>(f: &[T], target: &[T], shape: LossShape, spec: &LossSpec) -> Vec<f64> {
     shape.check(&[f.len(), target.len()]);
     let s = shape.sample_len();
     (0..shape.batch)
@@ -142,9 +130,7 @@ pub fn per_sample_losses<T: Elem>(
             let c = spec.cbl_eps;
             let mut loss = (mean_square(fb, gb) + c * c).sqrt() - c;
             if spec.cosine_term {
-                let dissimilarity: f64 = (0..shape.pixels)
-                    .map(|p| 1.0 - PixelCosine::new(fb, gb, shape.pixels, p).cos())
-                    .sum();
+                let dissimilarity: f64 = (0..shape.pixels).map(|p| 1.0 - PixelCosine::new(fb, gb, shape.pixels, p).cos()).sum();
                 loss += dissimilarity / shape.pixels as f64;
             }
             loss
@@ -155,24 +141,12 @@ pub fn per_sample_losses<T: Elem>(
 /// L = (1/B)·Σ_b w_b·ℓ_b. losses, t: [B].
 pub fn batch_loss(losses: &[f64], t: &[f32], weight: TimeWeight) -> f64 {
     assert_eq!(losses.len(), t.len(), "one time per sample");
-    losses
-        .iter()
-        .zip(t)
-        .map(|(&l, &tb)| weight.at(tb) * l)
-        .sum::<f64>()
-        / losses.len() as f64
+    losses.iter().zip(t).map(|(&l, &tb)| weight.at(tb) * l).sum::<f64>() / losses.len() as f64
 }
 
 /// The batch loss L and, into `grad`, ∂L/∂F_θ (assign).
 /// f, target, grad: [B, C, H, W]; t: [B].
-pub fn loss_and_grad<T: Elem>(
-    f: &[T],
-    target: &[T],
-    t: &[f32],
-    shape: LossShape,
-    spec: &LossSpec,
-    grad: &mut [T],
-) -> f64 {
+pub fn loss_and_grad<T: Elem>(f: &[T], target: &[T], t: &[f32], shape: LossShape, spec: &LossSpec, grad: &mut [T]) -> f64 {
     shape.check(&[f.len(), target.len(), grad.len()]);
     assert_eq!(t.len(), shape.batch, "one time per sample");
     let s = shape.sample_len();
@@ -184,11 +158,7 @@ pub fn loss_and_grad<T: Elem>(
         let scale = spec.time_weight.at(tb) / shape.batch as f64;
         let root = (mean_square(fb, gb) + spec.cbl_eps * spec.cbl_eps).sqrt();
         // d/dF of √(m + c²): d/(S·√(m + c²)); 0 where the root is 0 (see module doc).
-        let rms_factor = if root > 0.0 {
-            1.0 / (s as f64 * root)
-        } else {
-            0.0
-        };
+        let rms_factor = if root > 0.0 { 1.0 / (s as f64 * root) } else { 0.0 };
         for (i, d) in db.iter_mut().enumerate() {
             *d = T::of(scale * rms_factor * (fb[i].f64() - gb[i].f64()));
         }
@@ -196,11 +166,7 @@ pub fn loss_and_grad<T: Elem>(
             for p in 0..pixels {
                 let px = PixelCosine::new(fb, gb, pixels, p);
                 let inv = 1.0 / (px.f_norm * px.g_norm);
-                let norm_term = if px.f_unclamped {
-                    px.dot * inv / (px.f_norm * px.f_norm)
-                } else {
-                    0.0
-                };
+                let norm_term = if px.f_unclamped { px.dot * inv / (px.f_norm * px.f_norm) } else { 0.0 };
                 for c in 0..shape.channels {
                     let i = c * pixels + p;
                     let dcos = gb[i].f64() * inv - norm_term * fb[i].f64();
@@ -264,14 +230,7 @@ mod tests {
         let f = [1.0f32, 1.0, 0.0, 0.0];
         let g = [0.0f32, 0.0, 3.0, -4.0];
         let mut grad = [0.0f32; 4];
-        let l = loss_and_grad(
-            &f,
-            &g,
-            &[0.2, 0.9],
-            shape,
-            &spec(0.0, false, TimeWeight::None),
-            &mut grad,
-        );
+        let l = loss_and_grad(&f, &g, &[0.2, 0.9], shape, &spec(0.0, false, TimeWeight::None), &mut grad);
         let want = (1.0 + (12.5f64).sqrt()) / 2.0;
         assert!((l - want).abs() < 1e-12);
         // Spec §2.8: cos(1.57t) = 1, 0.7073882, 0.0007963 at t = 0, 0.5, 1 (7 digits of a
@@ -288,18 +247,10 @@ mod tests {
     }
 
     /// max |fd − an| / max |an| over every element, central differences in f64.
-    fn gradient_error(
-        f: &[f64],
-        g: &[f64],
-        t: &[f32],
-        shape: LossShape,
-        spec: &LossSpec,
-        h: f64,
-    ) -> f64 {
+    fn gradient_error(f: &[f64], g: &[f64], t: &[f32], shape: LossShape, spec: &LossSpec, h: f64) -> f64 {
         let mut grad = vec![0.0; f.len()];
         loss_and_grad(f, g, t, shape, spec, &mut grad);
-        let loss =
-            |x: &[f64]| batch_loss(&per_sample_losses(x, g, shape, spec), t, spec.time_weight);
+        let loss = |x: &[f64]| batch_loss(&per_sample_losses(x, g, shape, spec), t, spec.time_weight);
         let mut x = f.to_vec();
         let (mut worst, mut biggest) = (0.0f64, 0.0f64);
         for i in 0..f.len() {
@@ -357,13 +308,7 @@ mod tests {
         let sp = spec(0.0, true, TimeWeight::None);
         let mut grad = vec![0.0; 6];
         loss_and_grad(&f, &g, &[0.3], shape, &sp, &mut grad);
-        let loss = |x: &[f64]| {
-            batch_loss(
-                &per_sample_losses(x, &g, shape, &sp),
-                &[0.3],
-                TimeWeight::None,
-            )
-        };
+        let loss = |x: &[f64]| batch_loss(&per_sample_losses(x, &g, shape, &sp), &[0.3], TimeWeight::None);
         for c in 0..3 {
             let i = c * 2 + 1;
             let h = 1e-10;
@@ -371,11 +316,7 @@ mod tests {
             up[i] += h;
             down[i] -= h;
             let fd = (loss(&up) - loss(&down)) / (2.0 * h);
-            assert!(
-                (fd - grad[i]).abs() <= 1e-6 * grad[i].abs(),
-                "channel {c}: fd {fd} vs {}",
-                grad[i]
-            );
+            assert!((fd - grad[i]).abs() <= 1e-6 * grad[i].abs(), "channel {c}: fd {fd} vs {}", grad[i]);
         }
     }
 
@@ -388,14 +329,7 @@ mod tests {
         };
         let f = [0.5f32, -1.0, 2.0, 0.25];
         let mut grad = [1.0f32; 4];
-        let l = loss_and_grad(
-            &f,
-            &f,
-            &[0.5],
-            shape,
-            &spec(0.0, false, TimeWeight::None),
-            &mut grad,
-        );
+        let l = loss_and_grad(&f, &f, &[0.5], shape, &spec(0.0, false, TimeWeight::None), &mut grad);
         assert_eq!(l, 0.0);
         assert_eq!(grad, [0.0; 4]);
     }

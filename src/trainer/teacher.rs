@@ -35,9 +35,7 @@ impl TeacherKind {
         } else if emd > 0.0 && emd < 1.0 {
             Ok(TeacherKind::Ema(EmaRamp::new(emd)))
         } else {
-            Err(Error::invalid(format!(
-                "ema_decay_rate {emd} must lie in [0, 1]"
-            )))
+            Err(Error::invalid(format!("ema_decay_rate {emd} must lie in [0, 1]")))
         }
     }
 
@@ -78,8 +76,7 @@ mod tests {
     fn ramp_values_of_the_spec() {
         // Spec §2.4: decays used at steps 1…12 for emd = 0.999, and ≈ 0.998993 after 10 000.
         let want = [
-            0.0, 0.4995, 0.6245, 0.694812, 0.741229, 0.774581, 0.799875, 0.8198, 0.835946,
-            0.849321, 0.860598, 0.870244,
+            0.0, 0.4995, 0.6245, 0.694812, 0.741229, 0.774581, 0.799875, 0.8198, 0.835946, 0.849321, 0.860598, 0.870244,
         ];
         let mut ramp = EmaRamp::new(0.999);
         for (k, &w) in want.iter().enumerate() {
@@ -98,9 +95,7 @@ mod tests {
     fn kinds() {
         assert_eq!(TeacherKind::for_rate(0.0).unwrap(), TeacherKind::Online);
         assert_eq!(TeacherKind::for_rate(1.0).unwrap(), TeacherKind::Frozen);
-        assert!(
-            matches!(TeacherKind::for_rate(0.5).unwrap(), TeacherKind::Ema(r) if r.decay == 0.0)
-        );
+        assert!(matches!(TeacherKind::for_rate(0.5).unwrap(), TeacherKind::Ema(r) if r.decay == 0.0));
         assert!(TeacherKind::for_rate(1.5).is_err() && TeacherKind::for_rate(-0.1).is_err());
         assert!(!TeacherKind::Online.has_copy() && TeacherKind::Frozen.has_copy());
     }

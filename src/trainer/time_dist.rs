@@ -21,9 +21,7 @@ impl TimeDistribution {
     pub fn new(ctrl: [f64; 3]) -> Result<Self> {
         let [a, b, scale] = ctrl;
         if !(a > 0.0 && b > 0.0 && a.is_finite() && b.is_finite() && scale.is_finite()) {
-            return Err(Error::invalid(format!(
-                "time_dist_ctrl {ctrl:?}: need a > 0, b > 0 and a finite scale"
-            )));
+            return Err(Error::invalid(format!("time_dist_ctrl {ctrl:?}: need a > 0, b > 0 and a finite scale")));
         }
         Ok(TimeDistribution { a, b, scale })
     }
@@ -32,10 +30,7 @@ impl TimeDistribution {
     /// float32), multiplied by s in f32 and clamped to [0, 1].
     pub fn sample(&self, rng: &mut Rng, n: usize) -> Result<Vec<f32>> {
         let draws = rng.beta(self.a, self.b, n)?;
-        Ok(draws
-            .into_iter()
-            .map(|t| ((self.scale as f32) * (t as f32)).clamp(0.0, 1.0))
-            .collect())
+        Ok(draws.into_iter().map(|t| ((self.scale as f32) * (t as f32)).clamp(0.0, 1.0)).collect())
     }
 }
 

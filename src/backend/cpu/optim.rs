@@ -27,14 +27,7 @@ const CHUNK: usize = 4096;
 /// bias-corrected step size (this differs from `torch.optim.AdamW`).
 ///
 /// p, g, m, v: [N] (same length).
-pub fn adamw_step<T: Elem>(
-    p: &mut [T],
-    g: &[T],
-    m: &mut [T],
-    v: &mut [T],
-    hp: &OptimHp,
-    step: u64,
-) {
+pub fn adamw_step<T: Elem>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &OptimHp, step: u64) {
     check_lengths(p.len(), g.len(), m.len(), v.len());
     let k = step.max(1) as f64;
     let step_size = hp.lr * (1.0 - hp.beta2.powf(k)).sqrt() / (1.0 - hp.beta1.powf(k));
@@ -71,14 +64,7 @@ pub fn adamw_step<T: Elem>(
 /// (ρ₁ … ρ₅ ≈ 1, 1.9995, 2.9987, 3.9975, 4.9960) and step 6 is the first rectified one.
 ///
 /// p, g, m, v: [N] (same length). g is not modified.
-pub fn radam_step<T: Elem>(
-    p: &mut [T],
-    g: &[T],
-    m: &mut [T],
-    v: &mut [T],
-    hp: &OptimHp,
-    step: u64,
-) {
+pub fn radam_step<T: Elem>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &OptimHp, step: u64) {
     check_lengths(p.len(), g.len(), m.len(), v.len());
     let k = step.max(1) as f64;
     let (b1, b2, eps, wd, lr) = (hp.beta1, hp.beta2, hp.eps, hp.weight_decay, hp.lr);
@@ -88,19 +74,14 @@ pub fn radam_step<T: Elem>(
     let rho_k = rho_inf - 2.0 * k * b2.powf(k) / bias_correction2;
     // `Some(lr·r·√(1 − β₂ᵏ))` on the rectified branch, `None` on the un-adapted one.
     let rectified = (rho_k > 5.0).then(|| {
-        let rect = ((rho_k - 4.0) * (rho_k - 2.0) * rho_inf
-            / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_k))
-            .sqrt();
+        let rect = ((rho_k - 4.0) * (rho_k - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_k)).sqrt();
         lr * rect * bias_correction2.sqrt()
     });
     par_zip4(p, g, m, v, |pe, ge, me, ve| {
         let pv = pe.f64();
         let gv = ge.f64() + wd * pv;
         let mv = me.f64();
-        let (m_t, v_t) = (
-            T::of(mv + (1.0 - b1) * (gv - mv)),
-            T::of(b2 * ve.f64() + (1.0 - b2) * gv * gv),
-        );
+        let (m_t, v_t) = (T::of(mv + (1.0 - b1) * (gv - mv)), T::of(b2 * ve.f64() + (1.0 - b2) * gv * gv));
         *me = m_t;
         *ve = v_t;
         let m_hat = m_t.f64() / bias_correction1;
@@ -114,26 +95,17 @@ pub fn radam_step<T: Elem>(
 
 /// dst ← decay·dst + (1 − decay)·src. src, dst: [N].
 pub fn ema<T: Elem>(src: &[T], dst: &mut [T], decay: f64) {
-    assert_eq!(
-        src.len(),
-        dst.len(),
-        "ema: source and destination lengths differ"
-    );
-    dst.par_chunks_mut(CHUNK)
-        .zip(src.par_chunks(CHUNK))
-        .for_each(|(dc, sc)| {
-            for (d, &s) in dc.iter_mut().zip(sc) {
-                *d = T::of(decay * d.f64() + (1.0 - decay) * s.f64());
-            }
-        });
+    assert_eq!(src.len(), dst.len(), "ema: source and destination lengths differ");
+    dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(dc, sc)| {
+        for (d, &s) in dc.iter_mut().zip(sc) {
+            *d = T::of(decay * d.f64() + (1.0 - decay) * s.f64());
+        }
+    });
 }
 
 /// Σ x² in f64: one partial sum per [`CHUNK`], partials added in chunk order. x: [N].
 pub fn sum_squares<T: Elem>(x: &[T]) -> f64 {
-    let partials: Vec<f64> = x
-        .par_chunks(CHUNK)
-        .map(|c| c.iter().map(|v| v.f64() * v.f64()).sum::<f64>())
-        .collect();
+    let partials: Vec<f64> = x.par_chunks(CHUNK).map(|c| c.iter().map(|v| v.f64() * v.f64()).sum::<f64>()).collect();
     partials.iter().sum()
 }
 
@@ -156,27 +128,17 @@ pub fn zero_non_finite<T: Elem>(x: &mut [T]) {
 }
 
 fn check_lengths(p: usize, g: usize, m: usize, v: usize) {
-    assert!(
-        p == g && p == m && p == v,
-        "optimizer buffers differ in length: p {p}, g {g}, m {m}, v {v}"
-    );
+    assert!(p == g && p == m && p == v, "optimizer buffers differ in length: p {p}, g {g}, m {m}, v {v}");
 }
 
 /// Runs `f` on matching elements of four equally long buffers, chunk by chunk.
-fn par_zip4<T: Elem>(
-    p: &mut [T],
-    g: &[T],
-    m: &mut [T],
-    v: &mut [T],
-    f: impl Fn(&mut T, &T, &mut T, &mut T) + Sync,
-) {
+fn par_zip4<T: Elem>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], f: impl Fn(&mut T, &T, &mut T, &mut T) + Sync) {
     p.par_chunks_mut(CHUNK)
         .zip(g.par_chunks(CHUNK))
         .zip(m.par_chunks_mut(CHUNK))
         .zip(v.par_chunks_mut(CHUNK))
         .for_each(|(((pc, gc), mc), vc)| {
-            for (((pe, ge), me), ve) in pc.iter_mut().zip(gc).zip(mc.iter_mut()).zip(vc.iter_mut())
-            {
+            for (((pe, ge), me), ve) in pc.iter_mut().zip(gc).zip(mc.iter_mut()).zip(vc.iter_mut()) {
                 f(pe, ge, me, ve);
             }
         });
@@ -281,26 +243,13 @@ mod tests {
 
     #[test]
     fn sum_squares_is_exact_in_f64_and_thread_independent() {
-        let x: Vec<f32> = (0..3 * CHUNK + 17)
-            .map(|i| ((i as f32) * 0.37).sin())
-            .collect();
+        let x: Vec<f32> = (0..3 * CHUNK + 17).map(|i| ((i as f32) * 0.37).sin()).collect();
         let direct: f64 = {
-            let parts: Vec<f64> = x
-                .chunks(CHUNK)
-                .map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum())
-                .collect();
+            let parts: Vec<f64> = x.chunks(CHUNK).map(|c| c.iter().map(|&v| (v as f64) * (v as f64)).sum()).collect();
             parts.iter().sum()
         };
-        let one = rayon::ThreadPoolBuilder::new()
-            .num_threads(1)
-            .build()
-            .unwrap()
-            .install(|| sum_squares(&x));
-        let three = rayon::ThreadPoolBuilder::new()
-            .num_threads(3)
-            .build()
-            .unwrap()
-            .install(|| sum_squares(&x));
+        let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| sum_squares(&x));
+        let three = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap().install(|| sum_squares(&x));
         assert_eq!(one.to_bits(), direct.to_bits());
         assert_eq!(three.to_bits(), direct.to_bits());
         assert_eq!(sum_squares(&[3.0f64, 4.0]), 25.0);
@@ -311,18 +260,14 @@ mod tests {
         let n = 2 * CHUNK + 5;
         let g: Vec<f32> = (0..n).map(|i| ((i as f32) * 0.11).cos()).collect();
         let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    let (mut p, mut m, mut v) = (vec![0.5f32; n], vec![0.0f32; n], vec![0.0f32; n]);
-                    for k in 1..=7 {
-                        adamw_step(&mut p, &g, &mut m, &mut v, &hp(1e-3, 0.95, 0.1), k);
-                        radam_step(&mut p, &g, &mut m, &mut v, &hp(1e-3, 0.999, 0.1), k);
-                    }
-                    p
-                })
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| {
+                let (mut p, mut m, mut v) = (vec![0.5f32; n], vec![0.0f32; n], vec![0.0f32; n]);
+                for k in 1..=7 {
+                    adamw_step(&mut p, &g, &mut m, &mut v, &hp(1e-3, 0.95, 0.1), k);
+                    radam_step(&mut p, &g, &mut m, &mut v, &hp(1e-3, 0.999, 0.1), k);
+                }
+                p
+            })
         };
         assert_eq!(run(1), run(2));
     }
