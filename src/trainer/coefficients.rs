@@ -17,6 +17,23 @@ pub trait Coefficients {
     /// γ̂(t): coefficient of x in the target F* (`gamma_to`).
     fn gamma_to(&self, t: f64) -> f64;
 
+    /// Whether the network runs in flipped time (the v2 flip of spec §1.1, ReLinear): the
+    /// trainer then works in internal time, calls the network at 1 − t and negates its
+    /// output, F_int(x, t) = −F_net(x, 1 − t). The coefficients above are the internal ones.
+    fn is_flipped(&self) -> bool {
+        false
+    }
+
+    /// The times at which the network is called for internal times `t` (1 − t in f32 when
+    /// flipped). t: [B].
+    fn network_times(&self, t: &[f32]) -> Vec<f32> {
+        if self.is_flipped() {
+            t.iter().map(|&v| 1.0 - v).collect()
+        } else {
+            t.to_vec()
+        }
+    }
+
     /// All four values and Δ at one time.
     fn at(&self, t: f32) -> Coef {
         let t = t as f64;

@@ -11,8 +11,12 @@
 //! * [`enhance`], [`consistency`] — the two target modifications;
 //! * [`loss`] — the loss and dL/dF;
 //! * [`teacher`] — how `mod` is obtained and its EMA ramp;
-//! * [`config`] — the reference YAML sections.
+//! * [`config`] — the reference YAML sections;
+//! * [`optimizer`] — clipping, the NaN guard and the AdamW / RAdam update;
+//! * [`step`] — [`Trainer`], the training step itself;
+//! * [`checkpoint`] — save, resume, and reading weights back.
 
+pub mod checkpoint;
 pub mod coefficients;
 pub mod config;
 pub mod consistency;
@@ -20,10 +24,14 @@ pub mod enhance;
 pub mod interpolant;
 pub mod label_drop;
 pub mod loss;
+pub mod optimizer;
+pub mod step;
 pub mod teacher;
 pub mod time_dist;
 
+pub use checkpoint::{read_weights, CheckpointWeights};
 pub use coefficients::{Coef, Coefficients};
 pub use config::{OptimizerKind, OptimizerSection, TrainSection, TrainerConfig, TransportSection};
 pub use enhance::EnhancedStyle;
 pub use loss::{LossSpec, TimeWeight};
+pub use step::{BoxedTransport, StepStats, StepTensors, Trainer};

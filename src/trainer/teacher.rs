@@ -6,13 +6,19 @@
 //!   forward, before `mod` is evaluated): mod ← d_k·mod + (1 − d_k)·online, with the
 //!   ramp d_{k+1} = d_k + (1 − d_k)(emd − d_k)/2, d_0 = 0 (so the first update copies).
 //!
+//! [`Teacher`] also owns the second network instance through which every no-grad forward
+//! of a step runs (the `mod` evaluations and the consistency probes of the online
+//! weights), so the online network keeps the activations of its training forward.
+//!
 //! Difference from the reference: there the ramp counter is a plain attribute, not
 //! checkpointed, so after a resume the first update copies the online weights again. Here
 //! the ramp is part of the checkpoint, so that a resumed run continues bit-identically.
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::Backend;
 use crate::error::{Error, Result};
+use crate::model::Model;
 
 /// How `mod` is obtained from `ema_decay_rate`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -65,6 +71,76 @@ impl EmaRamp {
         let d = self.decay;
         self.decay = d + (1.0 - d) * (self.rate - d) / 2.0;
         d
+    }
+}
+
+/// `mod` and the no-grad evaluator of a step.
+pub struct Teacher<B: Backend> {
+    pub(super) kind: TeacherKind,
+    /// A second instance of the network, created at the first step that needs `mod`. Its
+    /// parameter buffer is the `mod` copy (stale and unused when `kind` is Online); its
+    /// workspace serves every no-grad forward of the step.
+    pub(super) net: Option<Model<B>>,
+}
+
+impl<B: Backend + Clone> Teacher<B> {
+    /// A teacher of the given kind, not yet created.
+    pub fn new(kind: TeacherKind) -> Self {
+        Teacher { kind, net: None }
+    }
+
+    /// How `mod` is obtained (with the current ramp state for the EMA kind).
+    pub fn kind(&self) -> TeacherKind {
+        self.kind
+    }
+
+    /// Whether `mod` has been created (it is created lazily).
+    pub fn is_created(&self) -> bool {
+        self.net.is_some()
+    }
+
+    /// The `mod` weights when they are a separate copy that exists, as a host vector.
+    pub fn read_params(&self) -> Result<Option<Vec<f32>>> {
+        match (&self.net, self.kind.has_copy()) {
+            (Some(net), true) => Ok(Some(net.read_params()?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Step 8 of §2.2: creates `mod` on first use (a copy of the online weights), then,
+    /// for the EMA kind, moves it toward the online weights with this step's ramped decay.
+    pub fn advance(&mut self, online: &Model<B>) -> Result<()> {
+        if self.net.is_none() {
+            let copy = online.read_params()?;
+            self.net = Some(Model::from_params(online.config().clone(), online.backend().clone(), &copy)?);
+        }
+        if let TeacherKind::Ema(ramp) = &mut self.kind {
+            let decay = ramp.next_decay();
+            let net = self.net.as_mut().expect("created above");
+            let be = online.backend();
+            let n = online.layout().total();
+            be.ema(be.src(online.params(), 0..n), be.dst(net.params_mut(), 0..n), decay);
+        }
+        Ok(())
+    }
+
+    /// F of `mod` (no grad). x, out: [B, C, H, W]; t_net: [B] network times; labels: [B].
+    pub fn eval_mod(&mut self, online: &Model<B>, x: &[f32], t_net: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
+        let net = self.net.as_mut().ok_or_else(|| Error::Internal("mod evaluated before it was created".into()))?;
+        match self.kind {
+            TeacherKind::Online => net.forward_with(online.params(), x, t_net, labels, out),
+            TeacherKind::Frozen | TeacherKind::Ema(_) => net.forward(x, t_net, labels, out),
+        }
+    }
+
+    /// F of the online weights under no-grad, through the teacher's workspace.
+    /// x, out: [B, C, H, W]; t_net: [B] network times; labels: [B].
+    pub fn eval_online(&mut self, online: &Model<B>, x: &[f32], t_net: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
+        let net = self
+            .net
+            .as_mut()
+            .ok_or_else(|| Error::Internal("no-grad evaluator used before it was created".into()))?;
+        net.forward_with(online.params(), x, t_net, labels, out)
     }
 }
 
