@@ -59,7 +59,8 @@ impl<B: Backend> Optimizer<B> {
         let norm = backend.sum_squares(backend.src(grads, 0..n)).sqrt();
         if let Some(max_norm) = self.max_grad_norm {
             let coef = max_norm / (norm + CLIP_EPS);
-            if !(coef >= 1.0) {
+            // Scale unless coef ≥ 1; a NaN coef (non-finite norm) also scales, as in torch.
+            if coef < 1.0 || coef.is_nan() {
                 backend.scale(backend.dst(grads, 0..n), coef);
             }
         }
