@@ -121,9 +121,12 @@ fn run_steps(trainer: &mut Trainer<CpuBackend>, steps: std::ops::Range<usize>) {
     }
 }
 
+/// Tensor bits by name, and the metadata.
+type Snapshot = (Vec<(String, Vec<u32>)>, HashMap<String, String>);
+
 /// Everything the next step depends on, read back through a checkpoint file: every
 /// tensor's bits by name, and the metadata.
-fn snapshot(trainer: &Trainer<CpuBackend>, dir: &Path, name: &str) -> (Vec<(String, Vec<u32>)>, HashMap<String, String>) {
+fn snapshot(trainer: &Trainer<CpuBackend>, dir: &Path, name: &str) -> Snapshot {
     let path = dir.join(name);
     trainer.save_checkpoint(&path).unwrap();
     let file = TensorFile::open(&path).unwrap();
