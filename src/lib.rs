@@ -16,9 +16,12 @@
 
 pub mod backend;
 pub mod control;
+pub mod data;
 pub mod denoiser;
 pub mod error;
+pub mod image;
 pub mod layout;
+pub mod metric;
 pub mod model;
 pub mod rng;
 pub mod tensor_file;

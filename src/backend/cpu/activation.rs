@@ -1,51 +1,47 @@
 //! Elementwise activations (GELU-tanh, SiLU, SwiGLU) and their backward passes, split
-//! into fixed-size chunks across the pool.
+//! into fixed-size chunks across the pool and vectorised (see [`super::vmath`]).
 
 use rayon::prelude::*;
 
+use super::vmath::sigmoid;
 use super::Elem;
+use crate::cpu_dispatch;
 
 const CHUNK: usize = 4096;
 const GELU_C: f64 = 0.797_884_560_802_865_4; // sqrt(2/π)
 const GELU_A: f64 = 0.044715;
 
-#[inline(always)]
-fn sigmoid<T: Elem>(x: T) -> T {
-    T::one() / (T::one() + (-x).exp())
-}
-
-/// y = ½x(1 + tanh(√(2/π)(x + 0.044715x³))).
+/// y = ½x(1 + tanh(√(2/π)(x + 0.044715x³))) = x·σ(2u), u = √(2/π)(x + 0.044715x³).
 pub fn gelu_tanh_forward<T: Elem>(x: &[T], y: &mut [T]) {
-    let (c, a, half) = (T::of(GELU_C), T::of(GELU_A), T::of(0.5));
+    let (c2, a) = (T::of(2.0 * GELU_C), T::of(GELU_A));
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(yc, xc)| {
-        for (yv, &xv) in yc.iter_mut().zip(xc) {
-            let u = c * (xv + a * xv * xv * xv);
-            *yv = half * xv * (T::one() + u.tanh());
-        }
+        cpu_dispatch!(for (yv, &xv) in yc.iter_mut().zip(xc) {
+            let u2 = c2 * (xv + a * xv * xv * xv);
+            *yv = xv * sigmoid(u2);
+        })
     });
 }
 
-/// dx = GELU'(x)·dy.
+/// dx = GELU'(x)·dy, GELU'(x) = s + x·s(1 − s)·2√(2/π)(1 + 3·0.044715x²), s = σ(2u).
 pub fn gelu_tanh_backward<T: Elem>(x: &[T], dy: &[T], dx: &mut [T]) {
-    let (c, a, half, three) = (T::of(GELU_C), T::of(GELU_A), T::of(0.5), T::of(3.0));
+    let (c2, a, three) = (T::of(2.0 * GELU_C), T::of(GELU_A), T::of(3.0));
     dx.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
         .for_each(|(dc, (xc, gc))| {
-            for ((d, &xv), &g) in dc.iter_mut().zip(xc).zip(gc) {
-                let u = c * (xv + a * xv * xv * xv);
-                let th = u.tanh();
-                let du = c * (T::one() + three * a * xv * xv);
-                *d = g * (half * (T::one() + th) + half * xv * (T::one() - th * th) * du);
-            }
+            cpu_dispatch!(for ((d, &xv), &g) in dc.iter_mut().zip(xc).zip(gc) {
+                let s = sigmoid(c2 * (xv + a * xv * xv * xv));
+                let du2 = c2 * (T::one() + three * a * xv * xv);
+                *d = g * (s + xv * s * (T::one() - s) * du2);
+            })
         });
 }
 
 /// y = x·σ(x).
 pub fn silu_forward<T: Elem>(x: &[T], y: &mut [T]) {
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(yc, xc)| {
-        for (yv, &xv) in yc.iter_mut().zip(xc) {
+        cpu_dispatch!(for (yv, &xv) in yc.iter_mut().zip(xc) {
             *yv = xv * sigmoid(xv);
-        }
+        })
     });
 }
 
@@ -60,9 +56,9 @@ pub fn silu_backward<T: Elem>(x: &[T], dy: &[T], dx: &mut [T]) {
     dx.par_chunks_mut(CHUNK)
         .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
         .for_each(|(dc, (xc, gc))| {
-            for ((d, &xv), &g) in dc.iter_mut().zip(xc).zip(gc) {
+            cpu_dispatch!(for ((d, &xv), &g) in dc.iter_mut().zip(xc).zip(gc) {
                 *d = g * silu_grad(xv);
-            }
+            })
         });
 }
 
@@ -70,9 +66,9 @@ pub fn silu_backward<T: Elem>(x: &[T], dy: &[T], dx: &mut [T]) {
 pub fn swiglu_forward<T: Elem>(x12: &[T], y: &mut [T], n: usize, h: usize) {
     y[..n * h].par_chunks_mut(h).zip(x12.par_chunks(2 * h)).for_each(|(yr, xr)| {
         let (x1, x2) = xr.split_at(h);
-        for j in 0..h {
+        cpu_dispatch!(for j in 0..h {
             yr[j] = x1[j] * sigmoid(x1[j]) * x2[j];
-        }
+        })
     });
 }
 
@@ -84,9 +80,10 @@ pub fn swiglu_backward<T: Elem>(x12: &[T], dy: &[T], dx12: &mut [T], n: usize, h
         .for_each(|(dr, (xr, gr))| {
             let (x1, x2) = xr.split_at(h);
             let (d1, d2) = dr.split_at_mut(h);
-            for j in 0..h {
-                d1[j] = gr[j] * x2[j] * silu_grad(x1[j]);
-                d2[j] = gr[j] * x1[j] * sigmoid(x1[j]);
-            }
+            cpu_dispatch!(for j in 0..h {
+                let s = sigmoid(x1[j]);
+                d1[j] = gr[j] * x2[j] * s * (T::one() + x1[j] * (T::one() - s));
+                d2[j] = gr[j] * x1[j] * s;
+            })
         });
 }

@@ -4,8 +4,9 @@
 
 use rayon::prelude::*;
 
-use super::{gemm::matmul, norm::NORM_EPS, Elem};
+use super::{gemm::matmul, norm::NORM_EPS, vmath, Elem};
 use crate::backend::AttnDims;
+use crate::cpu_dispatch;
 
 #[derive(Clone, Copy)]
 struct SendPtr<T>(*mut T);
@@ -80,18 +81,16 @@ fn prepare<T: Elem>(qkv: &[T], part: usize, bi: usize, h: usize, cos: &[T], sin:
     out
 }
 
-/// Row-wise softmax in place on a [rows, cols] matrix.
-fn softmax_rows<T: Elem>(s: &mut [T], cols: usize) {
-    for row in s.chunks_exact_mut(cols) {
-        let mx = row.iter().copied().fold(T::neg_infinity(), T::max);
-        let mut sum = T::zero();
+/// Row-wise softmax of `scale`·s in place on a [rows, cols] matrix.
+fn softmax_rows<T: Elem>(s: &mut [T], cols: usize, scale: T) {
+    cpu_dispatch!(for row in s.chunks_exact_mut(cols) {
+        let mx = vmath::max(row);
         for v in row.iter_mut() {
-            *v = (*v - mx).exp();
-            sum = sum + *v;
+            *v = ((*v - mx) * scale).fast_exp();
         }
-        let inv = T::one() / sum;
+        let inv = T::one() / vmath::sum(row);
         row.iter_mut().for_each(|v| *v = *v * inv);
-    }
+    })
 }
 
 /// out [B·T, D] = softmax(q kᵀ/√d_h) v per head; fills `cache` when given.
@@ -110,8 +109,7 @@ pub fn forward<T: Elem>(qkv: &[T], cos: &[T], sin: &[T], out: &mut [T], cache: O
         let mut s = vec![T::zero(); t * t];
         // S = Q·Kᵀ (Kᵀ: rs 1, cs d_h), then scale + softmax.
         matmul(t, dh, t, &q, dh, 1, &k, 1, dh, T::zero(), &mut s, t, 1);
-        s.iter_mut().for_each(|v| *v = *v * scale);
-        softmax_rows(&mut s, t);
+        softmax_rows(&mut s, t, scale);
         // O = P·V, V read in place from qkv (rs 3D), O written in place (rs D).
         let v = &qkv[bi * t * 3 * d + 2 * d + h * dh..];
         let o = unsafe { outp.slice(bi * t * d + h * dh, (t - 1) * d + dh) };
@@ -157,13 +155,13 @@ pub fn backward<T: Elem>(dout: &[T], qkv: &[T], cos: &[T], sin: &[T], cache: &[T
         let mut ds = vec![T::zero(); t * t];
         matmul(t, dh, t, dout_h, d, 1, v, 1, 3 * d, T::zero(), &mut ds, t, 1);
         // dS = P ⊙ (dP − rowsum(P ⊙ dP)), times the softmax scale.
-        for i in 0..t {
+        cpu_dispatch!(for i in 0..t {
             let (pr, dr) = (&p[i * t..(i + 1) * t], &mut ds[i * t..(i + 1) * t]);
-            let dot = pr.iter().zip(dr.iter()).map(|(&a, &b)| a * b).sum::<T>();
+            let dot = vmath::dot(pr, dr);
             for j in 0..t {
                 dr[j] = pr[j] * (dr[j] - dot) * scale;
             }
-        }
+        });
         let mut dq = vec![T::zero(); t * dh];
         let mut dk = vec![T::zero(); t * dh];
         matmul(t, t, dh, &ds, t, 1, &k, dh, 1, T::zero(), &mut dq, dh, 1);

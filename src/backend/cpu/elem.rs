@@ -8,6 +8,8 @@ pub trait Elem: Float + Send + Sync + Default + std::fmt::Debug + std::iter::Sum
     fn of(x: f64) -> Self;
     /// Widens to f64.
     fn f64(self) -> f64;
+    /// e^x: a vectorisable polynomial for f32 (≈1 ulp), exact `exp` for f64.
+    fn fast_exp(self) -> Self;
     /// C = α·A·B + β·C with explicit row/column strides (matrixmultiply semantics).
     ///
     /// # Safety
@@ -30,12 +32,63 @@ pub trait Elem: Float + Send + Sync + Default + std::fmt::Debug + std::iter::Sum
     );
 }
 
+/// C = α·A·B + β·C through the `gemm` crate (single-threaded: the caller splits work).
+/// matrixmultiply remains the reference kernel in the tests; `gemm` with its AVX-512
+/// kernels measured 5–35% faster on DiT shapes here (see benches/).
+#[allow(clippy::too_many_arguments)]
+unsafe fn faer_gemm<T: 'static + Copy>(
+    m: usize,
+    k: usize,
+    n: usize,
+    alpha: T,
+    a: *const T,
+    rsa: isize,
+    csa: isize,
+    b: *const T,
+    rsb: isize,
+    csb: isize,
+    beta: T,
+    c: *mut T,
+    rsc: isize,
+    csc: isize,
+) where
+    T: num_traits::Zero + PartialEq,
+{
+    // gemm's convention: dst = α_g·dst + β_g·lhs·rhs, dst read only if `read_dst`.
+    let read_dst = beta != T::zero();
+    gemm::gemm(
+        m,
+        n,
+        k,
+        c,
+        csc,
+        rsc,
+        read_dst,
+        a,
+        csa,
+        rsa,
+        b,
+        csb,
+        rsb,
+        beta,
+        alpha,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
+}
+
 impl Elem for f32 {
     fn of(x: f64) -> Self {
         x as f32
     }
     fn f64(self) -> f64 {
         self as f64
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        super::vmath::exp_f32(self)
     }
     unsafe fn gemm(
         m: usize,
@@ -63,6 +116,10 @@ impl Elem for f64 {
     }
     fn f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> Self {
+        self.exp()
     }
     unsafe fn gemm(
         m: usize,

@@ -62,20 +62,30 @@ pub fn matmul<T: Elem>(
     };
     let threads = rayon::current_num_threads();
     let work = m * n * k.max(1);
-    if threads <= 1 || work < 1 << 15 {
+    // Each block packs its slice of one operand and the whole of the other, so split
+    // the dimension whose operand is cheaper to re-pack: rows re-pack B (k·n) per block,
+    // columns re-pack A (m·k) per block. One block per thread keeps re-packing minimal.
+    //
+    // Thread-count independence: the `gemm` kernels accumulate each element over k in
+    // blocks whose size depends on k alone, except for products with m ≤ 64 and n ≤ 64,
+    // which use k-blocks of 512. Every block keeps ≥ MIN_BLOCK (> 64) along the split
+    // dimension, so a split never turns a large product into a small one.
+    const MIN_BLOCK: usize = 80;
+    let split_rows = n <= m;
+    let dim = if split_rows { m } else { n };
+    let blocks = threads.min(dim / MIN_BLOCK);
+    if blocks <= 1 || work < 1 << 15 {
         run(0, m, 0, n);
         return;
     }
-    let tasks = threads * 4;
-    if m >= 64 || m >= n {
-        let chunk = m.div_ceil(tasks).max(16).next_multiple_of(8);
-        let blocks: Vec<usize> = (0..m).step_by(chunk).collect();
-        blocks.into_par_iter().for_each(|r0| run(r0, (r0 + chunk).min(m), 0, n));
-    } else {
-        let chunk = n.div_ceil(tasks).max(64).next_multiple_of(16);
-        let blocks: Vec<usize> = (0..n).step_by(chunk).collect();
-        blocks.into_par_iter().for_each(|c0| run(0, m, c0, (c0 + chunk).min(n)));
-    }
+    (0..blocks).into_par_iter().for_each(|i| {
+        let (s0, s1) = (i * dim / blocks, (i + 1) * dim / blocks);
+        if split_rows {
+            run(s0, s1, 0, n)
+        } else {
+            run(0, m, s0, s1)
+        }
+    });
 }
 
 #[cfg(test)]
@@ -90,6 +100,26 @@ mod tests {
             }
         }
         c
+    }
+
+    #[test]
+    fn bit_identical_for_any_thread_count() {
+        for &(m, k, n) in &[(300, 1536, 70), (70, 600, 300), (65, 700, 64), (256, 1024, 64), (2, 1536, 384)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729 % 997) as f32 / 997.0) - 0.5).collect();
+            let runs: Vec<Vec<f32>> = [1, 2, 3, 5]
+                .iter()
+                .map(|&th| {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().unwrap();
+                    let mut c = vec![0f32; m * n];
+                    pool.install(|| matmul(m, k, n, &a, 1, m, &b, n, 1, 0.0, &mut c, n, 1));
+                    c
+                })
+                .collect();
+            for r in &runs[1..] {
+                assert!(r == &runs[0], "{m}x{k}x{n} differs across thread counts");
+            }
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod layout_ops;
 mod linear;
 mod norm;
 mod optim;
+pub mod vmath;
 
 use std::ops::Range;
 use std::sync::Arc;

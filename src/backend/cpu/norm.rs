@@ -3,8 +3,9 @@
 
 use rayon::prelude::*;
 
-use super::Elem;
+use super::{vmath, Elem};
 use crate::backend::NormKind;
+use crate::cpu_dispatch;
 
 /// The reference's norm epsilon.
 pub const NORM_EPS: f64 = 1e-6;
@@ -32,12 +33,12 @@ fn row_stats<T: Elem>(kind: NormKind, x: &[T]) -> (T, T) {
     let eps = T::of(NORM_EPS);
     match kind {
         NormKind::LayerNorm => {
-            let mean = x.iter().copied().sum::<T>() / d;
-            let var = x.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / d;
+            let mean = vmath::sum(x) / d;
+            let var = vmath::sum_map(x, |v| (v - mean) * (v - mean)) / d;
             (mean, T::one() / (var + eps).sqrt())
         }
         NormKind::RmsNorm => {
-            let ms = x.iter().map(|&v| v * v).sum::<T>() / d;
+            let ms = vmath::dot(x, x) / d;
             (T::zero(), T::one() / (ms + eps).sqrt())
         }
     }
@@ -48,12 +49,14 @@ pub fn forward<T: Elem>(kind: NormKind, x: &[T], m: &Modulation<T>, y: &mut [T],
     let rows = b * t;
     let body = |r: usize, yr: &mut [T]| -> (T, T) {
         let xr = &x[r * d..(r + 1) * d];
-        let (mean, rstd) = row_stats(kind, xr);
         let (sh, sc) = (m.shift(r / t, d), m.scale(r / t, d));
-        for j in 0..d {
-            yr[j] = (xr[j] - mean) * rstd * (T::one() + sc[j]) + sh[j];
-        }
-        (mean, rstd)
+        cpu_dispatch!({
+            let (mean, rstd) = row_stats(kind, xr);
+            for j in 0..d {
+                yr[j] = (xr[j] - mean) * rstd * (T::one() + sc[j]) + sh[j];
+            }
+            (mean, rstd)
+        })
     };
     match stats {
         Some(st) => y[..rows * d]
@@ -79,20 +82,27 @@ pub fn backward<T: Elem>(kind: NormKind, dy: &[T], x: &[T], m: &Modulation<T>, s
         let (xr, dyr) = (&x[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
         let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
         let sc = m.scale(r / t, d);
-        let (mut sum_g, mut sum_gx) = (T::zero(), T::zero());
-        for j in 0..d {
-            let g = dyr[j] * (T::one() + sc[j]);
-            let xh = (xr[j] - mean) * rstd;
-            sum_g = sum_g + g;
-            sum_gx = sum_gx + g * xh;
-        }
-        let mean_g = if kind == NormKind::LayerNorm { sum_g * inv_d } else { T::zero() };
-        let mean_gx = sum_gx * inv_d;
-        for j in 0..d {
-            let g = dyr[j] * (T::one() + sc[j]);
-            let xh = (xr[j] - mean) * rstd;
-            dxr[j] = dxr[j] + rstd * (g - mean_g - xh * mean_gx);
-        }
+        cpu_dispatch!({
+            let mut g = [T::zero(); 8];
+            let mut gx = [T::zero(); 8];
+            for j0 in (0..d).step_by(8) {
+                for k in 0..8.min(d - j0) {
+                    let j = j0 + k;
+                    let gj = dyr[j] * (T::one() + sc[j]);
+                    g[k] = g[k] + gj;
+                    gx[k] = gx[k] + gj * (xr[j] - mean) * rstd;
+                }
+            }
+            let sum_g = vmath::sum(&g);
+            let sum_gx = vmath::sum(&gx);
+            let mean_g = if kind == NormKind::LayerNorm { sum_g * inv_d } else { T::zero() };
+            let mean_gx = sum_gx * inv_d;
+            for j in 0..d {
+                let g = dyr[j] * (T::one() + sc[j]);
+                let xh = (xr[j] - mean) * rstd;
+                dxr[j] = dxr[j] + rstd * (g - mean_g - xh * mean_gx);
+            }
+        })
     });
     // Per-sample shift/scale gradients: sum over tokens in order, split by sample.
     let stride = m.stride;
@@ -101,11 +111,18 @@ pub fn backward<T: Elem>(kind: NormKind, dy: &[T], x: &[T], m: &Modulation<T>, s
             let r = bi * t + ti;
             let (xr, dyr) = (&x[r * d..(r + 1) * d], &dy[r * d..(r + 1) * d]);
             let (mean, rstd) = (stats[2 * r], stats[2 * r + 1]);
-            for j in 0..d {
+            let (dshift, dscale) = if m.shift_col < m.scale_col {
+                let (a, b) = da.split_at_mut(m.scale_col);
+                (&mut a[m.shift_col..m.shift_col + d], &mut b[..d])
+            } else {
+                let (a, b) = da.split_at_mut(m.shift_col);
+                (&mut b[..d], &mut a[m.scale_col..m.scale_col + d])
+            };
+            cpu_dispatch!(for j in 0..d {
                 let xh = (xr[j] - mean) * rstd;
-                da[m.shift_col + j] = da[m.shift_col + j] + dyr[j];
-                da[m.scale_col + j] = da[m.scale_col + j] + dyr[j] * xh;
-            }
+                dshift[j] = dshift[j] + dyr[j];
+                dscale[j] = dscale[j] + dyr[j] * xh;
+            })
         }
     });
 }
@@ -115,9 +132,9 @@ pub fn gate_residual_forward<T: Elem>(y: &[T], ada: &[T], stride: usize, gate_co
     h[..b * t * d].par_chunks_mut(d).enumerate().for_each(|(r, hr)| {
         let g = &ada[(r / t) * stride + gate_col..][..d];
         let yr = &y[r * d..(r + 1) * d];
-        for j in 0..d {
+        cpu_dispatch!(for j in 0..d {
             hr[j] = hr[j] + g[j] * yr[j];
-        }
+        })
     });
 }
 
@@ -137,18 +154,18 @@ pub fn gate_residual_backward<T: Elem>(
     dy[..b * t * d].par_chunks_mut(d).enumerate().for_each(|(r, dyr)| {
         let g = &ada[(r / t) * stride + gate_col..][..d];
         let dhr = &dh[r * d..(r + 1) * d];
-        for j in 0..d {
+        cpu_dispatch!(for j in 0..d {
             dyr[j] = g[j] * dhr[j];
-        }
+        })
     });
     dada.par_chunks_mut(stride).take(b).enumerate().for_each(|(bi, da)| {
         let dg = &mut da[gate_col..gate_col + d];
         for ti in 0..t {
             let r = bi * t + ti;
             let (dhr, yr) = (&dh[r * d..(r + 1) * d], &y[r * d..(r + 1) * d]);
-            for j in 0..d {
+            cpu_dispatch!(for j in 0..d {
                 dg[j] = dg[j] + dhr[j] * yr[j];
-            }
+            })
         }
     });
 }

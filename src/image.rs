@@ -1,0 +1,288 @@
+//! PNG images ⇄ float tensors.
+//!
+//! * Reading: any PNG (8- or 16-bit, grayscale, RGB, palette, with or without alpha)
+//!   becomes a `[C, H, W]` float image in [−1, 1]: grayscale (± alpha) → C = 1,
+//!   RGB / RGBA / palette → C = 3; alpha is dropped. A sample `v` of bit depth `d` maps
+//!   to `v / (2^d − 1) · 2 − 1`.
+//! * Writing: a grid of `B` images `[B, C, H, W]` (C = 1 or 3) in [−1, 1], clamped and
+//!   quantised exactly as the reference saves samples: `u8 = floor(127.5·x + 128)`
+//!   clamped to [0, 255], i.e. `(x + 1)/2·255` rounded half up. Images are laid out
+//!   row-major, `columns` per row, with `padding` pixels of black around and between
+//!   them (torchvision `make_grid` layout). The file is written atomically.
+//!
+//! Every failure is an [`Error`] value: unreadable or unwritable paths give
+//! [`Error::Io`], malformed PNG data [`Error::Format`], bad shapes
+//! [`Error::InvalidArgument`], NaN/∞ pixels [`Error::NonFinite`].
+
+use std::io::Cursor;
+use std::path::Path;
+
+use crate::error::{check_len, Error, Result};
+use crate::tensor_file::write_bytes_atomic;
+
+/// A float image `[C, H, W]` with values in [−1, 1].
+#[derive(Clone, Debug, PartialEq)]
+pub struct FloatImage {
+    /// Channels: 1 (grayscale) or 3 (RGB).
+    pub channels: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// Width in pixels.
+    pub width: usize,
+    /// Pixel values, `[C, H, W]`, channel-major.
+    pub data: Vec<f32>,
+}
+
+impl FloatImage {
+    /// `[C, H, W]`.
+    pub fn shape(&self) -> [usize; 3] {
+        [self.channels, self.height, self.width]
+    }
+}
+
+/// Reads a PNG file into a float image in [−1, 1].
+pub fn read_png(path: impl AsRef<Path>) -> Result<FloatImage> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_png(&bytes, path)
+}
+
+/// Decodes PNG bytes; `path` only names the source in error messages.
+pub fn decode_png(bytes: &[u8], path: &Path) -> Result<FloatImage> {
+    let bad = |msg: String| Error::format(path, msg);
+    let mut decoder = png::Decoder::new(Cursor::new(bytes));
+    // Palette → RGB, low-bit grayscale → 8 bits, tRNS → alpha; 16 bits kept.
+    decoder.set_transformations(png::Transformations::EXPAND);
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| bad(format!("not a valid PNG: {e}")))?;
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| bad("image too large".into()))?;
+    let mut buf = vec![0u8; size];
+    let info = reader
+        .next_frame(&mut buf)
+        .map_err(|e| bad(format!("corrupt PNG data: {e}")))?;
+    let (width, height) = (info.width as usize, info.height as usize);
+    let (in_channels, out_channels) = match info.color_type {
+        png::ColorType::Grayscale => (1, 1),
+        png::ColorType::GrayscaleAlpha => (2, 1),
+        png::ColorType::Rgb => (3, 3),
+        png::ColorType::Rgba => (4, 3),
+        png::ColorType::Indexed => return Err(bad("palette image was not expanded".into())),
+    };
+    let (bytes_per_sample, max) = match info.bit_depth {
+        png::BitDepth::Eight => (1, 255.0f32),
+        png::BitDepth::Sixteen => (2, 65535.0f32),
+        other => {
+            return Err(bad(format!(
+                "unexpected bit depth {other:?} after expansion"
+            )))
+        }
+    };
+    let row_bytes = width * in_channels * bytes_per_sample;
+    if info.line_size < row_bytes || buf.len() < info.line_size * height {
+        return Err(bad("decoded buffer is smaller than the image".into()));
+    }
+    let mut data = vec![0.0f32; out_channels * height * width];
+    for y in 0..height {
+        let row = &buf[y * info.line_size..y * info.line_size + row_bytes];
+        for x in 0..width {
+            for c in 0..out_channels {
+                let s = (x * in_channels + c) * bytes_per_sample;
+                let v = if bytes_per_sample == 1 {
+                    row[s] as f32
+                } else {
+                    u16::from_be_bytes([row[s], row[s + 1]]) as f32
+                };
+                data[(c * height + y) * width + x] = v / max * 2.0 - 1.0;
+            }
+        }
+    }
+    Ok(FloatImage {
+        channels: out_channels,
+        height,
+        width,
+        data,
+    })
+}
+
+/// Quantises a value in [−1, 1] to a byte as the reference does:
+/// `floor(127.5·x + 128)` clamped to [0, 255].
+pub fn to_u8(x: f32) -> u8 {
+    (127.5 * x.clamp(-1.0, 1.0) + 128.0)
+        .floor()
+        .clamp(0.0, 255.0) as u8
+}
+
+/// An 8-bit image grid, row-major pixels, channels interleaved (`[H, W, C]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grid {
+    /// Width in pixels.
+    pub width: usize,
+    /// Height in pixels.
+    pub height: usize,
+    /// 1 (grayscale) or 3 (RGB).
+    pub channels: usize,
+    /// `[H, W, C]` bytes.
+    pub pixels: Vec<u8>,
+}
+
+/// Lays out `B` images `[B, C, H, W]` in a grid of `columns` columns (fewer if
+/// `B < columns`) with `padding` black pixels around and between images.
+pub fn make_grid(
+    images: &[f32], // [B, C, H, W]
+    shape: [usize; 4],
+    columns: usize,
+    padding: usize,
+) -> Result<Grid> {
+    let [b, c, h, w] = shape;
+    if b == 0 || h == 0 || w == 0 {
+        return Err(Error::invalid(format!(
+            "make_grid: empty image batch of shape {shape:?}"
+        )));
+    }
+    if c != 1 && c != 3 {
+        return Err(Error::invalid(format!(
+            "make_grid: {c} channels; only 1 (grayscale) or 3 (RGB) can be written"
+        )));
+    }
+    if columns == 0 {
+        return Err(Error::invalid("make_grid: columns must be at least 1"));
+    }
+    check_len("make_grid: images", images.len(), b * c * h * w)?;
+    if let Some(i) = images.iter().position(|v| !v.is_finite()) {
+        return Err(Error::NonFinite(format!(
+            "make_grid: image {} has value {} at element {i}",
+            i / (c * h * w),
+            images[i]
+        )));
+    }
+    let cols = columns.min(b);
+    let rows = b.div_ceil(cols);
+    let width = cols * (w + padding) + padding;
+    let height = rows * (h + padding) + padding;
+    let mut pixels = vec![0u8; width * height * c];
+    for (k, img) in images.chunks_exact(c * h * w).enumerate() {
+        let x0 = padding + (k % cols) * (w + padding);
+        let y0 = padding + (k / cols) * (h + padding);
+        for y in 0..h {
+            for x in 0..w {
+                let dst = ((y0 + y) * width + x0 + x) * c;
+                for ch in 0..c {
+                    pixels[dst + ch] = to_u8(img[(ch * h + y) * w + x]);
+                }
+            }
+        }
+    }
+    Ok(Grid {
+        width,
+        height,
+        channels: c,
+        pixels,
+    })
+}
+
+impl Grid {
+    /// PNG bytes of the grid.
+    pub fn encode_png(&self) -> Result<Vec<u8>> {
+        let color = if self.channels == 1 {
+            png::ColorType::Grayscale
+        } else {
+            png::ColorType::Rgb
+        };
+        let (w, h) = (u32::try_from(self.width), u32::try_from(self.height));
+        let (Ok(w), Ok(h)) = (w, h) else {
+            return Err(Error::invalid(format!(
+                "grid of {}x{} pixels is too large for PNG",
+                self.width, self.height
+            )));
+        };
+        let mut out = Vec::new();
+        let mut encoder = png::Encoder::new(&mut out, w, h);
+        encoder.set_color(color);
+        encoder.set_depth(png::BitDepth::Eight);
+        let err = |e: png::EncodingError| Error::Internal(format!("png encoding: {e}"));
+        let mut writer = encoder.write_header().map_err(err)?;
+        writer.write_image_data(&self.pixels).map_err(err)?;
+        writer.finish().map_err(err)?;
+        Ok(out)
+    }
+
+    /// Writes the grid as a PNG file (atomically).
+    pub fn write_png(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_bytes_atomic(path.as_ref(), &self.encode_png()?)
+    }
+}
+
+/// Writes `B` images `[B, C, H, W]` in [−1, 1] as one PNG grid; see [`make_grid`].
+pub fn write_png_grid(
+    path: impl AsRef<Path>,
+    images: &[f32], // [B, C, H, W]
+    shape: [usize; 4],
+    columns: usize,
+    padding: usize,
+) -> Result<()> {
+    make_grid(images, shape, columns, padding)?.write_png(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantisation_matches_reference_formula() {
+        assert_eq!(to_u8(-1.0), 0);
+        assert_eq!(to_u8(1.0), 255);
+        assert_eq!(to_u8(-7.0), 0);
+        assert_eq!(to_u8(3.0), 255);
+        assert_eq!(to_u8(0.0), 128); // 127.5 rounds half up
+                                     // (x+1)/2·255 = 63.75 → 64
+        assert_eq!(to_u8(-0.5), 64);
+        // Every byte value survives byte → float → byte.
+        for v in 0..=255u8 {
+            assert_eq!(to_u8(v as f32 / 255.0 * 2.0 - 1.0), v);
+        }
+    }
+
+    #[test]
+    fn grid_layout_places_images_with_padding() {
+        // Three 1×2×2 images, two columns, padding 1 → 2 rows: 7 wide, 7 high.
+        let imgs = [
+            -1.0, -1.0, -1.0, -1.0, // image 0: black
+            1.0, 1.0, 1.0, 1.0, // image 1: white
+            0.0, 0.0, 0.0, 0.0, // image 2: mid grey
+        ];
+        let g = make_grid(&imgs, [3, 1, 2, 2], 2, 1).unwrap();
+        assert_eq!((g.width, g.height, g.channels), (7, 7, 1));
+        let at = |x: usize, y: usize| g.pixels[y * g.width + x];
+        assert_eq!(at(4, 1), 255);
+        assert_eq!(at(5, 2), 255);
+        assert_eq!(at(1, 4), 128);
+        assert_eq!(at(3, 1), 0); // padding between images
+        assert_eq!(at(4, 4), 0); // empty last cell
+    }
+
+    #[test]
+    fn bad_grid_arguments_are_errors() {
+        let x = [0.0f32; 8];
+        assert!(matches!(
+            make_grid(&x, [2, 2, 2, 1], 1, 1),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            make_grid(&x, [2, 1, 2, 2], 0, 1),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            make_grid(&x, [3, 1, 2, 2], 1, 1),
+            Err(Error::InvalidArgument(_))
+        ));
+        let mut y = x;
+        y[5] = f32::NAN;
+        assert!(matches!(
+            make_grid(&y, [2, 1, 2, 2], 1, 1),
+            Err(Error::NonFinite(_))
+        ));
+    }
+}
