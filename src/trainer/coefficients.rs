@@ -25,7 +25,7 @@ pub trait Coefficients {
     }
 
     /// The times at which the network is called for internal times `t` (1 − t in f32 when
-    /// flipped). t: [B].
+    /// flipped). t: `[B]`.
     fn network_times(&self, t: &[f32]) -> Vec<f32> {
         if self.is_flipped() {
             t.iter().map(|&v| 1.0 - v).collect()
@@ -47,7 +47,7 @@ pub trait Coefficients {
         }
     }
 
-    /// [`Coefficients::at`] for every sample time. t: [B].
+    /// [`Coefficients::at`] for every sample time. t: `[B]`.
     fn at_all(&self, t: &[f32]) -> Vec<Coef> {
         t.iter().map(|&ti| self.at(ti)).collect()
     }

@@ -35,7 +35,7 @@ pub struct TransportSection {
     pub transport_type: String,
     /// Fraction of each batch turned unconditional (`tdr`).
     pub lab_drop_ratio: f64,
-    /// Consistency ratio λ ∈ [0, 1] (`cor`).
+    /// Consistency ratio λ ∈ `[0, 1]` (`cor`).
     pub consistc_ratio: f64,
     /// ζ, strength of the enhanced target (`enr`); ζ ≥ 1 with λ = 0 is remapped.
     pub enhanced_ratio: f64,

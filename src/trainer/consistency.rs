@@ -5,7 +5,7 @@
 //! data estimates g(r) = (α(r)·F(x_r, r, ỹ) − α̂(r)·x_r)/Δ(r). The time derivative of x̂
 //! is then estimated by a finite difference:
 //! * λ = 1, central: D = (g(t + 0.005) − g(t − 0.005))/0.01 (times unclamped, so the
-//!   network may see t slightly outside [0, 1]);
+//!   network may see t slightly outside `[0, 1]`);
 //! * 0 < λ < 1, backward to r = λ·t: D = (ĝ_t − g(λt))/((1 − λ)·t), where
 //!   ĝ_t = (α(t)·F_θ − α̂(t)·x̃_t)/Δ(t) combines the step's online output F_θ (computed at
 //!   the original x_t) with the enhanced x̃_t = α(t)·z̃ + γ(t)·x̃.
@@ -45,7 +45,7 @@ impl Difference {
     }
 
     /// The times at which the online network is probed: [t + ε, t − ε] (central) or
-    /// [λ·t] (backward), computed in f32 like the reference. t: [B]; each result: [B].
+    /// [λ·t] (backward), computed in f32 like the reference. t: `[B]`; each result: `[B]`.
     pub fn probe_times(&self, t: &[f32]) -> Vec<Vec<f32>> {
         match *self {
             Difference::Central => vec![t.iter().map(|&v| v + HALF_WIDTH).collect(), t.iter().map(|&v| v - HALF_WIDTH).collect()],
@@ -60,11 +60,11 @@ impl Difference {
 /// the network input x_r and its output F_r.
 #[derive(Clone, Copy, Debug)]
 pub struct Probe<'a> {
-    /// Coefficients at r, [B].
+    /// Coefficients at r, `[B]`.
     pub coefs: &'a [Coef],
-    /// x_r = α(r)·z̃ + γ(r)·x̃, [B, C, H, W].
+    /// x_r = α(r)·z̃ + γ(r)·x̃, `[B, C, H, W]`.
     pub x_r: &'a [f32],
-    /// The network output at (x_r, r), [B, C, H, W].
+    /// The network output at (x_r, r), `[B, C, H, W]`.
     pub f: &'a [f32],
 }
 
@@ -75,7 +75,7 @@ impl Probe<'_> {
     }
 }
 
-/// Central difference D = (g(t + ε) − g(t − ε))/0.01. out: [B, C, H, W].
+/// Central difference D = (g(t + ε) − g(t − ε))/0.01. out: `[B, C, H, W]`.
 pub fn central_difference(plus: Probe<'_>, minus: Probe<'_>, out: &mut [f64]) {
     let batch = plus.coefs.len();
     let s = sample_len(batch, &[out.len(), plus.x_r.len(), plus.f.len(), minus.x_r.len(), minus.f.len()]);
@@ -87,7 +87,7 @@ pub fn central_difference(plus: Probe<'_>, minus: Probe<'_>, out: &mut [f64]) {
 
 /// Backward difference D = (ĝ_t − g(λt))/((1 − λ)·t), where `current` holds the
 /// coefficients at t, the enhanced x̃_t and the step's online output F_θ.
-/// t: [B]; out: [B, C, H, W].
+/// t: `[B]`; out: `[B, C, H, W]`.
 pub fn backward_difference(current: Probe<'_>, previous: Probe<'_>, lambda: f64, t: &[f32], out: &mut [f64]) {
     let batch = t.len();
     let s = sample_len(batch, &[out.len(), current.x_r.len(), current.f.len(), previous.x_r.len(), previous.f.len()]);
@@ -104,7 +104,7 @@ pub fn target_weight(coef: &Coef, t: f32) -> f64 {
 }
 
 /// F_tgt = F_θ − (α/Δ)·(4/sin(1.57t))·clamp(D, −1, 1).
-/// f_theta, target: [B, C, H, W]; derivative D: [B, C, H, W]; coefs (at t), t: [B].
+/// f_theta, target: `[B, C, H, W]`; derivative D: `[B, C, H, W]`; coefs (at t), t: `[B]`.
 pub fn consistency_target(f_theta: &[f32], derivative: &[f64], coefs: &[Coef], t: &[f32], target: &mut [f32]) {
     let s = sample_len(t.len(), &[f_theta.len(), derivative.len(), target.len()]);
     for (b, (&tb, coef)) in t.iter().zip(coefs).enumerate() {

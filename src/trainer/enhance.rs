@@ -64,7 +64,7 @@ impl EnhanceWindow {
 /// The reference p_u of the rule.
 #[derive(Clone, Copy, Debug)]
 pub enum Reference<'a> {
-    /// A prediction tensor [B, C, H, W] (`mod` with null labels).
+    /// A prediction tensor `[B, C, H, W]` (`mod` with null labels).
     Prediction(&'a [f32]),
     /// The endpoint tensor being enhanced, as it was before this call (`fc-vs-xz`).
     Target,
@@ -72,8 +72,8 @@ pub enum Reference<'a> {
 
 /// Applies the enhancement rule in place to one endpoint tensor.
 ///
-/// target: [B, C, H, W] (x̃ or z̃, edited in place); predictor: [B, C, H, W] (p_c);
-/// t: [B]; `n_drop`: the number of dropped samples at the batch tail; `zeta`: ζ after
+/// target: `[B, C, H, W]` (x̃ or z̃, edited in place); predictor: `[B, C, H, W]` (p_c);
+/// t: `[B]`; `n_drop`: the number of dropped samples at the batch tail; `zeta`: ζ after
 /// the constructor's remap.
 pub fn enhance_endpoint(target: &mut [f32], predictor: &[f32], reference: Reference<'_>, t: &[f32], window: EnhanceWindow, zeta: f64, n_drop: usize) {
     let batch = t.len();

@@ -2,7 +2,7 @@
 //! x_t = α·z + γ·x, the regression target F* = α̂·z + γ̂·x, and the recovery of both
 //! endpoints x̂ = (α·F − α̂·x_t)/Δ, ẑ = (γ̂·x_t − γ·F)/Δ from a network output F.
 //!
-//! Buffers are [B, C, H, W] flattened; sample b owns the contiguous range
+//! Buffers are `[B, C, H, W]` flattened; sample b owns the contiguous range
 //! b·S .. (b+1)·S with S = C·H·W, and uses the coefficients `coefs[b]`.
 //! Arithmetic is done in f64 and rounded once to f32.
 
@@ -17,7 +17,7 @@ pub(crate) fn sample_len(batch: usize, lens: &[usize]) -> usize {
     n / batch
 }
 
-/// out[b] = op(coefs[b], a[b, i], c[b, i]) for every element. a, c, out: [B, S].
+/// out[b] = op(coefs[b], a[b, i], c[b, i]) for every element. a, c, out: `[B, S]`.
 fn per_sample(coefs: &[Coef], a: &[f32], c: &[f32], out: &mut [f32], op: impl Fn(&Coef, f64, f64) -> f64) {
     let s = sample_len(coefs.len(), &[a.len(), c.len(), out.len()]);
     for (b, coef) in coefs.iter().enumerate() {
@@ -28,22 +28,22 @@ fn per_sample(coefs: &[Coef], a: &[f32], c: &[f32], out: &mut [f32], op: impl Fn
     }
 }
 
-/// Network input x_t = α(t)·z + γ(t)·x. z, x, x_t: [B, C, H, W]; coefs: [B].
+/// Network input x_t = α(t)·z + γ(t)·x. z, x, x_t: `[B, C, H, W]`; coefs: `[B]`.
 pub fn interpolate(coefs: &[Coef], z: &[f32], x: &[f32], x_t: &mut [f32]) {
     per_sample(coefs, z, x, x_t, |c, z, x| c.input(z, x));
 }
 
-/// Regression target F* = α̂(t)·z + γ̂(t)·x. z, x, target: [B, C, H, W]; coefs: [B].
+/// Regression target F* = α̂(t)·z + γ̂(t)·x. z, x, target: `[B, C, H, W]`; coefs: `[B]`.
 pub fn regression_target(coefs: &[Coef], z: &[f32], x: &[f32], target: &mut [f32]) {
     per_sample(coefs, z, x, target, |c, z, x| c.target(z, x));
 }
 
-/// Data estimate x̂ = (α·F − α̂·x_t)/Δ. f, x_t, x_hat: [B, C, H, W]; coefs: [B].
+/// Data estimate x̂ = (α·F − α̂·x_t)/Δ. f, x_t, x_hat: `[B, C, H, W]`; coefs: `[B]`.
 pub fn data_estimate(coefs: &[Coef], f: &[f32], x_t: &[f32], x_hat: &mut [f32]) {
     per_sample(coefs, f, x_t, x_hat, |c, f, xt| c.data_estimate(f, xt));
 }
 
-/// Noise estimate ẑ = (γ̂·x_t − γ·F)/Δ. f, x_t, z_hat: [B, C, H, W]; coefs: [B].
+/// Noise estimate ẑ = (γ̂·x_t − γ·F)/Δ. f, x_t, z_hat: `[B, C, H, W]`; coefs: `[B]`.
 pub fn noise_estimate(coefs: &[Coef], f: &[f32], x_t: &[f32], z_hat: &mut [f32]) {
     per_sample(coefs, f, x_t, z_hat, |c, f, xt| c.noise_estimate(f, xt));
 }

@@ -14,7 +14,7 @@ pub fn drop_count(ratio: f64, batch: usize) -> usize {
 }
 
 /// Sets the last `drop_count(ratio, B)` labels to `null_class` and returns that count.
-/// labels: [B].
+/// labels: `[B]`.
 pub fn drop_labels(labels: &mut [usize], ratio: f64, null_class: usize) -> usize {
     let n_drop = drop_count(ratio, labels.len());
     let keep = labels.len() - n_drop;

@@ -60,7 +60,7 @@ pub struct LossSpec {
     pub time_weight: TimeWeight,
 }
 
-/// Sizes of a [B, C, H, W] batch as the loss sees it.
+/// Sizes of a `[B, C, H, W]` batch as the loss sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LossShape {
     /// Batch B.
@@ -93,7 +93,7 @@ struct PixelCosine {
 }
 
 impl PixelCosine {
-    /// f, g: one sample [C, P]; `p`: the pixel.
+    /// f, g: one sample `[C, P]`; `p`: the pixel.
     fn new<T: Elem>(f: &[T], g: &[T], pixels: usize, p: usize) -> Self {
         let (mut dot, mut ff, mut gg) = (0.0, 0.0, 0.0);
         for c in 0..f.len() / pixels {
@@ -115,12 +115,12 @@ impl PixelCosine {
     }
 }
 
-/// Mean squared difference m_b of one sample. f, g: [S].
+/// Mean squared difference m_b of one sample. f, g: `[S]`.
 fn mean_square<T: Elem>(f: &[T], g: &[T]) -> f64 {
     f.iter().zip(g).map(|(&a, &b)| (a.f64() - b.f64()).powi(2)).sum::<f64>() / f.len() as f64
 }
 
-/// ℓ_b for every sample (before the time weight). f, target: [B, C, H, W]; result: [B].
+/// ℓ_b for every sample (before the time weight). f, target: `[B, C, H, W]`; result: `[B]`.
 pub fn per_sample_losses<T: Elem>(f: &[T], target: &[T], shape: LossShape, spec: &LossSpec) -> Vec<f64> {
     shape.check(&[f.len(), target.len()]);
     let s = shape.sample_len();
@@ -138,14 +138,14 @@ pub fn per_sample_losses<T: Elem>(f: &[T], target: &[T], shape: LossShape, spec:
         .collect()
 }
 
-/// L = (1/B)·Σ_b w_b·ℓ_b. losses, t: [B].
+/// L = (1/B)·Σ_b w_b·ℓ_b. losses, t: `[B]`.
 pub fn batch_loss(losses: &[f64], t: &[f32], weight: TimeWeight) -> f64 {
     assert_eq!(losses.len(), t.len(), "one time per sample");
     losses.iter().zip(t).map(|(&l, &tb)| weight.at(tb) * l).sum::<f64>() / losses.len() as f64
 }
 
 /// The batch loss L and, into `grad`, ∂L/∂F_θ (assign).
-/// f, target, grad: [B, C, H, W]; t: [B].
+/// f, target, grad: `[B, C, H, W]`; t: `[B]`.
 pub fn loss_and_grad<T: Elem>(f: &[T], target: &[T], t: &[f32], shape: LossShape, spec: &LossSpec, grad: &mut [T]) -> f64 {
     shape.check(&[f.len(), target.len(), grad.len()]);
     assert_eq!(t.len(), shape.batch, "one time per sample");

@@ -4,7 +4,7 @@
 //! gradient — plus the optimizers, the sampling EMA and checkpoints.
 //!
 //! The host-side math lives in small modules, one concept each, over flat
-//! [B, C, H, W] buffers:
+//! `[B, C, H, W]` buffers:
 //! * [`coefficients`] — the transport's α, γ, α̂, γ̂, Δ per sample;
 //! * [`interpolant`] — x_t, F*, x̂, ẑ for a whole batch;
 //! * [`time_dist`], [`label_drop`] — the per-step randomness and label dropping;

@@ -10,15 +10,15 @@ use crate::error::Result;
 /// Added to the total norm before dividing, as `torch.nn.utils.clip_grad_norm_` does.
 pub const CLIP_EPS: f64 = 1e-6;
 
-/// Optimizer state: the rule, its hyper-parameters, the moments m and v ([N] each) and
+/// Optimizer state: the rule, its hyper-parameters, the moments m and v (`[N]` each) and
 /// the number of updates taken.
 pub struct Optimizer<B: Backend> {
     kind: OptimizerKind,
     hp: OptimHp,
     max_grad_norm: Option<f64>,
-    /// First moment, [N].
+    /// First moment, `[N]`.
     pub(crate) m: B::Buf,
-    /// Second moment, [N].
+    /// Second moment, `[N]`.
     pub(crate) v: B::Buf,
     /// Updates taken so far (the next update uses step + 1 for its bias corrections).
     pub(crate) step: u64,
@@ -53,7 +53,7 @@ impl<B: Backend> Optimizer<B> {
     /// One full update: returns the gradient's global L2 norm before clipping.
     /// Clipping scales g by max_norm/(‖g‖ + 1e-6) when that is below 1 (a non-finite norm
     /// makes every gradient non-finite, as in torch); then non-finite gradients become 0;
-    /// then the rule updates params in place. params, grads: [N].
+    /// then the rule updates params in place. params, grads: `[N]`.
     pub fn update(&mut self, backend: &B, params: &mut B::Buf, grads: &mut B::Buf) -> Result<f64> {
         let n = backend.len(params);
         let norm = backend.sum_squares(backend.src(grads, 0..n)).sqrt();

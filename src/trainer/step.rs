@@ -50,13 +50,13 @@ pub struct StepStats {
 /// The tensors of a step up to the backward pass (for inspection and tests).
 #[derive(Clone, Debug)]
 pub struct StepTensors {
-    /// The online output F_θ in internal time, [B, C, H, W].
+    /// The online output F_θ in internal time, `[B, C, H, W]`.
     pub output: Vec<f32>,
-    /// The target F_tgt, [B, C, H, W].
+    /// The target F_tgt, `[B, C, H, W]`.
     pub target: Vec<f32>,
-    /// ∂L/∂F_θ, [B, C, H, W].
+    /// ∂L/∂F_θ, `[B, C, H, W]`.
     pub dloss: Vec<f32>,
-    /// The labels after dropping ỹ, [B].
+    /// The labels after dropping ỹ, `[B]`.
     pub labels: Vec<usize>,
     /// The batch loss L.
     pub loss: f64,
@@ -70,7 +70,7 @@ pub struct Trainer<B: Backend + Clone> {
     pub(super) config: TrainerConfig,
     pub(super) transport: BoxedTransport,
     pub(super) model: Model<B>,
-    /// The sampling EMA copy `ema`, [N].
+    /// The sampling EMA copy `ema`, `[N]`.
     pub(super) ema: B::Buf,
     pub(super) teacher: Teacher<B>,
     pub(super) optimizer: Optimizer<B>,
@@ -116,7 +116,7 @@ impl<B: Backend + Clone> Trainer<B> {
     pub fn model_mut(&mut self) -> &mut Model<B> {
         &mut self.model
     }
-    /// The sampling EMA parameters, [N] in the model's layout.
+    /// The sampling EMA parameters, `[N]` in the model's layout.
     pub fn ema_params(&self) -> &B::Buf {
         &self.ema
     }
@@ -138,7 +138,7 @@ impl<B: Backend + Clone> Trainer<B> {
     }
 
     /// One training step on a batch: draws t and z from the trainer's stream, then
-    /// [`Trainer::train_step_with`]. x: [B, C, H, W]; labels: [B] in 0..K.
+    /// [`Trainer::train_step_with`]. x: `[B, C, H, W]`; labels: `[B]` in 0..K.
     pub fn train_step(&mut self, x: &[f32], labels: &[usize]) -> Result<StepStats> {
         let batch = labels.len();
         let time_dist = TimeDistribution::new(self.config.transport.time_dist_ctrl)?;
@@ -148,7 +148,7 @@ impl<B: Backend + Clone> Trainer<B> {
     }
 
     /// One training step with the caller's times and noise.
-    /// x, z: [B, C, H, W]; labels: [B] in 0..K (before dropping); t: [B] internal times.
+    /// x, z: `[B, C, H, W]`; labels: `[B]` in 0..K (before dropping); t: `[B]` internal times.
     pub fn train_step_with(&mut self, x: &[f32], labels: &[usize], t: &[f32], z: &[f32]) -> Result<StepStats> {
         let tensors = self.forward_backward(x, labels, t, z)?;
         let grad_norm = self.apply_update()?;
@@ -162,7 +162,7 @@ impl<B: Backend + Clone> Trainer<B> {
 
     /// Steps 1–8 of a training step with the caller's t and z: targets, loss, and the
     /// parameter gradients (left in the model's gradient buffer, not yet applied).
-    /// Advances `mod`. x, z: [B, C, H, W]; labels, t: [B].
+    /// Advances `mod`. x, z: `[B, C, H, W]`; labels, t: `[B]`.
     pub fn forward_backward(&mut self, x: &[f32], labels: &[usize], t: &[f32], z: &[f32]) -> Result<StepTensors> {
         let cfg = self.model.config().clone();
         let (batch, n) = (t.len(), t.len() * cfg.image_len());
@@ -291,14 +291,14 @@ impl<B: Backend + Clone> Trainer<B> {
         Ok(grad_norm)
     }
 
-    /// Negates a network output (or its gradient) under the v2 flip. values: [B, C, H, W].
+    /// Negates a network output (or its gradient) under the v2 flip. values: `[B, C, H, W]`.
     fn to_internal(&self, values: &mut [f32]) {
         if self.transport.is_flipped() {
             values.iter_mut().for_each(|v| *v = -*v);
         }
     }
 
-    /// `mod`'s output in internal time. x: [B, C, H, W]; t_net, labels: [B].
+    /// `mod`'s output in internal time. x: `[B, C, H, W]`; t_net, labels: `[B]`.
     fn eval_mod(&mut self, x: &[f32], t_net: &[f32], labels: &[usize]) -> Result<Vec<f32>> {
         let mut f = vec![0f32; x.len()];
         self.teacher.eval_mod(&self.model, x, t_net, labels, &mut f)?;
@@ -306,7 +306,7 @@ impl<B: Backend + Clone> Trainer<B> {
         Ok(f)
     }
 
-    /// The online output under no-grad, in internal time. x: [B, C, H, W]; t_net, labels: [B].
+    /// The online output under no-grad, in internal time. x: `[B, C, H, W]`; t_net, labels: `[B]`.
     fn eval_online(&mut self, x: &[f32], t_net: &[f32], labels: &[usize]) -> Result<Vec<f32>> {
         let mut f = vec![0f32; x.len()];
         self.teacher.eval_online(&self.model, x, t_net, labels, &mut f)?;
@@ -314,7 +314,7 @@ impl<B: Backend + Clone> Trainer<B> {
         Ok(f)
     }
 
-    /// (x̂, ẑ) recovered from an output F at x_t. f, x_t: [B, C, H, W].
+    /// (x̂, ẑ) recovered from an output F at x_t. f, x_t: `[B, C, H, W]`.
     fn endpoints(&self, coefs: &[super::Coef], f: &[f32], x_t: &[f32]) -> (Vec<f32>, Vec<f32>) {
         let (mut x_hat, mut z_hat) = (vec![0f32; f.len()], vec![0f32; f.len()]);
         data_estimate(coefs, f, x_t, &mut x_hat);

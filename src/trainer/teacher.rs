@@ -32,7 +32,7 @@ pub enum TeacherKind {
 }
 
 impl TeacherKind {
-    /// The kind for `ema_decay_rate`; emd must lie in [0, 1].
+    /// The kind for `ema_decay_rate`; emd must lie in `[0, 1]`.
     pub fn for_rate(emd: f64) -> Result<Self> {
         if emd == 0.0 {
             Ok(TeacherKind::Online)
@@ -124,7 +124,7 @@ impl<B: Backend + Clone> Teacher<B> {
         Ok(())
     }
 
-    /// F of `mod` (no grad). x, out: [B, C, H, W]; t_net: [B] network times; labels: [B].
+    /// F of `mod` (no grad). x, out: `[B, C, H, W]`; t_net: `[B]` network times; labels: `[B]`.
     pub fn eval_mod(&mut self, online: &Model<B>, x: &[f32], t_net: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
         let net = self.net.as_mut().ok_or_else(|| Error::Internal("mod evaluated before it was created".into()))?;
         match self.kind {
@@ -134,7 +134,7 @@ impl<B: Backend + Clone> Teacher<B> {
     }
 
     /// F of the online weights under no-grad, through the teacher's workspace.
-    /// x, out: [B, C, H, W]; t_net: [B] network times; labels: [B].
+    /// x, out: `[B, C, H, W]`; t_net: `[B]` network times; labels: `[B]`.
     pub fn eval_online(&mut self, online: &Model<B>, x: &[f32], t_net: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
         let net = self
             .net

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
-/// `time_dist_ctrl = [a, b, s]`: Beta(a, b) scaled by s and clamped to [0, 1].
+/// `time_dist_ctrl = [a, b, s]`: Beta(a, b) scaled by s and clamped to `[0, 1]`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct TimeDistribution {
     /// Beta shape a (> 0).
@@ -27,7 +27,7 @@ impl TimeDistribution {
     }
 
     /// `n` i.i.d. times: each a Beta(a, b) draw rounded to f32 (the reference samples in
-    /// float32), multiplied by s in f32 and clamped to [0, 1].
+    /// float32), multiplied by s in f32 and clamped to `[0, 1]`.
     pub fn sample(&self, rng: &mut Rng, n: usize) -> Result<Vec<f32>> {
         let draws = rng.beta(self.a, self.b, n)?;
         Ok(draws.into_iter().map(|t| ((self.scale as f32) * (t as f32)).clamp(0.0, 1.0)).collect())

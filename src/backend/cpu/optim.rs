@@ -26,7 +26,7 @@ const CHUNK: usize = 4096;
 /// eps is added to the *uncorrected* √v and the weight decay is scaled by the same
 /// bias-corrected step size (this differs from `torch.optim.AdamW`).
 ///
-/// p, g, m, v: [N] (same length).
+/// p, g, m, v: `[N]` (same length).
 pub fn adamw_step<T: Elem>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &OptimHp, step: u64) {
     check_lengths(p.len(), g.len(), m.len(), v.len());
     let k = step.max(1) as f64;
@@ -63,7 +63,7 @@ pub fn adamw_step<T: Elem>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &
 /// With the default β₂ = 0.999 the first five steps take the un-adapted branch
 /// (ρ₁ … ρ₅ ≈ 1, 1.9995, 2.9987, 3.9975, 4.9960) and step 6 is the first rectified one.
 ///
-/// p, g, m, v: [N] (same length). g is not modified.
+/// p, g, m, v: `[N]` (same length). g is not modified.
 pub fn radam_step<T: Elem>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &OptimHp, step: u64) {
     check_lengths(p.len(), g.len(), m.len(), v.len());
     let k = step.max(1) as f64;
@@ -93,7 +93,7 @@ pub fn radam_step<T: Elem>(p: &mut [T], g: &[T], m: &mut [T], v: &mut [T], hp: &
     });
 }
 
-/// dst ← decay·dst + (1 − decay)·src. src, dst: [N].
+/// dst ← decay·dst + (1 − decay)·src. src, dst: `[N]`.
 pub fn ema<T: Elem>(src: &[T], dst: &mut [T], decay: f64) {
     assert_eq!(src.len(), dst.len(), "ema: source and destination lengths differ");
     dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(dc, sc)| {
@@ -103,13 +103,13 @@ pub fn ema<T: Elem>(src: &[T], dst: &mut [T], decay: f64) {
     });
 }
 
-/// Σ x² in f64: one partial sum per [`CHUNK`], partials added in chunk order. x: [N].
+/// Σ x² in f64: one partial sum per [`CHUNK`], partials added in chunk order. x: `[N]`.
 pub fn sum_squares<T: Elem>(x: &[T]) -> f64 {
     let partials: Vec<f64> = x.par_chunks(CHUNK).map(|c| c.iter().map(|v| v.f64() * v.f64()).sum::<f64>()).collect();
     partials.iter().sum()
 }
 
-/// x ← s·x. x: [N].
+/// x ← s·x. x: `[N]`.
 pub fn scale<T: Elem>(x: &mut [T], s: f64) {
     x.par_chunks_mut(CHUNK).for_each(|c| {
         for v in c {
@@ -118,7 +118,7 @@ pub fn scale<T: Elem>(x: &mut [T], s: f64) {
     });
 }
 
-/// NaN, +inf and −inf → 0 (`torch.nan_to_num(nan=0, posinf=0, neginf=0)`). x: [N].
+/// NaN, +inf and −inf → 0 (`torch.nan_to_num(nan=0, posinf=0, neginf=0)`). x: `[N]`.
 pub fn zero_non_finite<T: Elem>(x: &mut [T]) {
     x.par_chunks_mut(CHUNK).for_each(|c| {
         for v in c.iter_mut().filter(|v| !v.is_finite()) {
