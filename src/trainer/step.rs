@@ -248,8 +248,7 @@ impl<B: Backend + Clone> Trainer<B> {
                     backward_difference(current, probe(0), lambda, t, &mut derivative);
                 }
             }
-            let base = output.clone();
-            consistency_target(&base, &derivative, &coefs, t, &mut target);
+            consistency_target(&output, &derivative, &coefs, t, &mut target);
         }
 
         let shape = LossShape {
