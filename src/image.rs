@@ -53,16 +53,10 @@ pub fn decode_png(bytes: &[u8], path: &Path) -> Result<FloatImage> {
     let mut decoder = png::Decoder::new(Cursor::new(bytes));
     // Palette → RGB, low-bit grayscale → 8 bits, tRNS → alpha; 16 bits kept.
     decoder.set_transformations(png::Transformations::EXPAND);
-    let mut reader = decoder
-        .read_info()
-        .map_err(|e| bad(format!("not a valid PNG: {e}")))?;
-    let size = reader
-        .output_buffer_size()
-        .ok_or_else(|| bad("image too large".into()))?;
+    let mut reader = decoder.read_info().map_err(|e| bad(format!("not a valid PNG: {e}")))?;
+    let size = reader.output_buffer_size().ok_or_else(|| bad("image too large".into()))?;
     let mut buf = vec![0u8; size];
-    let info = reader
-        .next_frame(&mut buf)
-        .map_err(|e| bad(format!("corrupt PNG data: {e}")))?;
+    let info = reader.next_frame(&mut buf).map_err(|e| bad(format!("corrupt PNG data: {e}")))?;
     let (width, height) = (info.width as usize, info.height as usize);
     let (in_channels, out_channels) = match info.color_type {
         png::ColorType::Grayscale => (1, 1),
@@ -74,11 +68,7 @@ pub fn decode_png(bytes: &[u8], path: &Path) -> Result<FloatImage> {
     let (bytes_per_sample, max) = match info.bit_depth {
         png::BitDepth::Eight => (1, 255.0f32),
         png::BitDepth::Sixteen => (2, 65535.0f32),
-        other => {
-            return Err(bad(format!(
-                "unexpected bit depth {other:?} after expansion"
-            )))
-        }
+        other => return Err(bad(format!("unexpected bit depth {other:?} after expansion"))),
     };
     let row_bytes = width * in_channels * bytes_per_sample;
     if info.line_size < row_bytes || buf.len() < info.line_size * height {
@@ -110,9 +100,7 @@ pub fn decode_png(bytes: &[u8], path: &Path) -> Result<FloatImage> {
 /// Quantises a value in [−1, 1] to a byte as the reference does:
 /// `floor(127.5·x + 128)` clamped to [0, 255].
 pub fn to_u8(x: f32) -> u8 {
-    (127.5 * x.clamp(-1.0, 1.0) + 128.0)
-        .floor()
-        .clamp(0.0, 255.0) as u8
+    (127.5 * x.clamp(-1.0, 1.0) + 128.0).floor().clamp(0.0, 255.0) as u8
 }
 
 /// An 8-bit image grid, row-major pixels, channels interleaved (`[H, W, C]`).
@@ -138,14 +126,10 @@ pub fn make_grid(
 ) -> Result<Grid> {
     let [b, c, h, w] = shape;
     if b == 0 || h == 0 || w == 0 {
-        return Err(Error::invalid(format!(
-            "make_grid: empty image batch of shape {shape:?}"
-        )));
+        return Err(Error::invalid(format!("make_grid: empty image batch of shape {shape:?}")));
     }
     if c != 1 && c != 3 {
-        return Err(Error::invalid(format!(
-            "make_grid: {c} channels; only 1 (grayscale) or 3 (RGB) can be written"
-        )));
+        return Err(Error::invalid(format!("make_grid: {c} channels; only 1 (grayscale) or 3 (RGB) can be written")));
     }
     if columns == 0 {
         return Err(Error::invalid("make_grid: columns must be at least 1"));
@@ -186,17 +170,10 @@ pub fn make_grid(
 impl Grid {
     /// PNG bytes of the grid.
     pub fn encode_png(&self) -> Result<Vec<u8>> {
-        let color = if self.channels == 1 {
-            png::ColorType::Grayscale
-        } else {
-            png::ColorType::Rgb
-        };
+        let color = if self.channels == 1 { png::ColorType::Grayscale } else { png::ColorType::Rgb };
         let (w, h) = (u32::try_from(self.width), u32::try_from(self.height));
         let (Ok(w), Ok(h)) = (w, h) else {
-            return Err(Error::invalid(format!(
-                "grid of {}x{} pixels is too large for PNG",
-                self.width, self.height
-            )));
+            return Err(Error::invalid(format!("grid of {}x{} pixels is too large for PNG", self.width, self.height)));
         };
         let mut out = Vec::new();
         let mut encoder = png::Encoder::new(&mut out, w, h);
@@ -266,23 +243,11 @@ mod tests {
     #[test]
     fn bad_grid_arguments_are_errors() {
         let x = [0.0f32; 8];
-        assert!(matches!(
-            make_grid(&x, [2, 2, 2, 1], 1, 1),
-            Err(Error::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            make_grid(&x, [2, 1, 2, 2], 0, 1),
-            Err(Error::InvalidArgument(_))
-        ));
-        assert!(matches!(
-            make_grid(&x, [3, 1, 2, 2], 1, 1),
-            Err(Error::InvalidArgument(_))
-        ));
+        assert!(matches!(make_grid(&x, [2, 2, 2, 1], 1, 1), Err(Error::InvalidArgument(_))));
+        assert!(matches!(make_grid(&x, [2, 1, 2, 2], 0, 1), Err(Error::InvalidArgument(_))));
+        assert!(matches!(make_grid(&x, [3, 1, 2, 2], 1, 1), Err(Error::InvalidArgument(_))));
         let mut y = x;
         y[5] = f32::NAN;
-        assert!(matches!(
-            make_grid(&y, [2, 1, 2, 2], 1, 1),
-            Err(Error::NonFinite(_))
-        ));
+        assert!(matches!(make_grid(&y, [2, 1, 2, 2], 1, 1), Err(Error::NonFinite(_))));
     }
 }

@@ -8,6 +8,8 @@
 //!   with hand-written forward and backward passes and safetensors weights.
 //! * [`backend`] — the op list; `cpu` (ndarray-free flat buffers, rayon, matrixmultiply).
 //! * [`rng`] — portable seeded noise.
+//! * [`transport`] — the six UCGM transports (α = noise coefficient, v2 time flip).
+//! * [`sampler`] — UCGM-S, the unified sampler.
 //!
 //! Tensors are float32, NCHW, contiguous; lengths are in elements.
 
@@ -24,8 +26,10 @@ pub mod layout;
 pub mod metric;
 pub mod model;
 pub mod rng;
+pub mod sampler;
 pub mod tensor_file;
 pub mod trainer;
+pub mod transport;
 
 pub use backend::cpu::CpuBackend;
 pub use backend::Backend;
@@ -35,3 +39,5 @@ pub use layout::ParamLayout;
 pub use model::config::{Arch, ModelConfig};
 pub use model::Model;
 pub use rng::Rng;
+pub use sampler::{sample, NoiseSource, SampleOutput, SamplerConfig, Stochasticity};
+pub use transport::{Transport, TransportKind};

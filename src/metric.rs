@@ -46,15 +46,9 @@ pub struct GaussianStats {
 }
 
 /// Symmetric eigendecomposition with a bounded iteration count.
-fn symmetric_eigen(
-    m: DMatrix<f64>,
-    what: &str,
-) -> Result<nalgebra::SymmetricEigen<f64, nalgebra::Dyn>> {
-    m.try_symmetric_eigen(f64::EPSILON, 100_000).ok_or_else(|| {
-        Error::Internal(format!(
-            "{what}: symmetric eigendecomposition did not converge"
-        ))
-    })
+fn symmetric_eigen(m: DMatrix<f64>, what: &str) -> Result<nalgebra::SymmetricEigen<f64, nalgebra::Dyn>> {
+    m.try_symmetric_eigen(f64::EPSILON, 100_000)
+        .ok_or_else(|| Error::Internal(format!("{what}: symmetric eigendecomposition did not converge")))
 }
 
 impl GaussianStats {
@@ -75,9 +69,7 @@ impl GaussianStats {
         for i in 0..dim {
             for j in 0..i {
                 if (cov[i * dim + j] - cov[j * dim + i]).abs() > 1e-12 * scale {
-                    return Err(Error::invalid(format!(
-                        "gaussian stats: covariance is not symmetric at ({i}, {j})"
-                    )));
+                    return Err(Error::invalid(format!("gaussian stats: covariance is not symmetric at ({i}, {j})")));
                 }
             }
         }
@@ -102,15 +94,10 @@ impl GaussianStats {
         }
         let n = features.len() / dim;
         if n < 2 {
-            return Err(Error::invalid(format!(
-                "gaussian stats: need at least 2 samples, got {n}"
-            )));
+            return Err(Error::invalid(format!("gaussian stats: need at least 2 samples, got {n}")));
         }
         if let Some(i) = features.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite(format!(
-                "gaussian stats: sample {} has a non-finite feature",
-                i / dim
-            )));
+            return Err(Error::NonFinite(format!("gaussian stats: sample {} has a non-finite feature", i / dim)));
         }
         let mut mean = vec![0.0f64; dim];
         for row in features.chunks_exact(dim) {
@@ -167,23 +154,14 @@ impl GaussianStats {
 /// distance between (near-)identical distributions a tiny negative number.
 pub fn frechet_distance(a: &GaussianStats, b: &GaussianStats) -> Result<f64> {
     if a.dim != b.dim {
-        return Err(Error::invalid(format!(
-            "frechet distance: dimensions differ ({} vs {})",
-            a.dim, b.dim
-        )));
+        return Err(Error::invalid(format!("frechet distance: dimensions differ ({} vs {})", a.dim, b.dim)));
     }
-    let mean_term: f64 = a
-        .mean
-        .iter()
-        .zip(&b.mean)
-        .map(|(x, y)| (x - y) * (x - y))
-        .sum();
+    let mean_term: f64 = a.mean.iter().zip(&b.mean).map(|(x, y)| (x - y) * (x - y)).sum();
     let s1 = a.cov_matrix();
     let s2 = b.cov_matrix();
     let eig1 = symmetric_eigen(s1.clone(), "frechet distance (Σ₁)")?;
     let sqrt_values = eig1.eigenvalues.map(|l| l.max(0.0).sqrt());
-    let sqrt_s1 =
-        &eig1.eigenvectors * DMatrix::from_diagonal(&sqrt_values) * eig1.eigenvectors.transpose();
+    let sqrt_s1 = &eig1.eigenvectors * DMatrix::from_diagonal(&sqrt_values) * eig1.eigenvectors.transpose();
     let m = &sqrt_s1 * &s2 * &sqrt_s1;
     let m = (&m + m.transpose()) * 0.5;
     let eig_m = symmetric_eigen(m, "frechet distance (Σ₁^½ Σ₂ Σ₁^½)")?;
@@ -209,9 +187,7 @@ impl FeatureSpace {
     pub fn new(shape: [usize; 3]) -> Result<Self> {
         let [c, h, w] = shape;
         if c == 0 || h == 0 || w == 0 {
-            return Err(Error::invalid(format!(
-                "feature space: empty image shape {shape:?}"
-            )));
+            return Err(Error::invalid(format!("feature space: empty image shape {shape:?}")));
         }
         let pooled = [h.min(MAX_POOLED_SIDE), w.min(MAX_POOLED_SIDE)];
         let raw_dim = c * pooled[0] * pooled[1];
@@ -223,11 +199,7 @@ impl FeatureSpace {
                 .map(|v| v as f64 * scale)
                 .collect()
         });
-        Ok(FeatureSpace {
-            shape,
-            pooled,
-            projection,
-        })
+        Ok(FeatureSpace { shape, pooled, projection })
     }
 
     /// Feature dimension.
@@ -255,11 +227,7 @@ impl FeatureSpace {
             )));
         }
         if let Some(i) = images.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite(format!(
-                "features: image {} has value {}",
-                i / image_len,
-                images[i]
-            )));
+            return Err(Error::NonFinite(format!("features: image {} has value {}", i / image_len, images[i])));
         }
         let raw_dim = self.raw_dim();
         let mut raw = vec![0.0f64; raw_dim];
@@ -272,20 +240,14 @@ impl FeatureSpace {
                         let (x0, x1) = pool_bin(ox, w, pw);
                         let mut sum = 0.0f64;
                         for y in y0..y1 {
-                            sum += img[(ch * h + y) * w + x0..(ch * h + y) * w + x1]
-                                .iter()
-                                .map(|&v| v as f64)
-                                .sum::<f64>();
+                            sum += img[(ch * h + y) * w + x0..(ch * h + y) * w + x1].iter().map(|&v| v as f64).sum::<f64>();
                         }
                         raw[(ch * ph + oy) * pw + ox] = sum / ((y1 - y0) * (x1 - x0)) as f64;
                     }
                 }
             }
             match &self.projection {
-                Some(p) => out.extend(
-                    p.chunks_exact(raw_dim)
-                        .map(|row| row.iter().zip(&raw).map(|(a, b)| a * b).sum::<f64>()),
-                ),
+                Some(p) => out.extend(p.chunks_exact(raw_dim).map(|row| row.iter().zip(&raw).map(|(a, b)| a * b).sum::<f64>())),
                 None => out.extend_from_slice(&raw),
             }
         }
@@ -318,10 +280,7 @@ mod tests {
         assert_eq!(pool_bin(0, 32, 16), (0, 2));
         assert_eq!(pool_bin(15, 32, 16), (30, 32));
         // 5 → 3: [0,2), [1,4), [3,5) as in PyTorch.
-        assert_eq!(
-            (0..3).map(|i| pool_bin(i, 5, 3)).collect::<Vec<_>>(),
-            vec![(0, 2), (1, 4), (3, 5)]
-        );
+        assert_eq!((0..3).map(|i| pool_bin(i, 5, 3)).collect::<Vec<_>>(), vec![(0, 2), (1, 4), (3, 5)]);
     }
 
     #[test]
@@ -330,10 +289,7 @@ mod tests {
         assert_eq!(FeatureSpace::new([1, 4, 4]).unwrap().dim(), 16);
         assert_eq!(FeatureSpace::new([3, 16, 16]).unwrap().dim(), PROJECTED_DIM);
         assert_eq!(FeatureSpace::new([4, 32, 32]).unwrap().dim(), PROJECTED_DIM);
-        assert!(matches!(
-            FeatureSpace::new([0, 4, 4]),
-            Err(Error::InvalidArgument(_))
-        ));
+        assert!(matches!(FeatureSpace::new([0, 4, 4]), Err(Error::InvalidArgument(_))));
     }
 
     #[test]

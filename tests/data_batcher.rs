@@ -79,11 +79,7 @@ fn every_epoch_visits_each_index_once_in_a_fresh_order() {
     }
     assert_ne!(epochs[0], epochs[1]);
     assert_ne!(epochs[1], epochs[2]);
-    assert_ne!(
-        epochs[0],
-        (0..len).collect::<Vec<_>>().as_slice(),
-        "epoch 0 is not shuffled"
-    );
+    assert_ne!(epochs[0], (0..len).collect::<Vec<_>>().as_slice(), "epoch 0 is not shuffled");
 }
 
 #[test]
@@ -126,14 +122,8 @@ fn errors_leave_the_state_unchanged() {
     let mut x = vec![0.0; 8];
     let mut labels = vec![0; 4];
     // Wrong buffer lengths.
-    assert!(matches!(
-        b.next_batch(4, &mut x[..7], &mut labels),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        b.next_batch(4, &mut x, &mut labels[..3]),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(b.next_batch(4, &mut x[..7], &mut labels), Err(Error::InvalidArgument(_))));
+    assert!(matches!(b.next_batch(4, &mut x, &mut labels[..3]), Err(Error::InvalidArgument(_))));
     assert_eq!(b.state(), before);
 
     // A dataset failure in the middle of a batch that crosses into the next epoch.
@@ -163,40 +153,19 @@ fn errors_leave_the_state_unchanged() {
 
 #[test]
 fn bad_construction_is_an_error() {
-    assert!(matches!(
-        Batcher::new(Probe::new(0), 1),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(Batcher::new(Probe::new(0), 1), Err(Error::InvalidArgument(_))));
     let state = Batcher::new(Probe::new(10), 1).unwrap().state();
-    assert!(matches!(
-        Batcher::resume(Probe::new(11), &state),
-        Err(Error::InvalidArgument(_))
-    ));
-    let past_end = BatcherState {
-        position: 11,
-        ..state
-    };
-    assert!(matches!(
-        Batcher::resume(Probe::new(10), &past_end),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(Batcher::resume(Probe::new(11), &state), Err(Error::InvalidArgument(_))));
+    let past_end = BatcherState { position: 11, ..state };
+    assert!(matches!(Batcher::resume(Probe::new(10), &past_end), Err(Error::InvalidArgument(_))));
 }
 
 #[test]
 fn builtin_items_are_deterministic_shaped_bounded_and_labelled() {
     for channels in [1usize, 3] {
-        let a = BuiltinShapes::new(Split::Train, channels, 42)
-            .unwrap()
-            .with_len(200)
-            .unwrap();
-        let b = BuiltinShapes::new(Split::Train, channels, 42)
-            .unwrap()
-            .with_len(200)
-            .unwrap();
-        let other_seed = BuiltinShapes::new(Split::Train, channels, 43)
-            .unwrap()
-            .with_len(200)
-            .unwrap();
+        let a = BuiltinShapes::new(Split::Train, channels, 42).unwrap().with_len(200).unwrap();
+        let b = BuiltinShapes::new(Split::Train, channels, 42).unwrap().with_len(200).unwrap();
+        let other_seed = BuiltinShapes::new(Split::Train, channels, 43).unwrap().with_len(200).unwrap();
         assert_eq!(a.sample_shape(), [channels, builtin::SIZE, builtin::SIZE]);
         assert_eq!((a.len(), a.num_classes()), (200, builtin::NUM_CLASSES));
         let (xa, la) = a.render_all(200).unwrap();
@@ -221,9 +190,7 @@ fn builtin_items_are_deterministic_shaped_bounded_and_labelled() {
         assert_eq!(rng.state(), before);
         // Every image has a dark background and a brighter shape.
         for img in xa.chunks_exact(sample_len) {
-            let (lo, hi) = img
-                .iter()
-                .fold((1.0f32, -1.0f32), |(l, h), &v| (l.min(v), h.max(v)));
+            let (lo, hi) = img.iter().fold((1.0f32, -1.0f32), |(l, h), &v| (l.min(v), h.max(v)));
             assert!(lo <= -0.65 && hi - lo >= 0.5, "contrast {lo}..{hi}");
         }
     }
@@ -233,10 +200,7 @@ fn builtin_items_are_deterministic_shaped_bounded_and_labelled() {
 fn builtin_train_and_held_out_splits_are_disjoint() {
     let train = BuiltinShapes::new(Split::Train, 3, 0).unwrap();
     let held = BuiltinShapes::new(Split::HeldOut, 3, 0).unwrap();
-    assert_eq!(
-        (train.len(), held.len()),
-        (builtin::DEFAULT_TRAIN_LEN, builtin::DEFAULT_HELD_OUT_LEN)
-    );
+    assert_eq!((train.len(), held.len()), (builtin::DEFAULT_TRAIN_LEN, builtin::DEFAULT_HELD_OUT_LEN));
     let n = 300;
     let (xt, lt) = train.render_all(n).unwrap();
     let (xh, lh) = held.render_all(n).unwrap();
@@ -244,45 +208,24 @@ fn builtin_train_and_held_out_splits_are_disjoint() {
     let sample_len = train.sample_len();
     let held_items: Vec<&[f32]> = xh.chunks_exact(sample_len).collect();
     for t in xt.chunks_exact(sample_len) {
-        assert!(
-            !held_items.contains(&t),
-            "a held-out item equals a train item"
-        );
+        assert!(!held_items.contains(&t), "a held-out item equals a train item");
     }
 }
 
 #[test]
 fn builtin_argument_errors() {
-    assert!(matches!(
-        BuiltinShapes::new(Split::Train, 2, 0),
-        Err(Error::InvalidArgument(_))
-    ));
-    let d = BuiltinShapes::new(Split::Train, 1, 0)
-        .unwrap()
-        .with_len(5)
-        .unwrap();
+    assert!(matches!(BuiltinShapes::new(Split::Train, 2, 0), Err(Error::InvalidArgument(_))));
+    let d = BuiltinShapes::new(Split::Train, 1, 0).unwrap().with_len(5).unwrap();
     let mut x = vec![0.0; 256];
     let mut rng = Rng::new(0);
-    assert!(matches!(
-        d.get(5, &mut rng, &mut x),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        d.get(0, &mut rng, &mut x[..255]),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        d.with_len(1 << 41),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(d.get(5, &mut rng, &mut x), Err(Error::InvalidArgument(_))));
+    assert!(matches!(d.get(0, &mut rng, &mut x[..255]), Err(Error::InvalidArgument(_))));
+    assert!(matches!(d.with_len(1 << 41), Err(Error::InvalidArgument(_))));
 }
 
 #[test]
 fn batcher_over_builtin_gives_full_batches() {
-    let d = BuiltinShapes::new(Split::Train, 3, 0)
-        .unwrap()
-        .with_len(64)
-        .unwrap();
+    let d = BuiltinShapes::new(Split::Train, 3, 0).unwrap().with_len(64).unwrap();
     let mut b = Batcher::new(&d, 2).unwrap();
     let mut x = vec![f32::NAN; 16 * 3 * 16 * 16];
     let mut labels = vec![usize::MAX; 16];
@@ -316,9 +259,6 @@ fn a_label_out_of_range_is_reported_not_passed_on() {
     let before = b.state();
     let mut x = [0.0; 4];
     let mut labels = [0; 4];
-    assert!(matches!(
-        b.next_batch(4, &mut x, &mut labels),
-        Err(Error::Internal(_))
-    ));
+    assert!(matches!(b.next_batch(4, &mut x, &mut labels), Err(Error::Internal(_))));
     assert_eq!(b.state(), before);
 }

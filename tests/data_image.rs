@@ -8,15 +8,7 @@ use ucgm::{Error, Rng};
 
 /// Encodes raw PNG samples with the `png` crate (to produce colour types the grid
 /// writer never writes).
-fn encode(
-    path: &Path,
-    w: u32,
-    h: u32,
-    color: png::ColorType,
-    depth: png::BitDepth,
-    data: &[u8],
-    palette: Option<Vec<u8>>,
-) {
+fn encode(path: &Path, w: u32, h: u32, color: png::ColorType, depth: png::BitDepth, data: &[u8], palette: Option<Vec<u8>>) {
     let file = std::fs::File::create(path).unwrap();
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), w, h);
     enc.set_color(color);
@@ -49,10 +41,7 @@ fn rgb_grid_is_written_and_read_back_with_the_right_size_and_pixels() {
     let height = 2 * (h + padding) + padding; // 14: five images in two rows
     assert_eq!(img.shape(), [3, height, width]);
     for k in 0..b {
-        let (x0, y0) = (
-            padding + (k % columns) * (w + padding),
-            padding + (k / columns) * (h + padding),
-        );
+        let (x0, y0) = (padding + (k % columns) * (w + padding), padding + (k / columns) * (h + padding));
         for ch in 0..c {
             for y in 0..h {
                 for x in 0..w {
@@ -67,10 +56,7 @@ fn rgb_grid_is_written_and_read_back_with_the_right_size_and_pixels() {
     assert_eq!(img.data[0], -1.0);
     assert_eq!(img.data[padding * width + padding + w], -1.0);
     // The sixth cell of the 3×2 layout is empty (black).
-    assert_eq!(
-        img.data[(height - padding - 1) * width + width - padding - 1],
-        -1.0
-    );
+    assert_eq!(img.data[(height - padding - 1) * width + width - padding - 1], -1.0);
 }
 
 #[test]
@@ -95,81 +81,29 @@ fn every_png_colour_type_and_depth_is_read() {
     use png::{BitDepth, ColorType};
 
     // Gray + alpha, 8 bit: alpha dropped → 1 channel.
-    encode(
-        &p,
-        2,
-        1,
-        ColorType::GrayscaleAlpha,
-        BitDepth::Eight,
-        &[0, 7, 255, 9],
-        None,
-    );
+    encode(&p, 2, 1, ColorType::GrayscaleAlpha, BitDepth::Eight, &[0, 7, 255, 9], None);
     let img = read_png(&p).unwrap();
-    assert_eq!(
-        (img.shape(), img.data.clone()),
-        ([1, 1, 2], vec![-1.0, 1.0])
-    );
+    assert_eq!((img.shape(), img.data.clone()), ([1, 1, 2], vec![-1.0, 1.0]));
 
     // RGBA → 3 channels, planar.
-    encode(
-        &p,
-        2,
-        1,
-        ColorType::Rgba,
-        BitDepth::Eight,
-        &[255, 0, 0, 1, 0, 255, 0, 2],
-        None,
-    );
+    encode(&p, 2, 1, ColorType::Rgba, BitDepth::Eight, &[255, 0, 0, 1, 0, 255, 0, 2], None);
     let img = read_png(&p).unwrap();
-    assert_eq!(
-        (img.shape(), img.data.clone()),
-        ([3, 1, 2], vec![1.0, -1.0, -1.0, 1.0, -1.0, -1.0])
-    );
+    assert_eq!((img.shape(), img.data.clone()), ([3, 1, 2], vec![1.0, -1.0, -1.0, 1.0, -1.0, -1.0]));
 
     // 16-bit grayscale: 65535 → 1, 0 → −1.
-    encode(
-        &p,
-        2,
-        1,
-        ColorType::Grayscale,
-        BitDepth::Sixteen,
-        &[0xFF, 0xFF, 0, 0],
-        None,
-    );
+    encode(&p, 2, 1, ColorType::Grayscale, BitDepth::Sixteen, &[0xFF, 0xFF, 0, 0], None);
     let img = read_png(&p).unwrap();
-    assert_eq!(
-        (img.shape(), img.data.clone()),
-        ([1, 1, 2], vec![1.0, -1.0])
-    );
+    assert_eq!((img.shape(), img.data.clone()), ([1, 1, 2], vec![1.0, -1.0]));
 
     // 1-bit grayscale expands to 0/255.
-    encode(
-        &p,
-        8,
-        1,
-        ColorType::Grayscale,
-        BitDepth::One,
-        &[0b1010_0000],
-        None,
-    );
+    encode(&p, 8, 1, ColorType::Grayscale, BitDepth::One, &[0b1010_0000], None);
     let img = read_png(&p).unwrap();
     assert_eq!(img.data, vec![1.0, -1.0, 1.0, -1.0, -1.0, -1.0, -1.0, -1.0]);
 
     // Palette → RGB.
-    encode(
-        &p,
-        2,
-        1,
-        ColorType::Indexed,
-        BitDepth::Eight,
-        &[1, 0],
-        Some(vec![0, 0, 0, 255, 255, 255]),
-    );
+    encode(&p, 2, 1, ColorType::Indexed, BitDepth::Eight, &[1, 0], Some(vec![0, 0, 0, 255, 255, 255]));
     let img = read_png(&p).unwrap();
-    assert_eq!(
-        (img.shape(), img.data.clone()),
-        ([3, 1, 2], vec![1.0, -1.0, 1.0, -1.0, 1.0, -1.0])
-    );
+    assert_eq!((img.shape(), img.data.clone()), ([3, 1, 2], vec![1.0, -1.0, 1.0, -1.0, 1.0, -1.0]));
 }
 
 #[test]
@@ -183,10 +117,7 @@ fn io_and_format_problems_are_error_values() {
     let r = write_png_grid(dir.path(), &x, [2, 3, 4, 4], 2, 1);
     assert!(r.is_err());
     // Missing file.
-    assert!(matches!(
-        read_png(dir.path().join("missing.png")),
-        Err(Error::Io { .. })
-    ));
+    assert!(matches!(read_png(dir.path().join("missing.png")), Err(Error::Io { .. })));
     // Not a PNG.
     let bad = dir.path().join("bad.png");
     std::fs::write(&bad, b"definitely not a png").unwrap();
@@ -201,18 +132,9 @@ fn io_and_format_problems_are_error_values() {
         other => panic!("expected a format error, got {other:?}"),
     }
     // Wrong lengths and channel counts.
-    assert!(matches!(
-        write_png_grid(&good, &x[1..], [2, 3, 4, 4], 2, 1),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        write_png_grid(&good, &x, [4, 6, 2, 2], 2, 1),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(write_png_grid(&good, &x[1..], [2, 3, 4, 4], 2, 1), Err(Error::InvalidArgument(_))));
+    assert!(matches!(write_png_grid(&good, &x, [4, 6, 2, 2], 2, 1), Err(Error::InvalidArgument(_))));
     let mut nan = x;
     nan[40] = f32::INFINITY;
-    assert!(matches!(
-        write_png_grid(&good, &nan, [2, 3, 4, 4], 2, 1),
-        Err(Error::NonFinite(_))
-    ));
+    assert!(matches!(write_png_grid(&good, &nan, [2, 3, 4, 4], 2, 1), Err(Error::NonFinite(_))));
 }

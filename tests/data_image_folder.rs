@@ -15,9 +15,7 @@ fn q(v: u8) -> f32 {
 
 /// A `[C, H, W]` image whose pixels encode `seed` (and are not left–right symmetric).
 fn image(c: usize, h: usize, w: usize, seed: usize) -> Vec<f32> {
-    (0..c * h * w)
-        .map(|i| q(((i * 7 + seed * 31) % 256) as u8))
-        .collect()
+    (0..c * h * w).map(|i| q(((i * 7 + seed * 31) % 256) as u8)).collect()
 }
 
 fn save(path: &Path, img: &[f32], shape: [usize; 3]) {
@@ -53,27 +51,13 @@ fn round_trip_with_labels_from_sorted_folder_names() {
 
     let ds = ImageFolder::open(root.path()).unwrap();
     assert_eq!(ds.class_names(), ["ant", "moth", "zebra"]);
-    assert_eq!(
-        (ds.len(), ds.num_classes(), ds.sample_shape()),
-        (6, 3, shape)
-    );
-    let order: Vec<String> = ds
-        .files()
-        .iter()
-        .map(|p| p.strip_prefix(root.path()).unwrap().display().to_string())
-        .collect();
+    assert_eq!((ds.len(), ds.num_classes(), ds.sample_shape()), (6, 3, shape));
+    let order: Vec<String> = ds.files().iter().map(|p| p.strip_prefix(root.path()).unwrap().display().to_string()).collect();
     let sep = std::path::MAIN_SEPARATOR;
-    let want: Vec<String> = [
-        "ant/x.png",
-        "moth/1.png",
-        "moth/10.png",
-        "moth/2.png",
-        "zebra/a.PNG",
-        "zebra/b.png",
-    ]
-    .iter()
-    .map(|s| s.replace('/', &sep.to_string()))
-    .collect();
+    let want: Vec<String> = ["ant/x.png", "moth/1.png", "moth/10.png", "moth/2.png", "zebra/a.PNG", "zebra/b.png"]
+        .iter()
+        .map(|s| s.replace('/', &sep.to_string()))
+        .collect();
     assert_eq!(order, want);
 
     let mut rng = Rng::new(5);
@@ -82,18 +66,10 @@ fn round_trip_with_labels_from_sorted_folder_names() {
     for _ in 0..20 {
         for (index, path) in ds.files().iter().enumerate() {
             let label = ds.get(index, &mut rng, &mut x).unwrap();
-            let class = path
-                .parent()
-                .unwrap()
-                .file_name()
-                .unwrap()
-                .to_string_lossy();
+            let class = path.parent().unwrap().file_name().unwrap().to_string_lossy();
             assert_eq!(ds.class_names()[label], class);
             let name = path.file_name().unwrap().to_string_lossy();
-            let (_, _, original) = written
-                .iter()
-                .find(|(c, f, _)| *c == class && *f == name)
-                .unwrap();
+            let (_, _, original) = written.iter().find(|(c, f, _)| *c == class && *f == name).unwrap();
             let mut mirrored = original.clone();
             flip_horizontal(&mut mirrored, shape[2]);
             if x == *original {
@@ -127,10 +103,7 @@ fn flip_probability_is_about_half() {
     // Binomial(4000, ½): std √(4000/4) ≈ 31.6; ±5 std fails a correct implementation
     // with probability < 1e-6 and catches p = 0.45 / 0.55 or a missing flip.
     let dev = (flips as f64 - draws as f64 / 2.0).abs();
-    assert!(
-        dev <= 5.0 * (draws as f64 / 4.0).sqrt(),
-        "{flips} flips in {draws} draws"
-    );
+    assert!(dev <= 5.0 * (draws as f64 / 4.0).sqrt(), "{flips} flips in {draws} draws");
 }
 
 #[test]
@@ -139,11 +112,7 @@ fn batcher_over_an_image_folder_resumes_identically() {
     for (k, class) in ["a", "b"].iter().enumerate() {
         std::fs::create_dir(root.path().join(class)).unwrap();
         for i in 0..3 {
-            save(
-                &root.path().join(class).join(format!("{i}.png")),
-                &image(1, 2, 3, k * 3 + i),
-                [1, 2, 3],
-            );
+            save(&root.path().join(class).join(format!("{i}.png")), &image(1, 2, 3, k * 3 + i), [1, 2, 3]);
         }
     }
     let mut a = Batcher::new(ImageFolder::open(root.path()).unwrap(), 3).unwrap();
@@ -167,58 +136,33 @@ fn bad_folders_are_errors_naming_the_problem() {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("a")).unwrap();
     std::fs::create_dir(root.path().join("b")).unwrap();
-    save(
-        &root.path().join("a").join("1.png"),
-        &image(3, 4, 4, 0),
-        [3, 4, 4],
-    );
+    save(&root.path().join("a").join("1.png"), &image(3, 4, 4, 0), [3, 4, 4]);
     let odd = root.path().join("b").join("1.png");
     save(&odd, &image(3, 4, 5, 1), [3, 4, 5]);
     match ImageFolder::open(root.path()) {
         Err(Error::Format { path, msg }) => {
             assert_eq!(path, odd);
-            assert!(
-                msg.contains("[3, 4, 5]") && msg.contains("[3, 4, 4]"),
-                "{msg}"
-            );
+            assert!(msg.contains("[3, 4, 5]") && msg.contains("[3, 4, 4]"), "{msg}");
         }
         other => panic!("expected a format error, got {other:?}"),
     }
     // Grayscale mixed with RGB: also a shape mismatch.
     save(&odd, &image(1, 4, 4, 1), [1, 4, 4]);
-    assert!(
-        matches!(ImageFolder::open(root.path()), Err(Error::Format { path, .. }) if path == odd)
-    );
+    assert!(matches!(ImageFolder::open(root.path()), Err(Error::Format { path, .. }) if path == odd));
     // A corrupt PNG.
     std::fs::write(&odd, b"\x89PNG\r\n\x1a\nbroken").unwrap();
-    assert!(
-        matches!(ImageFolder::open(root.path()), Err(Error::Format { path, .. }) if path == odd)
-    );
+    assert!(matches!(ImageFolder::open(root.path()), Err(Error::Format { path, .. }) if path == odd));
     // A class folder without images.
     std::fs::remove_file(&odd).unwrap();
-    assert!(
-        matches!(ImageFolder::open(root.path()), Err(Error::InvalidArgument(m)) if m.contains("no PNG"))
-    );
+    assert!(matches!(ImageFolder::open(root.path()), Err(Error::InvalidArgument(m)) if m.contains("no PNG")));
     // No class folders at all; a missing root.
     let empty = tempfile::tempdir().unwrap();
-    assert!(matches!(
-        ImageFolder::open(empty.path()),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        ImageFolder::open(empty.path().join("missing")),
-        Err(Error::Io { .. })
-    ));
+    assert!(matches!(ImageFolder::open(empty.path()), Err(Error::InvalidArgument(_))));
+    assert!(matches!(ImageFolder::open(empty.path().join("missing")), Err(Error::Io { .. })));
     // Index and buffer checks.
     std::fs::remove_dir(root.path().join("b")).unwrap();
     let ds = ImageFolder::open(root.path()).unwrap();
     let mut x = vec![0.0; 48];
-    assert!(matches!(
-        ds.get(1, &mut Rng::new(0), &mut x),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        ds.get(0, &mut Rng::new(0), &mut x[..47]),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(ds.get(1, &mut Rng::new(0), &mut x), Err(Error::InvalidArgument(_))));
+    assert!(matches!(ds.get(0, &mut Rng::new(0), &mut x[..47]), Err(Error::InvalidArgument(_))));
 }

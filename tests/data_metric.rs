@@ -10,10 +10,7 @@ use ucgm::{Error, Rng};
 fn box_blur(x: &[f32], shape: [usize; 3]) -> Vec<f32> {
     let [c, h, w] = shape;
     let mut out = vec![0.0; x.len()];
-    for (img, o) in x
-        .chunks_exact(c * h * w)
-        .zip(out.chunks_exact_mut(c * h * w))
-    {
+    for (img, o) in x.chunks_exact(c * h * w).zip(out.chunks_exact_mut(c * h * w)) {
         for ch in 0..c {
             for y in 0..h {
                 for xx in 0..w {
@@ -93,16 +90,9 @@ fn distance_of_a_set_to_itself_is_zero() {
     let a = GaussianStats::from_features(&correlated(500, d, 1, &[0.3; 64]), d).unwrap();
     let fd = frechet_distance(&a, &a).unwrap();
     // Eigen-solver rounding is a few ε·d relative to the spectrum (measured ~5e-14).
-    assert!(
-        fd.abs() <= 1e-12 * trace(&a),
-        "FD(A, A) = {fd}, tr Σ = {}",
-        trace(&a)
-    );
+    assert!(fd.abs() <= 1e-12 * trace(&a), "FD(A, A) = {fd}, tr Σ = {}", trace(&a));
     // The same through images.
-    let (x, _) = BuiltinShapes::new(Split::Train, 3, 0)
-        .unwrap()
-        .render_all(300)
-        .unwrap();
+    let (x, _) = BuiltinShapes::new(Split::Train, 3, 0).unwrap().render_all(300).unwrap();
     let fd = image_frechet_distance(&x, &x, [3, 16, 16]).unwrap();
     assert!(fd.abs() <= 1e-10, "image FD(A, A) = {fd}");
 }
@@ -113,41 +103,25 @@ fn a_mean_shift_adds_exactly_its_squared_norm() {
     let delta: Vec<f64> = (0..d).map(|i| 0.1 * i as f64 - 0.5).collect();
     let x = correlated(400, d, 2, &[0.0; 16]);
     let y = correlated(400, d, 2, &delta); // the same samples, shifted by δ
-    let (a, b) = (
-        GaussianStats::from_features(&x, d).unwrap(),
-        GaussianStats::from_features(&y, d).unwrap(),
-    );
+    let (a, b) = (GaussianStats::from_features(&x, d).unwrap(), GaussianStats::from_features(&y, d).unwrap());
     let want: f64 = delta.iter().map(|v| v * v).sum();
     let fd = frechet_distance(&a, &b).unwrap();
     // Rounding in the centring and the eigen-solvers only (measured ~3e-13).
-    assert!(
-        (fd - want).abs() <= 1e-11 * (want + trace(&a)),
-        "FD = {fd}, ‖Δμ‖² = {want}"
-    );
+    assert!((fd - want).abs() <= 1e-11 * (want + trace(&a)), "FD = {fd}, ‖Δμ‖² = {want}");
 
     // Through images: shifting every pixel by c shifts the (linear) features by the
     // features of a constant image c.
     let shape = [3, 16, 16];
-    let (imgs, _) = BuiltinShapes::new(Split::Train, 3, 0)
-        .unwrap()
-        .render_all(300)
-        .unwrap();
+    let (imgs, _) = BuiltinShapes::new(Split::Train, 3, 0).unwrap().render_all(300).unwrap();
     let shifted: Vec<f32> = imgs.iter().map(|v| v + 0.25).collect();
     let space = FeatureSpace::new(shape).unwrap();
     let zero = space.features(&vec![0.0; 768]).unwrap();
     let constant = space.features(&vec![0.25; 768]).unwrap();
-    let want: f64 = constant
-        .iter()
-        .zip(&zero)
-        .map(|(a, b)| (a - b) * (a - b))
-        .sum();
+    let want: f64 = constant.iter().zip(&zero).map(|(a, b)| (a - b) * (a - b)).sum();
     let fd = image_frechet_distance(&imgs, &shifted, shape).unwrap();
     // f32 images: the shifted pixels carry ~6e-8 relative rounding, which perturbs
     // the covariance slightly (measured ~1.4e-10 relative).
-    assert!(
-        (fd - want).abs() <= 1e-8 * want,
-        "image FD = {fd}, ‖Δμ‖² = {want}"
-    );
+    assert!((fd - want).abs() <= 1e-8 * want, "image FD = {fd}, ‖Δμ‖² = {want}");
 }
 
 #[test]
@@ -157,46 +131,30 @@ fn closed_form_for_gaussians_sharing_an_eigenbasis() {
     let b_var = [2.0, 1.0, 0.25, 16.0, 1.0];
     let diag = |v: &[f64]| {
         let mut m = vec![0.0; v.len() * v.len()];
-        v.iter()
-            .enumerate()
-            .for_each(|(i, x)| m[i * v.len() + i] = *x);
+        v.iter().enumerate().for_each(|(i, x)| m[i * v.len() + i] = *x);
         m
     };
     let mu_a = vec![0.0, 1.0, 2.0, 3.0, 4.0];
     let mu_b = vec![1.0, 1.0, 0.0, 3.0, 4.5];
     let want_mean: f64 = mu_a.iter().zip(&mu_b).map(|(x, y)| (x - y) * (x - y)).sum();
-    let want_cov: f64 = a_var
-        .iter()
-        .zip(&b_var)
-        .map(|(x, y): (&f64, &f64)| (x.sqrt() - y.sqrt()).powi(2))
-        .sum();
+    let want_cov: f64 = a_var.iter().zip(&b_var).map(|(x, y): (&f64, &f64)| (x.sqrt() - y.sqrt()).powi(2)).sum();
     let want = want_mean + want_cov;
     let a = GaussianStats::new(mu_a.clone(), diag(&a_var)).unwrap();
     let b = GaussianStats::new(mu_b.clone(), diag(&b_var)).unwrap();
     let fd = frechet_distance(&a, &b).unwrap();
-    assert!(
-        (fd - want).abs() <= 1e-12 * want,
-        "FD = {fd}, closed form {want}"
-    );
+    assert!((fd - want).abs() <= 1e-12 * want, "FD = {fd}, closed form {want}");
 
     // The same kind of spectra in a rotated common basis. Positive definite here: at a
     // zero eigenvalue the square root is ill-conditioned (an eigenvalue rounded to
     // ε·‖Σ‖ has square root √ε·‖Σ‖^½), which the exactly diagonal case above avoids.
     let a_var = [1.0, 4.0, 0.25, 9.0, 0.5];
-    let want_cov: f64 = a_var
-        .iter()
-        .zip(&b_var)
-        .map(|(x, y): (&f64, &f64)| (x.sqrt() - y.sqrt()).powi(2))
-        .sum();
+    let want_cov: f64 = a_var.iter().zip(&b_var).map(|(x, y): (&f64, &f64)| (x.sqrt() - y.sqrt()).powi(2)).sum();
     let want = want_mean + want_cov;
     let v = [0.3, -1.0, 0.7, 0.2, 0.5];
     let a = GaussianStats::new(mu_a, rotated_diag(&v, &a_var)).unwrap();
     let b = GaussianStats::new(mu_b, rotated_diag(&v, &b_var)).unwrap();
     let fd = frechet_distance(&a, &b).unwrap();
-    assert!(
-        (fd - want).abs() <= 1e-12 * want,
-        "rotated FD = {fd}, closed form {want}"
-    );
+    assert!((fd - want).abs() <= 1e-12 * want, "rotated FD = {fd}, closed form {want}");
 }
 
 #[test]
@@ -212,14 +170,8 @@ fn closed_form_for_non_commuting_2x2_covariances() {
     let want = mean_term + (s1[0] + s1[3]) + (s2[0] + s2[3]) - 2.0 * tr_sqrt;
     let a = GaussianStats::new(vec![0.0, 0.0], s1.to_vec()).unwrap();
     let b = GaussianStats::new(vec![0.5, -2.0], s2.to_vec()).unwrap();
-    for fd in [
-        frechet_distance(&a, &b).unwrap(),
-        frechet_distance(&b, &a).unwrap(),
-    ] {
-        assert!(
-            (fd - want).abs() <= 1e-12 * want,
-            "FD = {fd}, closed form {want}"
-        );
+    for fd in [frechet_distance(&a, &b).unwrap(), frechet_distance(&b, &a).unwrap()] {
+        assert!((fd - want).abs() <= 1e-12 * want, "FD = {fd}, closed form {want}");
     }
 }
 
@@ -228,29 +180,16 @@ fn the_distance_is_symmetric_for_unrelated_covariances() {
     let d = 24;
     let a = GaussianStats::from_features(&correlated(200, d, 3, &[0.0; 24]), d).unwrap();
     let b = GaussianStats::from_features(&correlated(300, d, 4, &[0.1; 24]), d).unwrap();
-    let (ab, ba) = (
-        frechet_distance(&a, &b).unwrap(),
-        frechet_distance(&b, &a).unwrap(),
-    );
+    let (ab, ba) = (frechet_distance(&a, &b).unwrap(), frechet_distance(&b, &a).unwrap());
     assert!(ab > 0.0);
-    assert!(
-        (ab - ba).abs() <= 1e-12 * ab,
-        "FD(a, b) = {ab}, FD(b, a) = {ba}"
-    );
+    assert!((ab - ba).abs() <= 1e-12 * ab, "FD(a, b) = {ab}, FD(b, a) = {ba}");
 }
 
 #[test]
 fn invalid_inputs_are_errors() {
     let two = GaussianStats::new(vec![0.0; 2], vec![1.0, 0.0, 0.0, 1.0]).unwrap();
-    let three = GaussianStats::new(
-        vec![0.0; 3],
-        vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
-    )
-    .unwrap();
-    assert!(matches!(
-        frechet_distance(&two, &three),
-        Err(Error::InvalidArgument(_))
-    ));
+    let three = GaussianStats::new(vec![0.0; 3], vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]).unwrap();
+    assert!(matches!(frechet_distance(&two, &three), Err(Error::InvalidArgument(_))));
     assert!(matches!(
         GaussianStats::new(vec![0.0; 2], vec![1.0, 0.5, 0.0, 1.0]),
         Err(Error::InvalidArgument(_))
@@ -259,42 +198,23 @@ fn invalid_inputs_are_errors() {
         GaussianStats::new(vec![0.0; 2], vec![1.0, 2.0, 2.0, 1.0]),
         Err(Error::InvalidArgument(_))
     ));
-    assert!(matches!(
-        GaussianStats::new(vec![0.0; 2], vec![1.0; 3]),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(GaussianStats::new(vec![0.0; 2], vec![1.0; 3]), Err(Error::InvalidArgument(_))));
     assert!(matches!(
         GaussianStats::new(vec![f64::NAN, 0.0], vec![1.0, 0.0, 0.0, 1.0]),
         Err(Error::NonFinite(_))
     ));
-    assert!(matches!(
-        GaussianStats::from_features(&[1.0, 2.0], 2),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        GaussianStats::from_features(&[1.0, 2.0, 3.0], 2),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(GaussianStats::from_features(&[1.0, 2.0], 2), Err(Error::InvalidArgument(_))));
+    assert!(matches!(GaussianStats::from_features(&[1.0, 2.0, 3.0], 2), Err(Error::InvalidArgument(_))));
     let x = vec![0.0f32; 2 * 768];
-    assert!(matches!(
-        image_frechet_distance(&x, &x[1..], [3, 16, 16]),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(image_frechet_distance(&x, &x[1..], [3, 16, 16]), Err(Error::InvalidArgument(_))));
     let mut y = x.clone();
     y[3] = f32::NAN;
-    assert!(matches!(
-        image_frechet_distance(&x, &y, [3, 16, 16]),
-        Err(Error::NonFinite(_))
-    ));
+    assert!(matches!(image_frechet_distance(&x, &y, [3, 16, 16]), Err(Error::NonFinite(_))));
 }
 
 /// Images `[n, C, 16, 16]` of the built-in dataset, held-out split.
 fn held_out(channels: usize, n: usize) -> Vec<f32> {
-    BuiltinShapes::new(Split::HeldOut, channels, 0)
-        .unwrap()
-        .render_all(n)
-        .unwrap()
-        .0
+    BuiltinShapes::new(Split::HeldOut, channels, 0).unwrap().render_all(n).unwrap().0
 }
 
 #[test]
@@ -308,11 +228,7 @@ fn builtin_dataset_real_images_are_far_closer_than_degraded_ones() {
         let (train_a, train_b) = all_train.split_at(n * sample_len);
         let held = held_out(channels, n);
         let mut rng = Rng::new(1);
-        let noise: Vec<f32> = rng
-            .normal_f32(train_a.len())
-            .into_iter()
-            .map(|v| v.clamp(-1.0, 1.0))
-            .collect();
+        let noise: Vec<f32> = rng.normal_f32(train_a.len()).into_iter().map(|v| v.clamp(-1.0, 1.0)).collect();
         let blurred = box_blur(train_a, shape);
         let shuffled = shuffle_pixels(train_a, shape, &mut rng);
         // Mode collapse: n images of class 0 only.
@@ -335,20 +251,14 @@ fn builtin_dataset_real_images_are_far_closer_than_degraded_ones() {
         );
         // Held-out images are as close to train images as other train images are: both
         // distances are the finite-sample floor (≈ tr Σ·d/n).
-        assert!(
-            real < 2.0 * same_split && same_split < 2.0 * real,
-            "{real} vs {same_split}"
-        );
+        assert!(real < 2.0 * same_split && same_split < 2.0 * real, "{real} vs {same_split}");
         for (what, bad) in [
             ("noise", f_noise),
             ("blur", f_blur),
             ("shuffled pixels", f_shuffled),
             ("one class", f_collapsed),
         ] {
-            assert!(
-                bad > 5.0 * real,
-                "{what}: FD {bad} is not well above the real-data floor {real}"
-            );
+            assert!(bad > 5.0 * real, "{what}: FD {bad} is not well above the real-data floor {real}");
         }
         assert!(f_noise > f_shuffled && f_noise > f_blur);
     }
@@ -357,10 +267,7 @@ fn builtin_dataset_real_images_are_far_closer_than_degraded_ones() {
 #[test]
 fn the_distance_grows_with_the_amount_of_degradation() {
     let n = 500;
-    let (train, _) = BuiltinShapes::new(Split::Train, 3, 0)
-        .unwrap()
-        .render_all(n)
-        .unwrap();
+    let (train, _) = BuiltinShapes::new(Split::Train, 3, 0).unwrap().render_all(n).unwrap();
     let held = held_out(3, n);
     let mut rng = Rng::new(9);
     let eps = rng.normal_f32(train.len());

@@ -18,15 +18,7 @@ fn make_shard(dir: &Path, name: &str, shard: usize, n: usize, labels: &[i64]) ->
     let latents: Vec<f32> = (0..n * SAMPLE).map(|i| (shard * 1000 + i) as f32).collect();
     let flips: Vec<f32> = latents.iter().map(|v| -v - 0.5).collect();
     let path = dir.join(name);
-    write_shard(
-        &path,
-        [n, SHAPE[0], SHAPE[1], SHAPE[2]],
-        &latents,
-        &flips,
-        labels,
-        &BTreeMap::new(),
-    )
-    .unwrap();
+    write_shard(&path, [n, SHAPE[0], SHAPE[1], SHAPE[2]], &latents, &flips, labels, &BTreeMap::new()).unwrap();
     path
 }
 
@@ -53,15 +45,9 @@ fn expect_format(r: Result<LatentShards, Error>, file: &Path, needle: &str) {
     match r {
         Err(Error::Format { path, msg }) => {
             assert_eq!(path, file, "error names the wrong file: {msg}");
-            assert!(
-                msg.contains(needle),
-                "message {msg:?} does not mention {needle:?}"
-            );
+            assert!(msg.contains(needle), "message {msg:?} does not mention {needle:?}");
         }
-        other => panic!(
-            "expected a format error on {}, got {other:?}",
-            file.display()
-        ),
+        other => panic!("expected a format error on {}, got {other:?}", file.display()),
     }
 }
 
@@ -78,29 +64,10 @@ fn shards_are_read_in_name_order_and_concatenated() {
     std::fs::create_dir(dir.path().join("sub.safetensors")).unwrap();
 
     let ds = LatentShards::open(dir.path(), None).unwrap();
-    let names: Vec<_> = ds
-        .files()
-        .iter()
-        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(
-        names,
-        [
-            "part-0.safetensors",
-            "part-1.safetensors",
-            "part-2.safetensors"
-        ]
-    );
-    assert_eq!(
-        (ds.len(), ds.sample_shape(), ds.num_classes()),
-        (6, SHAPE, 5)
-    );
-    assert_eq!(
-        LatentShards::open(dir.path(), Some(1000))
-            .unwrap()
-            .num_classes(),
-        1000
-    );
+    let names: Vec<_> = ds.files().iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, ["part-0.safetensors", "part-1.safetensors", "part-2.safetensors"]);
+    assert_eq!((ds.len(), ds.sample_shape(), ds.num_classes()), (6, SHAPE, 5));
+    assert_eq!(LatentShards::open(dir.path(), Some(1000)).unwrap().num_classes(), 1000);
 
     let expected_source = [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1), (2, 0)]; // (shard, item)
     let expected_labels = [0, 1, 2, 3, 0, 4];
@@ -109,14 +76,9 @@ fn shards_are_read_in_name_order_and_concatenated() {
     for (index, &(shard, item)) in expected_source.iter().enumerate() {
         let label = ds.get(index, &mut rng, &mut x).unwrap();
         assert_eq!(label, expected_labels[index]);
-        let plain: Vec<f32> = (0..SAMPLE)
-            .map(|k| (shard * 1000 + item * SAMPLE + k) as f32)
-            .collect();
+        let plain: Vec<f32> = (0..SAMPLE).map(|k| (shard * 1000 + item * SAMPLE + k) as f32).collect();
         let flipped: Vec<f32> = plain.iter().map(|v| -v - 0.5).collect();
-        assert!(
-            x == plain || x == flipped,
-            "item {index} is neither its latent nor its flipped latent"
-        );
+        assert!(x == plain || x == flipped, "item {index} is neither its latent nor its flipped latent");
     }
 }
 
@@ -137,10 +99,7 @@ fn the_flipped_latent_is_taken_about_half_the_time() {
     // correct implementation with probability < 1e-6, and catches p = 0.45 or 0.55
     // (a 200-count shift) and any "always"/"never".
     let dev = (flips as f64 - draws as f64 / 2.0).abs();
-    assert!(
-        dev <= 5.0 * (draws as f64 / 4.0).sqrt(),
-        "{flips} flips in {draws} draws"
-    );
+    assert!(dev <= 5.0 * (draws as f64 / 4.0).sqrt(), "{flips} flips in {draws} draws");
 }
 
 #[test]
@@ -171,9 +130,7 @@ fn batcher_over_shards_is_reproducible() {
 fn f16_latents_and_i32_labels_are_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let n = 2;
-    let half: Vec<u8> = (0..n * SAMPLE)
-        .flat_map(|i| half::f16::from_f32(i as f32 * 0.5).to_le_bytes())
-        .collect();
+    let half: Vec<u8> = (0..n * SAMPLE).flat_map(|i| half::f16::from_f32(i as f32 * 0.5).to_le_bytes()).collect();
     let labels: Vec<u8> = [3i32, 1].iter().flat_map(|v| v.to_le_bytes()).collect();
     let shape = vec![n, SHAPE[0], SHAPE[1], SHAPE[2]];
     write_raw(
@@ -195,90 +152,45 @@ fn malformed_shards_are_format_errors_naming_file_and_tensor() {
     let n = 2;
     let shape = vec![n, SHAPE[0], SHAPE[1], SHAPE[2]];
     let good_latents = || ("latents", Dtype::F32, shape.clone(), f32_bytes(n * SAMPLE));
-    let good_flip = || {
-        (
-            "latents_flip",
-            Dtype::F32,
-            shape.clone(),
-            f32_bytes(n * SAMPLE),
-        )
-    };
+    let good_flip = || ("latents_flip", Dtype::F32, shape.clone(), f32_bytes(n * SAMPLE));
     let good_labels = || ("labels", Dtype::I64, vec![n], i64_bytes(&[0, 1]));
-    type Case = (
-        &'static str,
-        Vec<(&'static str, Dtype, Vec<usize>, Vec<u8>)>,
-        &'static str,
-    );
+    type Case = (&'static str, Vec<(&'static str, Dtype, Vec<usize>, Vec<u8>)>, &'static str);
     let cases: Vec<Case> = vec![
-        (
-            "missing latents_flip",
-            vec![good_latents(), good_labels()],
-            "latents_flip",
-        ),
-        (
-            "missing labels",
-            vec![good_latents(), good_flip()],
-            "labels",
-        ),
+        ("missing latents_flip", vec![good_latents(), good_labels()], "latents_flip"),
+        ("missing labels", vec![good_latents(), good_flip()], "labels"),
         (
             "rank-3 latents",
-            vec![
-                ("latents", Dtype::F32, vec![n, 3, 6], f32_bytes(n * SAMPLE)),
-                good_flip(),
-                good_labels(),
-            ],
+            vec![("latents", Dtype::F32, vec![n, 3, 6], f32_bytes(n * SAMPLE)), good_flip(), good_labels()],
             "latents",
         ),
         (
             "flip shape differs",
             vec![
                 good_latents(),
-                (
-                    "latents_flip",
-                    Dtype::F32,
-                    vec![n, 2, 9, 1],
-                    f32_bytes(n * SAMPLE),
-                ),
+                ("latents_flip", Dtype::F32, vec![n, 2, 9, 1], f32_bytes(n * SAMPLE)),
                 good_labels(),
             ],
             "latents_flip",
         ),
         (
             "too few labels",
-            vec![
-                good_latents(),
-                good_flip(),
-                ("labels", Dtype::I64, vec![1], i64_bytes(&[0])),
-            ],
+            vec![good_latents(), good_flip(), ("labels", Dtype::I64, vec![1], i64_bytes(&[0]))],
             "labels",
         ),
         (
             "2-d labels",
-            vec![
-                good_latents(),
-                good_flip(),
-                ("labels", Dtype::I64, vec![n, 1], i64_bytes(&[0, 1])),
-            ],
+            vec![good_latents(), good_flip(), ("labels", Dtype::I64, vec![n, 1], i64_bytes(&[0, 1]))],
             "labels",
         ),
         (
             "float labels",
-            vec![
-                good_latents(),
-                good_flip(),
-                ("labels", Dtype::F32, vec![n], f32_bytes(n)),
-            ],
+            vec![good_latents(), good_flip(), ("labels", Dtype::F32, vec![n], f32_bytes(n))],
             "labels",
         ),
         (
             "integer latents",
             vec![
-                (
-                    "latents",
-                    Dtype::I64,
-                    shape.clone(),
-                    i64_bytes(&vec![0; n * SAMPLE]),
-                ),
+                ("latents", Dtype::I64, shape.clone(), i64_bytes(&vec![0; n * SAMPLE])),
                 good_flip(),
                 good_labels(),
             ],
@@ -286,11 +198,7 @@ fn malformed_shards_are_format_errors_naming_file_and_tensor() {
         ),
         (
             "negative label",
-            vec![
-                good_latents(),
-                good_flip(),
-                ("labels", Dtype::I64, vec![n], i64_bytes(&[0, -1])),
-            ],
+            vec![good_latents(), good_flip(), ("labels", Dtype::I64, vec![n], i64_bytes(&[0, -1]))],
             "labels",
         ),
         (
@@ -328,50 +236,27 @@ fn truncated_garbage_inconsistent_and_out_of_range_inputs_are_errors() {
     // Truncated shard.
     let b = dir.path().join("b.safetensors");
     std::fs::write(&b, &bytes[..bytes.len() - 5]).unwrap();
-    assert!(
-        matches!(LatentShards::open(dir.path(), None), Err(Error::Format { path, .. }) if path == b)
-    );
+    assert!(matches!(LatentShards::open(dir.path(), None), Err(Error::Format { path, .. }) if path == b));
     // Garbage, and an empty file.
     std::fs::write(&b, b"{not safetensors").unwrap();
-    assert!(
-        matches!(LatentShards::open(dir.path(), None), Err(Error::Format { path, .. }) if path == b)
-    );
+    assert!(matches!(LatentShards::open(dir.path(), None), Err(Error::Format { path, .. }) if path == b));
     std::fs::write(&b, b"").unwrap();
-    assert!(
-        matches!(LatentShards::open(dir.path(), None), Err(Error::Format { path, .. }) if path == b)
-    );
+    assert!(matches!(LatentShards::open(dir.path(), None), Err(Error::Format { path, .. }) if path == b));
 
     // A second shard with a different sample shape.
     let latents = vec![0.0f32; 2 * 2 * 3 * 4];
-    write_shard(
-        &b,
-        [2, 2, 3, 4],
-        &latents,
-        &latents,
-        &[0, 1],
-        &BTreeMap::new(),
-    )
-    .unwrap();
+    write_shard(&b, [2, 2, 3, 4], &latents, &latents, &[0, 1], &BTreeMap::new()).unwrap();
     expect_format(LatentShards::open(dir.path(), None), &b, "a.safetensors");
     std::fs::remove_file(&b).unwrap();
 
     // Labels not below num_classes.
     expect_format(LatentShards::open(dir.path(), Some(1)), &a, "num_classes");
-    assert!(matches!(
-        LatentShards::open(dir.path(), Some(0)),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(LatentShards::open(dir.path(), Some(0)), Err(Error::InvalidArgument(_))));
 
     // An empty folder and a missing one.
     let empty = tempfile::tempdir().unwrap();
-    assert!(matches!(
-        LatentShards::open(empty.path(), None),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        LatentShards::open(empty.path().join("missing"), None),
-        Err(Error::Io { .. })
-    ));
+    assert!(matches!(LatentShards::open(empty.path(), None), Err(Error::InvalidArgument(_))));
+    assert!(matches!(LatentShards::open(empty.path().join("missing"), None), Err(Error::Io { .. })));
 
     // Writer and reader argument checks.
     let l = vec![0.0f32; SAMPLE];
@@ -385,12 +270,6 @@ fn truncated_garbage_inconsistent_and_out_of_range_inputs_are_errors() {
     ));
     let ds = LatentShards::open(dir.path(), None).unwrap();
     let mut x = vec![0.0; SAMPLE];
-    assert!(matches!(
-        ds.get(2, &mut Rng::new(0), &mut x),
-        Err(Error::InvalidArgument(_))
-    ));
-    assert!(matches!(
-        ds.get(0, &mut Rng::new(0), &mut x[1..]),
-        Err(Error::InvalidArgument(_))
-    ));
+    assert!(matches!(ds.get(2, &mut Rng::new(0), &mut x), Err(Error::InvalidArgument(_))));
+    assert!(matches!(ds.get(0, &mut Rng::new(0), &mut x[1..]), Err(Error::InvalidArgument(_))));
 }

@@ -38,8 +38,7 @@ pub const SIZE: usize = 16;
 pub const NUM_CLASSES: usize = 10;
 /// Class names, indexed by label.
 pub const CLASS_NAMES: [&str; NUM_CLASSES] = [
-    "disc", "ring", "square", "frame", "triangle", "plus", "cross", "hstripes", "vstripes",
-    "checker",
+    "disc", "ring", "square", "frame", "triangle", "plus", "cross", "hstripes", "vstripes", "checker",
 ];
 /// Default number of train items.
 pub const DEFAULT_TRAIN_LEN: usize = 50_000;
@@ -96,28 +95,19 @@ impl BuiltinShapes {
     /// The split with its default length, `channels` = 1 (grayscale) or 3 (RGB).
     pub fn new(split: Split, channels: usize, seed: u64) -> Result<Self> {
         if channels != 1 && channels != 3 {
-            return Err(Error::invalid(format!(
-                "builtin shapes: channels must be 1 or 3, got {channels}"
-            )));
+            return Err(Error::invalid(format!("builtin shapes: channels must be 1 or 3, got {channels}")));
         }
         let len = match split {
             Split::Train => DEFAULT_TRAIN_LEN,
             Split::HeldOut => DEFAULT_HELD_OUT_LEN,
         };
-        Ok(BuiltinShapes {
-            split,
-            channels,
-            seed,
-            len,
-        })
+        Ok(BuiltinShapes { split, channels, seed, len })
     }
 
     /// The same split with `len` items (at most 2^40).
     pub fn with_len(self, len: usize) -> Result<Self> {
         if len as u64 > HELD_OUT_OFFSET {
-            return Err(Error::invalid(format!(
-                "builtin shapes: len {len} exceeds 2^40"
-            )));
+            return Err(Error::invalid(format!("builtin shapes: len {len} exceeds 2^40")));
         }
         Ok(BuiltinShapes { len, ..self })
     }
@@ -193,9 +183,7 @@ fn inside(item: &Item, px: f32, py: f32) -> bool {
             let height = base + s;
             dy <= base && dx.abs() <= s * (dy + s) / height
         }
-        5 => {
-            (dx.abs() <= half_stroke && dy.abs() <= s) || (dy.abs() <= half_stroke && dx.abs() <= s)
-        }
+        5 => (dx.abs() <= half_stroke && dy.abs() <= s) || (dy.abs() <= half_stroke && dx.abs() <= s),
         6 => {
             let u = (dx + dy) * std::f32::consts::FRAC_1_SQRT_2;
             let v = (dx - dy) * std::f32::consts::FRAC_1_SQRT_2;
@@ -222,8 +210,7 @@ fn render(item: &Item, channels: usize, out: &mut [f32] /* [C, 16, 16] */) {
             }
             let coverage = hits as f32 / (SUB * SUB) as f32;
             for c in 0..channels {
-                out[(c * SIZE + y) * SIZE + x] =
-                    item.background + coverage * (item.foreground[c] - item.background);
+                out[(c * SIZE + y) * SIZE + x] = item.background + coverage * (item.foreground[c] - item.background);
             }
         }
     }
@@ -242,12 +229,7 @@ impl Dataset for BuiltinShapes {
         self.len
     }
 
-    fn get(
-        &self,
-        index: usize,
-        _rng: &mut Rng,
-        x_out: &mut [f32], /* [C, 16, 16] */
-    ) -> Result<usize> {
+    fn get(&self, index: usize, _rng: &mut Rng, x_out: &mut [f32] /* [C, 16, 16] */) -> Result<usize> {
         check_get_args("builtin shapes", index, self.len, x_out, self.sample_len())?;
         let item = self.item(index);
         render(&item, self.channels, x_out);
@@ -279,19 +261,10 @@ mod tests {
         let masks: Vec<Vec<bool>> = (0..NUM_CLASSES).map(mask).collect();
         for (a, ma) in masks.iter().enumerate() {
             let area = ma.iter().filter(|&&b| b).count();
-            assert!(
-                area >= 12,
-                "class {} covers only {area} pixels",
-                CLASS_NAMES[a]
-            );
+            assert!(area >= 12, "class {} covers only {area} pixels", CLASS_NAMES[a]);
             for (b, mb) in masks.iter().enumerate().skip(a + 1) {
                 let differ = ma.iter().zip(mb).filter(|(p, q)| p != q).count();
-                assert!(
-                    differ >= 8,
-                    "classes {} and {} differ in only {differ} pixels",
-                    CLASS_NAMES[a],
-                    CLASS_NAMES[b]
-                );
+                assert!(differ >= 8, "classes {} and {} differ in only {differ} pixels", CLASS_NAMES[a], CLASS_NAMES[b]);
             }
         }
         // Shapes with holes leave their centre dark; filled ones cover it.

@@ -55,10 +55,7 @@ fn sorted_entries(dir: &Path, keep: impl Fn(&Path) -> bool) -> Result<Vec<PathBu
 }
 
 fn is_png(path: &Path) -> bool {
-    path.is_file()
-        && path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("png"))
+    path.is_file() && path.extension().is_some_and(|e| e.eq_ignore_ascii_case("png"))
 }
 
 impl ImageFolder {
@@ -72,10 +69,7 @@ impl ImageFolder {
         let root = root.as_ref();
         let class_dirs = sorted_entries(root, |p| p.is_dir())?;
         if class_dirs.is_empty() {
-            return Err(Error::invalid(format!(
-                "{}: no class sub-folders",
-                root.display()
-            )));
+            return Err(Error::invalid(format!("{}: no class sub-folders", root.display())));
         }
         let mut class_names = Vec::with_capacity(class_dirs.len());
         let mut files = Vec::new();
@@ -83,18 +77,11 @@ impl ImageFolder {
         for (label, dir) in class_dirs.iter().enumerate() {
             let pngs = sorted_entries(dir, is_png)?;
             if pngs.is_empty() {
-                return Err(Error::invalid(format!(
-                    "{}: class folder has no PNG images",
-                    dir.display()
-                )));
+                return Err(Error::invalid(format!("{}: class folder has no PNG images", dir.display())));
             }
             labels.extend(std::iter::repeat_n(label, pngs.len()));
             files.extend(pngs);
-            class_names.push(
-                dir.file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default(),
-            );
+            class_names.push(dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default());
         }
         let decoded: Vec<_> = files.par_iter().map(read_png).collect::<Result<_>>()?;
         let shape = decoded[0].shape();
@@ -103,7 +90,11 @@ impl ImageFolder {
             if img.shape() != shape {
                 return Err(Error::format(
                     path,
-                    format!("image has shape [C, H, W] = {:?}, but {} has {shape:?}; all images must share one shape", img.shape(), files[0].display()),
+                    format!(
+                        "image has shape [C, H, W] = {:?}, but {} has {shape:?}; all images must share one shape",
+                        img.shape(),
+                        files[0].display()
+                    ),
                 ));
             }
             images.extend_from_slice(&img.data);
@@ -141,12 +132,7 @@ impl Dataset for ImageFolder {
         self.labels.len()
     }
 
-    fn get(
-        &self,
-        index: usize,
-        rng: &mut Rng,
-        x_out: &mut [f32], /* [C, H, W] */
-    ) -> Result<usize> {
+    fn get(&self, index: usize, rng: &mut Rng, x_out: &mut [f32] /* [C, H, W] */) -> Result<usize> {
         let n = self.sample_len();
         check_get_args("image folder", index, self.len(), x_out, n)?;
         x_out.copy_from_slice(&self.images[index * n..(index + 1) * n]);

@@ -52,12 +52,7 @@ pub trait Dataset: Send + Sync {
     ///
     /// Errors: [`Error::InvalidArgument`] if `index >= len()` or `x_out` has the wrong
     /// length.
-    fn get(
-        &self,
-        index: usize,
-        rng: &mut Rng,
-        x_out: &mut [f32], /* [C, H, W] */
-    ) -> Result<usize>;
+    fn get(&self, index: usize, rng: &mut Rng, x_out: &mut [f32] /* [C, H, W] */) -> Result<usize>;
 }
 
 impl<T: Dataset + ?Sized> Dataset for &T {
@@ -91,17 +86,9 @@ impl<T: Dataset + ?Sized> Dataset for Box<T> {
 }
 
 /// Checks the common arguments of [`Dataset::get`].
-pub(crate) fn check_get_args(
-    what: &str,
-    index: usize,
-    len: usize,
-    x_out: &[f32],
-    sample_len: usize,
-) -> Result<()> {
+pub(crate) fn check_get_args(what: &str, index: usize, len: usize, x_out: &[f32], sample_len: usize) -> Result<()> {
     if index >= len {
-        return Err(Error::invalid(format!(
-            "{what}: index {index} out of range (len {len})"
-        )));
+        return Err(Error::invalid(format!("{what}: index {index} out of range (len {len})")));
     }
     check_len(&format!("{what}: x_out"), x_out.len(), sample_len)
 }

@@ -81,26 +81,18 @@ fn read_shard(path: &Path) -> Result<Shard> {
     let file = TensorFile::open(path)?;
     for name in [LATENTS, LATENTS_FLIP, LABELS] {
         if !file.contains(name) {
-            return Err(Error::format(
-                path,
-                format!("tensor {name:?} is missing (found {:?})", file.names()),
-            ));
+            return Err(Error::format(path, format!("tensor {name:?} is missing (found {:?})", file.names())));
         }
     }
     let (shape, latents) = file.f32(LATENTS).map_err(|e| as_format(path, e))?;
     let &[n, c, h, w] = shape.as_slice() else {
-        return Err(Error::format(
-            path,
-            format!("tensor {LATENTS:?} has shape {shape:?}, expected [N, C, H, W]"),
-        ));
+        return Err(Error::format(path, format!("tensor {LATENTS:?} has shape {shape:?}, expected [N, C, H, W]")));
     };
     let (flip_shape, latents_flip) = file.f32(LATENTS_FLIP).map_err(|e| as_format(path, e))?;
     if flip_shape != shape {
         return Err(Error::format(
             path,
-            format!(
-                "tensor {LATENTS_FLIP:?} has shape {flip_shape:?}, but {LATENTS:?} has {shape:?}"
-            ),
+            format!("tensor {LATENTS_FLIP:?} has shape {flip_shape:?}, but {LATENTS:?} has {shape:?}"),
         ));
     }
     let (label_shape, labels) = file.i64(LABELS).map_err(|e| as_format(path, e))?;
@@ -114,21 +106,12 @@ fn read_shard(path: &Path) -> Result<Shard> {
         if let Some(i) = values.iter().position(|v| !v.is_finite()) {
             return Err(Error::format(
                 path,
-                format!(
-                    "tensor {name:?} has non-finite value {} at element {i}",
-                    values[i]
-                ),
+                format!("tensor {name:?} has non-finite value {} at element {i}", values[i]),
             ));
         }
     }
     if let Some(i) = labels.iter().position(|&l| l < 0) {
-        return Err(Error::format(
-            path,
-            format!(
-                "tensor {LABELS:?} has negative label {} at index {i}",
-                labels[i]
-            ),
-        ));
+        return Err(Error::format(path, format!("tensor {LABELS:?} has negative label {} at index {i}", labels[i])));
     }
     Ok(Shard {
         shape: [n, c, h, w],
@@ -154,10 +137,7 @@ impl LatentShards {
         let dir = dir.as_ref();
         let files = shard_files(dir)?;
         if files.is_empty() {
-            return Err(Error::invalid(format!(
-                "{}: no *.safetensors shard files",
-                dir.display()
-            )));
+            return Err(Error::invalid(format!("{}: no *.safetensors shard files", dir.display())));
         }
         if num_classes == Some(0) {
             return Err(Error::invalid("num_classes must be at least 1"));
@@ -173,11 +153,7 @@ impl LatentShards {
                 Some(s) if s != [c, h, w] => {
                     return Err(Error::format(
                         path,
-                        format!(
-                            "tensor {LATENTS:?} has samples of shape {:?}, but {} has {s:?}",
-                            [c, h, w],
-                            files[0].display()
-                        ),
+                        format!("tensor {LATENTS:?} has samples of shape {:?}, but {} has {s:?}", [c, h, w], files[0].display()),
                     ));
                 }
                 Some(_) => {}
@@ -186,7 +162,10 @@ impl LatentShards {
                 let l = l as usize;
                 if let Some(k) = num_classes {
                     if l >= k {
-                        return Err(Error::format(path, format!("tensor {LABELS:?}: label {l} at index {i} is not below num_classes = {k}")));
+                        return Err(Error::format(
+                            path,
+                            format!("tensor {LABELS:?}: label {l} at index {i} is not below num_classes = {k}"),
+                        ));
                     }
                 }
                 max_label = max_label.max(l);
@@ -199,10 +178,7 @@ impl LatentShards {
         if labels.is_empty() || shape.contains(&0) {
             return Err(Error::format(
                 dir,
-                format!(
-                    "the shards hold no data (sample shape {shape:?}, {} samples)",
-                    labels.len()
-                ),
+                format!("the shards hold no data (sample shape {shape:?}, {} samples)", labels.len()),
             ));
         }
         Ok(LatentShards {
@@ -239,19 +215,10 @@ impl Dataset for LatentShards {
         self.labels.len()
     }
 
-    fn get(
-        &self,
-        index: usize,
-        rng: &mut Rng,
-        x_out: &mut [f32], /* [C, H, W] */
-    ) -> Result<usize> {
+    fn get(&self, index: usize, rng: &mut Rng, x_out: &mut [f32] /* [C, H, W] */) -> Result<usize> {
         let n = self.sample_len();
         check_get_args("latent shards", index, self.len(), x_out, n)?;
-        let source = if draw_flip(rng) {
-            &self.latents_flip
-        } else {
-            &self.latents
-        };
+        let source = if draw_flip(rng) { &self.latents_flip } else { &self.latents };
         x_out.copy_from_slice(&source[index * n..(index + 1) * n]);
         Ok(self.labels[index])
     }

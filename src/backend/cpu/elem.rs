@@ -36,7 +36,7 @@ pub trait Elem: Float + Send + Sync + Default + std::fmt::Debug + std::iter::Sum
 /// matrixmultiply remains the reference kernel in the tests; `gemm` with its AVX-512
 /// kernels measured 5–35% faster on DiT shapes here (see benches/).
 #[allow(clippy::too_many_arguments)]
-unsafe fn faer_gemm<T: 'static + Copy>(
+unsafe fn faer_gemm<T>(
     m: usize,
     k: usize,
     n: usize,
@@ -52,7 +52,7 @@ unsafe fn faer_gemm<T: 'static + Copy>(
     rsc: isize,
     csc: isize,
 ) where
-    T: num_traits::Zero + PartialEq,
+    T: 'static + Copy + num_traits::Zero + PartialEq,
 {
     // gemm's convention: dst = α_g·dst + β_g·lhs·rhs, dst read only if `read_dst`.
     let read_dst = beta != T::zero();
@@ -106,7 +106,7 @@ impl Elem for f32 {
         rsc: isize,
         csc: isize,
     ) {
-        matrixmultiply::sgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        faer_gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }
 
@@ -137,6 +137,6 @@ impl Elem for f64 {
         rsc: isize,
         csc: isize,
     ) {
-        matrixmultiply::dgemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        faer_gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }

@@ -60,21 +60,28 @@ pub fn matmul<T: Elem>(
             csc as isize,
         );
     };
-    let threads = rayon::current_num_threads();
     let work = m * n * k.max(1);
     // Each block packs its slice of one operand and the whole of the other, so split
     // the dimension whose operand is cheaper to re-pack: rows re-pack B (k·n) per block,
-    // columns re-pack A (m·k) per block. One block per thread keeps re-packing minimal.
+    // columns re-pack A (m·k) per block.
     //
-    // Thread-count independence: the `gemm` kernels accumulate each element over k in
-    // blocks whose size depends on k alone, except for products with m ≤ 64 and n ≤ 64,
-    // which use k-blocks of 512. Every block keeps ≥ MIN_BLOCK (> 64) along the split
-    // dimension, so a split never turns a large product into a small one.
-    const MIN_BLOCK: usize = 80;
+    // Thread-count independence: the `gemm` crate picks its kernel and its k-blocking
+    // from the product's shape (small m·n, m ≤ 64 ∧ n ≤ 64, …), so the blocks are a
+    // function of the shape alone — 1, 2 or 4 equal blocks — never of the thread count.
+    // Every thread count then runs exactly the same kernel calls. (This caps one GEMM at
+    // 4-way parallelism; the other ops use every thread.)
     let split_rows = n <= m;
     let dim = if split_rows { m } else { n };
-    let blocks = threads.min(dim / MIN_BLOCK);
-    if blocks <= 1 || work < 1 << 15 {
+    let blocks = if work < 1 << 16 {
+        1
+    } else {
+        match dim / MIN_BLOCK {
+            0 | 1 => 1,
+            2 | 3 => 2,
+            _ => 4,
+        }
+    };
+    if blocks == 1 {
         run(0, m, 0, n);
         return;
     }
@@ -87,6 +94,9 @@ pub fn matmul<T: Elem>(
         }
     });
 }
+
+/// Smallest block along the split dimension.
+const MIN_BLOCK: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -104,20 +114,41 @@ mod tests {
 
     #[test]
     fn bit_identical_for_any_thread_count() {
-        for &(m, k, n) in &[(300, 1536, 70), (70, 600, 300), (65, 700, 64), (256, 1024, 64), (2, 1536, 384)] {
+        for &(m, k, n) in &[
+            (300, 1536, 70),
+            (70, 600, 300),
+            (65, 700, 64),
+            (256, 1024, 64),
+            (2, 1536, 384),
+            (192, 16, 128),
+            (3, 256, 128),
+            (192, 128, 384),
+            (192, 128, 512),
+            (192, 512, 128),
+            (3, 128, 768),
+            (192, 128, 16),
+        ] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729 % 997) as f32 / 997.0) - 0.5).collect();
-            let runs: Vec<Vec<f32>> = [1, 2, 3, 5]
-                .iter()
-                .map(|&th| {
-                    let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().unwrap();
-                    let mut c = vec![0f32; m * n];
-                    pool.install(|| matmul(m, k, n, &a, 1, m, &b, n, 1, 0.0, &mut c, n, 1));
-                    c
-                })
-                .collect();
-            for r in &runs[1..] {
-                assert!(r == &runs[0], "{m}x{k}x{n} differs across thread counts");
+            // Stride patterns of the model: A row- or column-major, B row- or column-major.
+            for (rsa, csa, rsb, csb) in [(k, 1, 1, k), (1, m, n, 1), (k, 1, n, 1), (1, m, 1, k)] {
+                let runs: Vec<Vec<f32>> = [1, 2, 3, 5]
+                    .iter()
+                    .map(|&th| {
+                        let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().unwrap();
+                        let mut c = vec![0f32; m * n];
+                        pool.install(|| matmul(m, k, n, &a, rsa, csa, &b, rsb, csb, 0.0, &mut c, n, 1));
+                        c
+                    })
+                    .collect();
+                for (i, r) in runs[1..].iter().enumerate() {
+                    assert!(
+                        r == &runs[0],
+                        "{m}x{k}x{n} strides {:?} differs with {} threads",
+                        (rsa, csa, rsb, csb),
+                        [2, 3, 5][i]
+                    );
+                }
             }
         }
     }
