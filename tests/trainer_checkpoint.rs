@@ -6,27 +6,9 @@ use std::path::Path;
 
 use ucgm::tensor_file::TensorFile;
 use ucgm::trainer::{
-    read_weights, CheckpointWeights, Coefficients, EnhancedStyle, OptimizerKind, OptimizerSection, TimeWeight, TrainSection, Trainer, TrainerConfig,
-    TransportSection,
+    read_weights, CheckpointWeights, EnhancedStyle, OptimizerKind, OptimizerSection, TimeWeight, TrainSection, Trainer, TrainerConfig, TransportSection,
 };
 use ucgm::{Arch, CpuBackend, Model, ModelConfig, ParamLayout, Rng};
-
-/// `Linear`: α = t, γ = 1 − t, α̂ = 1, γ̂ = −1.
-struct Linear;
-impl Coefficients for Linear {
-    fn alpha(&self, t: f64) -> f64 {
-        t
-    }
-    fn gamma(&self, t: f64) -> f64 {
-        1.0 - t
-    }
-    fn alpha_to(&self, _: f64) -> f64 {
-        1.0
-    }
-    fn gamma_to(&self, _: f64) -> f64 {
-        -1.0
-    }
-}
 
 const BATCH: usize = 8;
 
@@ -143,15 +125,15 @@ fn resume_continues_bit_identically() {
     let dir = tempfile::tempdir().unwrap();
     let (total, split) = (5, 2);
     for (name, config) in configs() {
-        let mut straight = Trainer::new(config.clone(), model(), Box::new(Linear)).unwrap();
+        let mut straight = Trainer::new(config.clone(), model()).unwrap();
         run_steps(&mut straight, 0..total);
 
-        let mut first = Trainer::new(config.clone(), model(), Box::new(Linear)).unwrap();
+        let mut first = Trainer::new(config.clone(), model()).unwrap();
         run_steps(&mut first, 0..split);
         let ckpt = dir.path().join(format!("{name}.safetensors"));
         first.save_checkpoint(&ckpt).unwrap();
         drop(first);
-        let mut resumed = Trainer::resume(&ckpt, CpuBackend::<f32>::new(0).unwrap(), Box::new(Linear)).unwrap();
+        let mut resumed = Trainer::resume(&ckpt, CpuBackend::<f32>::new(0).unwrap()).unwrap();
         assert_eq!(resumed.step(), split as u64);
         assert_eq!(resumed.config(), &config);
         run_steps(&mut resumed, split..total);
@@ -184,7 +166,7 @@ fn resume_continues_bit_identically() {
 fn checkpoint_weights_read_back_by_role() {
     let dir = tempfile::tempdir().unwrap();
     let (_, config) = configs().remove(0);
-    let mut trainer = Trainer::new(config, model(), Box::new(Linear)).unwrap();
+    let mut trainer = Trainer::new(config, model()).unwrap();
     run_steps(&mut trainer, 0..2);
     let path = dir.path().join("c.safetensors");
     trainer.save_checkpoint(&path).unwrap();
@@ -196,14 +178,14 @@ fn checkpoint_weights_read_back_by_role() {
     // A plain weights file is not a trainer checkpoint.
     let weights = dir.path().join("w.safetensors");
     trainer.model().save(&weights).unwrap();
-    assert!(Trainer::resume(&weights, CpuBackend::<f32>::new(0).unwrap(), Box::new(Linear)).is_err());
+    assert!(Trainer::resume(&weights, CpuBackend::<f32>::new(0).unwrap()).is_err());
 }
 
 #[test]
 fn failed_write_leaves_previous_checkpoint_intact() {
     let dir = tempfile::tempdir().unwrap();
     let (_, config) = configs().remove(1);
-    let mut trainer = Trainer::new(config, model(), Box::new(Linear)).unwrap();
+    let mut trainer = Trainer::new(config, model()).unwrap();
     run_steps(&mut trainer, 0..1);
     let path = dir.path().join("ckpt.safetensors");
     trainer.save_checkpoint(&path).unwrap();
@@ -218,7 +200,7 @@ fn failed_write_leaves_previous_checkpoint_intact() {
     assert!(trainer.save_checkpoint(&path).is_err());
     std::fs::remove_dir(&tmp).unwrap();
     assert!(std::fs::read(&path).unwrap() == before, "previous checkpoint was modified");
-    let restored = Trainer::resume(&path, CpuBackend::<f32>::new(0).unwrap(), Box::new(Linear)).unwrap();
+    let restored = Trainer::resume(&path, CpuBackend::<f32>::new(0).unwrap()).unwrap();
     assert_eq!(restored.step(), 1);
     assert_eq!(restored.model().read_params().unwrap(), weights_after_one);
 
@@ -239,14 +221,14 @@ fn failed_write_leaves_previous_checkpoint_intact() {
 fn new_run_from_checkpoint_honours_no_reopt_and_no_reuni() {
     let dir = tempfile::tempdir().unwrap();
     let (_, config) = configs().remove(1);
-    let mut trainer = Trainer::new(config.clone(), model(), Box::new(Linear)).unwrap();
+    let mut trainer = Trainer::new(config.clone(), model()).unwrap();
     run_steps(&mut trainer, 0..2);
     let path = dir.path().join("c.safetensors");
     trainer.save_checkpoint(&path).unwrap();
     let teacher = trainer.read_teacher().unwrap().expect("frozen mod");
 
     // Keep everything: the frozen mod comes back, the step count continues.
-    let kept = Trainer::from_checkpoint(&path, config.clone(), CpuBackend::<f32>::new(0).unwrap(), Box::new(Linear)).unwrap();
+    let kept = Trainer::from_checkpoint(&path, config.clone(), CpuBackend::<f32>::new(0).unwrap()).unwrap();
     assert_eq!(kept.step(), 2);
     assert_eq!(kept.read_teacher().unwrap(), Some(teacher.clone()));
     assert_eq!(kept.read_ema().unwrap(), trainer.read_ema().unwrap());
@@ -255,7 +237,7 @@ fn new_run_from_checkpoint_honours_no_reopt_and_no_reuni() {
     let mut fresh_config = config;
     fresh_config.train.no_reuni = true;
     fresh_config.train.no_reopt = true;
-    let mut fresh = Trainer::from_checkpoint(&path, fresh_config, CpuBackend::<f32>::new(0).unwrap(), Box::new(Linear)).unwrap();
+    let mut fresh = Trainer::from_checkpoint(&path, fresh_config, CpuBackend::<f32>::new(0).unwrap()).unwrap();
     assert_eq!(fresh.read_teacher().unwrap(), None);
     let online = fresh.model().read_params().unwrap();
     run_steps(&mut fresh, 2..3);

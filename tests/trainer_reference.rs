@@ -10,6 +10,7 @@ use ucgm::trainer::coefficients::{Coef, Coefficients};
 use ucgm::trainer::interpolant::regression_target;
 use ucgm::trainer::loss::{loss_and_grad, LossShape};
 use ucgm::trainer::{OptimizerKind, OptimizerSection, TrainSection, Trainer, TrainerConfig, TransportSection};
+use ucgm::TransportKind;
 use ucgm::{Backend, CpuBackend, Model};
 
 const RUNS: [&str; 3] = ["T1_plain_fm", "T2_multistep", "T3_fewstep"];
@@ -52,22 +53,6 @@ fn rel_l2(a: &[f32], b: &[f32]) -> (f64, usize) {
     ((num / den).sqrt(), at)
 }
 
-struct Linear;
-impl Coefficients for Linear {
-    fn alpha(&self, t: f64) -> f64 {
-        t
-    }
-    fn gamma(&self, t: f64) -> f64 {
-        1.0 - t
-    }
-    fn alpha_to(&self, _: f64) -> f64 {
-        1.0
-    }
-    fn gamma_to(&self, _: f64) -> f64 {
-        -1.0
-    }
-}
-
 /// The loss of each run, evaluated from the reference's own F_θ and F_tgt, matches the
 /// reference loss (this checks §2.7/§2.8 independently of the network).
 #[test]
@@ -99,7 +84,7 @@ fn plain_target_from_reference_tensors() {
     let t = f.f32_shaped("t", &[8]).unwrap();
     let x = f.f32_shaped("x", &[8, 4, 8, 8]).unwrap();
     let z = f.f32_shaped("z", &[8, 4, 8, 8]).unwrap();
-    let coefs: Vec<Coef> = Linear.at_all(&t);
+    let coefs: Vec<Coef> = TransportKind::Linear.at_all(&t);
     let mut target = vec![0.0f32; x.len()];
     regression_target(&coefs, &z, &x, &mut target);
     let (err, at) = rel_l2(&target, &f.f32_shaped("T1_plain_fm__target", &[8, 4, 8, 8]).unwrap());
@@ -125,7 +110,7 @@ fn trainer_for(run: &Value) -> Trainer<CpuBackend> {
         optimizer,
         train: TrainSection::default(),
     };
-    Trainer::new(config, model, Box::new(Linear)).unwrap()
+    Trainer::new(config, model).unwrap()
 }
 
 /// The full step of each run on the reference network: F_θ, F_tgt, the loss and the

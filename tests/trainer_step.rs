@@ -3,62 +3,8 @@
 //! the `fc-vs-fe` style, the NaN guard and the seeded draws. Expected values are computed
 //! here independently with plain network forwards and the formulas of spec §2.
 
-use ucgm::trainer::{Coefficients, EnhancedStyle, OptimizerKind, OptimizerSection, StepTensors, TrainSection, Trainer, TrainerConfig, TransportSection};
-use ucgm::{Arch, CpuBackend, Model, ModelConfig, ParamLayout, Rng};
-
-/// `Linear`: α = t, γ = 1 − t, α̂ = 1, γ̂ = −1.
-struct Linear;
-impl Coefficients for Linear {
-    fn alpha(&self, t: f64) -> f64 {
-        t
-    }
-    fn gamma(&self, t: f64) -> f64 {
-        1.0 - t
-    }
-    fn alpha_to(&self, _: f64) -> f64 {
-        1.0
-    }
-    fn gamma_to(&self, _: f64) -> f64 {
-        -1.0
-    }
-}
-
-/// `ReLinear` as v2 trains it: internally Linear, network at 1 − t, output negated.
-struct ReLinearFlipped;
-impl Coefficients for ReLinearFlipped {
-    fn alpha(&self, t: f64) -> f64 {
-        t
-    }
-    fn gamma(&self, t: f64) -> f64 {
-        1.0 - t
-    }
-    fn alpha_to(&self, _: f64) -> f64 {
-        1.0
-    }
-    fn gamma_to(&self, _: f64) -> f64 {
-        -1.0
-    }
-    fn is_flipped(&self) -> bool {
-        true
-    }
-}
-
-/// `ReLinear` in native time as v1 trains it: α = 1 − t, γ = t, α̂ = −1, γ̂ = 1.
-struct ReLinearNative;
-impl Coefficients for ReLinearNative {
-    fn alpha(&self, t: f64) -> f64 {
-        1.0 - t
-    }
-    fn gamma(&self, t: f64) -> f64 {
-        t
-    }
-    fn alpha_to(&self, _: f64) -> f64 {
-        -1.0
-    }
-    fn gamma_to(&self, _: f64) -> f64 {
-        1.0
-    }
-}
+use ucgm::trainer::{BoxedTransport, EnhancedStyle, OptimizerKind, OptimizerSection, StepTensors, TrainSection, Trainer, TrainerConfig, TransportSection};
+use ucgm::{Arch, CpuBackend, Model, ModelConfig, ParamLayout, Rng, TransportKind};
 
 const B: usize = 8;
 /// Times spanning the default window (0, 0.75): inside, on and just past its edges.
@@ -118,11 +64,16 @@ fn forward(params: &[f32], x: &[f32], t: &[f32], labels: &[usize]) -> Vec<f32> {
     out
 }
 
-/// Linear interpolant x_t = t·z + (1 − t)·x per sample.
+/// Linear interpolant x_t = t·z + (1 − t)·x per sample, with the coefficients as float32
+/// values (α = t, γ = 1 − t rounded to f32, as the reference computes them) and the
+/// arithmetic in f64.
 fn linear_input(t: &[f32], z: &[f32], x: &[f32]) -> Vec<f32> {
     let s = x.len() / t.len();
     (0..x.len())
-        .map(|i| (t[i / s] as f64 * z[i] as f64 + (1.0 - t[i / s] as f64) * x[i] as f64) as f32)
+        .map(|i| {
+            let (alpha, gamma) = (t[i / s] as f64, (1.0f32 - t[i / s]) as f64);
+            (z[i] as f64 * alpha + x[i] as f64 * gamma) as f32
+        })
         .collect()
 }
 
@@ -137,7 +88,7 @@ fn mod_kinds_and_sampling_ema() {
     let init = initial_params();
 
     // EMA kind: step 1 copies (d₀ = 0), step 2 uses d₁ = (emd)/2.
-    let mut tr = Trainer::new(config(enhanced(0.8)), model(), Box::new(Linear)).unwrap();
+    let mut tr = Trainer::new(config(enhanced(0.8)), model()).unwrap();
     let (x, z, y) = batch(0);
     tr.train_step_with(&x, &y, &T, &z).unwrap();
     assert_eq!(tr.read_teacher().unwrap(), Some(init.clone()), "first update copies the online weights");
@@ -156,7 +107,7 @@ fn mod_kinds_and_sampling_ema() {
     }
 
     // Frozen kind: the weights of the first step, forever.
-    let mut tr = Trainer::new(config(enhanced(1.0)), model(), Box::new(Linear)).unwrap();
+    let mut tr = Trainer::new(config(enhanced(1.0)), model()).unwrap();
     for k in 0..3 {
         let (x, z, y) = batch(k);
         tr.train_step_with(&x, &y, &T, &z).unwrap();
@@ -165,13 +116,13 @@ fn mod_kinds_and_sampling_ema() {
     assert_ne!(tr.model().read_params().unwrap(), init);
 
     // Online kind: no copy.
-    let mut tr = Trainer::new(config(enhanced(0.0)), model(), Box::new(Linear)).unwrap();
+    let mut tr = Trainer::new(config(enhanced(0.0)), model()).unwrap();
     let (x, z, y) = batch(0);
     assert!(tr.train_step_with(&x, &y, &T, &z).unwrap().loss.is_finite());
     assert_eq!(tr.read_teacher().unwrap(), None);
 
     // λ = 0 and ζ = 0: mod is never created.
-    let mut tr = Trainer::new(config(TransportSection::default()), model(), Box::new(Linear)).unwrap();
+    let mut tr = Trainer::new(config(TransportSection::default()), model()).unwrap();
     tr.train_step_with(&x, &y, &T, &z).unwrap();
     assert_eq!(tr.read_teacher().unwrap(), None);
 }
@@ -182,22 +133,23 @@ fn mod_kinds_and_sampling_ema() {
 fn relinear_flip_equals_native_time() {
     let (x, z, y) = batch(2);
     let native_t: Vec<f32> = T.iter().map(|&t| 1.0 - t).collect();
-    let run = |transport: Box<dyn Coefficients + Send + Sync>, t: &[f32]| -> (StepTensors, Vec<f32>) {
-        let mut tr = Trainer::new(
-            config(TransportSection {
-                wt_cosine_loss: true,
-                ..Default::default()
-            }),
-            model(),
-            transport,
-        )
-        .unwrap();
+    let ts = TransportSection {
+        transport_type: "ReLinear".into(),
+        wt_cosine_loss: true,
+        ..Default::default()
+    };
+    // v2: the ReLinear named in the config (flipped); v1: its native functions, unflipped.
+    let run = |native: Option<BoxedTransport>, t: &[f32]| -> (StepTensors, Vec<f32>) {
+        let mut tr = match native {
+            None => Trainer::new(config(ts.clone()), model()).unwrap(),
+            Some(transport) => Trainer::with_transport(config(ts.clone()), model(), transport).unwrap(),
+        };
         let step = tr.forward_backward(&x, &y, t, &z).unwrap();
         let grads = tr.model_mut().read_grads().unwrap();
         (step, grads)
     };
-    let (v2, g2) = run(Box::new(ReLinearFlipped), &T);
-    let (v1, g1) = run(Box::new(ReLinearNative), &native_t);
+    let (v2, g2) = run(None, &T);
+    let (v1, g1) = run(Some(Box::new(TransportKind::ReLinear)), &native_t);
     assert!((v2.loss - v1.loss).abs() <= 1e-6 * v1.loss, "{} vs {}", v2.loss, v1.loss);
     let negated: Vec<f32> = v1.output.iter().map(|v| -v).collect();
     assert!(rel_l2(&v2.output, &negated) <= 1e-6);
@@ -216,7 +168,7 @@ fn backward_difference_target() {
         ema_decay_rate: 0.0,
         ..Default::default()
     };
-    let mut tr = Trainer::new(config(ts), model(), Box::new(Linear)).unwrap();
+    let mut tr = Trainer::new(config(ts), model()).unwrap();
     let (x, z, y) = batch(3);
     let step = tr.forward_backward(&x, &y, &T, &z).unwrap();
     let mut labels = y.clone();
@@ -226,7 +178,7 @@ fn backward_difference_target() {
     let params = initial_params();
     let x_t = linear_input(&T, &z, &x);
     let f = forward(&params, &x_t, &T, &labels);
-    assert_eq!(step.output, f, "online output");
+    assert!(step.output == f, "online output differs from a plain forward at x_t");
     let r: Vec<f32> = T.iter().map(|&t| 0.5f32 * t).collect();
     let x_r = linear_input(&r, &z, &x);
     let f_r = forward(&params, &x_r, &r, &labels);
@@ -234,7 +186,7 @@ fn backward_difference_target() {
     let want: Vec<f32> = (0..f.len())
         .map(|i| {
             let (t, rb) = (T[i / s] as f64, r[i / s] as f64);
-            // Linear: Δ = −1, so x̂ = −(α·F − α̂·x_t) = x_t − t·F.
+            // Linear: Δ = −1, so x̂ = −(α·F − α̂·x_t) = x_t − t·F (α = t exactly in f32).
             let g_t = x_t[i] as f64 - t * f[i] as f64;
             let g_r = x_r[i] as f64 - rb * f_r[i] as f64;
             let d = ((g_t - g_r) / ((1.0 - lambda) * t)).clamp(-1.0, 1.0);
@@ -257,7 +209,7 @@ fn fc_vs_fe_target() {
         ema_decay_rate: 1.0,
         ..Default::default()
     };
-    let mut tr = Trainer::new(config(ts), model(), Box::new(Linear)).unwrap();
+    let mut tr = Trainer::new(config(ts), model()).unwrap();
     let (x, z, y) = batch(4);
     let step = tr.forward_backward(&x, &y, &T, &z).unwrap();
 
@@ -299,7 +251,7 @@ fn non_finite_target_gives_zero_gradient() {
         ema_decay_rate: 1.0,
         ..Default::default()
     };
-    let mut tr = Trainer::new(config(ts), model(), Box::new(Linear)).unwrap();
+    let mut tr = Trainer::new(config(ts), model()).unwrap();
     let (x, z, y) = batch(5);
     let mut t = T;
     t[0] = 0.0;
@@ -321,7 +273,7 @@ fn seeded_draws_are_reproducible() {
     let run = |seed: u64| {
         let mut c = config(ts.clone());
         c.train.global_seed = seed;
-        let mut tr = Trainer::new(c, model(), Box::new(Linear)).unwrap();
+        let mut tr = Trainer::new(c, model()).unwrap();
         let (x, _, y) = batch(6);
         let stats: Vec<f64> = (0..2).map(|_| tr.train_step(&x, &y).unwrap().loss).collect();
         (stats, tr.model().read_params().unwrap())

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::TrainerConfig;
 use super::optimizer::Optimizer;
-use super::step::{BoxedTransport, Trainer};
+use super::step::Trainer;
 use super::teacher::{EmaRamp, Teacher, TeacherKind};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
@@ -154,11 +154,10 @@ impl<B: Backend + Clone> Trainer<B> {
 
     /// Continues a run from a checkpoint exactly: same configuration, weights, EMA, `mod`
     /// (with its ramp), optimizer moments and step counters, and random stream.
-    /// `transport` must be the one named by the stored `transport.type`.
-    pub fn resume(path: impl AsRef<Path>, backend: B, transport: BoxedTransport) -> Result<Self> {
+    pub fn resume(path: impl AsRef<Path>, backend: B) -> Result<Self> {
         let file = TensorFile::open(path)?;
         let config: TrainerConfig = metadata_json(&file, TRAINER_CONFIG_KEY)?;
-        Self::restore(&file, config, backend, transport, true)
+        Self::restore(&file, config, backend, true)
     }
 
     /// Starts a new run from a checkpoint with another configuration (the reference's
@@ -166,17 +165,17 @@ impl<B: Backend + Clone> Trainer<B> {
     /// `train.no_reopt`; `mod` unless `train.no_reuni` (its ramp only when
     /// `ema_decay_rate` is unchanged). The step count continues; the random stream is
     /// seeded afresh from `train.global_seed`.
-    pub fn from_checkpoint(path: impl AsRef<Path>, config: TrainerConfig, backend: B, transport: BoxedTransport) -> Result<Self> {
+    pub fn from_checkpoint(path: impl AsRef<Path>, config: TrainerConfig, backend: B) -> Result<Self> {
         let file = TensorFile::open(path)?;
-        Self::restore(&file, config, backend, transport, false)
+        Self::restore(&file, config, backend, false)
     }
 
-    fn restore(file: &TensorFile, config: TrainerConfig, backend: B, transport: BoxedTransport, exact: bool) -> Result<Self> {
+    fn restore(file: &TensorFile, config: TrainerConfig, backend: B, exact: bool) -> Result<Self> {
         let cfg = model_config(file)?;
         let state: TrainerState = metadata_json(file, TRAINER_STATE_KEY)?;
         let online = read_params(file, &cfg, "")?;
         let model = Model::from_params(cfg.clone(), backend.clone(), &online)?;
-        let mut trainer = Trainer::new(config, model, transport)?;
+        let mut trainer = Trainer::new(config, model)?;
         let n = ParamLayout::for_config(&cfg).total();
         let upload = |prefix: &str| -> Result<B::Buf> { backend.upload(&read_params(file, &cfg, prefix)?) };
         trainer.ema = upload(EMA_PREFIX)?;

@@ -1,25 +1,29 @@
-//! The transport as the trainer sees it: the four coefficient functions of spec §1.1,
-//! evaluated per sample. The code's naming is kept: α multiplies the NOISE z, γ the DATA x,
-//! α̂ and γ̂ are the coefficients of z and x in the regression target, and
-//! Δ = α·γ̂ − γ·α̂ is always computed from the four values (never a constant).
+//! The transport as the trainer sees it: per sample, the four coefficients of spec §1.1
+//! and Δ, in internal time (t = 0 is data). The code's naming is kept: α multiplies the
+//! NOISE z, γ the DATA x, α̂ and γ̂ are the coefficients of z and x in the regression
+//! target, and Δ = α·γ̂ − γ·α̂ is always computed from the four values.
 //!
-//! The trainer only needs these values, so it is written against the small
-//! [`Coefficients`] trait; the transports themselves live in `crate::transport`.
+//! The values are those the reference computes on float32 tensors
+//! ([`Transport::coefs_f32`]), widened to f64; the trainer's host arithmetic on them is
+//! f64, rounded once to f32 per output element.
+//!
+//! Two implementations: [`Transport`] (v2, the one the trainer uses: ReLinear is flipped
+//! so that internal t = 0 is data) and [`TransportKind`] (the published functions in
+//! native time with no flip, i.e. v1; used to check §8 item 19).
 
-/// A transport's coefficient functions of time (spec §1.2).
+use crate::transport::{Coefs, Transport, TransportKind};
+
+/// Coefficient values at one time (α, γ, α̂, γ̂, Δ), f64.
+pub type Coef = Coefs<f64>;
+
+/// Per-sample transport coefficients and how the network sees time.
 pub trait Coefficients {
-    /// α(t): coefficient of the noise z in x_t (`alpha_in`).
-    fn alpha(&self, t: f64) -> f64;
-    /// γ(t): coefficient of the data x in x_t (`gamma_in`).
-    fn gamma(&self, t: f64) -> f64;
-    /// α̂(t): coefficient of z in the target F* (`alpha_to`).
-    fn alpha_to(&self, t: f64) -> f64;
-    /// γ̂(t): coefficient of x in the target F* (`gamma_to`).
-    fn gamma_to(&self, t: f64) -> f64;
+    /// α, γ, α̂, γ̂ and Δ at internal time `t`.
+    fn at(&self, t: f32) -> Coef;
 
     /// Whether the network runs in flipped time (the v2 flip of spec §1.1, ReLinear): the
-    /// trainer then works in internal time, calls the network at 1 − t and negates its
-    /// output, F_int(x, t) = −F_net(x, 1 − t). The coefficients above are the internal ones.
+    /// trainer then calls the network at 1 − t and negates its output,
+    /// F_int(x, t) = −F_net(x, 1 − t).
     fn is_flipped(&self) -> bool {
         false
     }
@@ -34,120 +38,60 @@ pub trait Coefficients {
         }
     }
 
-    /// All four values and Δ at one time.
-    fn at(&self, t: f32) -> Coef {
-        let t = t as f64;
-        let (alpha, gamma, alpha_to, gamma_to) = (self.alpha(t), self.gamma(t), self.alpha_to(t), self.gamma_to(t));
-        Coef {
-            alpha,
-            gamma,
-            alpha_to,
-            gamma_to,
-            dent: alpha * gamma_to - gamma * alpha_to,
-        }
-    }
-
     /// [`Coefficients::at`] for every sample time. t: `[B]`.
     fn at_all(&self, t: &[f32]) -> Vec<Coef> {
         t.iter().map(|&ti| self.at(ti)).collect()
     }
 }
 
-/// The coefficient values at one time.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Coef {
-    /// α: noise coefficient of the input.
-    pub alpha: f64,
-    /// γ: data coefficient of the input.
-    pub gamma: f64,
-    /// α̂: noise coefficient of the target.
-    pub alpha_to: f64,
-    /// γ̂: data coefficient of the target.
-    pub gamma_to: f64,
-    /// Δ = α·γ̂ − γ·α̂.
-    pub dent: f64,
-}
-
-impl Coef {
-    /// x_t = α·z + γ·x for one element.
-    #[inline]
-    pub fn input(&self, z: f64, x: f64) -> f64 {
-        self.alpha * z + self.gamma * x
-    }
-    /// F* = α̂·z + γ̂·x for one element.
-    #[inline]
-    pub fn target(&self, z: f64, x: f64) -> f64 {
-        self.alpha_to * z + self.gamma_to * x
-    }
-    /// x̂ = (α·F − α̂·x_t)/Δ for one element.
-    #[inline]
-    pub fn data_estimate(&self, f: f64, x_t: f64) -> f64 {
-        (self.alpha * f - self.alpha_to * x_t) / self.dent
-    }
-    /// ẑ = (γ̂·x_t − γ·F)/Δ for one element.
-    #[inline]
-    pub fn noise_estimate(&self, f: f64, x_t: f64) -> f64 {
-        (self.gamma_to * x_t - self.gamma * f) / self.dent
+/// f32 coefficients widened to f64 (Δ kept as computed in f32).
+fn widen(c: Coefs<f32>) -> Coef {
+    Coefs {
+        alpha: c.alpha as f64,
+        gamma: c.gamma as f64,
+        alpha_to: c.alpha_to as f64,
+        gamma_to: c.gamma_to as f64,
+        delta: c.delta as f64,
     }
 }
 
-#[cfg(test)]
-pub(crate) mod test_transports {
-    //! Closed-form transports for the trainer's unit tests (the real ones live in
-    //! `crate::transport`).
-    use super::Coefficients;
-
-    /// `Linear`: α = t, γ = 1 − t, α̂ = 1, γ̂ = −1.
-    pub struct Linear;
-    impl Coefficients for Linear {
-        fn alpha(&self, t: f64) -> f64 {
-            t
-        }
-        fn gamma(&self, t: f64) -> f64 {
-            1.0 - t
-        }
-        fn alpha_to(&self, _t: f64) -> f64 {
-            1.0
-        }
-        fn gamma_to(&self, _t: f64) -> f64 {
-            -1.0
-        }
+impl Coefficients for Transport {
+    fn at(&self, t: f32) -> Coef {
+        widen(self.coefs_f32(t))
     }
+    fn is_flipped(&self) -> bool {
+        Transport::is_flipped(self)
+    }
+}
 
-    /// `TrigFlow`: α = sin(1.57t), γ = cos(1.57t), α̂ = cos(1.57t), γ̂ = −sin(1.57t).
-    pub struct TrigFlow;
-    impl Coefficients for TrigFlow {
-        fn alpha(&self, t: f64) -> f64 {
-            (1.57 * t).sin()
-        }
-        fn gamma(&self, t: f64) -> f64 {
-            (1.57 * t).cos()
-        }
-        fn alpha_to(&self, t: f64) -> f64 {
-            (1.57 * t).cos()
-        }
-        fn gamma_to(&self, t: f64) -> f64 {
-            -(1.57 * t).sin()
-        }
+/// The published functions in native time, never flipped (the v1 trainer).
+impl Coefficients for TransportKind {
+    fn at(&self, t: f32) -> Coef {
+        widen(self.coefs_f32(t))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::test_transports::{Linear, TrigFlow};
     use super::*;
 
     #[test]
-    fn endpoints_round_trip_and_dent() {
-        for tr in [&Linear as &dyn Coefficients, &TrigFlow] {
+    fn endpoints_round_trip_and_flip() {
+        for kind in TransportKind::ALL {
+            let tr = Transport::new(kind).unwrap();
             for &t in &[0.05f32, 0.5, 0.97] {
                 let c = tr.at(t);
-                assert!((c.dent + 1.0).abs() < 1e-12, "Δ = {}", c.dent);
                 let (z, x) = (1.3, -0.7);
-                let (x_t, f) = (c.input(z, x), c.target(z, x));
-                assert!((c.data_estimate(f, x_t) - x).abs() < 1e-12);
-                assert!((c.noise_estimate(f, x_t) - z).abs() < 1e-12);
+                let (x_t, f) = (c.interpolate(z, x), c.target(z, x));
+                assert!((c.recover_x(f, x_t) - x).abs() < 1e-6, "{kind} t = {t}");
+                assert!((c.recover_z(f, x_t) - z).abs() < 1e-6, "{kind} t = {t}");
             }
         }
+        // ReLinear: internally Linear, the network sees 1 − t.
+        let re = Transport::new(TransportKind::ReLinear).unwrap();
+        assert!(Coefficients::is_flipped(&re) && !Coefficients::is_flipped(&TransportKind::ReLinear));
+        assert_eq!(re.at(0.25), TransportKind::Linear.at(0.25));
+        assert_eq!(re.network_times(&[0.25, 1.0]), vec![0.75, 0.0]);
+        assert_eq!(TransportKind::ReLinear.at(0.25).alpha, 0.75);
     }
 }

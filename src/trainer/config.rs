@@ -12,9 +12,7 @@ use super::loss::{LossSpec, TimeWeight};
 use super::teacher::TeacherKind;
 use super::time_dist::TimeDistribution;
 use crate::error::{Error, Result};
-
-/// The names of the six transports (spec §1.2), as written in `transport.type`.
-pub const TRANSPORT_NAMES: [&str; 6] = ["Linear", "ReLinear", "TrigFlow", "TrigLinear", "Random", "EDM"];
+use crate::transport::{Transport, TransportKind};
 
 /// Everything the trainer reads from a reference config file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -30,7 +28,7 @@ pub struct TrainerConfig {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct TransportSection {
-    /// One of [`TRANSPORT_NAMES`].
+    /// One of the six transports: Linear, ReLinear, TrigFlow, TrigLinear, Random, EDM.
     #[serde(rename = "type")]
     pub transport_type: String,
     /// Fraction of each batch turned unconditional (`tdr`).
@@ -85,6 +83,11 @@ impl TransportSection {
         }
     }
 
+    /// The transport named by `type`, in internal time (v2 flip applied).
+    pub fn transport(&self) -> Result<Transport> {
+        Transport::new(self.transport_type.parse::<TransportKind>()?)
+    }
+
     /// The loss settings.
     pub fn loss_spec(&self) -> LossSpec {
         LossSpec {
@@ -113,12 +116,7 @@ impl TransportSection {
 
     /// Checks every value; messages name the key.
     pub fn validate(&self) -> Result<()> {
-        if !TRANSPORT_NAMES.contains(&self.transport_type.as_str()) {
-            return Err(Error::invalid(format!(
-                "transport.type {:?}: expected one of {TRANSPORT_NAMES:?}",
-                self.transport_type
-            )));
-        }
+        self.transport().map_err(|e| Error::invalid(format!("transport.type: {e}")))?;
         let unit = |key: &str, v: f64| {
             if (0.0..=1.0).contains(&v) {
                 Ok(())
@@ -337,6 +335,7 @@ train:
         assert!(c.train.no_reopt && c.train.max_steps == 50_000);
         // ζ ≥ 1 with λ ≠ 0 is kept (spec §8 item 18).
         assert_eq!(c.transport.effective_enhanced_ratio(), 2.0);
+        assert_eq!(c.transport.transport().unwrap().kind(), TransportKind::Linear);
         // JSON round trip (the checkpoint metadata).
         let json = serde_json::to_string(&c).unwrap();
         assert_eq!(serde_json::from_str::<TrainerConfig>(&json).unwrap(), c);

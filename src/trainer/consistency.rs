@@ -71,7 +71,7 @@ pub struct Probe<'a> {
 impl Probe<'_> {
     /// g(r) at element i of sample b: (α(r)·F − α̂(r)·x_r)/Δ(r), in f64.
     fn data_estimate(&self, b: usize, i: usize) -> f64 {
-        self.coefs[b].data_estimate(self.f[i] as f64, self.x_r[i] as f64)
+        self.coefs[b].recover_x(self.f[i] as f64, self.x_r[i] as f64)
     }
 }
 
@@ -100,7 +100,7 @@ pub fn backward_difference(current: Probe<'_>, previous: Probe<'_>, lambda: f64,
 
 /// The consistency weight 4/sin(1.57·t) times α(t)/Δ(t).
 pub fn target_weight(coef: &Coef, t: f32) -> f64 {
-    coef.alpha / coef.dent * 4.0 / (1.57 * t as f64).sin()
+    coef.alpha / coef.delta * 4.0 / (1.57 * t as f64).sin()
 }
 
 /// F_tgt = F_θ − (α/Δ)·(4/sin(1.57t))·clamp(D, −1, 1).
@@ -117,9 +117,9 @@ pub fn consistency_target(f_theta: &[f32], derivative: &[f64], coefs: &[Coef], t
 
 #[cfg(test)]
 mod tests {
-    use super::super::coefficients::test_transports::Linear;
     use super::super::coefficients::Coefficients;
     use super::*;
+    use crate::transport::TransportKind::Linear;
 
     #[test]
     fn linear_weight_values_of_the_spec() {
@@ -147,7 +147,7 @@ mod tests {
         let (z, x) = (vec![1.3f32, -0.4], vec![0.7f32, 0.2]);
         let probe_at = |times: &[f32]| {
             let coefs = Linear.at_all(times);
-            let x_r: Vec<f32> = (0..2).map(|b| coefs[b].input(z[b] as f64, x[b] as f64) as f32).collect();
+            let x_r: Vec<f32> = (0..2).map(|b| coefs[b].interpolate(z[b] as f64, x[b] as f64) as f32).collect();
             let f: Vec<f32> = (0..2).map(|b| coefs[b].target(z[b] as f64, x[b] as f64) as f32).collect();
             (coefs, x_r, f)
         };

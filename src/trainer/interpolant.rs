@@ -30,7 +30,7 @@ fn per_sample(coefs: &[Coef], a: &[f32], c: &[f32], out: &mut [f32], op: impl Fn
 
 /// Network input x_t = α(t)·z + γ(t)·x. z, x, x_t: `[B, C, H, W]`; coefs: `[B]`.
 pub fn interpolate(coefs: &[Coef], z: &[f32], x: &[f32], x_t: &mut [f32]) {
-    per_sample(coefs, z, x, x_t, |c, z, x| c.input(z, x));
+    per_sample(coefs, z, x, x_t, |c, z, x| c.interpolate(z, x));
 }
 
 /// Regression target F* = α̂(t)·z + γ̂(t)·x. z, x, target: `[B, C, H, W]`; coefs: `[B]`.
@@ -40,19 +40,19 @@ pub fn regression_target(coefs: &[Coef], z: &[f32], x: &[f32], target: &mut [f32
 
 /// Data estimate x̂ = (α·F − α̂·x_t)/Δ. f, x_t, x_hat: `[B, C, H, W]`; coefs: `[B]`.
 pub fn data_estimate(coefs: &[Coef], f: &[f32], x_t: &[f32], x_hat: &mut [f32]) {
-    per_sample(coefs, f, x_t, x_hat, |c, f, xt| c.data_estimate(f, xt));
+    per_sample(coefs, f, x_t, x_hat, |c, f, xt| c.recover_x(f, xt));
 }
 
 /// Noise estimate ẑ = (γ̂·x_t − γ·F)/Δ. f, x_t, z_hat: `[B, C, H, W]`; coefs: `[B]`.
 pub fn noise_estimate(coefs: &[Coef], f: &[f32], x_t: &[f32], z_hat: &mut [f32]) {
-    per_sample(coefs, f, x_t, z_hat, |c, f, xt| c.noise_estimate(f, xt));
+    per_sample(coefs, f, x_t, z_hat, |c, f, xt| c.recover_z(f, xt));
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::coefficients::test_transports::Linear;
     use super::super::coefficients::Coefficients;
     use super::*;
+    use crate::transport::TransportKind::Linear;
 
     #[test]
     fn round_trip_on_a_batch() {

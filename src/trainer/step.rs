@@ -81,9 +81,17 @@ pub struct Trainer<B: Backend + Clone> {
 
 impl<B: Backend + Clone> Trainer<B> {
     /// A trainer starting from `model`'s weights (the sampling EMA starts as an exact
-    /// copy), with the transport named by `config.transport.type` given as `transport`
-    /// and every random draw seeded by `train.global_seed`.
-    pub fn new(config: TrainerConfig, model: Model<B>, transport: BoxedTransport) -> Result<Self> {
+    /// copy), with the transport named by `transport.type` and every random draw seeded by
+    /// `train.global_seed`.
+    pub fn new(config: TrainerConfig, model: Model<B>) -> Result<Self> {
+        config.validate()?;
+        let transport = Box::new(config.transport.transport()?);
+        Self::with_transport(config, model, transport)
+    }
+
+    /// Like [`Trainer::new`] with another set of coefficients than `transport.type` names
+    /// (e.g. [`crate::transport::TransportKind`] for native, unflipped time).
+    pub fn with_transport(config: TrainerConfig, model: Model<B>, transport: BoxedTransport) -> Result<Self> {
         config.validate()?;
         let be = model.backend().clone();
         let n = model.layout().total();
