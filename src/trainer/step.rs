@@ -90,7 +90,8 @@ impl<B: Backend + Clone> Trainer<B> {
     }
 
     /// Like [`Trainer::new`] with another set of coefficients than `transport.type` names
-    /// (e.g. [`crate::transport::TransportKind`] for native, unflipped time).
+    /// (e.g. [`crate::transport::TransportKind`] for native, unflipped time). A checkpoint
+    /// records only `transport.type`: [`Trainer::resume`] rebuilds that transport.
     pub fn with_transport(config: TrainerConfig, model: Model<B>, transport: BoxedTransport) -> Result<Self> {
         config.validate()?;
         let be = model.backend().clone();
