@@ -27,5 +27,9 @@ fn main() {
         tf += f;
         tb += b;
     }
-    println!("{name} batch {batch}: forward_train {:.1} ms, backward {:.1} ms per step", tf * 1e3 / reps as f64, tb * 1e3 / reps as f64);
+    println!(
+        "{name} batch {batch}: forward_train {:.1} ms, backward {:.1} ms per step",
+        tf * 1e3 / reps as f64,
+        tb * 1e3 / reps as f64
+    );
 }
