@@ -32,9 +32,9 @@ enum Command {
     Demo {
         #[arg(long, default_value = "runs/demo")]
         out: PathBuf,
-        #[arg(long, default_value_t = 2000)]
+        #[arg(long, default_value_t = 1500)]
         multistep_steps: u64,
-        #[arg(long, default_value_t = 400)]
+        #[arg(long, default_value_t = 300)]
         fewstep_steps: u64,
         #[arg(long, default_value_t = 32)]
         batch: usize,
