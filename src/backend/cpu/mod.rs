@@ -71,6 +71,10 @@ impl<T: Elem> Backend for CpuBackend<T> {
         format!("cpu ({} threads)", self.threads())
     }
 
+    fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.pool.install(f)
+    }
+
     fn zeros(&self, len: usize) -> Result<Vec<T>> {
         let mut v = Vec::new();
         v.try_reserve_exact(len)
