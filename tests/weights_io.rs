@@ -10,12 +10,17 @@ use safetensors::tensor::{Dtype, TensorView};
 use ucgm::tensor_file::TensorFile;
 use ucgm::{CpuBackend, Error, Model};
 
+/// name → (dtype, shape, little-endian bytes) of a weights file being edited.
+type TensorMap = HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>;
+/// An edit of a weights file.
+type Edit = Box<dyn FnOnce(&mut TensorMap)>;
+
 fn be() -> CpuBackend<f32> {
     CpuBackend::<f32>::new(1).unwrap()
 }
 
 /// Rewrites the reference SiT weights with `edit` applied to the (name → (dtype, shape, bytes)) map.
-fn rewrite(dir: &std::path::Path, name: &str, edit: impl FnOnce(&mut HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>)) -> std::path::PathBuf {
+fn rewrite(dir: &std::path::Path, name: &str, edit: impl FnOnce(&mut TensorMap)) -> std::path::PathBuf {
     let f = TensorFile::open(common::reference("sit_tiny_weights.safetensors")).unwrap();
     let mut map = HashMap::new();
     for n in f.names() {
@@ -77,7 +82,7 @@ fn half_precision_files_are_converted() {
 #[test]
 fn every_mismatch_is_a_clear_error_naming_the_tensor() {
     let dir = tempfile::tempdir().unwrap();
-    let cases: Vec<(&str, Box<dyn FnOnce(&mut HashMap<String, (Dtype, Vec<usize>, Vec<u8>)>)>)> = vec![
+    let cases: Vec<(&str, Edit)> = vec![
         (
             "blocks.1.mlp.fc2.bias",
             Box::new(|m| {
