@@ -28,35 +28,11 @@ pub fn matmul_seq<T: Elem>(
     rsc: usize,
     csc: usize,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    debug_assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len());
-    debug_assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len());
-    debug_assert!((m - 1) * rsc + (n - 1) * csc < c.len());
-    // SAFETY: as in `matmul`.
-    unsafe {
-        T::gemm(
-            1,
-            m,
-            k,
-            n,
-            T::one(),
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
-            c.as_mut_ptr(),
-            rsc as isize,
-            csc as isize,
-        );
-    }
+    gemm_on(1, m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
 }
 
-/// C[m, n] = A[m, k] · B[k, n] + β·C with explicit strides (in elements).
+/// C[m, n] = A[m, k] · B[k, n] + β·C with explicit strides (in elements), on every
+/// thread of the current pool when the product is large enough.
 ///
 /// `a`, `b`, `c` are the slices the strided matrices live in; every index the strides
 /// reach must lie inside them (checked in debug builds).
@@ -75,15 +51,34 @@ pub fn matmul<T: Elem>(
     rsc: usize,
     csc: usize,
 ) {
+    let threads = if m * n * k.max(1) < PARALLEL_WORK { 1 } else { rayon::current_num_threads() };
+    gemm_on(threads, m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+}
+
+fn gemm_on<T: Elem>(
+    threads: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    rsa: usize,
+    csa: usize,
+    b: &[T],
+    rsb: usize,
+    csb: usize,
+    beta: T,
+    c: &mut [T],
+    rsc: usize,
+    csc: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    debug_assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len());
-    debug_assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len());
-    debug_assert!((m - 1) * rsc + (n - 1) * csc < c.len());
-    let threads = if m * n * k.max(1) < PARALLEL_WORK { 1 } else { rayon::current_num_threads() };
-    // SAFETY: the strides address only elements inside `a`, `b`, `c` (see above), and
-    // `c` is exclusively borrowed.
+    assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len(), "gemm: A out of bounds");
+    assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len(), "gemm: B out of bounds");
+    assert!((m - 1) * rsc + (n - 1) * csc < c.len(), "gemm: C out of bounds");
+    // SAFETY: the strides address only elements inside `a`, `b`, `c` (checked above),
+    // and `c` is exclusively borrowed.
     unsafe {
         T::gemm(
             threads,
