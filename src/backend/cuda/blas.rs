@@ -104,7 +104,7 @@ impl CudaBackend {
             };
             let batch_i = int("batch", batch)?;
             let blas = self.s.blas.lock().unwrap_or_else(|p| p.into_inner());
-            let handle = *blas.handle();
+            let handle = *blas.as_ref().ok_or("cuBLAS handle already released")?.handle();
             for o in 0..outer {
                 let pa = Self::off(a.ptr, o * a_out) as *const f32;
                 let pb = Self::off(b.ptr, o * b_out) as *const f32;

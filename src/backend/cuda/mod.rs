@@ -87,7 +87,8 @@ struct Shared {
     info: DeviceInfo,
     options: CudaOptions,
     kernels: Kernels,
-    blas: Mutex<CudaBlas>,
+    /// Always `Some` until drop (see `Drop for Shared`).
+    blas: Mutex<Option<CudaBlas>>,
     stream: Arc<CudaStream>,
     ctx: Arc<CudaContext>,
     /// The first failure, sticky.
@@ -136,6 +137,7 @@ impl CudaBackend {
         // this backend is ordered on its single stream.
         unsafe { ctx.disable_event_tracking() };
         let stream = ctx.new_stream().map_err(|e| format!("cannot create a CUDA stream: {e}"))?;
+        keep_pool_memory(&ctx);
         let blas = CudaBlas::new(stream.clone()).map_err(|e| format!("cannot create a cuBLAS handle: {e}"))?;
         blas::set_math_mode(&blas, options.tf32)?;
         let (major, minor) = info.compute_capability;
@@ -144,7 +146,7 @@ impl CudaBackend {
             info,
             options,
             kernels,
-            blas: Mutex::new(blas),
+            blas: Mutex::new(Some(blas)),
             stream,
             ctx,
             error: Mutex::new(None),
@@ -259,6 +261,44 @@ impl CudaBackend {
     fn bind(&self) -> bool {
         let r = self.s.ctx.bind_to_thread();
         self.check("binding the CUDA context", r).is_some()
+    }
+}
+
+/// Lets the device's default memory pool keep freed memory instead of returning it to
+/// the driver at every synchronisation: the ops' temporaries are stream-ordered
+/// allocations that would otherwise be re-mapped after every `read`. (The pool is the
+/// device's, shared within the process; PyTorch's caching allocator behaves the same.)
+/// Best effort: a failure only costs speed.
+fn keep_pool_memory(ctx: &Arc<CudaContext>) {
+    use cudarc::driver::sys;
+    if !ctx.has_async_alloc() {
+        return;
+    }
+    let mut pool = std::mem::MaybeUninit::<sys::CUmemoryPool>::uninit();
+    // SAFETY: plain driver calls on a valid device; `threshold` outlives the call.
+    unsafe {
+        if sys::cuDeviceGetDefaultMemPool(pool.as_mut_ptr(), ctx.cu_device()).result().is_ok() {
+            let mut threshold = u64::MAX;
+            let attr = sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD;
+            let _ = sys::cuMemPoolSetAttribute(pool.assume_init(), attr, (&mut threshold as *mut u64).cast());
+        }
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // cudarc's `CudaBlas` unwraps the result of cublasDestroy in its Drop, which can
+        // fail on a context in a sticky error state: destroy the handle here, ignoring
+        // the result, and leak the wrapper (one stream reference) in that case only.
+        let blas = self.blas.get_mut().unwrap_or_else(|p| p.into_inner()).take();
+        let failed = self.error.get_mut().unwrap_or_else(|p| p.into_inner()).is_some() || self.ctx.check_err().is_err();
+        if let Some(blas) = blas {
+            if failed {
+                // SAFETY: the handle is valid and not used again (the wrapper is forgotten).
+                let _ = unsafe { cudarc::cublas::result::destroy_handle(*blas.handle()) };
+                std::mem::forget(blas);
+            }
+        }
     }
 }
 
