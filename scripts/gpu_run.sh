@@ -11,7 +11,7 @@
 # kernels with NVRTC), strips their debug info, and stages them in .gpu/ (git-ignored)
 # with a copy of ../shared/reference and .gpu/run.sh. Then, with the device tool:
 #
-#     run(command="bash .gpu/run.sh", carry=[".gpu"], timeout_s=540)
+#     run(command="bash .gpu/run.sh", carry=[".gpu"], timeout_s=420)
 #
 # run.sh sets LD_LIBRARY_PATH as device.md says (CUDA 13.0 libraries, never the `stubs`
 # folder), runs every binary with UCGM_REQUIRE_CUDA=1 (a skipped GPU test fails) and

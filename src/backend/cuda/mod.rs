@@ -1,7 +1,7 @@
 //! CUDA backend through cudarc: f32 device buffers, one context + stream + cuBLAS handle
 //! per backend (clones share them), matrix products through cuBLAS sgemm (row-major
 //! C = A·B computed as Cᵀ = Bᵀ·Aᵀ, TF32 only when asked for), every other op as an NVRTC
-//! kernel compiled once per device architecture ([`kernels`]).
+//! kernel compiled once per device architecture (`kernels.rs`, sources in `kernels/`).
 //!
 //! Errors: the trait's ops return `()`. The first failure (a driver or cuBLAS error, a
 //! view too short for the sizes given, a buffer of another backend) is recorded in the
@@ -308,7 +308,8 @@ impl Backend for CudaBackend {
     type Dst<'a> = CudaViewMut<'a, f32>;
 
     fn name(&self) -> String {
-        format!("cuda ({})", self.s.info)
+        let tf32 = if self.s.options.tf32 { ", tf32" } else { "" };
+        format!("cuda ({}{tf32})", self.s.info)
     }
 
     fn zeros(&self, len: usize) -> Result<CudaBuf> {
