@@ -14,6 +14,8 @@
 //!   buffer.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 use std::ops::Range;
 

@@ -1,0 +1,92 @@
+// LayerNorm / RMSNorm (no affine, eps 1e-6) fused with adaLN modulation, and the
+// backward pass. Mirrors src/backend/cpu/norm.rs. One block per row for the row
+// statistics (fixed-order block reductions); one thread per (sample, column) walking the
+// tokens in order for the shift/scale gradients.
+
+#define NORM_EPS 1e-6f
+
+// y[r, :] = norm(x[r, :])·(1 + ada[r/t, scale_col..]) + ada[r/t, shift_col..];
+// stats[r] = (mean, 1/σ) (LayerNorm) or (0, 1/rms) (RMSNorm), written if `stats` ≠ 0.
+// x, y: [rows, d]; ada: [rows/t, stride]; stats: [rows, 2]. rms: 1 = RMSNorm.
+extern "C" __global__ void norm_mod_fwd(const float* x, const float* ada, float* y, float* stats, i64 rows, i64 t, i64 d, i64 stride,
+                                        i64 shift_col, i64 scale_col, i64 rms) {
+    __shared__ float sh[32];
+    const float fd = (float)d;
+    BLOCK_ROWS(r, rows) {
+        const float* xr = x + r * d;
+        const float* shift_p = ada + (r / t) * stride + shift_col;
+        const float* scale_p = ada + (r / t) * stride + scale_col;
+        float mean = 0.0f, var;
+        if (!rms) {
+            float s = 0.0f;
+            for (i64 j = threadIdx.x; j < d; j += blockDim.x) s += xr[j];
+            mean = block_sum(s, sh) / fd;
+            float q = 0.0f;
+            for (i64 j = threadIdx.x; j < d; j += blockDim.x) {
+                const float c = xr[j] - mean;
+                q += c * c;
+            }
+            var = block_sum(q, sh) / fd;
+        } else {
+            float q = 0.0f;
+            for (i64 j = threadIdx.x; j < d; j += blockDim.x) q += xr[j] * xr[j];
+            var = block_sum(q, sh) / fd;
+        }
+        const float rstd = 1.0f / sqrtf(var + NORM_EPS);
+        float* yr = y + r * d;
+        for (i64 j = threadIdx.x; j < d; j += blockDim.x) yr[j] = (xr[j] - mean) * rstd * (1.0f + scale_p[j]) + shift_p[j];
+        if (stats != 0 && threadIdx.x == 0) {
+            stats[2 * r] = mean;
+            stats[2 * r + 1] = rstd;
+        }
+    }
+}
+
+// dx[r, :] += rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·(1 + scale) (mean(g) only for
+// LayerNorm). dy, x, dx: [rows, d]; stats: [rows, 2]; inv_d = 1/d rounded to f32.
+extern "C" __global__ void norm_mod_bwd_dx(const float* dy, const float* x, const float* ada, const float* stats, float* dx, i64 rows, i64 t,
+                                           i64 d, i64 stride, i64 scale_col, i64 layer_norm, float inv_d) {
+    __shared__ float sh[32];
+    BLOCK_ROWS(r, rows) {
+        const float* xr = x + r * d;
+        const float* dyr = dy + r * d;
+        const float* scale_p = ada + (r / t) * stride + scale_col;
+        const float mean = stats[2 * r], rstd = stats[2 * r + 1];
+        float sg = 0.0f, sgx = 0.0f;
+        for (i64 j = threadIdx.x; j < d; j += blockDim.x) {
+            const float g = dyr[j] * (1.0f + scale_p[j]);
+            sg += g;
+            sgx += g * (xr[j] - mean) * rstd;
+        }
+        const float sum_g = block_sum(sg, sh);
+        const float sum_gx = block_sum(sgx, sh);
+        const float mean_g = layer_norm ? sum_g * inv_d : 0.0f;
+        const float mean_gx = sum_gx * inv_d;
+        float* dxr = dx + r * d;
+        for (i64 j = threadIdx.x; j < d; j += blockDim.x) {
+            const float g = dyr[j] * (1.0f + scale_p[j]);
+            const float xh = (xr[j] - mean) * rstd;
+            dxr[j] = dxr[j] + rstd * (g - mean_g - xh * mean_gx);
+        }
+    }
+}
+
+// dada[bi, shift_col + j] += Σₜ dy; dada[bi, scale_col + j] += Σₜ dy·x̂, tokens in order
+// onto the existing values. One thread per (bi, j): n = b·d.
+extern "C" __global__ void norm_mod_bwd_ada(const float* dy, const float* x, const float* stats, float* dada, i64 n, i64 t, i64 d, i64 stride,
+                                            i64 shift_col, i64 scale_col) {
+    GRID_STRIDE(i, n) {
+        const i64 bi = i / d, j = i % d;
+        float ds = dada[bi * stride + shift_col + j];
+        float dc = dada[bi * stride + scale_col + j];
+        for (i64 k = 0; k < t; ++k) {
+            const i64 r = bi * t + k;
+            const float xh = (x[r * d + j] - stats[2 * r]) * stats[2 * r + 1];
+            const float g = dy[r * d + j];
+            ds = ds + g;
+            dc = dc + g * xh;
+        }
+        dada[bi * stride + shift_col + j] = ds;
+        dada[bi * stride + scale_col + j] = dc;
+    }
+}

@@ -1,0 +1,197 @@
+//! LayerNorm / RMSNorm fused with adaLN modulation, and the gated residual, forward and
+//! backward (kernels in `kernels/norm.cu` and `kernels/elementwise.cu`).
+
+use cudarc::driver::{CudaView, CudaViewMut};
+
+use super::launch::{elems, i, rows, Arg};
+use super::{CudaBackend, Kernel};
+use crate::backend::NormKind;
+
+/// Elements of `ada` [b, stride] that an op touches at column `col` with width `d`.
+fn ada_need(b: usize, stride: usize, col: usize, d: usize) -> usize {
+    if b == 0 {
+        0
+    } else {
+        (b - 1) * stride + col + d
+    }
+}
+
+impl CudaBackend {
+    /// x, y: [b·t, d]; ada: [b, stride]; stats: [b·t, 2] (see the trait).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn norm_mod_fwd_impl(
+        &self,
+        kind: NormKind,
+        x: CudaView<'_, f32>,
+        ada: CudaView<'_, f32>,
+        stride: usize,
+        shift_col: usize,
+        scale_col: usize,
+        y: CudaViewMut<'_, f32>,
+        stats: Option<CudaViewMut<'_, f32>>,
+        b: usize,
+        t: usize,
+        d: usize,
+    ) {
+        let nrows = b * t;
+        let ada_len = ada_need(b, stride, shift_col.max(scale_col), d);
+        let mut lens = vec![("x", x.len(), nrows * d), ("ada", ada.len(), ada_len), ("y", y.len(), nrows * d)];
+        if let Some(s) = &stats {
+            lens.push(("stats", s.len(), nrows * 2));
+        }
+        if !self.lens_ok("norm_mod_fwd", &lens) {
+            return;
+        }
+        let ps = stats.as_ref().map_or(0, |s| self.ptr(s));
+        let args = [
+            Arg::P(self.ptr(&x)),
+            Arg::P(self.ptr(&ada)),
+            Arg::P(self.ptr(&y)),
+            Arg::P(ps),
+            i(nrows),
+            i(t),
+            i(d),
+            i(stride),
+            i(shift_col),
+            i(scale_col),
+            i((kind == NormKind::RmsNorm) as usize),
+        ];
+        self.launch(Kernel::NormModFwd, rows(nrows), nrows * d, &args);
+    }
+
+    /// dx [b·t, d] accumulate; dada [b, stride] accumulate at the shift and scale columns.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn norm_mod_bwd_impl(
+        &self,
+        kind: NormKind,
+        dy: CudaView<'_, f32>,
+        x: CudaView<'_, f32>,
+        ada: CudaView<'_, f32>,
+        stride: usize,
+        shift_col: usize,
+        scale_col: usize,
+        stats: CudaView<'_, f32>,
+        dx: CudaViewMut<'_, f32>,
+        dada: CudaViewMut<'_, f32>,
+        b: usize,
+        t: usize,
+        d: usize,
+    ) {
+        let nrows = b * t;
+        let ada_len = ada_need(b, stride, shift_col.max(scale_col), d);
+        if shift_col < scale_col + d && scale_col < shift_col + d {
+            self.fail(format!(
+                "norm_mod_bwd: shift columns {shift_col}.. and scale columns {scale_col}.. overlap (width {d})"
+            ));
+            return;
+        }
+        let lens = [
+            ("dy", dy.len(), nrows * d),
+            ("x", x.len(), nrows * d),
+            ("ada", ada.len(), ada_len),
+            ("stats", stats.len(), nrows * 2),
+            ("dx", dx.len(), nrows * d),
+            ("dada", dada.len(), ada_len),
+        ];
+        if !self.lens_ok("norm_mod_bwd", &lens) {
+            return;
+        }
+        let (pdy, px, pada, pst, pdx, pdada) = (self.ptr(&dy), self.ptr(&x), self.ptr(&ada), self.ptr(&stats), self.ptr(&dx), self.ptr(&dada));
+        let inv_d = (1.0 / d.max(1) as f64) as f32;
+        let args = [
+            Arg::P(pdy),
+            Arg::P(px),
+            Arg::P(pada),
+            Arg::P(pst),
+            Arg::P(pdx),
+            i(nrows),
+            i(t),
+            i(d),
+            i(stride),
+            i(scale_col),
+            i((kind == NormKind::LayerNorm) as usize),
+            Arg::F(inv_d),
+        ];
+        self.launch(Kernel::NormModBwdDx, rows(nrows), nrows * d, &args);
+        let n = b * d;
+        let args = [
+            Arg::P(pdy),
+            Arg::P(px),
+            Arg::P(pst),
+            Arg::P(pdada),
+            i(n),
+            i(t),
+            i(d),
+            i(stride),
+            i(shift_col),
+            i(scale_col),
+        ];
+        self.launch(Kernel::NormModBwdAda, elems(n), n * t, &args);
+    }
+
+    /// h[b, t, :] += ada[b, gate_col..+d] ⊙ y[b, t, :]. y, h: [b·t, d]; ada: [b, stride].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gate_residual_fwd_impl(
+        &self,
+        y: CudaView<'_, f32>,
+        ada: CudaView<'_, f32>,
+        stride: usize,
+        gate_col: usize,
+        h: CudaViewMut<'_, f32>,
+        b: usize,
+        t: usize,
+        d: usize,
+    ) {
+        let n = b * t * d;
+        let lens = [("y", y.len(), n), ("ada", ada.len(), ada_need(b, stride, gate_col, d)), ("h", h.len(), n)];
+        if !self.lens_ok("gate_residual_fwd", &lens) {
+            return;
+        }
+        let args = [
+            Arg::P(self.ptr(&y)),
+            Arg::P(self.ptr(&ada)),
+            Arg::P(self.ptr(&h)),
+            i(n),
+            i(t),
+            i(d),
+            i(stride),
+            i(gate_col),
+        ];
+        self.launch(Kernel::GateResidualFwd, elems(n), n, &args);
+    }
+
+    /// dy = gate ⊙ dh (assign); dada[b, gate_col..+d] += Σₜ dh ⊙ y (accumulate).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn gate_residual_bwd_impl(
+        &self,
+        dh: CudaView<'_, f32>,
+        y: CudaView<'_, f32>,
+        ada: CudaView<'_, f32>,
+        stride: usize,
+        gate_col: usize,
+        dy: CudaViewMut<'_, f32>,
+        dada: CudaViewMut<'_, f32>,
+        b: usize,
+        t: usize,
+        d: usize,
+    ) {
+        let n = b * t * d;
+        let ada_len = ada_need(b, stride, gate_col, d);
+        let lens = [
+            ("dh", dh.len(), n),
+            ("y", y.len(), n),
+            ("ada", ada.len(), ada_len),
+            ("dy", dy.len(), n),
+            ("dada", dada.len(), ada_len),
+        ];
+        if !self.lens_ok("gate_residual_bwd", &lens) {
+            return;
+        }
+        let (pdh, py, pada, pdy, pdada) = (self.ptr(&dh), self.ptr(&y), self.ptr(&ada), self.ptr(&dy), self.ptr(&dada));
+        let args = [Arg::P(pdh), Arg::P(pada), Arg::P(pdy), i(n), i(t), i(d), i(stride), i(gate_col)];
+        self.launch(Kernel::GateResidualBwdDy, elems(n), n, &args);
+        let nb = b * d;
+        let args = [Arg::P(pdh), Arg::P(py), Arg::P(pdada), i(nb), i(t), i(d), i(stride), i(gate_col)];
+        self.launch(Kernel::GateResidualBwdAda, elems(nb), nb * t, &args);
+    }
+}

@@ -1,0 +1,218 @@
+//! Whole networks on the CUDA backend: tiny SiT and TiT forward and per-parameter
+//! gradients against `Model<CpuBackend>` (NMSE ≤ 1e-8), the reference tensors of
+//! `../shared/reference` (every `F_t*`, rel-L2 ≤ 1e-5), a few sampling steps and AdamW
+//! training steps against the CPU (NMSE ≤ 1e-6), and bit-reproducibility of a training
+//! step. Each test skips itself where CUDA is unavailable unless `UCGM_REQUIRE_CUDA=1`.
+#![cfg(feature = "cuda")]
+
+mod cuda_support;
+
+use cuda_support::*;
+use ucgm::backend::cuda::CudaBackend;
+use ucgm::backend::OptimHp;
+use ucgm::control::RunControl;
+use ucgm::sampler::{sample, NoiseSource, SamplerConfig, Stochasticity};
+use ucgm::tensor_file::TensorFile;
+use ucgm::transport::TransportKind;
+use ucgm::{Arch, Backend, CpuBackend, Model, ModelConfig, ParamLayout, Rng};
+
+/// The gradient-check network (odd sizes: 3 channels, 2 heads of 8) and the reference one.
+fn configs(arch: Arch) -> Vec<ModelConfig> {
+    vec![
+        ModelConfig {
+            arch,
+            input_size: 4,
+            in_channels: 3,
+            patch: 2,
+            hidden: 16,
+            depth: 2,
+            heads: 2,
+            num_classes: 3,
+        },
+        ModelConfig::reference_tiny(arch),
+    ]
+}
+
+fn random_params(cfg: &ModelConfig, seed: u64) -> Vec<f32> {
+    let n = ParamLayout::for_config(cfg).total();
+    Rng::new(seed).normal_f32(n).into_iter().map(|v| v * 0.3).collect()
+}
+
+/// Forward (inference and training) and backward on both backends; compares outputs,
+/// ∂L/∂x and every parameter tensor's gradient.
+fn forward_and_grads(be: &CudaBackend, cfg: &ModelConfig, seed: u64) {
+    let params = random_params(cfg, seed);
+    let mut gm = Model::from_params(cfg.clone(), be.clone(), &params).unwrap();
+    let mut cm = Model::from_params(cfg.clone(), cpu(), &params).unwrap();
+    let b = 3;
+    let n = b * cfg.image_len();
+    let x = randn(seed + 1, n);
+    let t = [0.05f32, 0.5, 0.97];
+    let labels = [0usize, cfg.num_classes, 1];
+    let dout = randn(seed + 2, n);
+    let tag = format!("{:?} d{} p{}", cfg.arch, cfg.hidden, cfg.patch);
+
+    let (mut out_g, mut out_c) = (vec![f32::NAN; n], vec![0f32; n]);
+    gm.forward(&x, &t, &labels, &mut out_g).unwrap();
+    cm.forward(&x, &t, &labels, &mut out_c).unwrap();
+    assert_nmse(&format!("{tag} inference output"), &out_g, &out_c, WHOLE_MODEL);
+
+    gm.zero_grads().unwrap();
+    cm.zero_grads().unwrap();
+    gm.forward_train(&x, &t, &labels, &mut out_g).unwrap();
+    cm.forward_train(&x, &t, &labels, &mut out_c).unwrap();
+    assert_nmse(&format!("{tag} training output"), &out_g, &out_c, WHOLE_MODEL);
+    let (mut dx_g, mut dx_c) = (vec![f32::NAN; n], vec![0f32; n]);
+    gm.backward(&dout, Some(&mut dx_g)).unwrap();
+    cm.backward(&dout, Some(&mut dx_c)).unwrap();
+    assert_nmse(&format!("{tag} dx"), &dx_g, &dx_c, WHOLE_MODEL);
+    let (gg, gc) = (gm.read_grads().unwrap(), cm.read_grads().unwrap());
+    for e in gm.layout().entries() {
+        let r = e.range();
+        let err = nmse(&gg[r.clone()], &gc[r]);
+        assert!(err <= WHOLE_MODEL, "{tag} gradient of {}: NMSE {err:.3e}", e.name);
+    }
+    assert_nmse(&format!("{tag} all gradients"), &gg, &gc, WHOLE_MODEL);
+}
+
+#[test]
+fn sit_forward_and_gradients_match_cpu() {
+    let Some(be) = gpu("sit_forward_and_gradients_match_cpu") else { return };
+    for cfg in configs(Arch::Sit) {
+        forward_and_grads(&be, &cfg, 11);
+    }
+}
+
+#[test]
+fn tit_forward_and_gradients_match_cpu() {
+    let Some(be) = gpu("tit_forward_and_gradients_match_cpu") else { return };
+    for cfg in configs(Arch::Tit) {
+        forward_and_grads(&be, &cfg, 12);
+    }
+}
+
+fn rel_l2(out: &[f32], want: &[f32]) -> f64 {
+    let num: f64 = out.iter().zip(want).map(|(&a, &b)| (a as f64 - b as f64).powi(2)).sum();
+    let den: f64 = want.iter().map(|&b| (b as f64).powi(2)).sum();
+    (num / den).sqrt()
+}
+
+#[test]
+fn reference_outputs_reproduced() {
+    let Some(be) = gpu("reference_outputs_reproduced") else { return };
+    for prefix in ["sit", "tit"] {
+        let mut model = Model::load(reference(&format!("{prefix}_tiny_weights.safetensors")), be.clone(), Some(4)).unwrap();
+        let f = TensorFile::open(reference(&format!("{prefix}_tiny_sampler.safetensors"))).unwrap();
+        let (_, z) = f.f32("z").unwrap();
+        let labels: Vec<usize> = f.i64("y").unwrap().1.iter().map(|&v| v as usize).collect();
+        let mut out = vec![f32::NAN; z.len()];
+        for tname in ["0.0", "0.25", "0.5", "0.999", "1.0"] {
+            let tv: f32 = tname.parse().unwrap();
+            model.forward(&z, &[tv, tv], &labels, &mut out).unwrap();
+            let (_, want) = f.f32(&format!("F_t{tname}")).unwrap();
+            let e = rel_l2(&out, &want);
+            eprintln!("{prefix} F_t{tname}: rel-L2 {e:.3e}");
+            assert!(e <= 1e-5, "{prefix} F_t{tname}: rel-L2 {e:.3e}");
+        }
+        model.forward(&z, &[0.5, 0.5], &[10, 10], &mut out).unwrap();
+        let (_, want) = f.f32("F_t0.5_null").unwrap();
+        let e = rel_l2(&out, &want);
+        assert!(e <= 1e-5, "{prefix} F_t0.5_null: rel-L2 {e:.3e}");
+    }
+}
+
+#[test]
+fn sampling_matches_cpu_and_reference() {
+    let Some(be) = gpu("sampling_matches_cpu_and_reference") else { return };
+    for prefix in ["sit", "tit"] {
+        let w = reference(&format!("{prefix}_tiny_weights.safetensors"));
+        let mut gm = Model::load(&w, be.clone(), Some(4)).unwrap();
+        let mut cm = Model::load(&w, CpuBackend::<f32>::new(2).unwrap(), Some(4)).unwrap();
+        let f = TensorFile::open(reference(&format!("{prefix}_tiny_sampler.safetensors"))).unwrap();
+        let (_, z) = f.f32("z").unwrap();
+        let labels: Vec<usize> = f.i64("y").unwrap().1.iter().map(|&v| v as usize).collect();
+        for (run, transport, steps) in [("lin_s4", TransportKind::Linear, 4), ("trigflow_s4", TransportKind::TrigFlow, 4)] {
+            let cfg = SamplerConfig {
+                transport,
+                steps,
+                order: 1,
+                stochasticity: Stochasticity::Fixed(0.0),
+                extrapolation: 0.0,
+                time_dist_ctrl: [1.0, 1.0, 1.0],
+                rfba_gap_steps: [0.001, 0.001],
+                cfg_scale: 0.0,
+                cfg_interval: [0.0, 1.0],
+                return_trajectory: true,
+            };
+            let g = sample(&mut gm, &z, &labels, &cfg, &mut NoiseSource::provided(&[]), &mut RunControl::default()).unwrap();
+            let c = sample(&mut cm, &z, &labels, &cfg, &mut NoiseSource::provided(&[]), &mut RunControl::default()).unwrap();
+            assert_nmse(
+                &format!("{prefix} {run} trajectory vs CPU"),
+                g.trajectory.as_ref().unwrap(),
+                c.trajectory.as_ref().unwrap(),
+                STEPS,
+            );
+            let (_, want) = f.f32(&format!("{run}__samples")).unwrap();
+            let e = rel_l2(g.trajectory.as_ref().unwrap(), &want);
+            eprintln!("{prefix} {run}: rel-L2 vs reference {e:.3e}");
+            assert!(e <= 1e-5, "{prefix} {run}: rel-L2 {e:.3e} against the reference");
+        }
+    }
+}
+
+/// A few plain training steps (forward, backward with dL/dF = F − x, AdamW through the
+/// backend) on both backends.
+fn train_steps<B: Backend + Clone>(be: B, cfg: &ModelConfig, params: &[f32], steps: u64) -> (Vec<f32>, Vec<f32>) {
+    let mut model = Model::from_params(cfg.clone(), be.clone(), params).unwrap();
+    let n = params.len();
+    let mut m = be.zeros(n).unwrap();
+    let mut v = be.zeros(n).unwrap();
+    let hp = OptimHp {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.01,
+    };
+    let b = 4;
+    let mut last_out = Vec::new();
+    for step in 1..=steps {
+        let x = randn(100 + step, b * cfg.image_len());
+        let t = [0.1f32, 0.4, 0.7, 0.95];
+        let labels = [0usize, 1, 2, cfg.num_classes];
+        let mut out = vec![0f32; x.len()];
+        model.zero_grads().unwrap();
+        model.forward_train(&x, &t, &labels, &mut out).unwrap();
+        let dout: Vec<f32> = out.iter().zip(&x).map(|(o, x)| o - x).collect();
+        model.backward(&dout, None).unwrap();
+        let (p, g) = model.params_and_grads_mut().unwrap();
+        be.adamw_step(be.dst(p, 0..n), be.src(g, 0..n), be.dst(&mut m, 0..n), be.dst(&mut v, 0..n), &hp, step);
+        last_out = out;
+    }
+    (model.read_params().unwrap(), last_out)
+}
+
+#[test]
+fn training_steps_match_cpu() {
+    let Some(be) = gpu("training_steps_match_cpu") else { return };
+    for arch in [Arch::Sit, Arch::Tit] {
+        let cfg = ModelConfig::reference_tiny(arch);
+        let params = random_params(&cfg, 21);
+        let (pg, og) = train_steps(be.clone(), &cfg, &params, 4);
+        let (pc, oc) = train_steps(cpu(), &cfg, &params, 4);
+        assert_nmse(&format!("{arch:?} params after 4 AdamW steps"), &pg, &pc, STEPS);
+        assert_nmse(&format!("{arch:?} output at step 4"), &og, &oc, STEPS);
+    }
+}
+
+#[test]
+fn training_step_is_bit_reproducible() {
+    let Some(be) = gpu("training_step_is_bit_reproducible") else { return };
+    for arch in [Arch::Sit, Arch::Tit] {
+        let cfg = ModelConfig::reference_tiny(arch);
+        let params = random_params(&cfg, 31);
+        let a = train_steps(be.clone(), &cfg, &params, 2);
+        let b = train_steps(be.clone(), &cfg, &params, 2);
+        assert!(a == b, "{arch:?}: two identical training runs differ on the GPU");
+    }
+}
