@@ -10,6 +10,7 @@
 //! * [`rng`] — portable seeded noise.
 //! * [`transport`] — the six UCGM transports (α = noise coefficient, v2 time flip).
 //! * [`sampler`] — UCGM-S, the unified sampler.
+//! * [`capi`] — the C ABI (`libucgm.so` / `libucgm.a`, `include/ucgm.h`).
 //!
 //! Tensors are float32, NCHW, contiguous; lengths are in elements.
 
@@ -17,6 +18,7 @@
 #![allow(clippy::needless_range_loop)]
 
 pub mod backend;
+pub mod capi;
 pub mod control;
 pub mod data;
 pub mod denoiser;
