@@ -381,7 +381,8 @@ ucgm_status ucgm_model_create(const struct ucgm_model_params *params, struct ucg
 // reference checkpoint) and stores the handle in `*out` (NULL on failure). `params` may
 // be NULL (defaults); only `heads`, `backend`, `threads` and the log callback are read.
 // Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated or
-// corrupt) or `UCGM_STATUS_WEIGHTS` (tensors that do not form a model).
+// corrupt), `UCGM_STATUS_WEIGHTS` (tensors that do not form a model) or
+// `UCGM_STATUS_NON_FINITE` (a weight is NaN or infinite).
 ucgm_status ucgm_model_load(const char *path, const struct ucgm_model_params *params, struct ucgm_model **out);
 
 // Saves the weights as safetensors (reference tensor names, configuration in the

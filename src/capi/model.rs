@@ -239,6 +239,18 @@ fn describe(m: &EngineModel) -> String {
     )
 }
 
+/// Fails with `Error::NonFinite` naming the first tensor of a loaded file that holds a
+/// NaN or an infinity (the engine would otherwise sample NaN without a word).
+fn check_finite_weights(m: &EngineModel, path: &std::path::Path) -> Result<()> {
+    let p = m.read_params()?;
+    for e in m.layout().entries() {
+        if let Some(i) = p[e.range()].iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!("{}: tensor {} holds {} at index {i}", path.display(), e.name, p[e.range()][i])));
+        }
+    }
+    Ok(())
+}
+
 /// Boxes a new handle into `*out`.
 fn publish(out: &mut *mut ucgm_model, model: EngineModel, hooks: Hooks) {
     let state = ModelState { model, hooks };
@@ -281,7 +293,8 @@ pub unsafe extern "C" fn ucgm_model_create(params: *const ucgm_model_params, out
 /// reference checkpoint) and stores the handle in `*out` (NULL on failure). `params` may
 /// be NULL (defaults); only `heads`, `backend`, `threads` and the log callback are read.
 /// Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated or
-/// corrupt) or `UCGM_STATUS_WEIGHTS` (tensors that do not form a model).
+/// corrupt), `UCGM_STATUS_WEIGHTS` (tensors that do not form a model) or
+/// `UCGM_STATUS_NON_FINITE` (a weight is NaN or infinite).
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucgm_model_params, out: *mut *mut ucgm_model) -> ucgm_status {
     call("ucgm_model_load", || {
@@ -301,6 +314,7 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
         let backend = backend_for(&p, &hooks)?;
         let heads = (p.heads != 0).then_some(p.heads as usize);
         let model = Model::load(&path, backend, heads)?;
+        check_finite_weights(&model, &path)?;
         hooks.log(UCGM_LOG_INFO, || format!("loaded {}: {}", path.display(), describe(&model)));
         publish(out, model, hooks);
         Ok(())

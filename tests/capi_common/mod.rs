@@ -11,9 +11,13 @@ use ucgm::capi::sample::*;
 use ucgm::capi::*;
 
 /// The one proptest configuration of the C-API tests: the default, which reads
-/// `PROPTEST_CASES` (never an explicit `with_cases`, which would ignore it).
-pub fn proptest_config() -> ProptestConfig {
-    ProptestConfig::default()
+/// `PROPTEST_CASES` (never an explicit `with_cases`, which would ignore it), with
+/// failures persisted beside the test (`proptest-regressions/`, committed).
+pub fn proptest_config(source_file: &'static str) -> ProptestConfig {
+    ProptestConfig {
+        source_file: Some(source_file),
+        ..ProptestConfig::default()
+    }
 }
 
 /// The calling thread's last error message.
