@@ -8,8 +8,8 @@
  * Status. Every fallible call returns a ucgm_status: UCGM_STATUS_OK (0) or one of the
  *   UCGM_STATUS_* codes (values are never renumbered). ucgm_status_str() gives static
  *   text for a code; ucgm_last_error_message() the detail of the last failed call on the
- *   calling thread (thread-local; "" after a call that succeeded; valid until the next
- *   library call on that thread). A handle stays usable after any failed call;
+ *   calling thread (thread-local; "" after a call that succeeded; the pointer stays
+ *   valid for the thread's life, the text changes with each call on that thread). A handle stays usable after any failed call;
  *   output buffers of a failed call may be partly written.
  *
  * Ownership. Handles (ucgm_model*, ucgm_trainer*) are created by *_create / *_load and
@@ -350,7 +350,8 @@ const char *ucgm_version(void);
 const char *ucgm_status_str(ucgm_status status);
 
 // The detail of the last failed call made on this thread ("" after a call that
-// succeeded). Valid until the next library call on this thread. Never NULL.
+// succeeded), at most 4095 bytes of UTF-8. The pointer is the same for the life of
+// the thread; the text changes with every library call on the thread. Never NULL.
 const char *ucgm_last_error_message(void);
 
 // `UCGM_STATUS_OK` when `backend` (a `UCGM_BACKEND_*` value) can be used; otherwise

@@ -64,7 +64,10 @@ fn library_queries() {
     #[cfg(target_arch = "x86_64")]
     assert_ne!(info.simd & UCGM_SIMD_SSE2, 0, "x86-64 always has SSE2");
     let line = cstr(ucgm_system_info_string());
-    assert!(line.starts_with(&format!("ucgm {} | abi 1 | cpus {}", env!("CARGO_PKG_VERSION"), info.logical_cpus)), "{line}");
+    assert!(
+        line.starts_with(&format!("ucgm {} | abi 1 | cpus {}", env!("CARGO_PKG_VERSION"), info.logical_cpus)),
+        "{line}"
+    );
 
     ok(ucgm_backend_available(UCGM_BACKEND_CPU));
     ok(ucgm_backend_available(UCGM_BACKEND_AUTO));
@@ -79,7 +82,11 @@ fn library_queries() {
 
 #[test]
 fn last_error_is_per_thread_and_cleared_by_success() {
-    fails(unsafe { ucgm_forward(ptr::null_mut(), ptr::null(), ptr::null(), ptr::null(), 1, ptr::null_mut(), 0) }, UCGM_STATUS_INVALID_ARGUMENT, "ucgm_forward: invalid argument: model is NULL");
+    fails(
+        unsafe { ucgm_forward(ptr::null_mut(), ptr::null(), ptr::null(), ptr::null(), 1, ptr::null_mut(), 0) },
+        UCGM_STATUS_INVALID_ARGUMENT,
+        "ucgm_forward: invalid argument: model is NULL",
+    );
     let other = std::thread::spawn(last_error).join().unwrap();
     assert_eq!(other, "", "another thread sees this thread's error");
     assert!(last_error().contains("model is NULL"));
@@ -97,7 +104,11 @@ fn struct_size_rule() {
         let mut q = p;
         q.struct_size = bad;
         let mut m = ptr::null_mut();
-        fails(unsafe { ucgm_model_create(&q, &mut m) }, UCGM_STATUS_INVALID_ARGUMENT, "ucgm_model_params.struct_size");
+        fails(
+            unsafe { ucgm_model_create(&q, &mut m) },
+            UCGM_STATUS_INVALID_ARGUMENT,
+            "ucgm_model_params.struct_size",
+        );
         assert!(m.is_null());
     }
 
@@ -144,7 +155,11 @@ fn struct_size_rule() {
         struct_size: 16,
         ..Default::default()
     };
-    fails(unsafe { ucgm_model_get_info(model.0, &mut small) }, UCGM_STATUS_INVALID_ARGUMENT, "ucgm_model_info.struct_size = 16");
+    fails(
+        unsafe { ucgm_model_get_info(model.0, &mut small) },
+        UCGM_STATUS_INVALID_ARGUMENT,
+        "ucgm_model_info.struct_size = 16",
+    );
 }
 
 #[test]
@@ -154,7 +169,10 @@ fn create_named_and_custom_models() {
     p.name = name.as_ptr();
     let m = Model::create(&p);
     let i = m.info();
-    assert_eq!((i.arch, i.depth, i.hidden, i.heads, i.patch, i.input_size, i.in_channels, i.num_classes), (UCGM_ARCH_TIT, 12, 384, 6, 2, 8, 4, 10));
+    assert_eq!(
+        (i.arch, i.depth, i.hidden, i.heads, i.patch, i.input_size, i.in_channels, i.num_classes),
+        (UCGM_ARCH_TIT, 12, 384, 6, 2, 8, 4, 10)
+    );
     let engine = ucgm::ParamLayout::for_config(&ModelConfig::from_name("TiT-S/2", 8, 4, 10).unwrap()).total();
     assert_eq!(i.param_count as usize, engine);
     assert_eq!((i.image_len, i.tokens, i.backend, i.threads), (256, 16, UCGM_BACKEND_CPU, 1));
@@ -171,7 +189,10 @@ fn create_named_and_custom_models() {
     fails(unsafe { ucgm_model_create(&c, &mut h) }, UCGM_STATUS_INVALID_ARGUMENT, "hidden / 64");
     c.hidden = 64;
     let m = Model::create(&c);
-    assert_eq!((m.info().heads, m.info().arch, m.info().threads, m.info().mlp_hidden), (1, UCGM_ARCH_SIT, 2, 256));
+    assert_eq!(
+        (m.info().heads, m.info().arch, m.info().threads, m.info().mlp_hidden),
+        (1, UCGM_ARCH_SIT, 2, 256)
+    );
 
     // Same seed, same weights; the reference init leaves the output layer at zero.
     let a = Model::create(&tiny_params(UCGM_ARCH_TIT, 5, 1)).params();
@@ -190,8 +211,16 @@ fn create_named_and_custom_models() {
     threads.threads = 0;
     let m = Model::create(&threads);
     assert_eq!(m.info().threads as usize, std::thread::available_parallelism().unwrap().get());
-    fails(unsafe { ucgm_model_create(&threads, ptr::null_mut()) }, UCGM_STATUS_INVALID_ARGUMENT, "out is NULL");
-    fails(unsafe { ucgm_model_create(ptr::null(), &mut h) }, UCGM_STATUS_INVALID_ARGUMENT, "ucgm_model_params is NULL");
+    fails(
+        unsafe { ucgm_model_create(&threads, ptr::null_mut()) },
+        UCGM_STATUS_INVALID_ARGUMENT,
+        "out is NULL",
+    );
+    fails(
+        unsafe { ucgm_model_create(ptr::null(), &mut h) },
+        UCGM_STATUS_INVALID_ARGUMENT,
+        "ucgm_model_params is NULL",
+    );
     unsafe { ucgm_model_free(ptr::null_mut()) };
 }
 
@@ -214,14 +243,22 @@ fn forward_is_the_engine_forward() {
         let call = |x: &[f32], t: &[f32], l: &[i32], batch: usize, out: &mut [f32]| unsafe {
             ucgm_forward(m.0, x.as_ptr(), t.as_ptr(), l.as_ptr(), batch, out.as_mut_ptr(), out.len())
         };
-        fails(call(&x, &t, &[0, 11, 1], b, &mut out), UCGM_STATUS_INVALID_ARGUMENT, "labels[1] = 11 is outside 0..=10");
+        fails(
+            call(&x, &t, &[0, 11, 1], b, &mut out),
+            UCGM_STATUS_INVALID_ARGUMENT,
+            "labels[1] = 11 is outside 0..=10",
+        );
         fails(call(&x, &t, &[0, -1, 1], b, &mut out), UCGM_STATUS_INVALID_ARGUMENT, "labels[1] = -1");
         fails(call(&x, &[0.2, f32::NAN, 0.1], &labels, b, &mut out), UCGM_STATUS_NON_FINITE, "t[1]");
         let mut bad_x = x.clone();
         bad_x[77] = f32::INFINITY;
         fails(call(&bad_x, &t, &labels, b, &mut out), UCGM_STATUS_NON_FINITE, "x[77]");
         fails(call(&x, &t, &labels, 0, &mut out), UCGM_STATUS_INVALID_ARGUMENT, "batch");
-        fails(call(&x, &t, &labels, b, &mut out[..10]), UCGM_STATUS_INVALID_ARGUMENT, "out: length 10 elements, expected 768");
+        fails(
+            call(&x, &t, &labels, b, &mut out[..10]),
+            UCGM_STATUS_INVALID_ARGUMENT,
+            "out: length 10 elements, expected 768",
+        );
         fails(
             unsafe { ucgm_forward(m.0, ptr::null(), t.as_ptr(), labels.as_ptr(), b, out.as_mut_ptr(), out.len()) },
             UCGM_STATUS_INVALID_ARGUMENT,
@@ -257,8 +294,16 @@ fn sampling_is_the_engine_sampler_with_the_documented_draws() {
     };
     assert!(out == engine_sample(&mut twin, &cfg, 1, 0));
     assert!(out.iter().all(|v| v.is_finite()));
-    fails(unsafe { ucgm_sample(m.0, 6, out.as_mut_ptr(), 2 * IMAGE_LEN) }, UCGM_STATUS_INVALID_ARGUMENT, "out: length 512");
-    fails(unsafe { ucgm_sample(m.0, 0, out.as_mut_ptr(), IMAGE_LEN) }, UCGM_STATUS_INVALID_ARGUMENT, "steps");
+    fails(
+        unsafe { ucgm_sample(m.0, 6, out.as_mut_ptr(), 2 * IMAGE_LEN) },
+        UCGM_STATUS_INVALID_ARGUMENT,
+        "out: length 512",
+    );
+    fails(
+        unsafe { ucgm_sample(m.0, 0, out.as_mut_ptr(), IMAGE_LEN) },
+        UCGM_STATUS_INVALID_ARGUMENT,
+        "steps",
+    );
 
     // Every setting of ucgm_sample_ext reaches the sampler.
     let mut p = sample_params(5, 3, 42);
@@ -375,7 +420,11 @@ fn files_missing_truncated_corrupt_and_unwritable() {
 
     let mut h = ptr::null_mut();
     let missing = path("missing.safetensors");
-    fails(unsafe { ucgm_model_load(missing.as_ptr(), ptr::null(), &mut h) }, UCGM_STATUS_IO, "missing.safetensors");
+    fails(
+        unsafe { ucgm_model_load(missing.as_ptr(), ptr::null(), &mut h) },
+        UCGM_STATUS_IO,
+        "missing.safetensors",
+    );
     assert!(h.is_null());
 
     let bytes = std::fs::read(dir.path().join("good.safetensors")).unwrap();
@@ -394,7 +443,11 @@ fn files_missing_truncated_corrupt_and_unwritable() {
     let other = ucgm::tensor_file::TensorOut::f32("weight", vec![2], &[1.0, 2.0]);
     ucgm::tensor_file::write_atomic(dir.path().join("other.safetensors"), &[other], &Default::default()).unwrap();
     let p = path("other.safetensors");
-    fails(unsafe { ucgm_model_load(p.as_ptr(), ptr::null(), &mut h) }, UCGM_STATUS_WEIGHTS, "x_embedder.proj.weight");
+    fails(
+        unsafe { ucgm_model_load(p.as_ptr(), ptr::null(), &mut h) },
+        UCGM_STATUS_WEIGHTS,
+        "x_embedder.proj.weight",
+    );
 
     // Unwritable destinations: a missing directory, a path below a regular file, a directory.
     for bad in [
@@ -405,7 +458,11 @@ fn files_missing_truncated_corrupt_and_unwritable() {
         let c = CString::new(bad.to_str().unwrap()).unwrap();
         fails(unsafe { ucgm_model_save(m.0, c.as_ptr()) }, UCGM_STATUS_IO, "i/o error");
     }
-    assert_eq!(std::fs::read(dir.path().join("good.safetensors")).unwrap(), bytes, "a failed save changed nothing");
+    assert_eq!(
+        std::fs::read(dir.path().join("good.safetensors")).unwrap(),
+        bytes,
+        "a failed save changed nothing"
+    );
     let empty = CString::new("").unwrap();
     fails(unsafe { ucgm_model_save(m.0, empty.as_ptr()) }, UCGM_STATUS_INVALID_ARGUMENT, "path is empty");
     fails(unsafe { ucgm_model_save(m.0, ptr::null()) }, UCGM_STATUS_INVALID_ARGUMENT, "path is NULL");
@@ -418,11 +475,23 @@ fn params_round_trip_and_validation() {
     w.iter_mut().enumerate().for_each(|(i, v)| *v += (i % 7) as f32 * 1e-3);
     ok(unsafe { ucgm_model_write_params(m.0, w.as_ptr(), w.len()) });
     assert!(m.params() == w);
-    fails(unsafe { ucgm_model_write_params(m.0, w.as_ptr(), w.len() - 1) }, UCGM_STATUS_INVALID_ARGUMENT, "values: length");
+    fails(
+        unsafe { ucgm_model_write_params(m.0, w.as_ptr(), w.len() - 1) },
+        UCGM_STATUS_INVALID_ARGUMENT,
+        "values: length",
+    );
     w[3] = f32::NEG_INFINITY;
-    fails(unsafe { ucgm_model_write_params(m.0, w.as_ptr(), w.len()) }, UCGM_STATUS_NON_FINITE, "values[3]");
+    fails(
+        unsafe { ucgm_model_write_params(m.0, w.as_ptr(), w.len()) },
+        UCGM_STATUS_NON_FINITE,
+        "values[3]",
+    );
     let mut out = vec![0f32; 3];
-    fails(unsafe { ucgm_model_read_params(m.0, out.as_mut_ptr(), 3) }, UCGM_STATUS_INVALID_ARGUMENT, "out: length 3");
+    fails(
+        unsafe { ucgm_model_read_params(m.0, out.as_mut_ptr(), 3) },
+        UCGM_STATUS_INVALID_ARGUMENT,
+        "out: length 3",
+    );
 }
 
 unsafe extern "C" fn collect_log(level: ucgm_log_level, msg: *const c_char, ud: *mut c_void) {
@@ -474,7 +543,10 @@ fn two_handles_on_two_threads_match_each_alone() {
     let fwd_b = fwd(SendPtr(b.0));
     for _ in 0..3 {
         let (ha, hb) = (SendPtr(a.0), SendPtr(b.0));
-        let (pa, pb) = (SendPtr(&pa as *const _ as *mut ucgm_sample_params), SendPtr(&pb as *const _ as *mut ucgm_sample_params));
+        let (pa, pb) = (
+            SendPtr(&pa as *const _ as *mut ucgm_sample_params),
+            SendPtr(&pb as *const _ as *mut ucgm_sample_params),
+        );
         let (ra, rb) = std::thread::scope(|s| {
             let ta = s.spawn(move || {
                 let (ha, pa) = (ha, pa); // capture the Send wrappers, not their fields
@@ -562,7 +634,11 @@ fn cancel_from_another_thread_stops_sampling_at_the_next_step() {
             struct_size: std::mem::size_of::<ucgm_model_info>(),
             ..Default::default()
         };
-        fails(unsafe { ucgm_model_get_info(m.0, &mut info) }, UCGM_STATUS_INVALID_ARGUMENT, "in use by another thread");
+        fails(
+            unsafe { ucgm_model_get_info(m.0, &mut info) },
+            UCGM_STATUS_INVALID_ARGUMENT,
+            "in use by another thread",
+        );
         ok(unsafe { ucgm_model_cancel(m.0) });
         let at = prog.calls.load(Ordering::SeqCst);
         let (st, msg) = worker.join().unwrap();
@@ -571,7 +647,10 @@ fn cancel_from_another_thread_stops_sampling_at_the_next_step() {
     assert_eq!(status, UCGM_STATUS_CANCELLED, "{msg}");
     assert_eq!(msg, "ucgm_sample_ext: cancelled");
     let calls = prog.calls.load(Ordering::SeqCst);
-    assert!(calls <= calls_at_cancel + 1, "{calls} steps ran, cancel came after {calls_at_cancel}: not stopped at the next step");
+    assert!(
+        calls <= calls_at_cancel + 1,
+        "{calls} steps ran, cancel came after {calls_at_cancel}: not stopped at the next step"
+    );
     assert!(calls < 100_000);
 
     // Still usable, with the same results as before.

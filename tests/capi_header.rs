@@ -19,9 +19,7 @@ fn committed_header_matches_cbindgen_output() {
             || format!("lengths differ: {} vs {} lines", committed.lines().count(), GENERATED.lines().count()),
             |i| format!("first difference at line {}", i + 1),
         );
-        panic!(
-            "include/ucgm.h is stale ({line}); regenerate it with `UCGM_BLESS=1 cargo test --test capi_header` and commit it"
-        );
+        panic!("include/ucgm.h is stale ({line}); regenerate it with `UCGM_BLESS=1 cargo test --test capi_header` and commit it");
     }
 }
 

@@ -33,7 +33,16 @@ fn bad_label() -> impl Strategy<Value = i32> {
 
 /// `struct_size` values the rule rejects, for a struct of `size` bytes.
 fn bad_struct_size(size: usize) -> impl Strategy<Value = usize> {
-    prop_oneof![Just(0usize), Just(1), Just(8), Just(size - 8), Just(size - 1), Just(65537), Just(usize::MAX), 0..size]
+    prop_oneof![
+        Just(0usize),
+        Just(1),
+        Just(8),
+        Just(size - 8),
+        Just(size - 1),
+        Just(65537),
+        Just(usize::MAX),
+        0..size
+    ]
 }
 
 /// A params or info struct in a buffer of `struct_size` bytes (zeroed past the struct).
@@ -48,7 +57,10 @@ impl<T: Copy> Sized<T> {
         let mut buf = vec![0u64; bytes.div_ceil(8)];
         unsafe { ptr::write(buf.as_mut_ptr().cast::<T>(), v) };
         buf[0] = struct_size as u64; // struct_size is the first field
-        Sized { buf, _t: std::marker::PhantomData }
+        Sized {
+            buf,
+            _t: std::marker::PhantomData,
+        }
     }
     fn ptr(&mut self) -> *mut T {
         self.buf.as_mut_ptr().cast()
@@ -137,12 +149,19 @@ struct SampleBase {
 fn sample_base() -> impl Strategy<Value = SampleBase> {
     (
         (0..6i32, 1..=2u32, 1..=4u32, any::<bool>(), 0.0..=1.0f64, 0.0..1.0f64),
-        (prop::array::uniform3(0.5..2.0f64), 0.01..0.2f64, 0.0..0.2f64, 0.0..3.0f64, 0.0..1.0f64, 0.0..1.0f64),
+        (
+            prop::array::uniform3(0.5..2.0f64),
+            0.01..0.2f64,
+            0.0..0.2f64,
+            0.0..3.0f64,
+            0.0..1.0f64,
+            0.0..1.0f64,
+        ),
         (1..=3u32, any::<u64>(), prop::option::of(prop::collection::vec(0..=K, 3))),
         (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>()),
     )
-        .prop_map(|((transport, order, steps, sde, rho, kappa), (tdc, g0, g1, cfg, a, b), (batch, seed, labels), (noise, step_noise, trajectory, info))| {
-            SampleBase {
+        .prop_map(
+            |((transport, order, steps, sde, rho, kappa), (tdc, g0, g1, cfg, a, b), (batch, seed, labels), (noise, step_noise, trajectory, info))| SampleBase {
                 transport,
                 order,
                 steps,
@@ -163,8 +182,8 @@ fn sample_base() -> impl Strategy<Value = SampleBase> {
                 step_noise,
                 trajectory,
                 info,
-            }
-        })
+            },
+        )
 }
 
 fn sample_fault() -> impl Strategy<Value = SampleFault> {
@@ -549,7 +568,9 @@ fn forward_with_random_arguments() {
     let m = Model::tiny_random(UCGM_ARCH_SIT, 2, 1);
     let mut runner = TestRunner::new(proptest_config(file!()));
     let case = (1..=3usize, -2.0..2.0f32, prop::collection::vec(0..=K, 3), forward_fault());
-    runner.run(&case, |(batch, t, labels, fault)| run_forward_case(&m, batch, t, &labels, &fault)).unwrap();
+    runner
+        .run(&case, |(batch, t, labels, fault)| run_forward_case(&m, batch, t, &labels, &fault))
+        .unwrap();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -569,8 +590,18 @@ struct Shape {
 }
 
 fn valid_shape() -> impl Strategy<Value = Shape> {
-    (0..2i32, prop_oneof![Just(4u32), Just(8)], 1..=2u32, 1..=4u32, prop_oneof![Just(8u32), Just(16), Just(32)], 1..=2u32, 1..=2u32, 1..=5u32, 1..=2i32).prop_map(
-        |(arch, input, patch, channels, hidden, heads, depth, classes, threads)| Shape {
+    (
+        0..2i32,
+        prop_oneof![Just(4u32), Just(8)],
+        1..=2u32,
+        1..=4u32,
+        prop_oneof![Just(8u32), Just(16), Just(32)],
+        1..=2u32,
+        1..=2u32,
+        1..=5u32,
+        1..=2i32,
+    )
+        .prop_map(|(arch, input, patch, channels, hidden, heads, depth, classes, threads)| Shape {
             arch,
             input,
             patch,
@@ -580,8 +611,7 @@ fn valid_shape() -> impl Strategy<Value = Shape> {
             depth,
             classes,
             threads,
-        },
-    )
+        })
 }
 
 #[derive(Clone, Debug)]
@@ -705,7 +735,10 @@ fn run_create_case(s: &Shape, fault: &CreateFault) -> Result<(), TestCaseError> 
         return Ok(());
     }
     let i = m.info();
-    prop_assert_eq!((i.arch, i.input_size, i.patch, i.in_channels, i.hidden, i.heads, i.depth, i.num_classes), (s.arch, s.input, s.patch, s.channels, s.hidden, s.heads, s.depth, s.classes));
+    prop_assert_eq!(
+        (i.arch, i.input_size, i.patch, i.in_channels, i.hidden, i.heads, i.depth, i.num_classes),
+        (s.arch, s.input, s.patch, s.channels, s.hidden, s.heads, s.depth, s.classes)
+    );
     prop_assert_eq!(i.threads as i32, s.threads);
     Ok(())
 }

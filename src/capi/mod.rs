@@ -133,8 +133,14 @@ unsafe impl params::Versioned for ucgm_system_info {
 // ---------------------------------------------------------------------------------------
 // Last error and the panic boundary.
 
+/// Capacity of the last-error buffer, NUL included (longer messages are cut at a
+/// character boundary).
+const LAST_ERROR_CAP: usize = 4096;
+
 thread_local! {
-    static LAST_ERROR: RefCell<CString> = RefCell::new(CString::default());
+    /// The last error message, NUL-terminated, at an address that never changes for the
+    /// thread: a pointer from `ucgm_last_error_message` stays valid (its text changes).
+    static LAST_ERROR: RefCell<[u8; LAST_ERROR_CAP]> = const { RefCell::new([0; LAST_ERROR_CAP]) };
     /// Depth of exported calls on this thread (panics inside are reported, not printed).
     static IN_CALL: Cell<u32> = const { Cell::new(0) };
     /// Location of a panic caught on this thread, filled by the panic hook.
@@ -148,7 +154,16 @@ pub(crate) fn c_string(s: impl Into<String>) -> CString {
 }
 
 fn set_last_error(msg: String) {
-    LAST_ERROR.with(|e| *e.borrow_mut() = c_string(msg));
+    let msg = msg.replace('\0', " ");
+    let mut end = msg.len().min(LAST_ERROR_CAP - 1);
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    LAST_ERROR.with(|e| {
+        let mut buf = e.borrow_mut();
+        buf[..end].copy_from_slice(&msg.as_bytes()[..end]);
+        buf[end] = 0;
+    });
 }
 
 /// Installs (once) a panic hook that keeps panics inside library calls and on the
@@ -300,7 +315,11 @@ pub(crate) unsafe fn with_handle<H: AsHandle>(fname: &str, h: *const H, f: impl 
 
 /// Like [`with_handle`] for long calls: clears the cancel flag first (a cancel made
 /// while no call runs is forgotten when the next call starts).
-pub(crate) unsafe fn with_handle_cancellable<H: AsHandle>(fname: &str, h: *const H, f: impl FnOnce(&mut H::State, &Arc<AtomicBool>) -> Result<()>) -> ucgm_status {
+pub(crate) unsafe fn with_handle_cancellable<H: AsHandle>(
+    fname: &str,
+    h: *const H,
+    f: impl FnOnce(&mut H::State, &Arc<AtomicBool>) -> Result<()>,
+) -> ucgm_status {
     with_handle(fname, h, |s, cancel| {
         cancel.store(false, Ordering::SeqCst);
         f(s, cancel)
@@ -308,7 +327,7 @@ pub(crate) unsafe fn with_handle_cancellable<H: AsHandle>(fname: &str, h: *const
 }
 
 fn last_error_string() -> String {
-    LAST_ERROR.with(|e| e.borrow().to_string_lossy().into_owned())
+    LAST_ERROR.with(|e| CStr::from_bytes_until_nul(&e.borrow()[..]).map_or_else(|_| String::new(), |c| c.to_string_lossy().into_owned()))
 }
 
 /// Sets the cancel flag of a handle: any thread, any time, without taking the handle's
@@ -376,10 +395,11 @@ pub extern "C" fn ucgm_status_str(status: ucgm_status) -> *const c_char {
 }
 
 /// The detail of the last failed call made on this thread ("" after a call that
-/// succeeded). Valid until the next library call on this thread. Never NULL.
+/// succeeded), at most 4095 bytes of UTF-8. The pointer is the same for the life of
+/// the thread; the text changes with every library call on the thread. Never NULL.
 #[no_mangle]
 pub extern "C" fn ucgm_last_error_message() -> *const c_char {
-    LAST_ERROR.with(|e| e.borrow().as_ptr())
+    LAST_ERROR.with(|e| e.as_ptr().cast::<c_char>().cast_const())
 }
 
 /// Why `backend` cannot be used, or None when it can.
@@ -499,6 +519,17 @@ mod tests {
         // The next successful call clears the message.
         assert_eq!(call("ucgm_test", || Ok(())), UCGM_STATUS_OK);
         assert_eq!(unsafe { CStr::from_ptr(ucgm_last_error_message()) }.to_bytes(), b"");
+    }
+
+    #[test]
+    fn long_messages_are_cut_at_a_character_boundary_and_the_pointer_is_stable() {
+        let p = ucgm_last_error_message();
+        let long = "é".repeat(LAST_ERROR_CAP); // 2 bytes each
+        assert_eq!(call("f", || Err(Error::invalid(long.clone()))), UCGM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(ucgm_last_error_message(), p);
+        let got = unsafe { CStr::from_ptr(p) }.to_str().expect("valid UTF-8");
+        assert!(got.len() <= LAST_ERROR_CAP - 1 && got.len() > LAST_ERROR_CAP - 4, "{}", got.len());
+        assert!(got.starts_with("f: invalid argument: éé"));
     }
 
     #[test]

@@ -204,7 +204,12 @@ unsafe fn config_for(p: &ucgm_model_params) -> Result<ModelConfig> {
     let arch = params::enum_arg("ucgm_model_params.arch", p.arch, &ARCHS)?;
     let heads = match p.heads {
         0 if p.hidden % 64 == 0 && p.hidden > 0 => p.hidden as usize / 64,
-        0 => return Err(Error::invalid(format!("heads = 0 means hidden / 64, but hidden = {} is not a multiple of 64: set heads", p.hidden))),
+        0 => {
+            return Err(Error::invalid(format!(
+                "heads = 0 means hidden / 64, but hidden = {} is not a multiple of 64: set heads",
+                p.hidden
+            )))
+        }
         h => h as usize,
     };
     let cfg = ModelConfig {
@@ -245,7 +250,12 @@ fn check_finite_weights(m: &EngineModel, path: &std::path::Path) -> Result<()> {
     let p = m.read_params()?;
     for e in m.layout().entries() {
         if let Some(i) = p[e.range()].iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite(format!("{}: tensor {} holds {} at index {i}", path.display(), e.name, p[e.range()][i])));
+            return Err(Error::NonFinite(format!(
+                "{}: tensor {} holds {} at index {i}",
+                path.display(),
+                e.name,
+                p[e.range()][i]
+            )));
         }
     }
     Ok(())
@@ -254,9 +264,7 @@ fn check_finite_weights(m: &EngineModel, path: &std::path::Path) -> Result<()> {
 /// Boxes a new handle into `*out`.
 fn publish(out: &mut *mut ucgm_model, model: EngineModel, hooks: Hooks) {
     let state = ModelState { model, hooks };
-    *out = Box::into_raw(Box::new(ucgm_model {
-        handle: Handle::new(state),
-    }));
+    *out = Box::into_raw(Box::new(ucgm_model { handle: Handle::new(state) }));
 }
 
 /// Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the

@@ -233,7 +233,16 @@ pub unsafe extern "C" fn ucgm_sample_ext(
     trajectory_len: usize,
     info: *mut ucgm_sample_info,
 ) -> ucgm_status {
-    run("ucgm_sample_ext", model, || params::read_params(params), out, out_len, trajectory, trajectory_len, info)
+    run(
+        "ucgm_sample_ext",
+        model,
+        || params::read_params(params),
+        out,
+        out_len,
+        trajectory,
+        trajectory_len,
+        info,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -268,7 +277,13 @@ unsafe fn run(
         let labels = if p.labels.is_null() {
             None
         } else {
-            Some(params::labels_arg("ucgm_sample_params.labels", p.labels, batch, mc.num_classes, "K = the null class")?)
+            Some(params::labels_arg(
+                "ucgm_sample_params.labels",
+                p.labels,
+                batch,
+                mc.num_classes,
+                "K = the null class",
+            )?)
         };
         let noise = if p.noise.is_null() {
             None
@@ -293,7 +308,11 @@ unsafe fn run(
             Some(z) => z.to_vec(),
             None => rng.normal_f32(numel),
         };
-        let labels = labels.unwrap_or_else(|| (0..batch).map(|_| ((rng.uniform() * mc.num_classes as f64) as usize).min(mc.num_classes - 1)).collect());
+        let labels = labels.unwrap_or_else(|| {
+            (0..batch)
+                .map(|_| ((rng.uniform() * mc.num_classes as f64) as usize).min(mc.num_classes - 1))
+                .collect()
+        });
         let mut noise_src = match step_noise {
             Some(s) => NoiseSource::provided(s),
             None => NoiseSource::rng(&mut rng),

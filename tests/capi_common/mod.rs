@@ -152,7 +152,10 @@ pub fn lib_dir() -> PathBuf {
             return dir;
         }
     }
-    panic!("libucgm.so / libucgm.a not found beside {} (cargo test builds them for the lib target)", exe.display());
+    panic!(
+        "libucgm.so / libucgm.a not found beside {} (cargo test builds them for the lib target)",
+        exe.display()
+    );
 }
 
 /// The repository root.
