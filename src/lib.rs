@@ -30,6 +30,7 @@ pub mod model;
 pub mod rng;
 pub mod sampler;
 pub mod tensor_file;
+pub mod trainer;
 pub mod transport;
 
 pub use backend::cpu::CpuBackend;

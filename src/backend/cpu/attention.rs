@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use super::{gemm::matmul, norm::NORM_EPS, vmath, Elem};
+use super::{gemm::matmul_seq as matmul, norm::NORM_EPS, vmath, Elem};
 use crate::backend::AttnDims;
 use crate::cpu_dispatch;
 

@@ -15,6 +15,7 @@ pub trait Elem: Float + Send + Sync + Default + std::fmt::Debug + std::iter::Sum
     /// # Safety
     /// The pointers and strides must describe valid, non-overlapping (for C) memory.
     unsafe fn gemm(
+        threads: usize,
         m: usize,
         k: usize,
         n: usize,
@@ -37,6 +38,7 @@ pub trait Elem: Float + Send + Sync + Default + std::fmt::Debug + std::iter::Sum
 /// kernels measured 5–35% faster on DiT shapes here (see benches/).
 #[allow(clippy::too_many_arguments)]
 unsafe fn faer_gemm<T>(
+    threads: usize,
     m: usize,
     k: usize,
     n: usize,
@@ -75,7 +77,7 @@ unsafe fn faer_gemm<T>(
         false,
         false,
         false,
-        gemm::Parallelism::None,
+        if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None },
     )
 }
 
@@ -91,6 +93,7 @@ impl Elem for f32 {
         super::vmath::exp_f32(self)
     }
     unsafe fn gemm(
+        threads: usize,
         m: usize,
         k: usize,
         n: usize,
@@ -106,7 +109,7 @@ impl Elem for f32 {
         rsc: isize,
         csc: isize,
     ) {
-        faer_gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        faer_gemm(threads, m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }
 
@@ -122,6 +125,7 @@ impl Elem for f64 {
         self.exp()
     }
     unsafe fn gemm(
+        threads: usize,
         m: usize,
         k: usize,
         n: usize,
@@ -137,6 +141,6 @@ impl Elem for f64 {
         rsc: isize,
         csc: isize,
     ) {
-        faer_gemm(m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
+        faer_gemm(threads, m, k, n, alpha, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc)
     }
 }

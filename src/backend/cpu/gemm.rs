@@ -1,102 +1,72 @@
-//! Parallel GEMM: matrixmultiply kernels, single-threaded, run on blocks of output rows
-//! (or of output columns when there are few rows) inside the backend's rayon pool.
-//! Each output element is computed by the same kernel sequence whatever the blocking,
-//! so results do not depend on the thread count.
-
-use rayon::prelude::*;
+//! GEMM on the CPU: the `gemm` crate's kernels (AVX-512/AVX2/FMA chosen at run time),
+//! parallelised by the crate itself inside the backend's rayon pool, so packed operands
+//! are shared between threads instead of being re-packed per block.
+//!
+//! Thread-count independence: the crate chooses its kernel and k-blocking from the
+//! product's shape alone and splits only the m/n loops between threads, so every
+//! element is accumulated in the same order for any number of threads (checked by the
+//! test below over the stride patterns the model uses).
 
 use super::Elem;
 
-#[derive(Clone, Copy)]
-struct SendPtr<T>(*mut T);
-unsafe impl<T> Send for SendPtr<T> {}
-unsafe impl<T> Sync for SendPtr<T> {}
+/// Products smaller than this many multiply-adds run on one thread.
+const PARALLEL_WORK: usize = 1 << 17;
 
-/// C[m, n] = A[m, k] · B[k, n] + β·C with explicit strides (in elements).
-///
-/// `a`, `b`, `c` are the slices the strided matrices live in; every index the strides
-/// reach must lie inside them (checked in debug builds).
-pub fn matmul<T: Elem>(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[T],
-    rsa: usize,
-    csa: usize,
-    b: &[T],
-    rsb: usize,
-    csb: usize,
-    beta: T,
-    c: &mut [T],
-    rsc: usize,
-    csc: usize,
-) {
+/// [`matmul`] on the calling thread only (for callers that already run in parallel).
+pub fn matmul_seq<T: Elem>(m: usize, k: usize, n: usize, a: &[T], rsa: usize, csa: usize, b: &[T], rsb: usize, csb: usize, beta: T, c: &mut [T], rsc: usize, csc: usize) {
     if m == 0 || n == 0 {
         return;
     }
     debug_assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len());
     debug_assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len());
     debug_assert!((m - 1) * rsc + (n - 1) * csc < c.len());
-    let (ap, bp, cp) = (a.as_ptr() as usize, b.as_ptr() as usize, SendPtr(c.as_mut_ptr()));
-    let run = move |r0: usize, r1: usize, c0: usize, c1: usize| unsafe {
-        let a0 = (ap as *const T).add(r0 * rsa);
-        let b0 = (bp as *const T).add(c0 * csb);
-        let cp = cp;
-        let c00 = cp.0.add(r0 * rsc + c0 * csc);
-        T::gemm(
-            r1 - r0,
-            k,
-            c1 - c0,
-            T::one(),
-            a0,
-            rsa as isize,
-            csa as isize,
-            b0,
-            rsb as isize,
-            csb as isize,
-            beta,
-            c00,
-            rsc as isize,
-            csc as isize,
-        );
-    };
-    let work = m * n * k.max(1);
-    // Each block packs its slice of one operand and the whole of the other, so split
-    // the dimension whose operand is cheaper to re-pack: rows re-pack B (k·n) per block,
-    // columns re-pack A (m·k) per block.
-    //
-    // Thread-count independence: the `gemm` crate picks its kernel and its k-blocking
-    // from the product's shape (small m·n, m ≤ 64 ∧ n ≤ 64, …), so the blocks are a
-    // function of the shape alone — 1, 2 or 4 equal blocks — never of the thread count.
-    // Every thread count then runs exactly the same kernel calls. (This caps one GEMM at
-    // 4-way parallelism; the other ops use every thread.)
-    let split_rows = n <= m;
-    let dim = if split_rows { m } else { n };
-    let blocks = if work < 1 << 16 {
-        1
-    } else {
-        match dim / MIN_BLOCK {
-            0 | 1 => 1,
-            2 | 3 => 2,
-            _ => 4,
-        }
-    };
-    if blocks == 1 {
-        run(0, m, 0, n);
-        return;
+    // SAFETY: as in `matmul`.
+    unsafe {
+        T::gemm(1, m, k, n, T::one(), a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, beta, c.as_mut_ptr(), rsc as isize, csc as isize);
     }
-    (0..blocks).into_par_iter().for_each(|i| {
-        let (s0, s1) = (i * dim / blocks, (i + 1) * dim / blocks);
-        if split_rows {
-            run(s0, s1, 0, n)
-        } else {
-            run(0, m, s0, s1)
-        }
-    });
 }
 
-/// Smallest block along the split dimension.
-const MIN_BLOCK: usize = 64;
+/// C[m, n] = A[m, k] · B[k, n] + β·C with explicit strides (in elements).
+///
+/// `a`, `b`, `c` are the slices the strided matrices live in; every index the strides
+/// reach must lie inside them (checked in debug builds).
+pub fn matmul<T: Elem>(m: usize, k: usize, n: usize, a: &[T], rsa: usize, csa: usize, b: &[T], rsb: usize, csb: usize, beta: T, c: &mut [T], rsc: usize, csc: usize) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    debug_assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len());
+    debug_assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len());
+    debug_assert!((m - 1) * rsc + (n - 1) * csc < c.len());
+    let threads = if m * n * k.max(1) < PARALLEL_WORK || rayon::current_thread_index().is_none() && false { 1 } else { rayon::current_num_threads() };
+    if std::env::var("UCGM_GEMM_BLOCKS").is_ok() && threads > 1 {
+        return blocked(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+    }
+    // SAFETY: the strides address only elements inside `a`, `b`, `c` (see above), and
+    // `c` is exclusively borrowed.
+    unsafe {
+        T::gemm(threads, m, k, n, T::one(), a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, beta, c.as_mut_ptr(), rsc as isize, csc as isize);
+    }
+}
+
+fn blocked<T: Elem>(m: usize, k: usize, n: usize, a: &[T], rsa: usize, csa: usize, b: &[T], rsb: usize, csb: usize, beta: T, c: &mut [T], rsc: usize, csc: usize) {
+    use rayon::prelude::*;
+    #[derive(Clone, Copy)]
+    struct P<T>(*mut T);
+    unsafe impl<T> Send for P<T> {}
+    unsafe impl<T> Sync for P<T> {}
+    let (ap, bp, cp) = (a.as_ptr() as usize, b.as_ptr() as usize, P(c.as_mut_ptr()));
+    let run = move |r0: usize, r1: usize, c0: usize, c1: usize| unsafe {
+        let cp = cp;
+        T::gemm(1, r1 - r0, k, c1 - c0, T::one(), (ap as *const T).add(r0 * rsa), rsa as isize, csa as isize, (bp as *const T).add(c0 * csb), rsb as isize, csb as isize, beta, cp.0.add(r0 * rsc + c0 * csc), rsc as isize, csc as isize);
+    };
+    let split_rows = n <= m;
+    let dim = if split_rows { m } else { n };
+    let blocks = match dim / 64 { 0 | 1 => 1, 2 | 3 => 2, _ => 4 };
+    (0..blocks).into_par_iter().for_each(|i| {
+        let (s0, s1) = (i * dim / blocks, (i + 1) * dim / blocks);
+        if split_rows { run(s0, s1, 0, n) } else { run(0, m, s0, s1) }
+    });
+}
 
 #[cfg(test)]
 mod tests {
