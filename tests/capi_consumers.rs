@@ -266,8 +266,10 @@ fn c_consumer_under_valgrind_has_no_errors_or_leaks() {
     };
     let dir = tempfile::tempdir().unwrap();
     let exe = build_c(dir.path(), true);
+    // One narrow suppression (a "possibly lost" record of crossbeam-epoch, see the file).
     let out = Command::new(valgrind)
         .args(["--leak-check=full", "--error-exitcode=1"])
+        .arg(format!("--suppressions={}", repo().join("ffi/c/valgrind.supp").display()))
         .arg(&exe)
         .arg(dir.path())
         .output()
@@ -275,9 +277,9 @@ fn c_consumer_under_valgrind_has_no_errors_or_leaks() {
     let report = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "valgrind reports errors or leaks ({}):\n{report}", out.status);
     assert!(report.contains("ERROR SUMMARY: 0 errors"), "{report}");
-    assert!(
-        report.contains("definitely lost: 0 bytes") || report.contains("All heap blocks were freed"),
-        "{report}"
-    );
+    for kind in ["definitely", "indirectly", "possibly"] {
+        let clean = report.contains(&format!("{kind} lost: 0 bytes")) || report.contains("All heap blocks were freed");
+        assert!(clean, "{kind} lost memory:\n{report}");
+    }
     expect(&lines(&out), "done", "");
 }
