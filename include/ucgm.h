@@ -40,7 +40,10 @@
  *   header whose new fields are left at zero); anything else fails with
  *   UCGM_STATUS_INVALID_ARGUMENT. Enums and booleans are int32_t and validated.
  *
- * Logging. Nothing is printed. A log callback (per handle) receives UCGM_LOG_* lines.
+ * Callbacks. Nothing is printed. Each handle has its own log and progress callbacks
+ *   (set at creation through ucgm_model_params, or with *_set_*_callback); they are
+ *   never copied to another handle. The library keeps the function pointer and
+ *   user_data until they are replaced or the handle is freed.
  *
  * Pointers. Every pointer argument must be valid for the documented number of
  *   elements, or NULL where the documentation says NULL is allowed; NULL elsewhere
@@ -82,6 +85,10 @@
 // Opaque model handle: create with `ucgm_model_create` or `ucgm_model_load`, release
 // with `ucgm_model_free`.
 typedef struct ucgm_model ucgm_model;
+
+// Opaque trainer handle: create with `ucgm_trainer_create`, `ucgm_trainer_resume` or
+// `ucgm_trainer_create_from_checkpoint`, release with `ucgm_trainer_free`.
+typedef struct ucgm_trainer ucgm_trainer;
 
 // Status returned by every fallible call. Values are never renumbered.
 typedef int32_t ucgm_status;
@@ -254,6 +261,97 @@ typedef struct ucgm_sample_info {
     uint32_t noise_tensors;
 } ucgm_sample_info;
 
+// `ucgm_train_params.enhanced_style` (`int32_t`): which predictions the enhanced target
+// contrasts; required (not NONE) when `enhanced_ratio` ≠ 0.
+typedef int32_t ucgm_enhanced_style;
+
+// `ucgm_train_params.weight_function` (`int32_t`): per-sample time weight of the loss.
+typedef int32_t ucgm_time_weight;
+
+// `ucgm_train_params.optimizer` (`int32_t`).
+typedef int32_t ucgm_optimizer;
+
+// Every UCGM-T and optimizer setting (the reference's `transport:` and `optimizer:`
+// keys, spec §2.1 / §2.9). Fill with `ucgm_train_params_default`: the reference's
+// UCGM-T defaults (plain flow matching with 10 % label dropping), AdamW with lr 1e-4,
+// β = (0.9, 0.999), no weight decay, no clipping, sampling EMA 0.9999, seed 0.
+typedef struct ucgm_train_params {
+    // `sizeof(ucgm_train_params)`, set by `ucgm_train_params_default`.
+    size_t struct_size;
+    // `transport.type`: a `UCGM_TRANSPORT_*` value (default Linear).
+    ucgm_transport transport;
+    // `enhanced_style`: a `UCGM_ENHANCED_*` value (default NONE).
+    ucgm_enhanced_style enhanced_style;
+    // `lab_drop_ratio` ∈ [0, 1]: the last round(ratio·B) labels of a batch become null (0.1).
+    double lab_drop_ratio;
+    // `consistc_ratio` λ ∈ [0, 1]: 0 = multi-step training, 1 = few-step (0).
+    double consistc_ratio;
+    // `enhanced_ratio` ζ: strength of the enhanced target; ζ ≥ 1 with λ = 0 is read as a
+    // guidance scale s and becomes 1 − 1/s (0).
+    double enhanced_ratio;
+    // `scaled_cbl_eps` c ≥ 0 of the robust loss √(m + c²) − c (0).
+    double scaled_cbl_eps;
+    // `ema_decay_rate` ∈ [0, 1] of `mod`: 0 = the online network, 1 = frozen (0.999).
+    double ema_decay_rate;
+    // `enhanced_range` (t_lo, t_hi), open (default [0, 0.75]).
+    double enhanced_range[2];
+    // `time_dist_ctrl` [a, b, s]: training times Beta(a, b)·s (default [1, 1, 1]).
+    double time_dist_ctrl[3];
+    // `weight_funcion`: a `UCGM_TIME_WEIGHT_*` value (default NONE).
+    ucgm_time_weight weight_function;
+    // `wt_cosine_loss`: 1 adds the cosine-dissimilarity term, 0 not (default 0).
+    int32_t wt_cosine_loss;
+    // A `UCGM_OPTIMIZER_*` value (default AdamW).
+    ucgm_optimizer optimizer;
+    // Learning rate ≥ 0 (1e-4); no schedule, as the reference.
+    double lr;
+    // Weight decay ≥ 0 (0).
+    double weight_decay;
+    // β1 ∈ [0, 1) (0.9).
+    double beta1;
+    // β2 ∈ [0, 1) (0.999).
+    double beta2;
+    // eps > 0 (1e-8).
+    double eps;
+    // Gradient-norm clipping threshold; 0 = no clipping (default 0).
+    double max_grad_norm;
+    // Decay of the sampling EMA ∈ [0, 1] (0.9999).
+    double ema_decay;
+    // Seed of the trainer's draws (t, z) (0).
+    uint64_t seed;
+    // `ucgm_trainer_create_from_checkpoint`: 1 = do not restore the optimizer state (0).
+    int32_t no_reopt;
+    // `ucgm_trainer_create_from_checkpoint`: 1 = do not restore `mod` (0).
+    int32_t no_reuni;
+} ucgm_train_params;
+
+// What `ucgm_trainer_get_info` reports.
+typedef struct ucgm_trainer_info {
+    // Set by the caller to `sizeof(ucgm_trainer_info)`.
+    size_t struct_size;
+    // Completed training steps (continues across checkpoints).
+    uint64_t step;
+    // Loss of the last step of this handle (NaN before its first step).
+    double last_loss;
+    // Gradient norm (before clipping) of the last step (NaN before the first).
+    double last_grad_norm;
+    // Labels turned into the null class in the last step.
+    uint32_t last_dropped;
+    // 1 when `mod` exists as a separate network (`UCGM_WEIGHTS_MOD` can be read).
+    int32_t has_mod;
+    // Trainable parameters.
+    uint64_t param_count;
+    // Elements of one sample, C·H·W.
+    uint64_t image_len;
+    // Number of classes K (label K = null class).
+    uint32_t num_classes;
+    // Worker threads of the trainer's pool.
+    uint32_t threads;
+} ucgm_trainer_info;
+
+// Which weights of a trainer (`int32_t`).
+typedef int32_t ucgm_weights;
+
 // Success.
 #define UCGM_STATUS_OK 0
 
@@ -334,6 +432,39 @@ typedef struct ucgm_sample_info {
 
 // The reference's adaptive "SDE" ρ, computed at the first step and then kept.
 #define UCGM_STOCHASTICITY_SDE 1
+
+// No enhanced target.
+#define UCGM_ENHANCED_NONE 0
+
+// "ft-vs-fe": online conditional vs `mod` unconditional (multi-step training).
+#define UCGM_ENHANCED_FT_VS_FE 1
+
+// "fc-vs-xz": `mod` conditional vs the targets (few-step training).
+#define UCGM_ENHANCED_FC_VS_XZ 2
+
+// "fc-vs-fe": `mod` conditional vs `mod` unconditional (tuning pre-trained models).
+#define UCGM_ENHANCED_FC_VS_FE 3
+
+// No weight.
+#define UCGM_TIME_WEIGHT_NONE 0
+
+// cos(1.57·t).
+#define UCGM_TIME_WEIGHT_COSINE 1
+
+// The reference's AdamW.
+#define UCGM_OPTIMIZER_ADAMW 0
+
+// torch.optim.RAdam.
+#define UCGM_OPTIMIZER_RADAM 1
+
+// The network being trained.
+#define UCGM_WEIGHTS_ONLINE 0
+
+// The sampling EMA (what the reference samples with).
+#define UCGM_WEIGHTS_EMA 1
+
+// The auxiliary network `mod` (exists once a step needed it, when `ema_decay_rate` > 0).
+#define UCGM_WEIGHTS_MOD 2
 
 #ifdef __cplusplus
 extern "C" {
@@ -449,6 +580,80 @@ ucgm_status ucgm_sample_ext(struct ucgm_model *model, const struct ucgm_sample_p
 // Static name of a transport value ("Linear", "ReLinear", "TrigFlow", "TrigLinear",
 // "Random", "EDM"; "unknown" otherwise).
 const char *ucgm_transport_name(ucgm_transport transport);
+
+// Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
+// defaults listed at `ucgm_train_params`.
+ucgm_status ucgm_train_params_default(struct ucgm_train_params *params, size_t struct_size);
+
+// Creates a trainer over a copy of `model`'s weights (the model handle is not changed
+// by training) and stores it in `*out` (NULL on failure). The sampling EMA starts as an
+// exact copy of the weights. The new handle has no callbacks (callbacks are never
+// copied between handles); the creation is logged to the model's log callback.
+ucgm_status ucgm_trainer_create(struct ucgm_model *model, const struct ucgm_train_params *params, struct ucgm_trainer **out);
+
+// Continues a run from a checkpoint written by `ucgm_trainer_save_checkpoint` exactly
+// (configuration, weights, EMA, `mod`, optimizer state, step count, random stream).
+// `model_params` may be NULL; only its backend, threads and log callback are read.
+ucgm_status ucgm_trainer_resume(const char *path, const struct ucgm_model_params *model_params, struct ucgm_trainer **out);
+
+// Starts a new run from a checkpoint with new settings (the reference's `train.ckpt`):
+// online and EMA weights are loaded, the optimizer state unless `no_reopt`, `mod`
+// unless `no_reuni`; the step count continues, the random stream starts from `seed`.
+ucgm_status ucgm_trainer_create_from_checkpoint(const char *path, const struct ucgm_train_params *params, const struct ucgm_model_params *model_params, struct ucgm_trainer **out);
+
+// Releases a trainer handle. NULL is a no-op. No call may be running on the handle.
+void ucgm_trainer_free(struct ucgm_trainer *trainer);
+
+// Fills `info` (set `info->struct_size = sizeof *info` first).
+ucgm_status ucgm_trainer_get_info(struct ucgm_trainer *trainer, struct ucgm_trainer_info *info);
+
+// One UCGM-T step on a batch, with t and z drawn from the trainer's seeded stream.
+// * `x` — `[batch, C, H, W]` training data (finite);
+// * `labels` — `[batch]` classes in 0..=K (K = null class, unconditional);
+// * `loss` — NULL, or receives the batch loss. It can be non-finite only where the
+//   reference's is (e.g. t = 0 with λ ≠ 0); the gradient is then zeroed, as there.
+ucgm_status ucgm_train_step(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, size_t batch, double *loss);
+
+// One UCGM-T step with the caller's times and noise instead of the trainer's draws.
+// * `x`, `labels`, `loss` — as `ucgm_train_step`;
+// * `t` — `[batch]` training times in [0, 1], internal time (0 = data, 1 = noise);
+// * `z` — `[batch, C, H, W]` noise (finite).
+ucgm_status ucgm_train_step_with(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, const float *t, const float *z, size_t batch, double *loss);
+
+// `n_batches` UCGM-T steps, one per batch, with the trainer's draws; progress is
+// reported after every step, and the call stops with `UCGM_STATUS_CANCELLED` at the
+// next step boundary when the progress callback returns non-zero or
+// `ucgm_trainer_cancel` is called (the steps already taken stay applied and their
+// losses written; `ucgm_trainer_get_info` gives the step count).
+// * `x` — `[n_batches, batch, C, H, W]`;
+// * `labels` — `[n_batches, batch]` in 0..=K;
+// * `losses` — NULL, or `[n_batches]` (`losses_len` = n_batches) receiving each loss.
+ucgm_status ucgm_train_steps(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, size_t n_batches, size_t batch, double *losses, size_t losses_len);
+
+// Writes a checkpoint (everything `ucgm_trainer_resume` needs) atomically: on failure
+// an existing file at `path` is left unchanged.
+ucgm_status ucgm_trainer_save_checkpoint(struct ucgm_trainer *trainer, const char *path);
+
+// Saves the online (`UCGM_WEIGHTS_ONLINE`), sampling-EMA or `mod` weights as a model
+// weights file that `ucgm_model_load` reads, atomically.
+ucgm_status ucgm_trainer_save_weights(struct ucgm_trainer *trainer, ucgm_weights which, const char *path);
+
+// A new model handle holding a copy of the online, sampling-EMA or `mod` weights (to
+// sample during training); stored in `*out` (NULL on failure), with the trainer's thread
+// count and no callbacks.
+ucgm_status ucgm_trainer_export_model(struct ucgm_trainer *trainer, ucgm_weights which, struct ucgm_model **out);
+
+// Sets (or with NULL clears) the handle's log callback.
+ucgm_status ucgm_trainer_set_log_callback(struct ucgm_trainer *trainer, ucgm_log_callback callback, void *user_data);
+
+// Sets (or with NULL clears) the handle's progress callback, called after every step
+// of `ucgm_train_steps`.
+ucgm_status ucgm_trainer_set_progress_callback(struct ucgm_trainer *trainer, ucgm_progress_callback callback, void *user_data);
+
+// Asks the `ucgm_train_steps` call running on `trainer` to stop at its next step; it
+// then fails with `UCGM_STATUS_CANCELLED` and the handle stays usable. Callable from any
+// thread at any time; the flag is cleared when the next `ucgm_train_steps` starts.
+ucgm_status ucgm_trainer_cancel(struct ucgm_trainer *trainer);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -203,7 +203,7 @@ fn create_named_and_custom_models() {
     // Backend and thread choices.
     let mut cuda = tiny_params(UCGM_ARCH_TIT, 1, 1);
     cuda.backend = UCGM_BACKEND_CUDA;
-    h = 0x10 as *mut ucgm_model; // must be reset to NULL on failure
+    h = ptr::dangling_mut(); // must be reset to NULL on failure
     fails(unsafe { ucgm_model_create(&cuda, &mut h) }, UCGM_STATUS_BACKEND, "no CUDA backend");
     assert!(h.is_null());
     let mut threads = tiny_params(UCGM_ARCH_TIT, 1, -1);

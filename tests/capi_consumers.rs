@@ -64,10 +64,7 @@ fn lines(out: &Output) -> HashMap<String, String> {
     let mut map = HashMap::new();
     for line in text.lines() {
         let (k, v) = line.split_once(' ').unwrap_or((line, ""));
-        assert!(
-            map.insert(k.to_string(), v.to_string()).is_none() || k == "log" || k == "train",
-            "line {k:?} printed twice"
-        );
+        assert!(map.insert(k.to_string(), v.to_string()).is_none() || k == "log", "line {k:?} printed twice");
     }
     map
 }
@@ -96,6 +93,21 @@ fn tiny_param_count(arch: ucgm::Arch, depth: usize) -> usize {
         num_classes: 10,
     };
     ParamLayout::for_config(&cfg).total()
+}
+
+/// The consumer's "train steps N first F last L decreased D" line: the mean loss of the
+/// last 10 steps is below 0.8 × that of the first 10, and the program says so too.
+#[track_caller]
+fn check_training(m: &HashMap<String, String>, prefix: &str, suffix: &str) {
+    let line = m.get("train").unwrap_or_else(|| panic!("no train line in {m:#?}"));
+    assert!(line.starts_with(prefix) && line.ends_with(suffix), "train line {line:?}");
+    let word = |key: &str| -> f64 {
+        let w: Vec<&str> = line.split(' ').collect();
+        let i = w.iter().position(|x| *x == key).unwrap_or_else(|| panic!("no {key} in {line:?}"));
+        w[i + 1].parse().unwrap_or_else(|e| panic!("{key} in {line:?}: {e}"))
+    };
+    let (first, last) = (word("first"), word("last"));
+    assert!(first.is_finite() && last.is_finite() && last < 0.8 * first, "the loss did not decrease: {line}");
 }
 
 /// Builds the C consumer, linked to the shared library (with an rpath) or statically.
@@ -136,6 +148,8 @@ fn check_c_output(out: &Output, work: &Path) {
     expect_prefix(&m, "cuda_status", "7 ucgm_backend_available: backend error: CUDA backend not available");
     let n = tiny_param_count(ucgm::Arch::Tit, 2);
     expect(&m, "info", &format!("arch 1 input 8 channels 4 classes 10 params {n} image_len 256"));
+    check_training(&m, "steps 40 first", "decreased 1");
+    expect(&m, "resume", "identical 1");
     expect(&m, "forward", "finite 1 nonzero 1");
     expect(&m, "sample", &format!("finite 1 batch 2 steps 6 nfe 6 trajectory {}", 7 * 2 * IMAGE_LEN));
     expect(&m, "reload", "identical 1");
@@ -206,6 +220,9 @@ fn cpp_consumer_with_raii_wrapper() {
     assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let m = lines(&out);
     expect(&m, "info", &format!("arch 1 params {} image_len 256", tiny_param_count(ucgm::Arch::Tit, 2)));
+    check_training(&m, "steps 40 first", "decreased 1");
+    expect(&m, "step_with", "finite 1");
+    expect(&m, "ema_file", "identical 1");
     expect(&m, "forward", "finite 1 size 512");
     // Order 2, 5 steps: 3 grid points, NFE 2·3 − 1.
     expect(&m, "sample", &format!("finite 1 size {} trajectory {} nfe 5", 3 * IMAGE_LEN, 4 * 3 * IMAGE_LEN));
@@ -219,6 +236,7 @@ fn cpp_consumer_with_raii_wrapper() {
     expect(&m, "sample_default", "finite 1");
     expect(&m, "done", "");
     let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("log {UCGM_LOG_INFO} trainer created: Linear transport")), "{text}");
     assert!(text.contains(&format!("log {UCGM_LOG_INFO} sampled 3 x 4x8x8 in 3 steps")), "{text}");
     assert!(text.contains(&format!("log {UCGM_LOG_INFO} saved ")), "{text}");
 }
@@ -267,11 +285,13 @@ fn c_consumer_under_valgrind_has_no_errors_or_leaks() {
     let dir = tempfile::tempdir().unwrap();
     let exe = build_c(dir.path(), true);
     // One narrow suppression (a "possibly lost" record of crossbeam-epoch, see the file).
+    // 20 training steps instead of 40: valgrind runs the program ~200 times slower.
     let out = Command::new(valgrind)
         .args(["--leak-check=full", "--error-exitcode=1"])
         .arg(format!("--suppressions={}", repo().join("ffi/c/valgrind.supp").display()))
         .arg(&exe)
         .arg(dir.path())
+        .arg("20")
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stderr);
@@ -281,5 +301,8 @@ fn c_consumer_under_valgrind_has_no_errors_or_leaks() {
         let clean = report.contains(&format!("{kind} lost: 0 bytes")) || report.contains("All heap blocks were freed");
         assert!(clean, "{kind} lost memory:\n{report}");
     }
-    expect(&lines(&out), "done", "");
+    let m = lines(&out);
+    assert!(m.get("train").is_some_and(|l| l.starts_with("steps 20 first")), "{m:#?}");
+    expect(&m, "reload", "identical 1");
+    expect(&m, "done", "");
 }

@@ -26,7 +26,15 @@ fn committed_header_matches_cbindgen_output() {
 #[test]
 fn header_documents_its_conventions() {
     // The top comment is the contract every exported function relies on.
-    for topic in ["Ownership.", "Threading.", "Tensors.", "NCHW", "elements, not bytes", "struct_size", "Logging."] {
+    for topic in [
+        "Ownership.",
+        "Threading.",
+        "Tensors.",
+        "NCHW",
+        "elements, not bytes",
+        "struct_size",
+        "Callbacks.",
+    ] {
         assert!(GENERATED.contains(topic), "the header's top comment does not cover {topic:?}");
     }
 }

@@ -717,7 +717,7 @@ fn run_create_case(s: &Shape, fault: &CreateFault) -> Result<(), TestCaseError> 
     if let Some(o) = tail {
         sized.set_tail_byte(o);
     }
-    let mut h: *mut ucgm_model = 0x8 as *mut _;
+    let mut h: *mut ucgm_model = ptr::dangling_mut();
     let status = unsafe {
         ucgm_model_create(
             if params_null { ptr::null() } else { sized.ptr() },
@@ -858,5 +858,239 @@ fn load_of_randomly_corrupted_files() {
             }
             Ok(())
         })
+        .unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// ucgm_trainer_create + ucgm_train_step_with
+
+use ucgm::capi::train::*;
+
+#[derive(Clone, Debug)]
+enum TrainFault {
+    None,
+    ParamsStructSize(usize),
+    Enum(usize, i32),
+    Bool(usize, i32),
+    NonFinite(usize, f64),
+    OutOfRange(usize),
+    TrainerNull,
+    XNull,
+    LabelsNull,
+    TNull,
+    ZNull,
+    Batch0,
+    X(usize, f32),
+    Z(usize, f32),
+    T(usize, f32),
+    TRange(usize, f32),
+    Label(usize, i32),
+}
+
+fn train_fault() -> impl Strategy<Value = TrainFault> {
+    use TrainFault::*;
+    prop_oneof![
+        3 => Just(None),
+        1 => bad_struct_size(std::mem::size_of::<ucgm_train_params>()).prop_map(ParamsStructSize),
+        1 => (0..4usize, prop_oneof![Just(-1), Just(4), Just(77), Just(i32::MIN)]).prop_map(|(i, v)| Enum(i, v)),
+        1 => (0..3usize, prop_oneof![Just(-1), Just(2), Just(i32::MAX)]).prop_map(|(i, v)| Bool(i, v)),
+        1 => (0..11usize, non_finite()).prop_map(|(i, v)| NonFinite(i, v)),
+        1 => (0..7usize).prop_map(OutOfRange),
+        1 => Just(TrainerNull),
+        1 => Just(XNull),
+        1 => Just(LabelsNull),
+        1 => Just(TNull),
+        1 => Just(ZNull),
+        1 => Just(Batch0),
+        1 => (any::<usize>(), non_finite_f32()).prop_map(|(i, v)| X(i, v)),
+        1 => (any::<usize>(), non_finite_f32()).prop_map(|(i, v)| Z(i, v)),
+        1 => (any::<usize>(), non_finite_f32()).prop_map(|(i, v)| T(i, v)),
+        1 => (any::<usize>(), prop_oneof![-5.0..-1e-6f32, 1.0001..5.0f32]).prop_map(|(i, v)| TRange(i, v)),
+        1 => (any::<usize>(), bad_label()).prop_map(|(i, v)| Label(i, v)),
+    ]
+}
+
+fn run_train_case(m: &Model, batch: usize, lr: f64, lambda_zero: bool, fault: &TrainFault) -> Result<(), TestCaseError> {
+    use TrainFault as F;
+    let mut p = std::mem::MaybeUninit::<ucgm_train_params>::uninit();
+    ok(unsafe { ucgm_train_params_default(p.as_mut_ptr(), std::mem::size_of::<ucgm_train_params>()) });
+    let mut p = unsafe { p.assume_init() };
+    p.lr = lr;
+    if !lambda_zero {
+        p.consistc_ratio = 1.0;
+    }
+    let mut x = vec![0.25f32; batch * IMAGE_LEN];
+    let mut z = vec![-0.5f32; batch * IMAGE_LEN];
+    let mut t: Vec<f32> = (0..batch).map(|i| 0.1 + 0.8 * i as f32 / batch as f32).collect();
+    let mut labels: Vec<i32> = (0..batch as i32).collect();
+    let (mut null_trainer, mut x_null, mut l_null, mut t_null, mut z_null, mut batch_arg) = (false, false, false, false, false, batch);
+    let mut in_create = false;
+    let inv = |m: String| Some((UCGM_STATUS_INVALID_ARGUMENT, m));
+    let nonfinite = |m: String| Some((UCGM_STATUS_NON_FINITE, m));
+    let expect = match *fault {
+        F::None => None,
+        F::ParamsStructSize(s) => {
+            in_create = true;
+            p.struct_size = s;
+            inv("ucgm_train_params.struct_size".into())
+        }
+        F::Enum(i, v) => {
+            in_create = true;
+            let (field, name) = [
+                (&mut p.transport, "transport"),
+                (&mut p.enhanced_style, "enhanced_style"),
+                (&mut p.weight_function, "weight_function"),
+                (&mut p.optimizer, "optimizer"),
+            ]
+            .into_iter()
+            .nth(i)
+            .unwrap();
+            *field = if name == "transport" && v == 4 { 6 } else { v };
+            inv(format!("ucgm_train_params.{name} = {}", *field))
+        }
+        F::Bool(i, v) => {
+            in_create = true;
+            let (field, name) = [
+                (&mut p.wt_cosine_loss, "wt_cosine_loss"),
+                (&mut p.no_reopt, "no_reopt"),
+                (&mut p.no_reuni, "no_reuni"),
+            ]
+            .into_iter()
+            .nth(i)
+            .unwrap();
+            *field = v;
+            inv(format!("ucgm_train_params.{name} = {v} is not a boolean"))
+        }
+        F::NonFinite(i, v) => {
+            in_create = true;
+            let (field, name) = [
+                (&mut p.lab_drop_ratio, "lab_drop_ratio"),
+                (&mut p.consistc_ratio, "consistc_ratio"),
+                (&mut p.enhanced_ratio, "enhanced_ratio"),
+                (&mut p.scaled_cbl_eps, "scaled_cbl_eps"),
+                (&mut p.ema_decay_rate, "ema_decay_rate"),
+                (&mut p.lr, "lr"),
+                (&mut p.weight_decay, "weight_decay"),
+                (&mut p.beta1, "beta1"),
+                (&mut p.beta2, "beta2"),
+                (&mut p.eps, "eps"),
+                (&mut p.ema_decay, "ema_decay"),
+            ]
+            .into_iter()
+            .nth(i)
+            .unwrap();
+            *field = v;
+            nonfinite(format!("ucgm_train_params.{name}"))
+        }
+        F::OutOfRange(i) => {
+            in_create = true;
+            let (field, value, needle) = [
+                (&mut p.lab_drop_ratio, 1.5, "lab_drop_ratio"),
+                (&mut p.consistc_ratio, -0.5, "consistc_ratio"),
+                (&mut p.ema_decay_rate, 1.01, "ema_decay_rate"),
+                (&mut p.lr, -1e-3, "lr"),
+                (&mut p.beta1, 1.0, "beta1"),
+                (&mut p.eps, 0.0, "eps"),
+                (&mut p.max_grad_norm, -1.0, "max_grad_norm"),
+            ]
+            .into_iter()
+            .nth(i)
+            .unwrap();
+            *field = value;
+            inv(needle.to_string())
+        }
+        F::TrainerNull => {
+            null_trainer = true;
+            inv("trainer is NULL".into())
+        }
+        F::XNull => {
+            x_null = true;
+            inv("x is NULL".into())
+        }
+        F::LabelsNull => {
+            l_null = true;
+            inv("labels is NULL".into())
+        }
+        F::TNull => {
+            t_null = true;
+            inv("t is NULL".into())
+        }
+        F::ZNull => {
+            z_null = true;
+            inv("z is NULL".into())
+        }
+        F::Batch0 => {
+            batch_arg = 0;
+            inv("batch must be at least 1".into())
+        }
+        F::X(i, v) => {
+            let i = i % x.len();
+            x[i] = v;
+            nonfinite(format!("x[{i}]"))
+        }
+        F::Z(i, v) => {
+            let i = i % z.len();
+            z[i] = v;
+            nonfinite(format!("z[{i}]"))
+        }
+        F::T(i, v) => {
+            let i = i % batch;
+            t[i] = v;
+            nonfinite(format!("t[{i}]"))
+        }
+        F::TRange(i, v) => {
+            let i = i % batch;
+            t[i] = v;
+            inv(format!("t[{i}] = {v} is outside [0, 1]"))
+        }
+        F::Label(i, v) => {
+            let i = i % batch;
+            labels[i] = v;
+            inv(format!("labels[{i}] = {v} is outside 0..=10"))
+        }
+    };
+    let mut tr: *mut ucgm_trainer = ptr::null_mut();
+    let status = unsafe { ucgm_trainer_create(m.0, &p, &mut tr) };
+    if in_create {
+        check("ucgm_trainer_create", status, &expect)?;
+        prop_assert!(tr.is_null());
+        return Ok(());
+    }
+    ok(status);
+    let mut loss = f64::NAN;
+    let status = unsafe {
+        ucgm_train_step_with(
+            if null_trainer { ptr::null_mut() } else { tr },
+            if x_null { ptr::null() } else { x.as_ptr() },
+            if l_null { ptr::null() } else { labels.as_ptr() },
+            if t_null { ptr::null() } else { t.as_ptr() },
+            if z_null { ptr::null() } else { z.as_ptr() },
+            batch_arg,
+            &mut loss,
+        )
+    };
+    check("ucgm_train_step_with", status, &expect)?;
+    let mut info = ucgm_trainer_info {
+        struct_size: std::mem::size_of::<ucgm_trainer_info>(),
+        ..Default::default()
+    };
+    ok(unsafe { ucgm_trainer_get_info(tr, &mut info) });
+    unsafe { ucgm_trainer_free(tr) };
+    if expect.is_none() {
+        prop_assert!(loss.is_finite(), "loss {}", loss);
+        prop_assert_eq!(info.step, 1);
+    } else {
+        prop_assert_eq!(info.step, 0, "a failed step changed the trainer");
+    }
+    Ok(())
+}
+
+#[test]
+fn training_with_random_arguments() {
+    let m = Model::tiny_random(UCGM_ARCH_TIT, 4, 1);
+    let mut runner = TestRunner::new(proptest_config(file!()));
+    let case = (1..=3usize, 1e-5..1e-2f64, any::<bool>(), train_fault());
+    runner
+        .run(&case, |(batch, lr, lambda_zero, fault)| run_train_case(&m, batch, lr, lambda_zero, &fault))
         .unwrap();
 }

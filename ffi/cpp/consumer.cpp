@@ -1,5 +1,6 @@
 // A C++ program using libucgm through the RAII wrapper ucgm.hpp: create a tiny TiT,
-// train it a few steps, save, load back and sample. Prints "key value..." lines for
+// train it a few steps, take its EMA weights, evaluate, sample, save, load back and
+// sample again. Prints "key value..." lines for
 // tests/capi_consumers.rs; exits non-zero on any ucgm::Error.
 //
 //   consumer_cpp WORK_DIR
@@ -41,12 +42,47 @@ int main(int argc, char** argv) {
         const auto info = model.info();
         std::cout << "info arch " << info.arch << " params " << info.param_count << " image_len " << info.image_len << "\n";
 
-        // Every weight non-zero (a fresh network outputs zero).
-        std::vector<float> w = model.params();
-        for (size_t i = 0; i < w.size(); i++) w[i] += 0.02f * std::sin(0.37f * static_cast<float>(i));
-        model.set_params(w);
-
+        // Train a few UCGM-T steps on a fixed dataset of 6 samples (x [6, C, H, W]).
         const size_t n = model.image_len();
+        const size_t batch = 6;
+        std::vector<float> data(batch * n);
+        std::vector<int32_t> data_labels(batch);
+        for (size_t b = 0; b < batch; b++) {
+            data_labels[b] = static_cast<int32_t>(b % 3);
+            for (size_t j = 0; j < n; j++) data[b * n + j] = 0.7f * std::sin(0.3f * static_cast<float>(j) + static_cast<float>(b % 3));
+        }
+        ucgm::TrainParams tp;
+        tp.lr = 3e-3;
+        tp.lab_drop_ratio = 0.0;
+        tp.seed = 2;
+        tp.ema_decay = 0.8;  // a sampling EMA that moves within these few steps
+        ucgm::Trainer trainer(model, tp);
+        std::vector<double> losses;
+        for (int i = 0; i < 30; i++) losses.push_back(trainer.step(data, data_labels));
+        std::vector<float> ten_x, t(batch);
+        std::vector<int32_t> ten_l;
+        for (int i = 0; i < 10; i++) {
+            ten_x.insert(ten_x.end(), data.begin(), data.end());
+            ten_l.insert(ten_l.end(), data_labels.begin(), data_labels.end());
+        }
+        for (double l : trainer.steps(ten_x, ten_l, 10)) losses.push_back(l);
+        double first = 0, last = 0;
+        for (int i = 0; i < 10; i++) {
+            first += losses[i] / 10;
+            last += losses[losses.size() - 10 + i] / 10;
+        }
+        std::cout << "train steps " << trainer.info().step << " first " << first << " last " << last << " decreased " << (last < 0.8 * first) << "\n";
+        // The caller's own t and z.
+        for (size_t b = 0; b < batch; b++) t[b] = 0.1f + 0.15f * static_cast<float>(b);
+        std::vector<float> z(data.size());
+        for (size_t i = 0; i < z.size(); i++) z[i] = std::cos(1.7f * static_cast<float>(i));
+        std::cout << "step_with finite " << std::isfinite(trainer.step_with(data, data_labels, t, z)) << "\n";
+        model = trainer.export_model(UCGM_WEIGHTS_EMA);
+        const std::string weights = dir + "/cpp_ema.safetensors";
+        trainer.save_weights(UCGM_WEIGHTS_EMA, weights);
+        std::cout << "ema_file identical " << (ucgm::Model::load(weights).params() == model.params()) << "\n";
+        model.set_log([&log](int32_t level, const std::string& msg) { log.push_back(std::to_string(level) + " " + msg); });
+
         std::vector<float> x(2 * n);
         for (size_t i = 0; i < x.size(); i++) x[i] = std::cos(0.1f * static_cast<float>(i));
         std::vector<float> f = model.forward(x, {0.3f, 0.6f}, {1, 2});

@@ -44,6 +44,10 @@ struct SampleParams : ucgm_sample_params {
     SampleParams() : ucgm_sample_params() { check(ucgm_sample_params_default(this, sizeof(ucgm_sample_params))); }
 };
 
+struct TrainParams : ucgm_train_params {
+    TrainParams() : ucgm_train_params() { check(ucgm_train_params_default(this, sizeof(ucgm_train_params))); }
+};
+
 // A log callback as a std::function(level, message).
 using LogFn = std::function<void(int32_t, const std::string&)>;
 
@@ -54,7 +58,12 @@ inline void log_trampoline(int32_t level, const char* message, void* user_data) 
 struct ModelDeleter {
     void operator()(ucgm_model* m) const noexcept { ucgm_model_free(m); }
 };
+struct TrainerDeleter {
+    void operator()(ucgm_trainer* t) const noexcept { ucgm_trainer_free(t); }
+};
 }  // namespace detail
+
+class Trainer;
 
 class Model {
 public:
@@ -130,10 +139,87 @@ public:
     void cancel() const { check(ucgm_model_cancel(get())); }
 
 private:
+    friend class Trainer;
     explicit Model(ucgm_model* m) : handle_(m) {}
     // Declared first, destroyed last: the handle is freed before the log function.
     std::unique_ptr<LogFn> log_;
     std::unique_ptr<ucgm_model, detail::ModelDeleter> handle_;
+};
+
+// UCGM-T over a copy of a model's weights.
+class Trainer {
+public:
+    Trainer(const Model& model, const TrainParams& p) {
+        ucgm_trainer* t = nullptr;
+        check(ucgm_trainer_create(model.get(), &p, &t));
+        handle_.reset(t);
+    }
+    // Continues a run from a checkpoint exactly; p may be null (defaults).
+    static Trainer resume(const std::string& path, const ucgm_model_params* p = nullptr) {
+        ucgm_trainer* t = nullptr;
+        check(ucgm_trainer_resume(path.c_str(), p, &t));
+        return Trainer(t);
+    }
+
+    ucgm_trainer* get() const noexcept { return handle_.get(); }
+
+    ucgm_trainer_info info() const {
+        ucgm_trainer_info i{};
+        i.struct_size = sizeof i;
+        check(ucgm_trainer_get_info(get(), &i));
+        return i;
+    }
+
+    // One step on x [B, C, H, W] with labels [B]; returns the loss.
+    double step(const std::vector<float>& x, const std::vector<int32_t>& labels) {
+        check_batch(x, labels.size());
+        double loss = 0;
+        check(ucgm_train_step(get(), x.data(), labels.data(), labels.size(), &loss));
+        return loss;
+    }
+    // One step with the caller's times t [B] (internal, in [0, 1]) and noise z [B, C, H, W].
+    double step_with(const std::vector<float>& x, const std::vector<int32_t>& labels, const std::vector<float>& t, const std::vector<float>& z) {
+        check_batch(x, labels.size());
+        if (t.size() != labels.size() || z.size() != x.size()) throw Error(UCGM_STATUS_INVALID_ARGUMENT, "ucgm::Trainer::step_with: t or z has the wrong length");
+        double loss = 0;
+        check(ucgm_train_step_with(get(), x.data(), labels.data(), t.data(), z.data(), labels.size(), &loss));
+        return loss;
+    }
+    // n_batches steps: x [n_batches, B, C, H, W], labels [n_batches, B]; returns the losses.
+    std::vector<double> steps(const std::vector<float>& x, const std::vector<int32_t>& labels, size_t n_batches) {
+        if (n_batches == 0 || labels.size() % n_batches != 0) throw Error(UCGM_STATUS_INVALID_ARGUMENT, "ucgm::Trainer::steps: labels do not split into n_batches");
+        check_batch(x, labels.size());
+        std::vector<double> losses(n_batches);
+        check(ucgm_train_steps(get(), x.data(), labels.data(), n_batches, labels.size() / n_batches, losses.data(), losses.size()));
+        return losses;
+    }
+
+    void save_checkpoint(const std::string& path) const { check(ucgm_trainer_save_checkpoint(get(), path.c_str())); }
+    void save_weights(ucgm_weights which, const std::string& path) const { check(ucgm_trainer_save_weights(get(), which, path.c_str())); }
+    // A model holding a copy of the online, EMA or mod weights.
+    Model export_model(ucgm_weights which) const {
+        ucgm_model* m = nullptr;
+        check(ucgm_trainer_export_model(get(), which, &m));
+        return Model(m);
+    }
+
+    void set_log(LogFn fn) {
+        auto holder = fn ? std::make_unique<LogFn>(std::move(fn)) : nullptr;
+        check(ucgm_trainer_set_log_callback(get(), holder ? detail::log_trampoline : nullptr, holder.get()));
+        log_ = std::move(holder);
+    }
+    void set_progress(ucgm_progress_callback cb, void* user_data) { check(ucgm_trainer_set_progress_callback(get(), cb, user_data)); }
+    // Any thread, any time.
+    void cancel() const { check(ucgm_trainer_cancel(get())); }
+
+private:
+    explicit Trainer(ucgm_trainer* t) : handle_(t) {}
+    void check_batch(const std::vector<float>& x, size_t batch) const {
+        if (batch == 0 || x.size() != batch * static_cast<size_t>(info().image_len))
+            throw Error(UCGM_STATUS_INVALID_ARGUMENT, "ucgm::Trainer: x does not hold labels.size() samples");
+    }
+    std::unique_ptr<LogFn> log_;
+    std::unique_ptr<ucgm_trainer, detail::TrainerDeleter> handle_;
 };
 
 }  // namespace ucgm

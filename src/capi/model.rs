@@ -178,7 +178,7 @@ fn arch_code(a: Arch) -> ucgm_arch {
 }
 
 /// The CPU backend for `p.backend` / `p.threads`, or why it cannot be had.
-fn backend_for(p: &ucgm_model_params, hooks: &Hooks) -> Result<CpuBackend<f32>> {
+pub(crate) fn backend_for(p: &ucgm_model_params, hooks: &Hooks) -> Result<CpuBackend<f32>> {
     if let Some(why) = super::backend_unavailable(p.backend)? {
         return Err(Error::Backend(why));
     }
@@ -262,7 +262,7 @@ fn check_finite_weights(m: &EngineModel, path: &std::path::Path) -> Result<()> {
 }
 
 /// Boxes a new handle into `*out`.
-fn publish(out: &mut *mut ucgm_model, model: EngineModel, hooks: Hooks) {
+pub(crate) fn publish(out: &mut *mut ucgm_model, model: EngineModel, hooks: Hooks) {
     let state = ModelState { model, hooks };
     *out = Box::into_raw(Box::new(ucgm_model { handle: Handle::new(state) }));
 }

@@ -5,17 +5,19 @@
 use std::ffi::CStr;
 use std::path::PathBuf;
 
-use proptest::test_runner::Config as ProptestConfig;
+use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use ucgm::capi::model::*;
 use ucgm::capi::sample::*;
 use ucgm::capi::*;
 
 /// The one proptest configuration of the C-API tests: the default, which reads
 /// `PROPTEST_CASES` (never an explicit `with_cases`, which would ignore it), with
-/// failures persisted beside the test (`proptest-regressions/`, committed).
+/// failures persisted beside the test source (`tests/<test>.proptest-regressions`,
+/// committed and replayed first).
 pub fn proptest_config(source_file: &'static str) -> ProptestConfig {
     ProptestConfig {
         source_file: Some(source_file),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
         ..ProptestConfig::default()
     }
 }
