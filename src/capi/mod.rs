@@ -217,6 +217,16 @@ pub(crate) fn call(fname: &str, f: impl FnOnce() -> Result<()>) -> ucgm_status {
     err.status_code()
 }
 
+/// The panic boundary of the exported functions that return a value instead of a
+/// status (versions, static names): `fallback` if `f` panics.
+pub(crate) fn no_unwind<T>(fallback: T, f: impl FnOnce() -> T) -> T {
+    install_panic_hook();
+    IN_CALL.with(|d| d.set(d.get() + 1));
+    let r = catch_unwind(AssertUnwindSafe(f));
+    IN_CALL.with(|d| d.set(d.get() - 1));
+    r.unwrap_or(fallback)
+}
+
 // ---------------------------------------------------------------------------------------
 // Callbacks and cancellation shared by the handles.
 
@@ -367,20 +377,28 @@ pub(crate) unsafe fn set_progress<H: AsHandle>(fname: &str, h: *const H, cb: ucg
 /// The ABI version of the library (compare with `UCGM_ABI_VERSION`).
 #[no_mangle]
 pub extern "C" fn ucgm_abi_version() -> u32 {
-    UCGM_ABI_VERSION
+    no_unwind(UCGM_ABI_VERSION, || UCGM_ABI_VERSION)
 }
 
 /// The library version, e.g. "0.1.0" (static text).
 #[no_mangle]
 pub extern "C" fn ucgm_version() -> *const c_char {
-    concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
+    const VERSION: &CStr = match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+        Ok(v) => v,
+        Err(_) => panic!("the package version holds a NUL"),
+    };
+    no_unwind(VERSION.as_ptr(), || VERSION.as_ptr())
 }
 
 /// Static text for a status ("ok", "invalid argument", ...; "unknown status" for a value
 /// this library does not know). Never NULL.
 #[no_mangle]
 pub extern "C" fn ucgm_status_str(status: ucgm_status) -> *const c_char {
-    let s: &'static CStr = match status {
+    no_unwind(c"unknown status".as_ptr(), || status_text(status).as_ptr())
+}
+
+fn status_text(status: ucgm_status) -> &'static CStr {
+    match status {
         UCGM_STATUS_OK => c"ok",
         UCGM_STATUS_INVALID_ARGUMENT => c"invalid argument",
         UCGM_STATUS_IO => c"i/o error",
@@ -392,8 +410,7 @@ pub extern "C" fn ucgm_status_str(status: ucgm_status) -> *const c_char {
         UCGM_STATUS_UNSUPPORTED => c"unsupported",
         UCGM_STATUS_INTERNAL => c"internal error",
         _ => c"unknown status",
-    };
-    s.as_ptr()
+    }
 }
 
 /// The detail of the last failed call made on this thread ("" after a call that
@@ -401,7 +418,7 @@ pub extern "C" fn ucgm_status_str(status: ucgm_status) -> *const c_char {
 /// the thread; the text changes with every library call on the thread. Never NULL.
 #[no_mangle]
 pub extern "C" fn ucgm_last_error_message() -> *const c_char {
-    LAST_ERROR.with(|e| e.as_ptr().cast::<c_char>().cast_const())
+    no_unwind(c"".as_ptr(), || LAST_ERROR.with(|e| e.as_ptr().cast::<c_char>().cast_const()))
 }
 
 /// Why `backend` cannot be used, or None when it can.
@@ -431,13 +448,13 @@ pub extern "C" fn ucgm_backend_available(backend: ucgm_backend) -> ucgm_status {
 /// Static name of a backend value ("auto", "cpu", "cuda"; "unknown" otherwise).
 #[no_mangle]
 pub extern "C" fn ucgm_backend_name(backend: ucgm_backend) -> *const c_char {
-    let s: &'static CStr = match backend {
+    let name = || match backend {
         UCGM_BACKEND_AUTO => c"auto",
         UCGM_BACKEND_CPU => c"cpu",
         UCGM_BACKEND_CUDA => c"cuda",
         _ => c"unknown",
     };
-    s.as_ptr()
+    no_unwind(c"unknown".as_ptr(), || name().as_ptr())
 }
 
 fn simd_bits() -> u32 {
@@ -486,6 +503,10 @@ pub unsafe extern "C" fn ucgm_get_system_info(info: *mut ucgm_system_info) -> uc
 /// "ucgm 0.1.0 | abi 1 | cpus 2 | simd SSE2 AVX AVX2 FMA AVX512F | backends cpu (cuda: not built)".
 #[no_mangle]
 pub extern "C" fn ucgm_system_info_string() -> *const c_char {
+    no_unwind(c"ucgm (system information unavailable)".as_ptr(), system_info_line)
+}
+
+fn system_info_line() -> *const c_char {
     static LINE: OnceLock<CString> = OnceLock::new();
     LINE.get_or_init(|| {
         let i = system_info();

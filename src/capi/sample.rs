@@ -359,7 +359,7 @@ unsafe fn run(
 /// "Random", "EDM"; "unknown" otherwise).
 #[no_mangle]
 pub extern "C" fn ucgm_transport_name(transport: ucgm_transport) -> *const std::ffi::c_char {
-    let s: &'static std::ffi::CStr = match transport {
+    let name = || match transport {
         UCGM_TRANSPORT_LINEAR => c"Linear",
         UCGM_TRANSPORT_RELINEAR => c"ReLinear",
         UCGM_TRANSPORT_TRIGFLOW => c"TrigFlow",
@@ -368,5 +368,5 @@ pub extern "C" fn ucgm_transport_name(transport: ucgm_transport) -> *const std::
         UCGM_TRANSPORT_EDM => c"EDM",
         _ => c"unknown",
     };
-    s.as_ptr()
+    super::no_unwind(c"unknown".as_ptr(), || name().as_ptr())
 }
