@@ -19,7 +19,7 @@ struct Case {
     batch: usize,
 }
 
-fn cases(train: bool) -> Vec<Case> {
+fn cases() -> Vec<Case> {
     let tiny = ModelConfig {
         arch: Arch::Sit,
         input_size: 16,
@@ -31,7 +31,7 @@ fn cases(train: bool) -> Vec<Case> {
         num_classes: 10,
     };
     let s2 = ModelConfig::from_name("SiT-S/2", 32, 4, 1000).unwrap();
-    let mut v = vec![
+    vec![
         Case {
             name: "tiny",
             cfg: tiny.clone(),
@@ -42,20 +42,17 @@ fn cases(train: bool) -> Vec<Case> {
             cfg: tiny,
             batch: 32,
         },
-    ];
-    v.push(Case {
-        name: "S/2",
-        cfg: s2.clone(),
-        batch: if train { 8 } else { 1 },
-    });
-    if !train {
-        v.push(Case {
+        Case {
+            name: "S/2",
+            cfg: s2.clone(),
+            batch: 1,
+        },
+        Case {
             name: "S/2",
             cfg: s2,
             batch: 8,
-        });
-    }
-    v
+        },
+    ]
 }
 
 fn quick() -> bool {
@@ -132,7 +129,7 @@ fn bench(c: &mut Criterion, train: bool) {
     } else {
         g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
     }
-    for case in cases(train) {
+    for case in cases() {
         let mut s = Step::new(&case.cfg, case.batch);
         g.throughput(Throughput::Elements(case.batch as u64));
         g.bench_function(BenchmarkId::new(case.name, format!("batch{}", case.batch)), |b| {
@@ -169,7 +166,7 @@ fn summary() {
     println!("\nucgm CPU summary ({threads} threads; median of runs; FLOPs counted, train step = 3× forward)");
     println!("{:<16} {:<7} {:>6} {:>12} {:>10}", "bench", "model", "batch", "ms/image", "GFLOP/s");
     for train in [false, true] {
-        for case in cases(train) {
+        for case in cases() {
             let mut s = Step::new(&case.cfg, case.batch);
             let reps = if quick() { 3 } else { 7 };
             let secs = median_secs(reps, || if train { s.train() } else { s.forward() });

@@ -6,7 +6,11 @@
 //!
 //! * [`model`] — SiT and TiT networks, written once over the [`backend::Backend`] trait,
 //!   with hand-written forward and backward passes and safetensors weights.
-//! * [`backend`] — the op list; `cpu` (ndarray-free flat buffers, rayon, matrixmultiply).
+//! * [`backend`] — the op list; `cpu` (flat buffers, rayon, the `gemm` crate's kernels).
+//! * [`transport`], [`sampler`] — the six UCGM transports and UCGM-S.
+//! * [`trainer`] — UCGM-T, optimizers, checkpoints.
+//! * [`data`], [`image`], [`metric`] — datasets, PNG grids, Fréchet distance.
+//! * [`app`] — run configs, the training loop, the demo; [`capi`] — the C ABI.
 //! * [`rng`] — portable seeded noise.
 //! * [`transport`] — the six UCGM transports (α = noise coefficient, v2 time flip).
 //! * [`sampler`] — UCGM-S, the unified sampler.
@@ -17,6 +21,7 @@
 // Numeric kernels index several arrays with one loop variable; iterator zips would hide that.
 #![allow(clippy::needless_range_loop)]
 
+pub mod app;
 pub mod backend;
 pub mod capi;
 pub mod control;

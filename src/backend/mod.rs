@@ -85,6 +85,13 @@ pub trait Backend: Send + Sync {
     /// Short name ("cpu", "cuda").
     fn name(&self) -> String;
 
+    /// Runs `f` in the backend's execution context: the CPU backend enters its thread
+    /// pool once, so the many ops of a forward pass do not each pay a hand-off to the
+    /// pool. The model wraps whole passes in it.
+    fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        f()
+    }
+
     // ---------------------------------------------------------------- memory
     /// A zero-filled buffer of `len` elements.
     fn zeros(&self, len: usize) -> Result<Self::Buf>;

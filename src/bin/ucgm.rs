@@ -1,2 +1,356 @@
-//! The `ucgm` command-line tool. (Being written.)
-fn main() {}
+//! `ucgm` — the command-line tool: `demo` (the README's main job), `train` (from a
+//! reference-style YAML config), `sample` (from a checkpoint or weights file, any UCGM-S
+//! setting; PNG grid or safetensors latents), `info` (a file's configuration and sizes).
+//! Errors are one line on stderr and a non-zero exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use ucgm::app::{run_demo, DemoOptions, RunConfig, StepReport, TrainObserver, TrainRun};
+use ucgm::sampler::{SamplerConfig, Stochasticity};
+use ucgm::tensor_file::{write_atomic, TensorFile, TensorOut};
+use ucgm::trainer::{read_weights, CheckpointWeights};
+use ucgm::transport::TransportKind;
+use ucgm::{CpuBackend, Error, Model, ParamLayout, Result};
+
+#[derive(Parser)]
+#[command(name = "ucgm", version, about = "Train and sample diffusion transformers with UCGM (UCGM-T / UCGM-S)")]
+struct Cli {
+    /// Worker threads (0 = one per core).
+    #[arg(long, global = true, default_value_t = 0)]
+    threads: usize,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a small TiT on the built-in dataset (multi-step, then few-step tuning),
+    /// sample at 1, 2 and 30 steps, write PNG grids and print quality figures.
+    Demo {
+        #[arg(long, default_value = "runs/demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1500)]
+        multistep_steps: u64,
+        #[arg(long, default_value_t = 300)]
+        fewstep_steps: u64,
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+        #[arg(long, default_value_t = 500)]
+        eval_images: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Use this YAML for stage 1 (multi-step) instead of the built-in one.
+        #[arg(long)]
+        multistep_config: Option<PathBuf>,
+        /// Use this YAML for stage 2 (few-step tuning) instead of the built-in one.
+        #[arg(long)]
+        fewstep_config: Option<PathBuf>,
+    },
+    /// Train from a YAML config (keys as the reference's: model, train, optimizer, transport, sample).
+    Train {
+        #[arg(long)]
+        config: PathBuf,
+        /// Continue a run exactly from one of its checkpoints.
+        #[arg(long)]
+        resume: Option<PathBuf>,
+        /// Start the online network from these weights (a checkpoint's EMA, or a weights file).
+        #[arg(long)]
+        init: Option<PathBuf>,
+        /// Override train.max_steps.
+        #[arg(long)]
+        max_steps: Option<u64>,
+    },
+    /// Sample from a checkpoint or weights file.
+    Sample {
+        /// Checkpoint (`ucgm train`) or weights safetensors file.
+        #[arg(long)]
+        ckpt: PathBuf,
+        /// Which weights of a checkpoint: ema, online or mod.
+        #[arg(long, default_value = "ema")]
+        weights: String,
+        /// Attention heads, for weights files whose width is not a named size.
+        #[arg(long)]
+        heads: Option<usize>,
+        #[arg(long, default_value = "Linear")]
+        transport: String,
+        #[arg(long, default_value_t = 30)]
+        steps: usize,
+        #[arg(long, default_value_t = 1)]
+        order: usize,
+        /// Stochasticity ρ in [0, 1], or "sde" for the adaptive value.
+        #[arg(long, default_value = "0")]
+        rho: String,
+        /// Extrapolation κ.
+        #[arg(long, default_value_t = 0.0)]
+        kappa: f64,
+        /// Kumaraswamy time warp a,b,c.
+        #[arg(long, default_value = "1,1,1", value_parser = parse_list::<3>)]
+        time_dist_ctrl: [f64; 3],
+        /// Grid gaps g0,g1 (noise end, data end).
+        #[arg(long, default_value = "0.001,0.001", value_parser = parse_list::<2>)]
+        gaps: [f64; 2],
+        #[arg(long, default_value_t = 0.0)]
+        cfg_scale: f64,
+        #[arg(long, default_value = "0,1", value_parser = parse_list::<2>)]
+        cfg_interval: [f64; 2],
+        /// Number of samples.
+        #[arg(long, default_value_t = 16)]
+        n: usize,
+        /// Comma-separated labels (cycled); default 0, 1, 2, … cycled over the classes.
+        #[arg(long)]
+        labels: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output: .png (1- or 3-channel data) or .safetensors (tensor `samples` [N, C, H, W]).
+        #[arg(long, default_value = "samples.png")]
+        out: PathBuf,
+    },
+    /// Print a checkpoint's or weights file's configuration, sizes and parameter count.
+    Info { path: PathBuf },
+}
+
+fn parse_list<const N: usize>(s: &str) -> std::result::Result<[f64; N], String> {
+    let v: Vec<f64> = s
+        .split(',')
+        .map(|p| p.trim().parse::<f64>().map_err(|e| format!("{p:?}: {e}")))
+        .collect::<std::result::Result<_, _>>()?;
+    v.try_into()
+        .map_err(|v: Vec<f64>| format!("expected {N} comma-separated numbers, got {}", v.len()))
+}
+
+/// Progress bar with loss, images/s and ETA.
+struct Bar {
+    bar: Option<ProgressBar>,
+}
+
+impl TrainObserver for Bar {
+    fn on_step(&mut self, r: &StepReport) -> bool {
+        if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            return true; // logs only (train.log_every) when not on a terminal
+        }
+        let bar = self.bar.get_or_insert_with(|| {
+            let b = ProgressBar::new(r.max_steps);
+            b.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise} < {eta_precise}] {msg}").expect("template"));
+            b
+        });
+        if bar.length() != Some(r.max_steps) {
+            bar.set_length(r.max_steps);
+        }
+        bar.set_position(r.stats.step);
+        bar.set_message(format!("loss {:.4} | {:.0} img/s", r.stats.loss, r.images_per_sec));
+        true
+    }
+    fn on_message(&mut self, m: &str) {
+        match &self.bar {
+            Some(b) => b.println(m),
+            None => eprintln!("{m}"),
+        }
+        if m.starts_with("stage") {
+            if let Some(b) = self.bar.take() {
+                b.finish_and_clear();
+            }
+        }
+    }
+}
+
+fn load_for_sampling(path: &Path, which: &str, heads: Option<usize>, threads: usize) -> Result<Model<CpuBackend>> {
+    let backend = CpuBackend::<f32>::new(threads)?;
+    let file = TensorFile::open(path)?;
+    if file.metadata().contains_key(ucgm::trainer::checkpoint::TRAINER_STATE_KEY) {
+        let w = match which {
+            "ema" => CheckpointWeights::Ema,
+            "online" => CheckpointWeights::Online,
+            "mod" => CheckpointWeights::Mod,
+            other => return Err(Error::invalid(format!("--weights {other:?}: expected ema, online or mod"))),
+        };
+        let (cfg, params) = read_weights(path, w)?;
+        return Model::from_params(cfg, backend, &params);
+    }
+    Model::load(path, backend, heads)
+}
+
+fn info(path: &Path) -> Result<()> {
+    let file = TensorFile::open(path)?;
+    let is_ckpt = file.metadata().contains_key(ucgm::trainer::checkpoint::TRAINER_STATE_KEY);
+    let cfg = ucgm::model::weights::config_of(&file, None)?;
+    let n = ParamLayout::for_config(&cfg).total();
+    println!("file        {}", path.display());
+    println!("kind        {}", if is_ckpt { "training checkpoint" } else { "weights" });
+    println!(
+        "model       {}  (D {}, depth {}, heads {}, patch {})",
+        cfg.arch.name(),
+        cfg.hidden,
+        cfg.depth,
+        cfg.heads,
+        cfg.patch
+    );
+    println!(
+        "input       {}×{}×{} ({} tokens), {} classes (+ null)",
+        cfg.in_channels,
+        cfg.input_size,
+        cfg.input_size,
+        cfg.tokens(),
+        cfg.num_classes
+    );
+    println!("parameters  {n} ({:.2} M)", n as f64 / 1e6);
+    println!("forward     {:.2} GFLOP per image", cfg.forward_flops() / 1e9);
+    for key in [ucgm::trainer::checkpoint::TRAINER_STATE_KEY, ucgm::trainer::checkpoint::TRAINER_CONFIG_KEY] {
+        if let Some(v) = file.metadata().get(key) {
+            println!("{key}  {v}");
+        }
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Demo {
+            out,
+            multistep_steps,
+            fewstep_steps,
+            batch,
+            eval_images,
+            seed,
+            multistep_config,
+            fewstep_config,
+        } => {
+            let o = DemoOptions {
+                output_dir: out,
+                threads: cli.threads,
+                multistep_steps,
+                fewstep_steps,
+                batch,
+                eval_images,
+                seed,
+                multistep_config,
+                fewstep_config,
+            };
+            let report = run_demo(&o, &mut Bar { bar: None })?;
+            println!(
+                "\nUCGM demo: TiT (D 128, depth 4) on shapes-10 (3×16×16); training {:.0} s multi-step + {:.0} s few-step",
+                report.multistep_secs, report.fewstep_secs
+            );
+            println!(
+                "quality: Fréchet distance to {} held-out images (pooled-pixel features, 64-d projection; lower is better)",
+                o.eval_images
+            );
+            println!("{:<12} {:>6} {:>10}   grid", "model", "steps", "FD");
+            for r in &report.rows {
+                println!("{:<12} {:>6} {:>10.3}   {}", r.model, r.steps, r.frechet, r.grid.display());
+            }
+            println!("{:<12} {:>6} {:>10.3}   (two sets of real images: the floor)", "real", "-", report.real_floor);
+            Ok(())
+        }
+        Command::Train {
+            config,
+            resume,
+            init,
+            max_steps,
+        } => {
+            let mut cfg = RunConfig::from_file(&config)?;
+            if let Some(m) = max_steps {
+                cfg.trainer.train.max_steps = m;
+            }
+            let init = init.as_deref().map(|p| (p, CheckpointWeights::Ema));
+            let mut run = TrainRun::new(cfg, cli.threads, resume.as_deref(), init)?;
+            run.run(&mut Bar { bar: None })
+        }
+        Command::Sample {
+            ckpt,
+            weights,
+            heads,
+            transport,
+            steps,
+            order,
+            rho,
+            kappa,
+            time_dist_ctrl,
+            gaps,
+            cfg_scale,
+            cfg_interval,
+            n,
+            labels,
+            seed,
+            out,
+        } => {
+            let mut model = load_for_sampling(&ckpt, &weights, heads, cli.threads)?;
+            let mc = model.config().clone();
+            let stochasticity = if rho.eq_ignore_ascii_case("sde") {
+                Stochasticity::Sde
+            } else {
+                Stochasticity::Fixed(rho.parse().map_err(|_| Error::invalid(format!("--rho {rho:?}: a number or sde")))?)
+            };
+            let cfg = SamplerConfig {
+                transport: transport.parse::<TransportKind>()?,
+                steps,
+                order,
+                stochasticity,
+                extrapolation: kappa,
+                time_dist_ctrl,
+                rfba_gap_steps: gaps,
+                cfg_scale,
+                cfg_interval,
+                return_trajectory: false,
+            };
+            cfg.validate()?;
+            if n == 0 {
+                return Err(Error::invalid("--n must be at least 1"));
+            }
+            let label_list: Vec<usize> = match labels {
+                Some(s) => s
+                    .split(',')
+                    .map(|p| {
+                        p.trim()
+                            .parse::<usize>()
+                            .map_err(|_| Error::invalid(format!("--labels: {p:?} is not a class id")))
+                    })
+                    .collect::<Result<_>>()?,
+                None => (0..mc.num_classes).collect(),
+            };
+            if label_list.is_empty() {
+                return Err(Error::invalid("--labels is empty"));
+            }
+            let labels: Vec<usize> = (0..n).map(|i| label_list[i % label_list.len()]).collect();
+            let images = ucgm::app::sample::sample_images(&mut model, &cfg, &labels, seed, None)?;
+            let shape = [n, mc.in_channels, mc.input_size, mc.input_size];
+            match out.extension().and_then(|e| e.to_str()) {
+                Some("png") => {
+                    if ![1, 3].contains(&mc.in_channels) {
+                        return Err(Error::invalid(format!(
+                            "{} channels cannot be a PNG grid: use --out file.safetensors",
+                            mc.in_channels
+                        )));
+                    }
+                    ucgm::image::write_png_grid(&out, &images, shape, (n as f64).sqrt().ceil() as usize, 1)?;
+                }
+                Some("safetensors") => {
+                    let l: Vec<i64> = labels.iter().map(|&v| v as i64).collect();
+                    write_atomic(
+                        &out,
+                        &[TensorOut::f32("samples", shape.to_vec(), &images), TensorOut::i64("labels", vec![n], &l)],
+                        &Default::default(),
+                    )?;
+                }
+                _ => return Err(Error::invalid(format!("--out {}: use a .png or .safetensors file", out.display()))),
+            }
+            println!("wrote {n} samples ({} steps, {}) to {}", steps, cfg.transport.name(), out.display());
+            Ok(())
+        }
+        Command::Info { path } => info(&path),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ucgm: error: {e}");
+            ExitCode::from(if matches!(e, Error::Cancelled) { 130 } else { 1 })
+        }
+    }
+}

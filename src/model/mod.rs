@@ -196,7 +196,8 @@ impl<B: Backend + Clone> Model<B> {
     fn run(&mut self, external: Option<&B::Buf>, labels: &[usize], train: bool) {
         let params = external.unwrap_or(&self.params);
         let acts = self.acts.as_mut().expect("staged");
-        network::forward(&self.backend, &self.cfg, &self.ranges, params, &self.fixed, acts, labels);
+        let (be, cfg, ranges, fixed) = (&self.backend, &self.cfg, &self.ranges, &self.fixed);
+        be.scope(|| network::forward(be, cfg, ranges, params, fixed, acts, labels));
         if train {
             self.train_labels = Some(labels.to_vec());
         }
@@ -273,18 +274,8 @@ impl<B: Backend + Clone> Model<B> {
         let g = self.scratch.as_mut().expect("scratch");
         let acts = self.acts.as_ref().expect("acts");
         let grads = self.grads.as_mut().expect("grads");
-        network::backward(
-            &self.backend,
-            &self.cfg,
-            &self.ranges,
-            &self.params,
-            &self.fixed,
-            acts,
-            labels,
-            grads,
-            g,
-            want_dx,
-        );
+        let (be, cfg, ranges, fixed, params) = (&self.backend, &self.cfg, &self.ranges, &self.fixed, &self.params);
+        be.scope(|| network::backward(be, cfg, ranges, params, fixed, acts, labels, grads, g, want_dx));
     }
 
     /// Backward of the last [`Model::forward_train`]: parameter gradients += ∂L/∂θ for

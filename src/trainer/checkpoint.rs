@@ -113,6 +113,13 @@ impl<B: Backend + Clone> Trainer<B> {
     /// Writes the checkpoint atomically: on any error the file previously at `path` (if
     /// any) is left untouched.
     pub fn save_checkpoint(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_checkpoint_with(path, &BTreeMap::new())
+    }
+
+    /// [`Trainer::save_checkpoint`] with extra metadata entries (e.g. the data loader's
+    /// position, so a whole run resumes exactly); keys must not collide with the
+    /// trainer's own.
+    pub fn save_checkpoint_with(&self, path: impl AsRef<Path>, extra: &BTreeMap<String, String>) -> Result<()> {
         let be = self.model.backend();
         let layout = self.model.layout();
         let n = layout.total();
@@ -149,6 +156,12 @@ impl<B: Backend + Clone> Trainer<B> {
         meta.insert(TRAINER_CONFIG_KEY.to_string(), to_json(&self.config)?);
         meta.insert(TRAINER_STATE_KEY.to_string(), to_json(&state)?);
         meta.insert("format".to_string(), "pt".to_string());
+        for (k, v) in extra {
+            if meta.contains_key(k) {
+                return Err(Error::invalid(format!("checkpoint metadata key {k:?} is reserved")));
+            }
+            meta.insert(k.clone(), v.clone());
+        }
         write_atomic(path, &tensors, &meta)
     }
 

@@ -13,59 +13,91 @@ use super::Elem;
 const PARALLEL_WORK: usize = 1 << 17;
 
 /// [`matmul`] on the calling thread only (for callers that already run in parallel).
-pub fn matmul_seq<T: Elem>(m: usize, k: usize, n: usize, a: &[T], rsa: usize, csa: usize, b: &[T], rsb: usize, csb: usize, beta: T, c: &mut [T], rsc: usize, csc: usize) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    debug_assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len());
-    debug_assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len());
-    debug_assert!((m - 1) * rsc + (n - 1) * csc < c.len());
-    // SAFETY: as in `matmul`.
-    unsafe {
-        T::gemm(1, m, k, n, T::one(), a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, beta, c.as_mut_ptr(), rsc as isize, csc as isize);
-    }
+pub fn matmul_seq<T: Elem>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    rsa: usize,
+    csa: usize,
+    b: &[T],
+    rsb: usize,
+    csb: usize,
+    beta: T,
+    c: &mut [T],
+    rsc: usize,
+    csc: usize,
+) {
+    gemm_on(1, m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
 }
 
-/// C[m, n] = A[m, k] · B[k, n] + β·C with explicit strides (in elements).
+/// C[m, n] = A[m, k] · B[k, n] + β·C with explicit strides (in elements), on every
+/// thread of the current pool when the product is large enough.
 ///
 /// `a`, `b`, `c` are the slices the strided matrices live in; every index the strides
 /// reach must lie inside them (checked in debug builds).
-pub fn matmul<T: Elem>(m: usize, k: usize, n: usize, a: &[T], rsa: usize, csa: usize, b: &[T], rsb: usize, csb: usize, beta: T, c: &mut [T], rsc: usize, csc: usize) {
+pub fn matmul<T: Elem>(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    rsa: usize,
+    csa: usize,
+    b: &[T],
+    rsb: usize,
+    csb: usize,
+    beta: T,
+    c: &mut [T],
+    rsc: usize,
+    csc: usize,
+) {
+    let threads = if m * n * k.max(1) < PARALLEL_WORK { 1 } else { rayon::current_num_threads() };
+    gemm_on(threads, m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
+}
+
+fn gemm_on<T: Elem>(
+    threads: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[T],
+    rsa: usize,
+    csa: usize,
+    b: &[T],
+    rsb: usize,
+    csb: usize,
+    beta: T,
+    c: &mut [T],
+    rsc: usize,
+    csc: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
-    debug_assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len());
-    debug_assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len());
-    debug_assert!((m - 1) * rsc + (n - 1) * csc < c.len());
-    let threads = if m * n * k.max(1) < PARALLEL_WORK || rayon::current_thread_index().is_none() && false { 1 } else { rayon::current_num_threads() };
-    if std::env::var("UCGM_GEMM_BLOCKS").is_ok() && threads > 1 {
-        return blocked(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
-    }
-    // SAFETY: the strides address only elements inside `a`, `b`, `c` (see above), and
-    // `c` is exclusively borrowed.
+    assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len(), "gemm: A out of bounds");
+    assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len(), "gemm: B out of bounds");
+    assert!((m - 1) * rsc + (n - 1) * csc < c.len(), "gemm: C out of bounds");
+    // SAFETY: the strides address only elements inside `a`, `b`, `c` (checked above),
+    // and `c` is exclusively borrowed.
     unsafe {
-        T::gemm(threads, m, k, n, T::one(), a.as_ptr(), rsa as isize, csa as isize, b.as_ptr(), rsb as isize, csb as isize, beta, c.as_mut_ptr(), rsc as isize, csc as isize);
+        T::gemm(
+            threads,
+            m,
+            k,
+            n,
+            T::one(),
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            csc as isize,
+        );
     }
-}
-
-fn blocked<T: Elem>(m: usize, k: usize, n: usize, a: &[T], rsa: usize, csa: usize, b: &[T], rsb: usize, csb: usize, beta: T, c: &mut [T], rsc: usize, csc: usize) {
-    use rayon::prelude::*;
-    #[derive(Clone, Copy)]
-    struct P<T>(*mut T);
-    unsafe impl<T> Send for P<T> {}
-    unsafe impl<T> Sync for P<T> {}
-    let (ap, bp, cp) = (a.as_ptr() as usize, b.as_ptr() as usize, P(c.as_mut_ptr()));
-    let run = move |r0: usize, r1: usize, c0: usize, c1: usize| unsafe {
-        let cp = cp;
-        T::gemm(1, r1 - r0, k, c1 - c0, T::one(), (ap as *const T).add(r0 * rsa), rsa as isize, csa as isize, (bp as *const T).add(c0 * csb), rsb as isize, csb as isize, beta, cp.0.add(r0 * rsc + c0 * csc), rsc as isize, csc as isize);
-    };
-    let split_rows = n <= m;
-    let dim = if split_rows { m } else { n };
-    let blocks = match dim / 64 { 0 | 1 => 1, 2 | 3 => 2, _ => 4 };
-    (0..blocks).into_par_iter().for_each(|i| {
-        let (s0, s1) = (i * dim / blocks, (i + 1) * dim / blocks);
-        if split_rows { run(s0, s1, 0, n) } else { run(0, m, s0, s1) }
-    });
 }
 
 #[cfg(test)]

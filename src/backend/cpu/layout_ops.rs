@@ -14,70 +14,43 @@ pub fn add_assign<T: Elem>(src: &[T], dst: &mut [T]) {
     });
 }
 
-/// Index of pixel (ch, y, x) of image `bi` in NCHW, and of its patch row/column.
+/// Calls `f(pixel, token, ch, py, px)` for every pixel of a [B, C, H, W] batch: its
+/// NCHW index, the patch (token) it falls in, its channel and its row/column inside the
+/// patch. Patchify, unpatchify and their adjoints are this walk with different index
+/// formulas on the token side.
 #[inline(always)]
-fn patch_index(bi: usize, ch: usize, yy: usize, xx: usize, c: usize, side: usize, p: usize) -> (usize, usize, usize, usize) {
+fn for_each_pixel(b: usize, c: usize, side: usize, p: usize, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
     let l = side / p;
-    let token = bi * l * l + (yy / p) * l + xx / p;
-    let (py, px) = (yy % p, xx % p);
-    let pix = ((bi * c + ch) * side + yy) * side + xx;
-    (pix, token, py, px)
+    for bi in 0..b {
+        for ch in 0..c {
+            for yy in 0..side {
+                for xx in 0..side {
+                    let token = bi * l * l + (yy / p) * l + xx / p;
+                    f(((bi * c + ch) * side + yy) * side + xx, token, ch, yy % p, xx % p);
+                }
+            }
+        }
+    }
 }
 
 /// x [B, C, H, W] → out [B·T, C·p·p], per token in (c, row, col) order (Conv2d weight order).
 pub fn patchify<T: Elem>(x: &[T], out: &mut [T], b: usize, c: usize, side: usize, p: usize) {
-    for bi in 0..b {
-        for ch in 0..c {
-            for yy in 0..side {
-                for xx in 0..side {
-                    let (pix, tok, py, px) = patch_index(bi, ch, yy, xx, c, side, p);
-                    out[tok * c * p * p + (ch * p + py) * p + px] = x[pix];
-                }
-            }
-        }
-    }
+    for_each_pixel(b, c, side, p, |pix, tok, ch, py, px| out[tok * c * p * p + (ch * p + py) * p + px] = x[pix]);
 }
 
 /// Adjoint of [`patchify`] (every pixel belongs to exactly one patch, so assign).
 pub fn patchify_bwd<T: Elem>(dpatch: &[T], dx: &mut [T], b: usize, c: usize, side: usize, p: usize) {
-    for bi in 0..b {
-        for ch in 0..c {
-            for yy in 0..side {
-                for xx in 0..side {
-                    let (pix, tok, py, px) = patch_index(bi, ch, yy, xx, c, side, p);
-                    dx[pix] = dpatch[tok * c * p * p + (ch * p + py) * p + px];
-                }
-            }
-        }
-    }
+    for_each_pixel(b, c, side, p, |pix, tok, ch, py, px| dx[pix] = dpatch[tok * c * p * p + (ch * p + py) * p + px]);
 }
 
 /// tok [B·T, p·p·C] in (row, col, c) order → out [B, C, H, W].
 pub fn unpatchify<T: Elem>(tok: &[T], out: &mut [T], b: usize, c: usize, side: usize, p: usize) {
-    for bi in 0..b {
-        for ch in 0..c {
-            for yy in 0..side {
-                for xx in 0..side {
-                    let (pix, t, py, px) = patch_index(bi, ch, yy, xx, c, side, p);
-                    out[pix] = tok[t * c * p * p + (py * p + px) * c + ch];
-                }
-            }
-        }
-    }
+    for_each_pixel(b, c, side, p, |pix, t, ch, py, px| out[pix] = tok[t * c * p * p + (py * p + px) * c + ch]);
 }
 
 /// Adjoint of [`unpatchify`] (assign).
 pub fn unpatchify_bwd<T: Elem>(dout: &[T], dtok: &mut [T], b: usize, c: usize, side: usize, p: usize) {
-    for bi in 0..b {
-        for ch in 0..c {
-            for yy in 0..side {
-                for xx in 0..side {
-                    let (pix, t, py, px) = patch_index(bi, ch, yy, xx, c, side, p);
-                    dtok[t * c * p * p + (py * p + px) * c + ch] = dout[pix];
-                }
-            }
-        }
-    }
+    for_each_pixel(b, c, side, p, |pix, t, ch, py, px| dtok[t * c * p * p + (py * p + px) * c + ch] = dout[pix]);
 }
 
 /// x[b·T + t, :] += rows[t, :].

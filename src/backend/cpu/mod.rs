@@ -1,5 +1,6 @@
-//! CPU backend: flat `Vec<T>` buffers, one rayon pool per backend instance, and
-//! matrixmultiply GEMMs run single-threaded inside that pool on row (or column) blocks.
+//! CPU backend: flat `Vec<T>` buffers, one rayon pool per backend instance, GEMMs from
+//! the `gemm` crate parallelised inside that pool (see [`gemm`] for why not
+//! matrixmultiply), vectorised elementwise math ([`vmath`]).
 //! Generic over the element type so the same ops run in f64 for finite-difference
 //! gradient checks. No op splits a reduction across threads, so results are
 //! bit-identical for any thread count.
@@ -103,6 +104,10 @@ impl<T: Elem> Backend for CpuBackend<T> {
 
     fn name(&self) -> String {
         format!("cpu ({} threads)", self.threads())
+    }
+
+    fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        self.install(f)
     }
 
     fn zeros(&self, len: usize) -> Result<Vec<T>> {

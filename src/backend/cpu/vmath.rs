@@ -6,10 +6,8 @@
 //! activation through it: GELU-tanh(x) = x·σ(2u) (since ½(1 + tanh u) = σ(2u)), SiLU(x) =
 //! x·σ(x). f64 (the gradient-check path) uses the exact std functions.
 //!
-//! [`dispatch!`] runs a kernel body compiled for AVX2+FMA when the CPU has it (checked
-//! once at run time), else for the baseline target. The results of the two builds can
-//! differ in the last bit (FMA contraction), but one machine always takes the same path,
-//! so runs stay bit-reproducible.
+//! `cpu_dispatch!` runs a kernel body compiled for AVX-512F or AVX2+FMA when the CPU has
+//! it (checked once at run time), else for the baseline target.
 
 use super::Elem;
 
@@ -33,6 +31,21 @@ pub fn exp_f32(x: f32) -> f32 {
     er * scale
 }
 
+/// Whether the AVX-512F build of the kernels may run here.
+#[inline]
+pub fn has_avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::sync::OnceLock;
+        static HAS: OnceLock<bool> = OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx512f") && has_avx2_fma())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// Whether the AVX2+FMA build of the kernels may run here.
 #[inline]
 pub fn has_avx2_fma() -> bool {
@@ -48,19 +61,28 @@ pub fn has_avx2_fma() -> bool {
     }
 }
 
-/// Runs `$body` (an expression) inside a function compiled with AVX2+FMA when the CPU
-/// supports it, else compiled for the baseline target.
+/// Runs `$body` (an expression) inside a function compiled with AVX-512F, or with
+/// AVX2+FMA, when the CPU supports it, else compiled for the baseline target. The three
+/// builds compute the same values (Rust never contracts `a * b + c` into an FMA on its
+/// own, and every reduction here has a fixed order), only with wider vectors.
 #[macro_export]
 #[doc(hidden)]
 macro_rules! cpu_dispatch {
     ($body:expr) => {{
         #[cfg(target_arch = "x86_64")]
         {
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            unsafe fn fast512<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
             #[target_feature(enable = "avx2,fma")]
             unsafe fn fast<R>(f: impl FnOnce() -> R) -> R {
                 f()
             }
-            if $crate::backend::cpu::vmath::has_avx2_fma() {
+            if $crate::backend::cpu::vmath::has_avx512() {
+                // SAFETY: the CPU supports AVX-512F, AVX2 and FMA (checked above).
+                unsafe { fast512(|| $body) }
+            } else if $crate::backend::cpu::vmath::has_avx2_fma() {
                 // SAFETY: the CPU supports AVX2 and FMA (checked above).
                 unsafe { fast(|| $body) }
             } else {

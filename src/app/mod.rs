@@ -1,0 +1,12 @@
+//! Applications built on the library: whole-run configuration files, the training loop
+//! with data, checkpoints and sample grids, and the demo (the README's main job). The
+//! command-line tool is a thin layer over this module.
+
+pub mod config;
+pub mod demo;
+pub mod sample;
+pub mod train;
+
+pub use config::RunConfig;
+pub use demo::{run_demo, DemoOptions, DemoReport};
+pub use train::{Quiet, StepReport, TrainObserver, TrainRun};
