@@ -14,6 +14,7 @@
 //! * [`rng`] — portable seeded noise.
 //! * [`transport`] — the six UCGM transports (α = noise coefficient, v2 time flip).
 //! * [`sampler`] — UCGM-S, the unified sampler.
+//! * [`capi`] — the C ABI (`libucgm.so` / `libucgm.a`, `include/ucgm.h`).
 //!
 //! Tensors are float32, NCHW, contiguous; lengths are in elements.
 
@@ -22,6 +23,7 @@
 
 pub mod app;
 pub mod backend;
+pub mod capi;
 pub mod control;
 pub mod data;
 pub mod denoiser;

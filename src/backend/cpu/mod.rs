@@ -27,8 +27,32 @@ use crate::error::{Error, Result};
 /// The CPU backend over element type `T` (f32 for real work, f64 for gradient checks).
 #[derive(Clone)]
 pub struct CpuBackend<T: Elem = f32> {
-    pool: Arc<rayon::ThreadPool>,
+    pool: Arc<Pool>,
     _elem: std::marker::PhantomData<T>,
+}
+
+/// A rayon pool whose worker threads are joined when it is dropped (with the last clone
+/// of its backend): no thread of the library outlives the models that use it, so a C
+/// host may unload libucgm right after `ucgm_model_free`, and leak checkers see no live
+/// threads at exit. (rayon's own drop only signals the workers.)
+struct Pool {
+    pool: Option<rayon::ThreadPool>,
+    workers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // (Not `thread::current()`: on a C host's thread that would allocate a handle
+        // that lives until the thread ends.)
+        let on_own_worker = self.pool.as_ref().is_some_and(|p| p.current_thread_index().is_some());
+        drop(self.pool.take()); // tells the workers to finish and exit
+        if on_own_worker {
+            return; // it cannot wait for itself
+        }
+        for w in self.workers.drain(..) {
+            let _ = w.join();
+        }
+    }
 }
 
 impl<T: Elem> std::fmt::Debug for CpuBackend<T> {
@@ -40,25 +64,36 @@ impl<T: Elem> std::fmt::Debug for CpuBackend<T> {
 impl<T: Elem> CpuBackend<T> {
     /// A backend with its own pool of `threads` workers (0 = one per core).
     pub fn new(threads: usize) -> Result<Self> {
+        let mut workers = Vec::new();
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
-            .thread_name(|i| format!("ucgm-cpu-{i}"))
+            .spawn_handler(|thread| {
+                let worker = std::thread::Builder::new()
+                    .name(format!("ucgm-cpu-{}", thread.index()))
+                    .spawn(|| thread.run())?;
+                workers.push(worker);
+                Ok(())
+            })
             .build()
             .map_err(|e| Error::Backend(format!("cannot start CPU thread pool: {e}")))?;
         Ok(CpuBackend {
-            pool: Arc::new(pool),
+            pool: Arc::new(Pool { pool: Some(pool), workers }),
             _elem: std::marker::PhantomData,
         })
     }
 
+    fn rayon(&self) -> &rayon::ThreadPool {
+        self.pool.pool.as_ref().expect("the pool lives until the backend is dropped")
+    }
+
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
-        self.pool.current_num_threads()
+        self.rayon().current_num_threads()
     }
 
     /// Runs `f` inside this backend's pool.
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.pool.install(f)
+        self.rayon().install(f)
     }
 }
 
@@ -72,7 +107,7 @@ impl<T: Elem> Backend for CpuBackend<T> {
     }
 
     fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        self.pool.install(f)
+        self.install(f)
     }
 
     fn zeros(&self, len: usize) -> Result<Vec<T>> {
@@ -217,7 +252,7 @@ impl<T: Elem> Backend for CpuBackend<T> {
         layout_ops::unpatchify_bwd(dout, dtok, b, c, side, p);
     }
     fn add_rows(&self, rows: &[T], x: &mut [T], b: usize, t: usize, d: usize) {
-        layout_ops::add_rows(rows, x, b, t, d);
+        self.install(|| layout_ops::add_rows(rows, x, b, t, d));
     }
     fn embedding_fwd(&self, table: &[T], labels: &[usize], out: &mut [T], d: usize) {
         layout_ops::embedding_fwd(table, labels, out, d);

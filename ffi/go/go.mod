@@ -1,0 +1,3 @@
+module ucgm.example/consumer
+
+go 1.19

@@ -1,0 +1,455 @@
+//! The model handle (`ucgm_model`): a SiT or TiT network on a backend, created from a
+//! configuration (seeded reference initialisation) or a safetensors file; info, save,
+//! and the raw network evaluation `ucgm_forward`.
+
+use std::ffi::{c_char, c_void};
+use std::ptr;
+
+use super::params::{self, Versioned};
+use super::{
+    call, ucgm_backend, ucgm_log_callback, ucgm_progress_callback, ucgm_status, with_handle, AsHandle, Handle, HasHooks, Hooks, UCGM_BACKEND_AUTO,
+    UCGM_BACKEND_CPU, UCGM_LOG_DEBUG, UCGM_LOG_INFO,
+};
+use crate::backend::cpu::CpuBackend;
+use crate::error::{Error, Result};
+use crate::model::config::{Arch, ModelConfig};
+use crate::model::Model;
+
+/// Network family (`int32_t`).
+pub type ucgm_arch = i32;
+/// Plain DiT with continuous time (LayerNorm, GELU MLP).
+pub const UCGM_ARCH_SIT: ucgm_arch = 0;
+/// UCGM's TiT (RMSNorm, qk-norm, 2-D RoPE, SwiGLU).
+pub const UCGM_ARCH_TIT: ucgm_arch = 1;
+
+/// Largest accepted thread count.
+const MAX_THREADS: i32 = 1024;
+
+/// The engine's model type behind a handle (CPU today).
+pub(crate) type EngineModel = Model<CpuBackend<f32>>;
+
+/// How to create or load a model. Fill with `ucgm_model_params_default`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ucgm_model_params {
+    /// `sizeof(ucgm_model_params)`, set by `ucgm_model_params_default`.
+    pub struct_size: usize,
+    /// Create: a reference name such as "TiT-XL/2" or "SiT-S/2" (sizes S, B, L, XL; patch
+    /// 1, 2 or 4); `arch`, `patch`, `hidden`, `depth` and `heads` are then ignored. NULL
+    /// (default): the custom shape below. Ignored by load.
+    pub name: *const c_char,
+    /// Create: `UCGM_ARCH_SIT` or `UCGM_ARCH_TIT` (default TiT).
+    pub arch: ucgm_arch,
+    /// Create: side of the square input (default 32).
+    pub input_size: u32,
+    /// Create: input = output channels (default 4).
+    pub in_channels: u32,
+    /// Create: number of classes K; label K is the null (unconditional) class (default 1000).
+    pub num_classes: u32,
+    /// Create, custom shape: patch side (default 2).
+    pub patch: u32,
+    /// Create, custom shape: hidden width D (default 384).
+    pub hidden: u32,
+    /// Create, custom shape: transformer blocks (default 12).
+    pub depth: u32,
+    /// Attention heads. Create, custom shape: 0 (default) = hidden / 64. Load: 0 = from the
+    /// file's metadata or its shapes; non-zero overrides (needed only for a reference
+    /// checkpoint of a non-standard width).
+    pub heads: u32,
+    /// Create: seed of the reference initialisation (default 0).
+    pub seed: u64,
+    /// `UCGM_BACKEND_AUTO` (default), `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA`.
+    pub backend: ucgm_backend,
+    /// CPU worker threads of this model's own pool; 0 (default) = one per logical CPU.
+    pub threads: i32,
+    /// Log callback of the new handle (also receives the creation messages); NULL = silent.
+    pub log_callback: ucgm_log_callback,
+    /// Passed to `log_callback`.
+    pub log_user_data: *mut c_void,
+}
+
+unsafe impl Versioned for ucgm_model_params {
+    const NAME: &'static str = "ucgm_model_params";
+    const SIZES: &'static [usize] = &[std::mem::size_of::<ucgm_model_params>()];
+    fn defaults() -> Self {
+        ucgm_model_params {
+            struct_size: std::mem::size_of::<Self>(),
+            name: ptr::null(),
+            arch: UCGM_ARCH_TIT,
+            input_size: 32,
+            in_channels: 4,
+            num_classes: 1000,
+            patch: 2,
+            hidden: 384,
+            depth: 12,
+            heads: 0,
+            seed: 0,
+            backend: UCGM_BACKEND_AUTO,
+            threads: 0,
+            log_callback: None,
+            log_user_data: ptr::null_mut(),
+        }
+    }
+}
+
+/// What `ucgm_model_get_info` reports.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ucgm_model_info {
+    /// Set by the caller to `sizeof(ucgm_model_info)`.
+    pub struct_size: usize,
+    /// `UCGM_ARCH_SIT` or `UCGM_ARCH_TIT`.
+    pub arch: ucgm_arch,
+    /// Side H = W of one sample.
+    pub input_size: u32,
+    /// Channels C of one sample.
+    pub in_channels: u32,
+    /// Number of classes K (label K = null class).
+    pub num_classes: u32,
+    /// Patch side p.
+    pub patch: u32,
+    /// Hidden width D.
+    pub hidden: u32,
+    /// Transformer blocks.
+    pub depth: u32,
+    /// Attention heads.
+    pub heads: u32,
+    /// MLP hidden width.
+    pub mlp_hidden: u32,
+    /// Tokens per sample, (H / p)².
+    pub tokens: u32,
+    /// Elements of one sample, C·H·W.
+    pub image_len: u64,
+    /// Trainable parameters.
+    pub param_count: u64,
+    /// The backend in use (`UCGM_BACKEND_CPU` today).
+    pub backend: ucgm_backend,
+    /// Worker threads of the model's pool.
+    pub threads: u32,
+}
+
+unsafe impl Versioned for ucgm_model_info {
+    const NAME: &'static str = "ucgm_model_info";
+    const SIZES: &'static [usize] = &[std::mem::size_of::<ucgm_model_info>()];
+    fn defaults() -> Self {
+        ucgm_model_info {
+            struct_size: std::mem::size_of::<Self>(),
+            ..Default::default()
+        }
+    }
+}
+
+/// The state behind a model handle.
+pub(crate) struct ModelState {
+    pub model: EngineModel,
+    pub hooks: Hooks,
+}
+
+impl HasHooks for ModelState {
+    fn hooks(&self) -> &Hooks {
+        &self.hooks
+    }
+    fn hooks_mut(&mut self) -> &mut Hooks {
+        &mut self.hooks
+    }
+}
+
+/// Opaque model handle: create with `ucgm_model_create` or `ucgm_model_load`, release
+/// with `ucgm_model_free`.
+pub struct ucgm_model {
+    handle: Handle<ModelState>,
+}
+
+impl AsHandle for ucgm_model {
+    type State = ModelState;
+    const NAME: &'static str = "model";
+    fn handle(&self) -> &Handle<ModelState> {
+        &self.handle
+    }
+}
+
+const ARCHS: [(i32, &str, Arch); 2] = [(UCGM_ARCH_SIT, "UCGM_ARCH_SIT", Arch::Sit), (UCGM_ARCH_TIT, "UCGM_ARCH_TIT", Arch::Tit)];
+
+fn arch_code(a: Arch) -> ucgm_arch {
+    match a {
+        Arch::Sit => UCGM_ARCH_SIT,
+        Arch::Tit => UCGM_ARCH_TIT,
+    }
+}
+
+/// The CPU backend for `p.backend` / `p.threads`, or why it cannot be had.
+pub(crate) fn backend_for(p: &ucgm_model_params, hooks: &Hooks) -> Result<CpuBackend<f32>> {
+    if let Some(why) = super::backend_unavailable(p.backend)? {
+        return Err(Error::Backend(why));
+    }
+    if p.backend == UCGM_BACKEND_AUTO {
+        hooks.log(UCGM_LOG_DEBUG, || "backend auto: cpu (this build has no CUDA backend)".into());
+    }
+    if !(0..=MAX_THREADS).contains(&p.threads) {
+        return Err(Error::invalid(format!(
+            "threads = {} must lie in 0..={MAX_THREADS} (0 = one per logical CPU)",
+            p.threads
+        )));
+    }
+    CpuBackend::new(p.threads as usize)
+}
+
+/// The configuration a create call asks for.
+unsafe fn config_for(p: &ucgm_model_params) -> Result<ModelConfig> {
+    let (input, channels, classes) = (p.input_size as usize, p.in_channels as usize, p.num_classes as usize);
+    if !p.name.is_null() {
+        let name = params::str_arg("ucgm_model_params.name", p.name)?;
+        return ModelConfig::from_name(name, input, channels, classes);
+    }
+    let arch = params::enum_arg("ucgm_model_params.arch", p.arch, &ARCHS)?;
+    let heads = match p.heads {
+        0 if p.hidden % 64 == 0 && p.hidden > 0 => p.hidden as usize / 64,
+        0 => {
+            return Err(Error::invalid(format!(
+                "heads = 0 means hidden / 64, but hidden = {} is not a multiple of 64: set heads",
+                p.hidden
+            )))
+        }
+        h => h as usize,
+    };
+    let cfg = ModelConfig {
+        arch,
+        input_size: input,
+        in_channels: channels,
+        patch: p.patch as usize,
+        hidden: p.hidden as usize,
+        depth: p.depth as usize,
+        heads,
+        num_classes: classes,
+    };
+    cfg.validate()?;
+    Ok(cfg)
+}
+
+fn describe(m: &EngineModel) -> String {
+    let c = m.config();
+    format!(
+        "{} {}x{}x{} input, patch {}, hidden {}, depth {}, heads {}, {} classes, {} parameters, cpu backend ({} threads)",
+        c.arch.name(),
+        c.in_channels,
+        c.input_size,
+        c.input_size,
+        c.patch,
+        c.hidden,
+        c.depth,
+        c.heads,
+        c.num_classes,
+        m.layout().total(),
+        m.backend().threads()
+    )
+}
+
+/// Fails with `Error::NonFinite` naming the first tensor of a loaded file that holds a
+/// NaN or an infinity (the engine would otherwise sample NaN without a word).
+fn check_finite_weights(m: &EngineModel, path: &std::path::Path) -> Result<()> {
+    let p = m.read_params()?;
+    for e in m.layout().entries() {
+        if let Some(i) = p[e.range()].iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "{}: tensor {} holds {} at index {i}",
+                path.display(),
+                e.name,
+                p[e.range()][i]
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Boxes a new handle into `*out`.
+pub(crate) fn publish(out: &mut *mut ucgm_model, model: EngineModel, hooks: Hooks) {
+    let state = ModelState { model, hooks };
+    *out = Box::into_raw(Box::new(ucgm_model { handle: Handle::new(state) }));
+}
+
+/// Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
+/// defaults: a TiT-S/2-shaped network on a 4×32×32 input with 1000 classes, seed 0,
+/// automatic backend, one thread per logical CPU, no log callback.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_params_default(params: *mut ucgm_model_params, struct_size: usize) -> ucgm_status {
+    call("ucgm_model_params_default", || params::write_defaults(params, struct_size))
+}
+
+/// Creates a model with the reference's from-scratch initialisation (seeded; a fresh
+/// network outputs F = 0) and stores the handle in `*out` (NULL on failure).
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_create(params: *const ucgm_model_params, out: *mut *mut ucgm_model) -> ucgm_status {
+    call("ucgm_model_create", || {
+        let out = params::out_ref("out", out)?;
+        *out = ptr::null_mut();
+        let p = params::read_params(params)?;
+        let hooks = Hooks {
+            log: p.log_callback,
+            log_user_data: p.log_user_data,
+            ..Hooks::default()
+        };
+        let cfg = config_for(&p)?;
+        let backend = backend_for(&p, &hooks)?;
+        let model = Model::init(cfg, backend, p.seed)?;
+        hooks.log(UCGM_LOG_INFO, || format!("created {} (seed {})", describe(&model), p.seed));
+        publish(out, model, hooks);
+        Ok(())
+    })
+}
+
+/// Loads a safetensors weights file (written by `ucgm_model_save` or converted from a
+/// reference checkpoint) and stores the handle in `*out` (NULL on failure). `params` may
+/// be NULL (defaults); only `heads`, `backend`, `threads` and the log callback are read.
+/// Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated or
+/// corrupt), `UCGM_STATUS_WEIGHTS` (tensors that do not form a model) or
+/// `UCGM_STATUS_NON_FINITE` (a weight is NaN or infinite).
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucgm_model_params, out: *mut *mut ucgm_model) -> ucgm_status {
+    call("ucgm_model_load", || {
+        let out = params::out_ref("out", out)?;
+        *out = ptr::null_mut();
+        let path = params::path_arg("path", path)?;
+        let p = if params.is_null() {
+            ucgm_model_params::defaults()
+        } else {
+            params::read_params(params)?
+        };
+        let hooks = Hooks {
+            log: p.log_callback,
+            log_user_data: p.log_user_data,
+            ..Hooks::default()
+        };
+        let backend = backend_for(&p, &hooks)?;
+        let heads = (p.heads != 0).then_some(p.heads as usize);
+        let model = Model::load(&path, backend, heads)?;
+        check_finite_weights(&model, &path)?;
+        hooks.log(UCGM_LOG_INFO, || format!("loaded {}: {}", path.display(), describe(&model)));
+        publish(out, model, hooks);
+        Ok(())
+    })
+}
+
+/// Saves the weights as safetensors (reference tensor names, configuration in the
+/// metadata), atomically: on failure an existing file at `path` is left unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_save(model: *mut ucgm_model, path: *const c_char) -> ucgm_status {
+    with_handle("ucgm_model_save", model, |s, _| {
+        let path = params::path_arg("path", path)?;
+        s.model.save(&path)?;
+        s.hooks.log(UCGM_LOG_INFO, || format!("saved {}", path.display()));
+        Ok(())
+    })
+}
+
+/// Releases a model handle. NULL is a no-op. No call may be running on the handle.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_free(model: *mut ucgm_model) {
+    if model.is_null() {
+        return;
+    }
+    call("ucgm_model_free", || {
+        drop(Box::from_raw(model));
+        Ok(())
+    });
+}
+
+/// Fills `info` (set `info->struct_size = sizeof *info` first).
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_get_info(model: *mut ucgm_model, info: *mut ucgm_model_info) -> ucgm_status {
+    with_handle("ucgm_model_get_info", model, |s, _| {
+        let c = s.model.config();
+        let v = ucgm_model_info {
+            struct_size: 0,
+            arch: arch_code(c.arch),
+            input_size: c.input_size as u32,
+            in_channels: c.in_channels as u32,
+            num_classes: c.num_classes as u32,
+            patch: c.patch as u32,
+            hidden: c.hidden as u32,
+            depth: c.depth as u32,
+            heads: c.heads as u32,
+            mlp_hidden: c.mlp_hidden() as u32,
+            tokens: c.tokens() as u32,
+            image_len: c.image_len() as u64,
+            param_count: s.model.layout().total() as u64,
+            backend: UCGM_BACKEND_CPU,
+            threads: s.model.backend().threads() as u32,
+        };
+        params::write_out(info, v)
+    })
+}
+
+/// Sets (or with NULL clears) the handle's log callback.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_set_log_callback(model: *mut ucgm_model, callback: ucgm_log_callback, user_data: *mut c_void) -> ucgm_status {
+    super::set_log("ucgm_model_set_log_callback", model, callback, user_data)
+}
+
+/// Sets (or with NULL clears) the handle's progress callback, called after every
+/// sampling step.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_set_progress_callback(model: *mut ucgm_model, callback: ucgm_progress_callback, user_data: *mut c_void) -> ucgm_status {
+    super::set_progress("ucgm_model_set_progress_callback", model, callback, user_data)
+}
+
+/// Asks the sampling call running on `model` to stop at its next step; it then fails
+/// with `UCGM_STATUS_CANCELLED` and the handle stays usable. Callable from any thread at
+/// any time. The flag is cleared when the next sampling call starts, so a cancel made
+/// while no call runs has no effect.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_cancel(model: *mut ucgm_model) -> ucgm_status {
+    super::cancel("ucgm_model_cancel", model)
+}
+
+/// One raw network evaluation F(x, t, y) in the network's native time.
+/// * `x` — `[batch, C, H, W]` input;
+/// * `t` — `[batch]` times (finite);
+/// * `labels` — `[batch]` classes in 0..=K (K = `num_classes` = the null class);
+/// * `out` — `[batch, C, H, W]` output; `out_len` must be batch·C·H·W.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_forward(
+    model: *mut ucgm_model,
+    x: *const f32,
+    t: *const f32,
+    labels: *const i32,
+    batch: usize,
+    out: *mut f32,
+    out_len: usize,
+) -> ucgm_status {
+    with_handle("ucgm_forward", model, |s, _| {
+        let cfg = s.model.config();
+        if batch == 0 {
+            return Err(Error::invalid("batch must be at least 1"));
+        }
+        let n = params::elements("x", &[batch, cfg.image_len()])?;
+        params::check_buffer_len("out", out_len, n)?;
+        let labels = params::labels_arg("labels", labels, batch, cfg.num_classes, "K = the null class")?;
+        let t = params::finite_slice("t", t, batch)?;
+        let x = params::finite_slice("x", x, n)?;
+        let out = params::slice_mut("out", out, out_len)?;
+        s.model.forward(x, t, &labels, out)
+    })
+}
+
+/// Copies the flat parameter vector (`param_count` values, in the model's layout order:
+/// the order of the tensors in a saved file) into `out`; `out_len` = `param_count`.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_read_params(model: *mut ucgm_model, out: *mut f32, out_len: usize) -> ucgm_status {
+    with_handle("ucgm_model_read_params", model, |s, _| {
+        params::check_buffer_len("out", out_len, s.model.layout().total())?;
+        let out = params::slice_mut("out", out, out_len)?;
+        out.copy_from_slice(&s.model.read_params()?);
+        Ok(())
+    })
+}
+
+/// Overwrites the parameters with `len` = `param_count` finite values in the order of
+/// `ucgm_model_read_params`.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_write_params(model: *mut ucgm_model, values: *const f32, len: usize) -> ucgm_status {
+    with_handle("ucgm_model_write_params", model, |s, _| {
+        params::check_buffer_len("values", len, s.model.layout().total())?;
+        let values = params::finite_slice("values", values, len)?;
+        s.model.write_params(values)
+    })
+}

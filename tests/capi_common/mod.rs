@@ -1,0 +1,166 @@
+//! Helpers shared by the C-API tests (`tests/capi_*.rs`): tiny models, status checks,
+//! the proptest configuration, and where the freshly built libraries are.
+#![allow(dead_code)]
+
+use std::ffi::CStr;
+use std::path::PathBuf;
+
+use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
+use ucgm::capi::model::*;
+use ucgm::capi::sample::*;
+use ucgm::capi::*;
+
+/// The one proptest configuration of the C-API tests: the default, which reads
+/// `PROPTEST_CASES` (never an explicit `with_cases`, which would ignore it), with
+/// failures persisted beside the test source (`tests/<test>.proptest-regressions`,
+/// committed and replayed first).
+pub fn proptest_config(source_file: &'static str) -> ProptestConfig {
+    ProptestConfig {
+        source_file: Some(source_file),
+        failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("proptest-regressions"))),
+        ..ProptestConfig::default()
+    }
+}
+
+/// The calling thread's last error message.
+pub fn last_error() -> String {
+    unsafe { CStr::from_ptr(ucgm_last_error_message()) }.to_string_lossy().into_owned()
+}
+
+/// Asserts a call succeeded, showing the message otherwise.
+#[track_caller]
+pub fn ok(status: ucgm_status) {
+    assert_eq!(status, UCGM_STATUS_OK, "status {status}: {}", last_error());
+}
+
+/// Asserts a call failed with `want` and a non-empty message containing `needle`;
+/// returns the message.
+#[track_caller]
+pub fn fails(status: ucgm_status, want: ucgm_status, needle: &str) -> String {
+    let msg = last_error();
+    assert_eq!(status, want, "expected status {want}, got {status}: {msg}");
+    assert!(!msg.is_empty(), "status {status} without a message");
+    assert!(msg.contains(needle), "message {msg:?} does not mention {needle:?}");
+    msg
+}
+
+/// Model params of a tiny network (4×8×8 input, patch 2, hidden 32, depth 2, 2 heads,
+/// 10 classes) on `threads` CPU threads.
+pub fn tiny_params(arch: ucgm_arch, seed: u64, threads: i32) -> ucgm_model_params {
+    let mut p = std::mem::MaybeUninit::<ucgm_model_params>::uninit();
+    ok(unsafe { ucgm_model_params_default(p.as_mut_ptr(), std::mem::size_of::<ucgm_model_params>()) });
+    let mut p = unsafe { p.assume_init() };
+    p.arch = arch;
+    p.input_size = 8;
+    p.in_channels = 4;
+    p.num_classes = 10;
+    p.patch = 2;
+    p.hidden = 32;
+    p.depth = 2;
+    p.heads = 2;
+    p.seed = seed;
+    p.threads = threads;
+    p
+}
+
+/// Elements of one tiny sample.
+pub const IMAGE_LEN: usize = 4 * 8 * 8;
+
+/// Owns a model handle in tests.
+pub struct Model(pub *mut ucgm_model);
+
+impl Model {
+    pub fn create(p: &ucgm_model_params) -> Model {
+        let mut m = std::ptr::null_mut();
+        ok(unsafe { ucgm_model_create(p, &mut m) });
+        assert!(!m.is_null());
+        Model(m)
+    }
+
+    /// A tiny model whose weights are all random (N(0, 0.05²) from `seed`), so that its
+    /// output depends on every parameter (a fresh network outputs F = 0).
+    pub fn tiny_random(arch: ucgm_arch, seed: u64, threads: i32) -> Model {
+        let m = Model::create(&tiny_params(arch, seed, threads));
+        let n = m.param_count();
+        let mut rng = ucgm::Rng::new(seed ^ 0x5eed);
+        let w: Vec<f32> = rng.normal_f32(n).into_iter().map(|v| 0.05 * v).collect();
+        ok(unsafe { ucgm_model_write_params(m.0, w.as_ptr(), w.len()) });
+        m
+    }
+
+    pub fn info(&self) -> ucgm_model_info {
+        let mut info = ucgm_model_info {
+            struct_size: std::mem::size_of::<ucgm_model_info>(),
+            ..Default::default()
+        };
+        ok(unsafe { ucgm_model_get_info(self.0, &mut info) });
+        info
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.info().param_count as usize
+    }
+
+    pub fn params(&self) -> Vec<f32> {
+        let mut v = vec![0f32; self.param_count()];
+        ok(unsafe { ucgm_model_read_params(self.0, v.as_mut_ptr(), v.len()) });
+        v
+    }
+
+    /// `ucgm_sample_ext` with `p`; returns the samples.
+    pub fn sample(&self, p: &ucgm_sample_params) -> Result<Vec<f32>, ucgm_status> {
+        let mut out = vec![f32::NAN; p.batch as usize * IMAGE_LEN];
+        let s = unsafe { ucgm_sample_ext(self.0, p, out.as_mut_ptr(), out.len(), std::ptr::null_mut(), 0, std::ptr::null_mut()) };
+        if s == UCGM_STATUS_OK {
+            Ok(out)
+        } else {
+            Err(s)
+        }
+    }
+}
+
+impl Drop for Model {
+    fn drop(&mut self) {
+        unsafe { ucgm_model_free(self.0) };
+    }
+}
+
+/// A raw pointer that may be moved to another thread (the C API allows a handle to be
+/// used from any thread, one at a time, and `*_cancel` from any thread at any time).
+#[derive(Clone, Copy)]
+pub struct SendPtr<T>(pub *mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+/// Sampling defaults with `steps`, `batch` and `seed`.
+pub fn sample_params(steps: u32, batch: u32, seed: u64) -> ucgm_sample_params {
+    let mut p = std::mem::MaybeUninit::<ucgm_sample_params>::uninit();
+    ok(unsafe { ucgm_sample_params_default(p.as_mut_ptr(), std::mem::size_of::<ucgm_sample_params>()) });
+    let mut p = unsafe { p.assume_init() };
+    p.steps = steps;
+    p.batch = batch;
+    p.seed = seed;
+    p
+}
+
+/// The directory holding the libucgm.so / libucgm.a that this `cargo test` run built:
+/// the test executable's own directory (`target/<profile>/deps`, where `cargo test`
+/// writes the cdylib and staticlib), else its parent (`target/<profile>`).
+pub fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let deps = exe.parent().expect("exe dir").to_path_buf();
+    for dir in [deps.clone(), deps.parent().expect("profile dir").to_path_buf()] {
+        if dir.join("libucgm.so").is_file() && dir.join("libucgm.a").is_file() {
+            return dir;
+        }
+    }
+    panic!(
+        "libucgm.so / libucgm.a not found beside {} (cargo test builds them for the lib target)",
+        exe.display()
+    );
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
