@@ -47,6 +47,10 @@ fn required_tool(name: &str, package: &str) -> PathBuf {
 
 /// Runs a command, failing the test with its output unless it exits 0.
 fn run(cmd: &mut Command) -> Output {
+    // Cargo's LD_LIBRARY_PATH lists target/<profile> before deps/, and a libucgm.so left
+    // there by an earlier `cargo build`/`cargo run` would shadow the freshly built one
+    // (LD_LIBRARY_PATH outranks the -rpath): point the programs at this run's library.
+    cmd.env("LD_LIBRARY_PATH", lib_dir());
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),

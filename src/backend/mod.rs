@@ -119,6 +119,21 @@ pub trait Backend: Send + Sync {
     // ---------------------------------------------------------------- linear algebra
     /// y[n, o] = x[n, i] · W[o, i]ᵀ + b[o]; `wb` = [W | b], `has_bias` says if b is present.
     fn linear_fwd(&self, x: Self::Src<'_>, wb: Self::Src<'_>, has_bias: bool, y: Self::Dst<'_>, n: usize, i: usize, o: usize);
+    /// Whether [`Backend::linear_fwd_t`] beats [`Backend::linear_fwd`]: the model then
+    /// keeps a transposed copy of its Linear weights for inference.
+    fn prefers_transposed_weights(&self) -> bool {
+        false
+    }
+    /// y[n, o] = x[n, i] · Wt[i, o] + b[o] with the weight stored transposed: `wtb` =
+    /// [Wt (i×o) | b]. Called only when [`Backend::prefers_transposed_weights`].
+    fn linear_fwd_t(&self, _x: Self::Src<'_>, _wtb: Self::Src<'_>, _has_bias: bool, _y: Self::Dst<'_>, _n: usize, _i: usize, _o: usize) {
+        unreachable!("linear_fwd_t is only called on backends that prefer transposed weights")
+    }
+    /// dst[c, r] = src[r, c] for a row-major [rows, cols] matrix. Called only when
+    /// [`Backend::prefers_transposed_weights`].
+    fn transpose(&self, _src: Self::Src<'_>, _dst: Self::Dst<'_>, _rows: usize, _cols: usize) {
+        unreachable!("transpose is only called on backends that prefer transposed weights")
+    }
     /// Backward of `linear_fwd`: dx[n, i] = dy · W (assign, skipped if `dx` is None);
     /// dW[o, i] += dyᵀ · x and db[o] += Σₙ dy (accumulate into `dwb` = [dW | db]).
     fn linear_bwd(

@@ -35,6 +35,9 @@ pub struct Model<B: Backend> {
     scratch: Option<GradScratch<B>>,
     /// Labels of the last training-mode forward (None: no backward possible).
     train_labels: Option<Vec<usize>>,
+    /// Inference copy of the parameters with every Linear weight transposed, for
+    /// backends that prefer it; `None` when stale (any write to the parameters).
+    weights_t: Option<B::Buf>,
 }
 
 impl<B: Backend + Clone> Model<B> {
@@ -74,6 +77,7 @@ impl<B: Backend + Clone> Model<B> {
             acts: None,
             scratch: None,
             train_labels: None,
+            weights_t: None,
         })
     }
 
@@ -122,6 +126,7 @@ impl<B: Backend + Clone> Model<B> {
     /// Flat parameter buffer, writable (drops saved activations).
     pub fn params_mut(&mut self) -> &mut B::Buf {
         self.train_labels = None;
+        self.weights_t = None;
         &mut self.params
     }
     /// Flat gradient buffer (allocated, zeroed, on first use).
@@ -133,6 +138,7 @@ impl<B: Backend + Clone> Model<B> {
     pub fn params_and_grads_mut(&mut self) -> Result<(&mut B::Buf, &mut B::Buf)> {
         self.ensure_grads()?;
         self.train_labels = None;
+        self.weights_t = None;
         Ok((&mut self.params, self.grads.as_mut().expect("grads")))
     }
     /// Sets every gradient to zero.
@@ -156,6 +162,7 @@ impl<B: Backend + Clone> Model<B> {
     pub fn write_params(&mut self, p: &[f32]) -> Result<()> {
         check_len("parameters", p.len(), self.layout.total())?;
         self.train_labels = None;
+        self.weights_t = None;
         self.backend.write(&mut self.params, 0, p)
     }
 
@@ -194,10 +201,21 @@ impl<B: Backend + Clone> Model<B> {
 
     /// Runs the network on the staged input (`acts.img`) and returns the output buffer.
     fn run(&mut self, external: Option<&B::Buf>, labels: &[usize], train: bool) {
+        let (be, cfg, ranges, fixed) = (&self.backend, &self.cfg, &self.ranges, &self.fixed);
+        // Inference with the model's own weights uses the transposed-weight cache when
+        // the backend prefers it (built once, dropped on any parameter write).
+        let use_t = !train && external.is_none() && be.prefers_transposed_weights();
+        if use_t && self.weights_t.is_none() {
+            if let Ok(mut wt) = be.zeros(self.layout.total()) {
+                let params = &self.params;
+                be.scope(|| network::transpose_weights(be, cfg, ranges, params, &mut wt));
+                self.weights_t = Some(wt);
+            }
+        }
+        let wt = if use_t { self.weights_t.as_ref() } else { None };
         let params = external.unwrap_or(&self.params);
         let acts = self.acts.as_mut().expect("staged");
-        let (be, cfg, ranges, fixed) = (&self.backend, &self.cfg, &self.ranges, &self.fixed);
-        be.scope(|| network::forward(be, cfg, ranges, params, fixed, acts, labels));
+        be.scope(|| network::forward(be, cfg, ranges, params, wt, fixed, acts, labels));
         if train {
             self.train_labels = Some(labels.to_vec());
         }

@@ -66,6 +66,36 @@ impl Ranges {
     }
 }
 
+impl Ranges {
+    /// Every Linear as (`[W | b]` range, in features, out features).
+    pub fn linears(&self, cfg: &ModelConfig) -> Vec<(Range<usize>, usize, usize)> {
+        let (d, m) = (cfg.hidden, cfg.mlp_hidden());
+        let m_in = if cfg.arch == Arch::Tit { 2 * m } else { m };
+        let mut v = vec![(self.x_emb.clone(), cfg.patch_dim(), d), (self.t0.clone(), 256, d), (self.t2.clone(), d, d)];
+        for b in &self.blocks {
+            v.extend([
+                (b.ada.clone(), d, 6 * d),
+                (b.qkv.clone(), d, 3 * d),
+                (b.proj.clone(), d, d),
+                (b.mlp_in.clone(), d, m_in),
+                (b.mlp_out.clone(), m, d),
+            ]);
+        }
+        v.extend([(self.f_ada.clone(), d, 2 * d), (self.f_lin.clone(), d, cfg.patch_dim())]);
+        v
+    }
+}
+
+/// Builds `wt` = the parameters with every Linear weight transposed (biases copied):
+/// the inference weight cache of backends that prefer transposed weights.
+pub fn transpose_weights<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Buf, wt: &mut B::Buf) {
+    for (rg, i, o) in r.linears(cfg) {
+        let w_end = rg.start + o * i;
+        be.transpose(be.src(params, rg.start..w_end), be.dst(wt, rg.start..w_end), o, i);
+        be.copy(be.src(params, w_end..rg.end), be.dst(wt, w_end..rg.end));
+    }
+}
+
 /// Frozen tables on the device.
 pub struct Fixed<B: Backend> {
     /// [T, D].
@@ -105,13 +135,27 @@ fn pair<T>(v: &mut [T], a: usize, b: usize) -> (&T, &mut T) {
 
 /// Runs the forward pass. Inputs must already be in `acts.img` and `acts.tfeat`;
 /// the result is left in `acts.out` [B, C, H, W].
-pub fn forward<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Buf, fixed: &Fixed<B>, acts: &mut Acts<B>, labels: &[usize]) {
+/// `wt`, when given, holds the Linear weights transposed (see [`transpose_weights`]).
+pub fn forward<B: Backend>(
+    be: &B,
+    cfg: &ModelConfig,
+    r: &Ranges,
+    params: &B::Buf,
+    wt: Option<&B::Buf>,
+    fixed: &Fixed<B>,
+    acts: &mut Acts<B>,
+    labels: &[usize],
+) {
     let (b, t, d, c, p, side) = (acts.batch, cfg.tokens(), cfg.hidden, cfg.in_channels, cfg.patch, cfg.input_size);
     let bt = b * t;
     let (m, kind, train) = (cfg.mlp_hidden(), norm_kind(cfg), acts.train);
     let m_in = if cfg.arch == Arch::Tit { 2 * m } else { m };
     let all = |x: &B::Buf| 0..be.len(x);
     let w = |rg: &Range<usize>| be.src(params, rg.clone());
+    let lin = |x: B::Src<'_>, rg: &Range<usize>, y: B::Dst<'_>, n: usize, i: usize, o: usize| match wt {
+        Some(wt) => be.linear_fwd_t(x, be.src(wt, rg.clone()), true, y, n, i, o),
+        None => be.linear_fwd(x, be.src(params, rg.clone()), true, y, n, i, o),
+    };
 
     // Embedders.
     be.patchify(
@@ -122,27 +166,18 @@ pub fn forward<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Bu
         side,
         p,
     );
-    be.linear_fwd(
+    lin(
         be.src(&acts.patches, all(&acts.patches)),
-        w(&r.x_emb),
-        true,
+        &r.x_emb,
         be.dst(&mut acts.hs[0], 0..bt * d),
         bt,
         cfg.patch_dim(),
         d,
     );
     be.add_rows(be.src(&fixed.pos_embed, 0..t * d), be.dst(&mut acts.hs[0], 0..bt * d), b, t, d);
-    be.linear_fwd(
-        be.src(&acts.tfeat, all(&acts.tfeat)),
-        w(&r.t0),
-        true,
-        be.dst(&mut acts.t_hid, 0..b * d),
-        b,
-        256,
-        d,
-    );
+    lin(be.src(&acts.tfeat, all(&acts.tfeat)), &r.t0, be.dst(&mut acts.t_hid, 0..b * d), b, 256, d);
     be.silu_fwd(be.src(&acts.t_hid, 0..b * d), be.dst(&mut acts.t_act, 0..b * d));
-    be.linear_fwd(be.src(&acts.t_act, 0..b * d), w(&r.t2), true, be.dst(&mut acts.cond, 0..b * d), b, d, d);
+    lin(be.src(&acts.t_act, 0..b * d), &r.t2, be.dst(&mut acts.cond, 0..b * d), b, d, d);
     if cfg.uses_labels() {
         be.embedding_fwd(w(&r.y_table), labels, be.dst(&mut acts.yemb, 0..b * d), d);
         be.add_assign(be.src(&acts.yemb, 0..b * d), be.dst(&mut acts.cond, 0..b * d));
@@ -153,7 +188,7 @@ pub fn forward<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Bu
     for (i, br) in r.blocks.iter().enumerate() {
         let ba = &mut acts.blocks[if train { i } else { 0 }];
         let (h_in, h_mid, h_out) = (h_index(train, i, 0), h_index(train, i, 1), h_index(train, i, 2));
-        be.linear_fwd(be.src(&acts.sc, 0..b * d), w(&br.ada), true, be.dst(&mut ba.ada, 0..b * 6 * d), b, d, 6 * d);
+        lin(be.src(&acts.sc, 0..b * d), &br.ada, be.dst(&mut ba.ada, 0..b * 6 * d), b, d, 6 * d);
         let stats1 = if train { Some(be.dst(&mut ba.stats1, 0..bt * 2)) } else { None };
         be.norm_mod_fwd(
             kind,
@@ -168,7 +203,7 @@ pub fn forward<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Bu
             t,
             d,
         );
-        be.linear_fwd(be.src(&ba.n1, 0..bt * d), w(&br.qkv), true, be.dst(&mut ba.qkv, 0..bt * 3 * d), bt, d, 3 * d);
+        lin(be.src(&ba.n1, 0..bt * d), &br.qkv, be.dst(&mut ba.qkv, 0..bt * 3 * d), bt, d, 3 * d);
         let cache = if train { Some(be.dst(&mut ba.cache, 0..dims.cache_len())) } else { None };
         be.attention_fwd(
             be.src(&ba.qkv, 0..bt * 3 * d),
@@ -178,7 +213,7 @@ pub fn forward<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Bu
             cache,
             dims,
         );
-        be.linear_fwd(be.src(&ba.att, 0..bt * d), w(&br.proj), true, be.dst(&mut ba.proj, 0..bt * d), bt, d, d);
+        lin(be.src(&ba.att, 0..bt * d), &br.proj, be.dst(&mut ba.proj, 0..bt * d), bt, d, d);
         if train {
             let (src, dst) = pair(&mut acts.hs, h_in, h_mid);
             be.copy(be.src(src, 0..bt * d), be.dst(dst, 0..bt * d));
@@ -207,12 +242,12 @@ pub fn forward<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Bu
             t,
             d,
         );
-        be.linear_fwd(be.src(&ba.n2, 0..bt * d), w(&br.mlp_in), true, be.dst(&mut ba.m1, 0..bt * m_in), bt, d, m_in);
+        lin(be.src(&ba.n2, 0..bt * d), &br.mlp_in, be.dst(&mut ba.m1, 0..bt * m_in), bt, d, m_in);
         match cfg.arch {
             Arch::Sit => be.gelu_tanh_fwd(be.src(&ba.m1, 0..bt * m), be.dst(&mut ba.m_act, 0..bt * m)),
             Arch::Tit => be.swiglu_fwd(be.src(&ba.m1, 0..bt * m_in), be.dst(&mut ba.m_act, 0..bt * m), bt, m),
         }
-        be.linear_fwd(be.src(&ba.m_act, 0..bt * m), w(&br.mlp_out), true, be.dst(&mut ba.m2, 0..bt * d), bt, m, d);
+        lin(be.src(&ba.m_act, 0..bt * m), &br.mlp_out, be.dst(&mut ba.m2, 0..bt * d), bt, m, d);
         if train {
             let (src, dst) = pair(&mut acts.hs, h_mid, h_out);
             be.copy(be.src(src, 0..bt * d), be.dst(dst, 0..bt * d));
@@ -231,15 +266,7 @@ pub fn forward<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Bu
 
     // Final layer.
     let h_last = h_index(train, cfg.depth, 0);
-    be.linear_fwd(
-        be.src(&acts.sc, 0..b * d),
-        w(&r.f_ada),
-        true,
-        be.dst(&mut acts.f_ada, 0..b * 2 * d),
-        b,
-        d,
-        2 * d,
-    );
+    lin(be.src(&acts.sc, 0..b * d), &r.f_ada, be.dst(&mut acts.f_ada, 0..b * 2 * d), b, d, 2 * d);
     let stats_f = if train { Some(be.dst(&mut acts.stats_f, 0..bt * 2)) } else { None };
     be.norm_mod_fwd(
         kind,
@@ -255,7 +282,7 @@ pub fn forward<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Bu
         d,
     );
     let pd = cfg.patch_dim();
-    be.linear_fwd(be.src(&acts.nf, 0..bt * d), w(&r.f_lin), true, be.dst(&mut acts.tok_out, 0..bt * pd), bt, d, pd);
+    lin(be.src(&acts.nf, 0..bt * d), &r.f_lin, be.dst(&mut acts.tok_out, 0..bt * pd), bt, d, pd);
     be.unpatchify(be.src(&acts.tok_out, 0..bt * pd), be.dst(&mut acts.out, 0..b * cfg.image_len()), b, c, side, p);
 }
 

@@ -156,6 +156,15 @@ impl<T: Elem> Backend for CpuBackend<T> {
     fn linear_fwd(&self, x: &[T], wb: &[T], has_bias: bool, y: &mut [T], n: usize, i: usize, o: usize) {
         self.install(|| linear::forward(x, wb, has_bias, y, n, i, o));
     }
+    fn prefers_transposed_weights(&self) -> bool {
+        true
+    }
+    fn linear_fwd_t(&self, x: &[T], wtb: &[T], has_bias: bool, y: &mut [T], n: usize, i: usize, o: usize) {
+        self.install(|| linear::forward_t(x, wtb, has_bias, y, n, i, o));
+    }
+    fn transpose(&self, src: &[T], dst: &mut [T], rows: usize, cols: usize) {
+        self.install(|| linear::transpose(src, dst, rows, cols));
+    }
     fn linear_bwd(&self, dy: &[T], x: &[T], wb: &[T], has_bias: bool, dx: Option<&mut [T]>, dwb: &mut [T], n: usize, i: usize, o: usize) {
         self.install(|| linear::backward(dy, x, wb, has_bias, dx, dwb, n, i, o));
     }
