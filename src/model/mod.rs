@@ -38,6 +38,8 @@ pub struct Model<B: Backend> {
     /// Inference copy of the parameters with every Linear weight transposed, for
     /// backends that prefer it; `None` when stale (any write to the parameters).
     weights_t: Option<B::Buf>,
+    /// Whether inference may build `weights_t` (costs one more parameter-sized buffer).
+    weight_cache: bool,
 }
 
 impl<B: Backend + Clone> Model<B> {
@@ -78,6 +80,7 @@ impl<B: Backend + Clone> Model<B> {
             scratch: None,
             train_labels: None,
             weights_t: None,
+            weight_cache: true,
         })
     }
 
@@ -204,7 +207,7 @@ impl<B: Backend + Clone> Model<B> {
         let (be, cfg, ranges, fixed) = (&self.backend, &self.cfg, &self.ranges, &self.fixed);
         // Inference with the model's own weights uses the transposed-weight cache when
         // the backend prefers it (built once, dropped on any parameter write).
-        let use_t = !train && external.is_none() && be.prefers_transposed_weights();
+        let use_t = self.weight_cache && !train && external.is_none() && be.prefers_transposed_weights();
         if use_t && self.weights_t.is_none() {
             if let Ok(mut wt) = be.zeros(self.layout.total()) {
                 let params = &self.params;
@@ -318,6 +321,17 @@ impl<B: Backend + Clone> Model<B> {
             dx.copy_from_slice(&v);
         }
         Ok(())
+    }
+
+    /// Enables (default) or disables the inference copy of the weights with every Linear
+    /// transposed. On the CPU it makes inference GEMMs markedly faster (SiT-S/2 batch 1:
+    /// 90 → 73 ms) at the cost of a second parameter-sized buffer; results differ from the
+    /// plain layout only by float rounding.
+    pub fn set_weight_cache(&mut self, enabled: bool) {
+        self.weight_cache = enabled;
+        if !enabled {
+            self.weights_t = None;
+        }
     }
 
     /// Frees the activation workspace (it is re-allocated on the next call).
