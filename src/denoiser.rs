@@ -9,6 +9,6 @@ pub trait Denoiser {
     fn sample_shape(&self) -> [usize; 3];
     /// Number of classes K; label K is the null (unconditional) class.
     fn num_classes(&self) -> usize;
-    /// x: [B, C, H, W]; t: [B]; labels: [B] in 0..=K; out: [B, C, H, W] (assign).
+    /// x: `[B, C, H, W]`; t: `[B]`; labels: `[B]` in 0..=K; out: `[B, C, H, W]` (assign).
     fn eval(&mut self, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()>;
 }

@@ -117,14 +117,14 @@ pub trait Backend: Send + Sync {
     fn add_assign(&self, src: Self::Src<'_>, dst: Self::Dst<'_>);
 
     // ---------------------------------------------------------------- linear algebra
-    /// y[n, o] = x[n, i] · W[o, i]ᵀ + b[o]; `wb` = [W | b], `has_bias` says if b is present.
+    /// `y[n, o] = x[n, i] · W[o, i]ᵀ + b[o]`; `wb` = `[W | b]`, `has_bias` says if b is present.
     fn linear_fwd(&self, x: Self::Src<'_>, wb: Self::Src<'_>, has_bias: bool, y: Self::Dst<'_>, n: usize, i: usize, o: usize);
     /// Whether [`Backend::linear_fwd_t`] beats [`Backend::linear_fwd`]: the model then
     /// keeps a transposed copy of its Linear weights for inference.
     fn prefers_transposed_weights(&self) -> bool {
         false
     }
-    /// y[n, o] = x[n, i] · Wt[i, o] + b[o] with the weight stored transposed: `wtb` =
+    /// `y[n, o] = x[n, i] · Wt[i, o] + b[o]` with the weight stored transposed: `wtb` =
     /// [Wt (i×o) | b]. Called only when [`Backend::prefers_transposed_weights`].
     fn linear_fwd_t(&self, _x: Self::Src<'_>, _wtb: Self::Src<'_>, _has_bias: bool, _y: Self::Dst<'_>, _n: usize, _i: usize, _o: usize) {
         unreachable!("linear_fwd_t is only called on backends that prefer transposed weights")
@@ -135,7 +135,7 @@ pub trait Backend: Send + Sync {
         unreachable!("transpose is only called on backends that prefer transposed weights")
     }
     /// Backward of `linear_fwd`: dx[n, i] = dy · W (assign, skipped if `dx` is None);
-    /// dW[o, i] += dyᵀ · x and db[o] += Σₙ dy (accumulate into `dwb` = [dW | db]).
+    /// `dW[o, i] += dyᵀ · x` and `db[o] += Σₙ dy` (accumulate into `dwb` = `[dW | db]`).
     fn linear_bwd(
         &self,
         dy: Self::Src<'_>,
@@ -253,9 +253,9 @@ pub trait Backend: Send + Sync {
     fn unpatchify_bwd(&self, dout: Self::Src<'_>, dtok: Self::Dst<'_>, b: usize, c: usize, side: usize, p: usize);
     /// x[b·T + t, :] += rows[t, :] for every b. x: [B·T, D]; rows: [T, D].
     fn add_rows(&self, rows: Self::Src<'_>, x: Self::Dst<'_>, b: usize, t: usize, d: usize);
-    /// out[b, :] = table[labels[b], :] (assign). table: [K+1, D]; out: [B, D].
+    /// `out[b, :] = table[labels[b], :]` (assign). table: `[K+1, D]`; out: `[B, D]`.
     fn embedding_fwd(&self, table: Self::Src<'_>, labels: &[usize], out: Self::Dst<'_>, d: usize);
-    /// dtable[labels[b], :] += dout[b, :], in batch order (deterministic).
+    /// `dtable[labels[b], :] += dout[b, :]`, in batch order (deterministic).
     fn embedding_bwd(&self, dout: Self::Src<'_>, labels: &[usize], dtable: Self::Dst<'_>, d: usize);
 
     // ---------------------------------------------------------------- optimizer

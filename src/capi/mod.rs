@@ -2,7 +2,7 @@
 //! module by cbindgen in `build.rs`).
 //!
 //! This file holds what every exported function shares: the status codes, the
-//! thread-local last error, the panic boundary ([`call`]), the per-handle callbacks and
+//! thread-local last error, the panic boundary (`call`), the per-handle callbacks and
 //! the library-level queries (versions, backends, system info). One concept per file:
 //! * [`params`] — versioned `struct_size` structs and the enum / pointer checks;
 //! * [`model`] — the model handle: create, load, save, info, raw forward;

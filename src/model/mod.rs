@@ -237,7 +237,7 @@ impl<B: Backend + Clone> Model<B> {
         Ok(())
     }
 
-    /// Inference: out = F(x, t, labels). x, out: [B, C, H, W]; t: [B]; labels: [B] in 0..=K.
+    /// Inference: out = F(x, t, labels). x, out: `[B, C, H, W]`; t: `[B]`; labels: `[B]` in 0..=K.
     pub fn forward(&mut self, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
         self.host_forward(None, x, t, labels, out, false)
     }

@@ -1,5 +1,5 @@
 //! CPU backend: flat `Vec<T>` buffers, one rayon pool per backend instance, GEMMs from
-//! the `gemm` crate parallelised inside that pool (see [`gemm`] for why not
+//! the `gemm` crate parallelised inside that pool (see `gemm.rs` for why not
 //! matrixmultiply), vectorised elementwise math ([`vmath`]).
 //! Generic over the element type so the same ops run in f64 for finite-difference
 //! gradient checks. No op splits a reduction across threads, so results are
