@@ -11,9 +11,6 @@ fn main() {
     let name = args.get(2).map(String::as_str).unwrap_or("SiT-S/2");
     let batch: usize = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(1);
     let reps: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5);
-    if let Some(v) = std::env::var("UCGM_RHS_PACK").ok().and_then(|v| v.parse().ok()) {
-        gemm::set_rhs_packing_threshold(v);
-    }
     let cfg = ModelConfig::from_name(name, 32, 4, 1000).expect("model name");
     let mut m = Model::init(cfg.clone(), CpuBackend::<f32>::new(0).expect("pool"), 0).expect("model");
     let mut rng = Rng::new(1);
