@@ -574,6 +574,20 @@ fn plan() {
     }
 }
 
+/// The row text of a case that failed on the device; an allocation failure says so
+/// with the case's memory estimate.
+fn failure_note(case: &Case, e: &ucgm::Error) -> String {
+    let msg = e.to_string();
+    if msg.contains("OUT_OF_MEMORY") || msg.to_ascii_lowercase().contains("out of memory") {
+        format!(
+            "FAILED: out of device memory (estimated ≈ {:.1} GiB for this case): {msg}",
+            estimated_device_bytes(case) / GIB
+        )
+    } else {
+        format!("FAILED: {msg}")
+    }
+}
+
 /// Runs every case and prints its row as soon as it is measured. Returns whether every
 /// runnable case ran.
 fn summary(device: &DeviceInfo, params: &mut ParamCache) -> bool {
@@ -585,7 +599,7 @@ fn summary(device: &DeviceInfo, params: &mut ParamCache) -> bool {
             Some(why) => Err(why),
             None => measure(&case, device, params, warmups, runs).map_err(|e| {
                 all_ran = false;
-                format!("FAILED: {e}")
+                failure_note(&case, &e)
             }),
         };
         print_row(&case, &result);
@@ -614,7 +628,7 @@ fn criterion_benches(device: &DeviceInfo, params: &mut ParamCache) -> bool {
             let mut runner = match prepare(&case, device, params, 1) {
                 Ok(r) => r,
                 Err(e) => {
-                    println!("{}: FAILED: {e}", case.title());
+                    println!("{}: {}", case.title(), failure_note(&case, &e));
                     all_ran = false;
                     continue;
                 }
