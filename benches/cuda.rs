@@ -1,10 +1,10 @@
 //! CUDA benchmarks (feature `cuda`): `cuda_forward` of SiT-S/2, B/2 and XL/2 (standard
 //! DiT shapes) at batch 256 on a 4×32×32 latent with 1000 classes, and `cuda_train_step`
 //! (forward + backward + AdamW) of XL/2 at batch 64, in every precision of
-//! [`PRECISIONS`]: float32 with TF32 off, TF32 (`CudaOptions { tf32: true }`), and bf16,
-//! which the CUDA backend does not have yet — its rows say "bf16: not implemented" and show
-//! the PyTorch numbers it will be held to. Adding a precision is one variant of
-//! [`Precision`] and its `cuda_options`.
+//! [`PRECISIONS`]: float32 with TF32 off, TF32 (`CudaOptions { tf32: true }`), and bf16
+//! mixed precision (`CudaOptions { bf16: true }`: bf16 products with f32 accumulation, f32
+//! master weights). Adding a precision is one variant of [`Precision`] and its
+//! `cuda_options`.
 //!
 //! Timing: every case gets a fresh backend (the compiled kernels are cached per process)
 //! and a warm-up run first (cuBLAS heuristics, memory-pool growth); each timed run sits
@@ -95,9 +95,15 @@ impl Precision {
     /// The backend options that run this precision, or why it cannot run.
     fn cuda_options(self) -> Result<CudaOptions, &'static str> {
         match self {
-            Precision::F32 => Ok(CudaOptions { tf32: false }),
-            Precision::Tf32 => Ok(CudaOptions { tf32: true }),
-            Precision::Bf16 => Err("not implemented"),
+            Precision::F32 => Ok(CudaOptions::default()),
+            Precision::Tf32 => Ok(CudaOptions {
+                tf32: true,
+                ..CudaOptions::default()
+            }),
+            Precision::Bf16 => Ok(CudaOptions {
+                bf16: true,
+                ..CudaOptions::default()
+            }),
         }
     }
 }

@@ -154,6 +154,74 @@ fn reference_outputs_reproduced() {
     }
 }
 
+/// bf16 mixed precision reproduces the reference tensors within rel-L2 1e-2 (the issue's
+/// bf16 bound), and is measurably not f32 (so the bf16 path really ran).
+#[test]
+fn bf16_reference_outputs_reproduced() {
+    let Some(be) = gpu_with("bf16_reference_outputs_reproduced", bf16_options()) else {
+        return;
+    };
+    for prefix in ["sit", "tit"] {
+        let mut model = Model::load(reference(&format!("{prefix}_tiny_weights.safetensors")), be.clone(), Some(4)).unwrap();
+        let f = TensorFile::open(reference(&format!("{prefix}_tiny_sampler.safetensors"))).unwrap();
+        let (_, z) = f.f32("z").unwrap();
+        let labels: Vec<usize> = f.i64("y").unwrap().1.iter().map(|&v| v as usize).collect();
+        let mut out = vec![f32::NAN; z.len()];
+        for tname in ["0.0", "0.25", "0.5", "0.999", "1.0"] {
+            let tv: f32 = tname.parse().unwrap();
+            model.forward(&z, &[tv, tv], &labels, &mut out).unwrap();
+            let (_, want) = f.f32(&format!("F_t{tname}")).unwrap();
+            let e = rel_l2(&out, &want);
+            eprintln!("{prefix} bf16 F_t{tname}: rel-L2 {e:.3e}");
+            assert!(e <= 1e-2, "{prefix} bf16 F_t{tname}: rel-L2 {e:.3e}");
+            assert!(e > 1e-5, "{prefix} bf16 F_t{tname}: rel-L2 {e:.3e} is f32 accuracy: the bf16 path did not run");
+        }
+    }
+}
+
+/// bf16 mixed precision on the whole tiny networks against the f32 CPU: the output within
+/// the bf16 threshold of design.md §5.3 (NMSE 1e-4); ∂L/∂x and the parameter gradients
+/// within NMSE 1e-3 (rel-L2 ≈ 3%). The gradient bound is wider because the backward
+/// chains twice as many rounded products as the forward (each backward product rounds
+/// both the incoming gradient and a weight or activation to 8 significant bits), and the
+/// op-level tests in cuda_ops.rs already pin the bf16 products exactly (equal to the f32
+/// op on bf16-rounded operands at the f32 threshold); this test checks that the whole
+/// network runs in bf16 without error growth beyond bf16 rounding.
+const BF16_WHOLE_BACKWARD: f64 = 1e-3;
+
+#[test]
+fn bf16_forward_and_gradients_close_to_f32() {
+    let Some(be) = gpu_with("bf16_forward_and_gradients_close_to_f32", bf16_options()) else {
+        return;
+    };
+    for arch in [Arch::Sit, Arch::Tit] {
+        let cfg = ModelConfig::reference_tiny(arch);
+        let params = random_params(&cfg, 41);
+        let mut gm = Model::from_params(cfg.clone(), be.clone(), &params).unwrap();
+        let mut cm = Model::from_params(cfg.clone(), cpu(), &params).unwrap();
+        let b = 3;
+        let n = b * cfg.image_len();
+        let (x, dout) = (randn(42, n), randn(43, n));
+        let (t, labels) = ([0.05f32, 0.5, 0.97], [0usize, cfg.num_classes, 1]);
+        let (mut og, mut oc) = (vec![f32::NAN; n], vec![0f32; n]);
+        gm.zero_grads().unwrap();
+        cm.zero_grads().unwrap();
+        gm.forward_train(&x, &t, &labels, &mut og).unwrap();
+        cm.forward_train(&x, &t, &labels, &mut oc).unwrap();
+        assert_nmse(&format!("{arch:?} bf16 output"), &og, &oc, BF16);
+        let (mut dg, mut dc) = (vec![f32::NAN; n], vec![0f32; n]);
+        gm.backward(&dout, Some(&mut dg)).unwrap();
+        cm.backward(&dout, Some(&mut dc)).unwrap();
+        assert_nmse(&format!("{arch:?} bf16 dx"), &dg, &dc, BF16_WHOLE_BACKWARD);
+        assert_nmse(
+            &format!("{arch:?} bf16 all gradients"),
+            &gm.read_grads().unwrap(),
+            &cm.read_grads().unwrap(),
+            BF16_WHOLE_BACKWARD,
+        );
+    }
+}
+
 #[test]
 fn sampling_matches_cpu_and_reference() {
     let Some(be) = gpu("sampling_matches_cpu_and_reference") else { return };

@@ -23,7 +23,8 @@
 //   a barrier interval threads run one after another in that order, so a missing barrier
 //   shows as a wrong result in at least one order. A barrier some threads can never reach (deadlock) is a
 //   launch failure (CUDA_ERROR_LAUNCH_FAILED, sticky, like a device fault).
-// * cuBLAS: column-major sgemm and strided-batched sgemm with cuBLAS's argument checks
+// * cuBLAS: column-major sgemm, strided-batched sgemm and their GemmEx forms (bf16 or f32
+//   inputs, f32 output and compute) with cuBLAS's argument checks
 //   (leading dimensions, sizes) and its beta = 0 rule (C is not read). Products accumulate
 //   in f64 and round once (at least as accurate as cuBLAS, so a mismatch is a logic error,
 //   not rounding); the math mode (TF32) is recorded and ignored.
@@ -970,9 +971,19 @@ EXPORT cublasStatus_t cublasSetWorkspace_v2(BlasHandle* h, void* ws, size_t byte
     return h ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_NOT_INITIALIZED;
 }
 
+// Operand element loaders: f32, and bf16 given as its 16 bits.
+static inline float load(const float* p, size_t i) { return p[i]; }
+static inline float load(const uint16_t* p, size_t i) {
+    const uint32_t u = (uint32_t)p[i] << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
 // Column-major C[m×n] = alpha·op(A)[m×k]·op(B)[k×n] + beta·C, with cuBLAS's argument checks.
-static cublasStatus_t sgemm_checked(int ta, int tb, int m, int n, int k, float alpha, const float* a, int lda, const float* b, int ldb,
-                                    float beta, float* c, int ldc) {
+template <class TA, class TB>
+static cublasStatus_t gemm_checked(int ta, int tb, int m, int n, int k, float alpha, const TA* a, int lda, const TB* b, int ldb, float beta,
+                                   float* c, int ldc) {
     if ((ta != CUBLAS_OP_N && ta != CUBLAS_OP_T) || (tb != CUBLAS_OP_N && tb != CUBLAS_OP_T)) return CUBLAS_STATUS_INVALID_VALUE;
     if (m < 0 || n < 0 || k < 0) return CUBLAS_STATUS_INVALID_VALUE;
     if (lda < std::max(1, ta == CUBLAS_OP_N ? m : k)) return CUBLAS_STATUS_INVALID_VALUE;
@@ -983,8 +994,8 @@ static cublasStatus_t sgemm_checked(int ta, int tb, int m, int n, int k, float a
         for (int i = 0; i < m; i++) {
             double acc = 0.0;
             for (int l = 0; l < k; l++) {
-                const float av = ta == CUBLAS_OP_N ? a[i + (size_t)l * lda] : a[l + (size_t)i * lda];
-                const float bv = tb == CUBLAS_OP_N ? b[l + (size_t)j * ldb] : b[j + (size_t)l * ldb];
+                const float av = ta == CUBLAS_OP_N ? load(a, i + (size_t)l * lda) : load(a, l + (size_t)i * lda);
+                const float bv = tb == CUBLAS_OP_N ? load(b, l + (size_t)j * ldb) : load(b, j + (size_t)l * ldb);
                 acc += (double)av * bv;
             }
             float& out = c[i + (size_t)j * ldc];
@@ -1000,7 +1011,7 @@ EXPORT cublasStatus_t cublasSgemm_v2(BlasHandle* h, int ta, int tb, int m, int n
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
     if (sticky()) return CUBLAS_STATUS_NOT_SUPPORTED;
-    return sgemm_checked(ta, tb, m, n, k, *alpha, a, lda, b, ldb, *beta, c, ldc);
+    return gemm_checked(ta, tb, m, n, k, *alpha, a, lda, b, ldb, *beta, c, ldc);
 }
 
 EXPORT cublasStatus_t cublasSgemmStridedBatched(BlasHandle* h, int ta, int tb, int m, int n, int k, const float* alpha, const float* a, int lda,
@@ -1010,8 +1021,48 @@ EXPORT cublasStatus_t cublasSgemmStridedBatched(BlasHandle* h, int ta, int tb, i
     if (!alpha || !beta || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
     if (sticky()) return CUBLAS_STATUS_NOT_SUPPORTED;
     for (int i = 0; i < batch; i++) {
-        cublasStatus_t s = sgemm_checked(ta, tb, m, n, k, *alpha, a + i * sa, lda, b + i * sb, ldb, *beta, c + i * sc, ldc);
+        cublasStatus_t s = gemm_checked(ta, tb, m, n, k, *alpha, a + i * sa, lda, b + i * sb, ldb, *beta, c + i * sc, ldc);
         if (s != CUBLAS_STATUS_SUCCESS) return s;
     }
     return CUBLAS_STATUS_SUCCESS;
+}
+
+// cublasGemmEx / cublasGemmStridedBatchedEx for the combinations ucgm uses: A and B both
+// f32 or both bf16 (CUDA_R_32F = 0, CUDA_R_16BF = 14), C f32, f32 compute
+// (CUBLAS_COMPUTE_32F = 68 or its TF32 variant 77), host f32 alpha and beta.
+enum : int { CUDA_R_32F = 0, CUDA_R_16BF = 14, CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_TF32 = 77 };
+
+static cublasStatus_t gemm_ex_batched(int ta, int tb, int m, int n, int k, const void* alpha, const void* a, int atype, int lda, long long sa,
+                                      const void* b, int btype, int ldb, long long sb, const void* beta, void* c, int ctype, int ldc,
+                                      long long sc, int batch, int compute) {
+    if (!alpha || !beta || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
+    if (ctype != CUDA_R_32F || atype != btype || (atype != CUDA_R_32F && atype != CUDA_R_16BF)) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_TF32) return CUBLAS_STATUS_NOT_SUPPORTED;
+    if (sticky()) return CUBLAS_STATUS_NOT_SUPPORTED;
+    const float al = *(const float*)alpha, be = *(const float*)beta;
+    for (int i = 0; i < batch; i++) {
+        cublasStatus_t s;
+        float* ci = (float*)c + i * sc;
+        if (atype == CUDA_R_16BF)
+            s = gemm_checked(ta, tb, m, n, k, al, (const uint16_t*)a + i * sa, lda, (const uint16_t*)b + i * sb, ldb, be, ci, ldc);
+        else
+            s = gemm_checked(ta, tb, m, n, k, al, (const float*)a + i * sa, lda, (const float*)b + i * sb, ldb, be, ci, ldc);
+        if (s != CUBLAS_STATUS_SUCCESS) return s;
+    }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+EXPORT cublasStatus_t cublasGemmEx(BlasHandle* h, int ta, int tb, int m, int n, int k, const void* alpha, const void* a, int atype, int lda,
+                                   const void* b, int btype, int ldb, const void* beta, void* c, int ctype, int ldc, int compute, int algo) {
+    (void)algo;
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    return gemm_ex_batched(ta, tb, m, n, k, alpha, a, atype, lda, 0, b, btype, ldb, 0, beta, c, ctype, ldc, 0, 1, compute);
+}
+
+EXPORT cublasStatus_t cublasGemmStridedBatchedEx(BlasHandle* h, int ta, int tb, int m, int n, int k, const void* alpha, const void* a, int atype,
+                                                 int lda, long long sa, const void* b, int btype, int ldb, long long sb, const void* beta, void* c,
+                                                 int ctype, int ldc, long long sc, int batch, int compute, int algo) {
+    (void)algo;
+    if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
+    return gemm_ex_batched(ta, tb, m, n, k, alpha, a, atype, lda, sa, b, btype, ldb, sb, beta, c, ctype, ldc, sc, batch, compute);
 }
