@@ -269,7 +269,7 @@ impl CudaBackend {
 impl CudaBackend {
     /// bf16 mixed-precision product: both operands' spans are rounded to bf16 copies
     /// (kernel `f32_to_bf16`, stream-ordered temporaries), then each planned call runs as
-    /// cublasGemmEx / cublasGemmStridedBatchedEx with bf16 inputs, f32 output and f32
+    /// cublasGemmStridedBatchedEx with bf16 inputs, f32 output and f32
     /// accumulation (`CUBLAS_COMPUTE_32F`). A span may include elements the product does
     /// not read (the other heads' columns of `qkv`, say): they are converted too, which
     /// costs bandwidth but never correctness.
@@ -318,56 +318,33 @@ impl CudaBackend {
             // SAFETY: a16 / b16 address the bf16 copies of spans the calling op checked
             // against its views; C is the f32 output the op checked; alpha and beta are
             // host f32 scalars, as CUBLAS_COMPUTE_32F requires.
+            // Always the strided-batched form: batch 1 is a plain GEMM.
             let res = unsafe {
-                if c.batch == 1 {
-                    cublas_result::gemm_ex(
-                        handle,
-                        c.transa.cublas(),
-                        c.transb.cublas(),
-                        c.m,
-                        c.n,
-                        c.k,
-                        al,
-                        a16 as *const _,
-                        bf16,
-                        c.lda,
-                        b16 as *const _,
-                        bf16,
-                        c.ldb,
-                        be,
-                        c.c as *mut _,
-                        f32t,
-                        c.ldc,
-                        compute,
-                        algo,
-                    )
-                } else {
-                    cublas_result::gemm_strided_batched_ex(
-                        handle,
-                        c.transa.cublas(),
-                        c.transb.cublas(),
-                        c.m,
-                        c.n,
-                        c.k,
-                        al,
-                        a16 as *const _,
-                        bf16,
-                        c.lda,
-                        c.stride_a,
-                        b16 as *const _,
-                        bf16,
-                        c.ldb,
-                        c.stride_b,
-                        be,
-                        c.c as *mut _,
-                        f32t,
-                        c.ldc,
-                        c.stride_c,
-                        c.batch,
-                        compute,
-                        algo,
-                    )
-                }
+                cublas_result::gemm_strided_batched_ex(
+                    handle,
+                    c.transa.cublas(),
+                    c.transb.cublas(),
+                    c.m,
+                    c.n,
+                    c.k,
+                    al,
+                    a16 as *const _,
+                    bf16,
+                    c.lda,
+                    c.stride_a,
+                    b16 as *const _,
+                    bf16,
+                    c.ldb,
+                    c.stride_b,
+                    be,
+                    c.c as *mut _,
+                    f32t,
+                    c.ldc,
+                    c.stride_c,
+                    c.batch,
+                    compute,
+                    algo,
+                )
             };
             if let Err(e) = res {
                 drop(blas);
