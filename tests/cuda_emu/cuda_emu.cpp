@@ -8,7 +8,9 @@
 // What is emulated, and how faithfully:
 // * Device memory is host memory: a CUdeviceptr is the host address. Stream-ordered and
 //   plain allocations are filled with 0xFF bytes (NaN as f32/f64), as uninitialised device
-//   memory would hold garbage; `alloc_zeros` clears them like on a GPU. Every operation runs
+//   memory would hold garbage; `alloc_zeros` clears them like on a GPU. Each allocation
+//   ends at a page boundary followed by a guard page, so a kernel or GEMM that reads or
+//   writes past a buffer's end faults at once, and the report names the kernel. Every operation runs
 //   synchronously, in issue order, which is one legal schedule of a single stream.
 // * NVRTC compiles the CUDA C++ source with the host C++ compiler (`c++`, or
 //   $UCGM_CUDA_EMU_CXX) after emu_kernel.hpp, into a shared object cached by content hash;
@@ -31,13 +33,14 @@
 // * Launch limits are checked: block ≤ 1024 threads, grid y/z ≤ 65535, no zero sizes.
 //
 // Not emulated: concurrency between streams, timing, memory limits (the device reports
-// 16 GiB), out-of-bounds detection (a wild pointer crashes the test process, which is
-// still a failure), CUDA graphs.
+// 16 GiB), accesses before a buffer's start that stay inside its first page, CUDA graphs.
 //
 // Every entry point is `extern "C"` with the driver's ABI (integers and pointers); the
 // handful of CUDA enum values used are spelled out below.
 
 #include <dlfcn.h>
+#include <signal.h>
+#include <sys/mman.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -298,8 +301,18 @@ static bool run_block(const Module* m, int n, Dim bd, std::string& err) {
 
 // ------------------------------------------------------------------ memory
 
+// Every allocation gets pages of its own, its last byte at the end of its last page and
+// an inaccessible guard page after it (and one before): a kernel or a GEMM reading or
+// writing past the end of a buffer faults at once instead of corrupting a neighbour, and
+// the SIGSEGV handler below names the kernel and the allocation.
+struct Alloc {
+    char* map;         // the whole mapping, guards included
+    size_t map_bytes;  // its length
+    size_t bytes;      // what was asked for
+};
+
 static std::mutex g_mem_mutex;
-static std::map<uintptr_t, size_t> g_allocs;
+static std::map<uintptr_t, Alloc> g_allocs;  // by user address
 static size_t g_allocated = 0;
 static const size_t DEVICE_BYTES = 16ull << 30;
 
@@ -307,13 +320,21 @@ static CUresult mem_alloc(CUdeviceptr* dptr, size_t bytes) {
     if (!dptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
     std::lock_guard<std::mutex> lock(g_mem_mutex);
     if (g_allocated + bytes > DEVICE_BYTES) return CUDA_ERROR_OUT_OF_MEMORY;
-    size_t rounded = (bytes + 255) & ~(size_t)255;
-    void* p = aligned_alloc(256, rounded);
-    if (!p) return CUDA_ERROR_OUT_OF_MEMORY;
-    memset(p, 0xFF, rounded);  // uninitialised device memory: NaN as f32 / f64
-    g_allocs[(uintptr_t)p] = rounded;
-    g_allocated += rounded;
-    *dptr = (CUdeviceptr)(uintptr_t)p;
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t rounded = (bytes + 7) & ~(size_t)7;  // 8-byte aligned start
+    const size_t data_pages = (rounded + page - 1) / page;
+    const size_t map_bytes = (data_pages + 2) * page;
+    char* m = (char*)mmap(nullptr, map_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return CUDA_ERROR_OUT_OF_MEMORY;
+    if (mprotect(m, page, PROT_NONE) != 0 || mprotect(m + (data_pages + 1) * page, page, PROT_NONE) != 0) {
+        munmap(m, map_bytes);
+        return CUDA_ERROR_OUT_OF_MEMORY;
+    }
+    char* user = m + (data_pages + 1) * page - rounded;
+    memset(user, 0xFF, rounded);  // uninitialised device memory: NaN as f32 / f64
+    g_allocs[(uintptr_t)user] = Alloc{m, map_bytes, bytes};
+    g_allocated += bytes;
+    *dptr = (CUdeviceptr)(uintptr_t)user;
     return CUDA_SUCCESS;
 }
 
@@ -322,9 +343,9 @@ static CUresult mem_free(CUdeviceptr dptr) {
     std::lock_guard<std::mutex> lock(g_mem_mutex);
     auto it = g_allocs.find((uintptr_t)dptr);
     if (it == g_allocs.end()) return CUDA_ERROR_INVALID_VALUE;
-    g_allocated -= it->second;
+    g_allocated -= it->second.bytes;
+    munmap(it->second.map, it->second.map_bytes);
     g_allocs.erase(it);
-    free((void*)(uintptr_t)dptr);
     return CUDA_SUCCESS;
 }
 
@@ -334,8 +355,59 @@ static bool mem_valid(CUdeviceptr p, size_t bytes) {
     auto it = g_allocs.upper_bound((uintptr_t)p);
     if (it == g_allocs.begin()) return false;
     --it;
-    return (uintptr_t)p >= it->first && (uintptr_t)p + bytes <= it->first + it->second;
+    return (uintptr_t)p >= it->first && (uintptr_t)p + bytes <= it->first + it->second.bytes;
 }
+
+// What the emulator is running on this thread (a kernel name or a cuBLAS call), for the
+// fault report. Initial-exec TLS: readable from a signal handler.
+static __thread const char* t_activity __attribute__((tls_model("initial-exec"))) = nullptr;
+static struct sigaction g_previous_segv;
+
+// Reports an emulated device's invalid access, then hands the fault to the previous
+// handler (the Rust runtime's, which ends the process) by restoring it and returning, so
+// the faulting instruction runs again under it.
+static void on_segv(int sig, siginfo_t* info, void* ctx) {
+    (void)ctx;
+    const char* what = t_activity;
+    if (what) {
+        char msg[512];
+        const uintptr_t addr = (uintptr_t)info->si_addr;
+        int n = snprintf(msg, sizeof msg, "[cuda-emu] %s: invalid device memory access at 0x%lx", what, (unsigned long)addr);
+        if (g_mem_mutex.try_lock()) {
+            auto it = g_allocs.upper_bound(addr);
+            if (it != g_allocs.begin()) {
+                --it;
+                if (addr >= it->first)
+                    n += snprintf(msg + n, sizeof msg - n, " (%lu bytes past the start of a %lu-byte allocation)", (unsigned long)(addr - it->first),
+                                  (unsigned long)it->second.bytes);
+            }
+            g_mem_mutex.unlock();
+        }
+        snprintf(msg + n, sizeof msg - n, "\n");
+        ssize_t w = write(2, msg, strlen(msg));
+        (void)w;
+    }
+    sigaction(sig, &g_previous_segv, nullptr);
+}
+
+static void install_fault_report() {
+    static std::once_flag once;
+    std::call_once(once, [] {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_segv;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGSEGV, &sa, &g_previous_segv);
+    });
+}
+
+// Marks what this thread runs for the duration of a scope.
+struct Activity {
+    const char* saved;
+    explicit Activity(const char* what) : saved(t_activity) { t_activity = what; }
+    ~Activity() { t_activity = saved; }
+};
 
 // ------------------------------------------------------------------ driver API
 
@@ -347,6 +419,7 @@ static char g_pool;         // its address is the default memory pool handle
 
 EXPORT CUresult cuInit(unsigned flags) {
     (void)flags;
+    install_fault_report();
     g_initialised = true;
     read_order();
     return CUDA_SUCCESS;
@@ -758,6 +831,8 @@ EXPORT CUresult cuLaunchKernel(CUfunction fn, unsigned gx, unsigned gy, unsigned
     *m->grid_dim = Dim{gx, gy, gz};
     g_func = f;
     g_params = params;
+    std::string label = "kernel " + f->name;
+    Activity activity(label.c_str());
     const unsigned long long blocks = (unsigned long long)gx * gy * gz;
     std::vector<unsigned long long> block_perm;
     if (g_order == ORDER_RANDOM) {
@@ -1011,6 +1086,7 @@ EXPORT cublasStatus_t cublasSgemm_v2(BlasHandle* h, int ta, int tb, int m, int n
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!alpha || !beta) return CUBLAS_STATUS_INVALID_VALUE;
     if (sticky()) return CUBLAS_STATUS_NOT_SUPPORTED;
+    Activity activity("cublasSgemm");
     return gemm_checked(ta, tb, m, n, k, *alpha, a, lda, b, ldb, *beta, c, ldc);
 }
 
@@ -1020,6 +1096,7 @@ EXPORT cublasStatus_t cublasSgemmStridedBatched(BlasHandle* h, int ta, int tb, i
     if (!h) return CUBLAS_STATUS_NOT_INITIALIZED;
     if (!alpha || !beta || batch < 0) return CUBLAS_STATUS_INVALID_VALUE;
     if (sticky()) return CUBLAS_STATUS_NOT_SUPPORTED;
+    Activity activity("cublasSgemmStridedBatched");
     for (int i = 0; i < batch; i++) {
         cublasStatus_t s = gemm_checked(ta, tb, m, n, k, *alpha, a + i * sa, lda, b + i * sb, ldb, *beta, c + i * sc, ldc);
         if (s != CUBLAS_STATUS_SUCCESS) return s;
@@ -1040,6 +1117,7 @@ static cublasStatus_t gemm_ex_batched(int ta, int tb, int m, int n, int k, const
     if (compute != CUBLAS_COMPUTE_32F && compute != CUBLAS_COMPUTE_32F_FAST_TF32) return CUBLAS_STATUS_NOT_SUPPORTED;
     if (sticky()) return CUBLAS_STATUS_NOT_SUPPORTED;
     const float al = *(const float*)alpha, be = *(const float*)beta;
+    Activity activity("cublasGemmEx / cublasGemmStridedBatchedEx");
     for (int i = 0; i < batch; i++) {
         cublasStatus_t s;
         float* ci = (float*)c + i * sc;
