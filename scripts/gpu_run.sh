@@ -7,8 +7,8 @@
 #     scripts/gpu_run.sh
 #
 # builds the CUDA test binaries (`cargo test --release --features cuda --no-run`: every
-# tests/cuda_*.rs plus the library's unit tests, whose backend::cuda ones compile the
-# kernels with NVRTC), strips their debug info, and stages them in .gpu/ (git-ignored)
+# tests/cuda_*.rs, tests/capi_backend.rs (CUDA handles through the C ABI), plus the
+# library's unit tests, whose backend::cuda ones compile the kernels with NVRTC), strips their debug info, and stages them in .gpu/ (git-ignored)
 # with a copy of ../shared/reference and .gpu/run.sh. Then, with the device tool:
 #
 #     run(command="bash .gpu/run.sh", carry=[".gpu"], timeout_s=420)
@@ -32,7 +32,7 @@ rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/reference"
 
 echo "building CUDA test binaries (release, feature cuda)…" >&2
-cargo test --release --features cuda --no-run --message-format=json --lib --test 'cuda_*' >"$stage/build.json"
+cargo test --release --features cuda --no-run --message-format=json --lib --test 'cuda_*' --test capi_backend >"$stage/build.json"
 
 # Test executables: compiler artifacts built with the test profile flag.
 mapfile -t exes < <(jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null) | .executable' "$stage/build.json")

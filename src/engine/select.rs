@@ -213,24 +213,30 @@ impl Selection {
     }
 }
 
+/// The CUDA backend `req` asks for, or why it cannot be had (the text of
+/// [`cuda_availability`] when the probe fails; the backend probes first).
 #[cfg(feature = "cuda")]
-fn cuda_backend(req: &BackendRequest) -> Result<AnyBackend> {
+fn cuda_backend(req: &BackendRequest) -> std::result::Result<AnyBackend, String> {
     let options = CudaOptions { tf32: req.tf32 };
-    Ok(AnyBackend::Cuda(CudaBackend::with_options(req.device, options)?))
+    match CudaBackend::with_options(req.device, options) {
+        Ok(b) => Ok(AnyBackend::Cuda(b)),
+        Err(Error::Backend(why)) => Err(why),
+        Err(other) => Err(other.to_string()),
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
-fn cuda_backend(_req: &BackendRequest) -> Result<AnyBackend> {
-    Err(Error::Backend(CUDA_NOT_BUILT.into()))
+fn cuda_backend(_req: &BackendRequest) -> std::result::Result<AnyBackend, String> {
+    Err(CUDA_NOT_BUILT.into())
 }
 
 /// Builds the backend `req` asks for.
 /// * `cpu`: the CPU backend with `req.threads` workers.
 /// * `cuda`: the CUDA backend on `req.device`, or [`Error::Backend`] "CUDA backend not
-///   available: <reason>" when a library does not load, there is no such device, or
-///   the build has no CUDA backend.
-/// * `auto`: CUDA when it can be used (the probe succeeds and the backend starts), else
-///   the CPU, with the reason kept in [`Selection::cuda_unavailable`].
+///   available: <reason>" when a library does not load, there is no such device, the
+///   backend does not start, or the build has no CUDA backend.
+/// * `auto`: CUDA when that succeeds, else the CPU, with the reason kept in
+///   [`Selection::cuda_unavailable`].
 pub fn select(req: &BackendRequest) -> Result<Selection> {
     let chosen = |backend, cuda_unavailable| Selection {
         backend,
@@ -239,24 +245,14 @@ pub fn select(req: &BackendRequest) -> Result<Selection> {
     };
     match req.choice {
         BackendChoice::Cpu => Ok(chosen(AnyBackend::cpu(req.threads)?, None)),
-        BackendChoice::Cuda => {
-            cuda_availability(req.device).map_err(|why| Error::Backend(format!("CUDA backend not available: {why}")))?;
-            let backend = cuda_backend(req).map_err(|e| match e {
-                Error::Backend(why) => Error::Backend(format!("CUDA backend not available: {why}")),
-                other => other,
-            })?;
-            Ok(chosen(backend, None))
-        }
-        BackendChoice::Auto => {
-            let why = match cuda_availability(req.device) {
-                Ok(_) => match cuda_backend(req) {
-                    Ok(backend) => return Ok(chosen(backend, None)),
-                    Err(e) => format!("the device was found but the backend did not start: {e}"),
-                },
-                Err(why) => why,
-            };
-            Ok(chosen(AnyBackend::cpu(req.threads)?, Some(why)))
-        }
+        BackendChoice::Cuda => match cuda_backend(req) {
+            Ok(backend) => Ok(chosen(backend, None)),
+            Err(why) => Err(Error::Backend(format!("CUDA backend not available: {why}"))),
+        },
+        BackendChoice::Auto => match cuda_backend(req) {
+            Ok(backend) => Ok(chosen(backend, None)),
+            Err(why) => Ok(chosen(AnyBackend::cpu(req.threads)?, Some(why))),
+        },
     }
 }
 
