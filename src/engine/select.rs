@@ -232,8 +232,8 @@ fn cuda_backend(_req: &BackendRequest) -> std::result::Result<AnyBackend, String
 
 /// Builds the backend `req` asks for.
 /// * `cpu`: the CPU backend with `req.threads` workers.
-/// * `cuda`: the CUDA backend on `req.device`, or [`Error::Backend`] "CUDA backend not
-///   available: <reason>" when a library does not load, there is no such device, the
+/// * `cuda`: the CUDA backend on `req.device`, or [`Error::Backend`] `"CUDA backend not
+///   available: <reason>"` when a library does not load, there is no such device, the
 ///   backend does not start, or the build has no CUDA backend.
 /// * `auto`: CUDA when that succeeds, else the CPU, with the reason kept in
 ///   [`Selection::cuda_unavailable`].
