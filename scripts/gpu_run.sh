@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Stages the CUDA tests for the lent GPU machine (see ../shared/device.md).
+# Stages the CUDA tests and the CUDA benchmark for the lent GPU machine (see
+# ../shared/device.md).
 #
 # The GPU machine has no Rust toolchain and no network: build here, carry binaries.
 # On the CPU machine, from the repository root:
@@ -7,19 +8,34 @@
 #     scripts/gpu_run.sh
 #
 # builds the CUDA test binaries (`cargo test --release --features cuda --no-run`: every
-# tests/cuda_*.rs, tests/capi_backend.rs (CUDA handles through the C ABI), plus the
-# library's unit tests, whose backend::cuda ones compile the kernels with NVRTC), strips their debug info, and stages them in .gpu/ (git-ignored)
-# with a copy of ../shared/reference and .gpu/run.sh. Then, with the device tool:
+# tests/cuda_*.rs, tests/capi_backend.rs (CUDA model and trainer handles through the C
+# ABI), plus the library's unit tests, whose backend::cuda ones compile the kernels with
+# NVRTC) and the benchmark benches/cuda.rs in the same build, strips their debug info,
+# and stages them in .gpu/ (git-ignored: tests in .gpu/bin, the benchmark in
+# .gpu/bench) with a copy of ../shared/reference and .gpu/run.sh. Then, with the device
+# tool:
 #
-#     run(command="bash .gpu/run.sh", carry=[".gpu"], timeout_s=420)
+#     run(command="bash .gpu/run.sh", carry=[".gpu"], timeout_s=570)
 #
 # run.sh sets LD_LIBRARY_PATH as device.md says (CUDA 13.0 libraries, never the `stubs`
 # folder), runs every binary with UCGM_REQUIRE_CUDA=1 (a skipped GPU test fails) and
-# writes $OUT/summary.txt, $OUT/logs/<binary>.log and $OUT/nvidia-smi.txt. Options, as
-# environment variables in the device command: PROPTEST_CASES (default 24),
+# writes $OUT/summary.txt, $OUT/logs/<binary>.log and $OUT/nvidia-smi.txt. After the
+# tests it runs the benchmark in quick mode (`--summary-only`, UCGM_BENCH_QUICK=1: median
+# of 3 runs per case) and writes its table to stdout and $OUT/bench.txt; the table's
+# rows are printed as they are measured, so a timeout keeps the rows done so far.
+# Options, as environment variables in the device command: PROPTEST_CASES (default 24),
 # UCGM_TEST_THREADS (default 1: one CUDA fault then cannot blur other tests' logs),
-# UCGM_TEST_TIMEOUT (seconds per binary, default 240), and test-name filters as
-# arguments: `bash .gpu/run.sh attention` runs only tests whose names contain "attention".
+# UCGM_TEST_TIMEOUT (seconds per binary, default 240), UCGM_BENCH_TIMEOUT (seconds for
+# the whole benchmark, default 150), UCGM_BENCH_QUICK (default 1; 0 for 10 runs per
+# case), UCGM_SKIP_TESTS=1 (benchmark only), UCGM_SKIP_BENCH=1 (tests only), and
+# test-name filters as arguments: `bash .gpu/run.sh attention` runs only tests whose
+# names contain "attention" (and no benchmark, unless UCGM_SKIP_BENCH=0).
+#
+# Device time: the lent machine has ~15 minutes in all, its start included. The tests
+# take most of it (hence timeout_s=570, under the tool's 600 s per command); the quick
+# benchmark should need about a minute, at most UCGM_BENCH_TIMEOUT (8 timed cases, XL/2
+# included: 60.7 TFLOP per batch-256 forward, 45.5 TFLOP per batch-64 training step). For a
+# rerun of the numbers alone: run(command="UCGM_SKIP_TESTS=1 bash .gpu/run.sh", ...).
 #
 # The staged folder must stay under the tool's 64 MiB carry limit; this script prints
 # its size and fails if it is over.
@@ -29,13 +45,13 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 stage="$root/.gpu"
 rm -rf "$stage"
-mkdir -p "$stage/bin" "$stage/reference"
+mkdir -p "$stage/bin" "$stage/bench" "$stage/reference"
 
-echo "building CUDA test binaries (release, feature cuda)…" >&2
-cargo test --release --features cuda --no-run --message-format=json --lib --test 'cuda_*' --test capi_backend >"$stage/build.json"
+echo "building CUDA test and benchmark binaries (release, feature cuda)…" >&2
+cargo test --release --features cuda --no-run --message-format=json --lib --test 'cuda_*' --test capi_backend --bench cuda >"$stage/build.json"
 
-# Test executables: compiler artifacts built with the test profile flag.
-mapfile -t exes < <(jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null) | .executable' "$stage/build.json")
+# Test executables: compiler artifacts built with the test profile flag, benches aside.
+mapfile -t exes < <(jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null and (.target.kind | index("bench") | not)) | .executable' "$stage/build.json")
 if [ "${#exes[@]}" -eq 0 ]; then
     echo "no test executables found in cargo's output" >&2
     exit 1
@@ -46,6 +62,15 @@ for exe in "${exes[@]}"; do
     strip --strip-debug "$stage/bin/$name"
     echo "staged $name ($(du -h "$stage/bin/$name" | cut -f1))" >&2
 done
+# The benchmark (harness = false: a plain main, staged under its target name).
+bench_exe="$(jq -r 'select(.reason == "compiler-artifact" and .executable != null and .target.name == "cuda" and (.target.kind | index("bench"))) | .executable' "$stage/build.json" | tail -n 1)"
+if [ -z "$bench_exe" ]; then
+    echo "the cuda benchmark executable is missing from cargo's output" >&2
+    exit 1
+fi
+cp "$bench_exe" "$stage/bench/cuda"
+strip --strip-debug "$stage/bench/cuda"
+echo "staged bench/cuda ($(du -h "$stage/bench/cuda" | cut -f1))" >&2
 rm -f "$stage/build.json"
 
 ref="$root/../shared/reference"
@@ -58,7 +83,8 @@ fi
 cat >"$stage/run.sh" <<'RUN'
 #!/usr/bin/env bash
 # Runs on the GPU machine, from the repository root: every staged CUDA test binary with
-# UCGM_REQUIRE_CUDA=1. Arguments are passed to every binary as test-name filters.
+# UCGM_REQUIRE_CUDA=1, then the CUDA benchmark (quick summary table). Arguments are
+# passed to every test binary as test-name filters.
 set -u
 cd "$(dirname "$0")/.."
 out="${OUT:-$PWD/.gpu/out}"
@@ -73,7 +99,7 @@ limit="${UCGM_TEST_TIMEOUT:-240}"
 nvidia-smi >"$out/nvidia-smi.txt" 2>&1 || true
 : >"$out/summary.txt"
 status=0
-for bin in .gpu/bin/*; do
+[ "${UCGM_SKIP_TESTS:-0}" = 1 ] || for bin in .gpu/bin/*; do
     name="$(basename "$bin")"
     filters=("$@")
     # The library's unit tests: only the CUDA ones.
@@ -86,6 +112,22 @@ for bin in .gpu/bin/*; do
     [ "$rc" -eq 0 ] || status=1
 done
 grep -hE '^(test .* FAILED|thread .* panicked)' "$out"/logs/*.log >"$out/failures.txt" 2>/dev/null || true
+# With test-name filters (a focused rerun) the benchmark is skipped unless asked for.
+skip_bench="${UCGM_SKIP_BENCH:-$([ "$#" -gt 0 ] && echo 1 || echo 0)}"
+if [ "$skip_bench" != 1 ] && [ -x .gpu/bench/cuda ]; then
+    bench_limit="${UCGM_BENCH_TIMEOUT:-150}"
+    start=$(date +%s)
+    # --summary-only: the table alone (no criterion statistics); rows print as measured.
+    UCGM_BENCH_QUICK="${UCGM_BENCH_QUICK:-1}" timeout "$bench_limit" .gpu/bench/cuda --summary-only 2>&1 | tee "$out/bench.txt"
+    rc=${PIPESTATUS[0]}
+    case "$rc" in
+        0) note="" ;;
+        124) note=" (timed out after ${bench_limit}s: rows above are the cases done)" ;;
+        *) note=" (a case failed or CUDA is unavailable: see bench.txt)" ;;
+    esac
+    echo "bench cuda: rc=$rc $(( $(date +%s) - start ))s$note" | tee -a "$out/summary.txt"
+    [ "$rc" -eq 0 ] || status=1
+fi
 exit "$status"
 RUN
 chmod +x "$stage/run.sh"

@@ -33,9 +33,35 @@ fn configs(arch: Arch) -> Vec<ModelConfig> {
     ]
 }
 
+/// Random parameters, N(0, 0.15²) for every tensor (zero-initialised ones included, so
+/// every path carries signal).
+///
+/// The scale matters: the thresholds of design.md §5.3 compare two f32 computations, which
+/// only means something where f32 itself is accurate. At N(0, 0.3²) the tiny SiT's
+/// activations blow up through the adaLN modulation, attention saturates, and the f32 CPU
+/// gradients are already 3e-3 (NMSE) away from the f64 CPU ones — any two f32 backends then
+/// disagree by as much. Each comparison below therefore first checks, against the f64 CPU
+/// backend, that the inputs are well-conditioned (`assert_well_conditioned`).
 fn random_params(cfg: &ModelConfig, seed: u64) -> Vec<f32> {
     let n = ParamLayout::for_config(cfg).total();
-    Rng::new(seed).normal_f32(n).into_iter().map(|v| v * 0.3).collect()
+    Rng::new(seed).normal_f32(n).into_iter().map(|v| v * 0.15).collect()
+}
+
+/// Fails unless the f32 CPU result is within `threshold / 100` (NMSE) of the f64 CPU one:
+/// a CPU-vs-CUDA comparison at `threshold` is then a statement about the CUDA backend, not
+/// about rounding in an ill-conditioned computation.
+fn assert_well_conditioned(what: &str, cpu_f32: &[f32], cpu_f64: &[f32], threshold: f64) {
+    let e = nmse(cpu_f32, cpu_f64);
+    eprintln!("{what}: f32 CPU vs f64 CPU NMSE {e:.3e}");
+    assert!(
+        e <= threshold / 100.0,
+        "{what}: the test inputs are ill-conditioned (f32 CPU vs f64 CPU NMSE {e:.3e})"
+    );
+}
+
+/// The f64 CPU backend (the accuracy anchor).
+fn cpu64() -> CpuBackend<f64> {
+    CpuBackend::<f64>::new(2).expect("cpu backend")
 }
 
 /// Forward (inference and training) and backward on both backends; compares outputs,
@@ -44,6 +70,7 @@ fn forward_and_grads(be: &CudaBackend, cfg: &ModelConfig, seed: u64) {
     let params = random_params(cfg, seed);
     let mut gm = Model::from_params(cfg.clone(), be.clone(), &params).unwrap();
     let mut cm = Model::from_params(cfg.clone(), cpu(), &params).unwrap();
+    let mut fm = Model::from_params(cfg.clone(), cpu64(), &params).unwrap();
     let b = 3;
     let n = b * cfg.image_len();
     let x = randn(seed + 1, n);
@@ -65,8 +92,14 @@ fn forward_and_grads(be: &CudaBackend, cfg: &ModelConfig, seed: u64) {
     let (mut dx_g, mut dx_c) = (vec![f32::NAN; n], vec![0f32; n]);
     gm.backward(&dout, Some(&mut dx_g)).unwrap();
     cm.backward(&dout, Some(&mut dx_c)).unwrap();
+    let (mut out_f, mut dx_f) = (vec![0f32; n], vec![0f32; n]);
+    fm.zero_grads().unwrap();
+    fm.forward_train(&x, &t, &labels, &mut out_f).unwrap();
+    fm.backward(&dout, Some(&mut dx_f)).unwrap();
+    assert_well_conditioned(&format!("{tag} dx"), &dx_c, &dx_f, WHOLE_MODEL);
     assert_nmse(&format!("{tag} dx"), &dx_g, &dx_c, WHOLE_MODEL);
-    let (gg, gc) = (gm.read_grads().unwrap(), cm.read_grads().unwrap());
+    let (gg, gc, gf) = (gm.read_grads().unwrap(), cm.read_grads().unwrap(), fm.read_grads().unwrap());
+    assert_well_conditioned(&format!("{tag} all gradients"), &gc, &gf, WHOLE_MODEL);
     for e in gm.layout().entries() {
         let r = e.range();
         let err = nmse(&gg[r.clone()], &gc[r]);
@@ -97,27 +130,90 @@ fn rel_l2(out: &[f32], want: &[f32]) -> f64 {
     (num / den).sqrt()
 }
 
-#[test]
-fn reference_outputs_reproduced() {
-    let Some(be) = gpu("reference_outputs_reproduced") else { return };
+/// Every reference `F_t*` (and `F_t0.5_null`) reproduced by `be` within rel-L2 `bound`;
+/// with `floor`, also *not* closer than it (a lower-precision path must really have run).
+fn reference_outputs(be: &CudaBackend, what: &str, bound: f64, floor: Option<f64>) {
     for prefix in ["sit", "tit"] {
         let mut model = Model::load(reference(&format!("{prefix}_tiny_weights.safetensors")), be.clone(), Some(4)).unwrap();
         let f = TensorFile::open(reference(&format!("{prefix}_tiny_sampler.safetensors"))).unwrap();
         let (_, z) = f.f32("z").unwrap();
         let labels: Vec<usize> = f.i64("y").unwrap().1.iter().map(|&v| v as usize).collect();
+        let null = vec![model.config().num_classes; labels.len()];
         let mut out = vec![f32::NAN; z.len()];
-        for tname in ["0.0", "0.25", "0.5", "0.999", "1.0"] {
-            let tv: f32 = tname.parse().unwrap();
-            model.forward(&z, &[tv, tv], &labels, &mut out).unwrap();
+        for tname in ["0.0", "0.25", "0.5", "0.999", "1.0", "0.5_null"] {
+            let tv: f32 = tname.trim_end_matches("_null").parse().unwrap();
+            let y = if tname.ends_with("_null") { &null } else { &labels };
+            model.forward(&z, &[tv, tv], y, &mut out).unwrap();
             let (_, want) = f.f32(&format!("F_t{tname}")).unwrap();
             let e = rel_l2(&out, &want);
-            eprintln!("{prefix} F_t{tname}: rel-L2 {e:.3e}");
-            assert!(e <= 1e-5, "{prefix} F_t{tname}: rel-L2 {e:.3e}");
+            eprintln!("{prefix} {what} F_t{tname}: rel-L2 {e:.3e}");
+            assert!(e <= bound, "{prefix} {what} F_t{tname}: rel-L2 {e:.3e} > {bound:.0e}");
+            if let Some(floor) = floor {
+                assert!(
+                    e > floor,
+                    "{prefix} {what} F_t{tname}: rel-L2 {e:.3e} is f32 accuracy: the {what} path did not run"
+                );
+            }
         }
-        model.forward(&z, &[0.5, 0.5], &[10, 10], &mut out).unwrap();
-        let (_, want) = f.f32("F_t0.5_null").unwrap();
-        let e = rel_l2(&out, &want);
-        assert!(e <= 1e-5, "{prefix} F_t0.5_null: rel-L2 {e:.3e}");
+    }
+}
+
+#[test]
+fn reference_outputs_reproduced() {
+    let Some(be) = gpu("reference_outputs_reproduced") else { return };
+    reference_outputs(&be, "f32", 1e-5, None);
+}
+
+/// bf16 mixed precision reproduces the reference tensors within rel-L2 1e-2 (the issue's
+/// bf16 bound), and is measurably not f32 (so the bf16 path really ran).
+#[test]
+fn bf16_reference_outputs_reproduced() {
+    let Some(be) = gpu_with("bf16_reference_outputs_reproduced", bf16_options()) else {
+        return;
+    };
+    reference_outputs(&be, "bf16", 1e-2, Some(1e-5));
+}
+
+/// bf16 mixed precision on the whole tiny networks against the f32 CPU: the output within
+/// the bf16 threshold of design.md §5.3 (NMSE 1e-4); ∂L/∂x and the parameter gradients
+/// within NMSE 1e-3 (rel-L2 ≈ 3%). The gradient bound is wider because the backward
+/// chains twice as many rounded products as the forward (each backward product rounds
+/// both the incoming gradient and a weight or activation to 8 significant bits), and the
+/// op-level tests in cuda_ops.rs already pin the bf16 products exactly (equal to the f32
+/// op on bf16-rounded operands at the f32 threshold); this test checks that the whole
+/// network runs in bf16 without error growth beyond bf16 rounding.
+const BF16_WHOLE_BACKWARD: f64 = 1e-3;
+
+#[test]
+fn bf16_forward_and_gradients_close_to_f32() {
+    let Some(be) = gpu_with("bf16_forward_and_gradients_close_to_f32", bf16_options()) else {
+        return;
+    };
+    for arch in [Arch::Sit, Arch::Tit] {
+        let cfg = ModelConfig::reference_tiny(arch);
+        let params = random_params(&cfg, 41);
+        let mut gm = Model::from_params(cfg.clone(), be.clone(), &params).unwrap();
+        let mut cm = Model::from_params(cfg.clone(), cpu(), &params).unwrap();
+        let b = 3;
+        let n = b * cfg.image_len();
+        let (x, dout) = (randn(42, n), randn(43, n));
+        let (t, labels) = ([0.05f32, 0.5, 0.97], [0usize, cfg.num_classes, 1]);
+        let (mut og, mut oc) = (vec![f32::NAN; n], vec![0f32; n]);
+        gm.zero_grads().unwrap();
+        cm.zero_grads().unwrap();
+        gm.forward_train(&x, &t, &labels, &mut og).unwrap();
+        cm.forward_train(&x, &t, &labels, &mut oc).unwrap();
+        assert_nmse(&format!("{arch:?} bf16 output"), &og, &oc, BF16);
+        let (mut dg, mut dc) = (vec![f32::NAN; n], vec![0f32; n]);
+        gm.backward(&dout, Some(&mut dg)).unwrap();
+        cm.backward(&dout, Some(&mut dc)).unwrap();
+        assert_nmse(&format!("{arch:?} bf16 dx"), &dg, &dc, BF16_WHOLE_BACKWARD);
+        assert_nmse(
+            &format!("{arch:?} bf16 all gradients"),
+            &gm.read_grads().unwrap(),
+            &cm.read_grads().unwrap(),
+            BF16_WHOLE_BACKWARD,
+        );
     }
 }
 
@@ -162,6 +258,13 @@ fn sampling_matches_cpu_and_reference() {
 
 /// A few plain training steps (forward, backward with dL/dF = F − x, AdamW through the
 /// backend) on both backends.
+///
+/// AdamW's ε is 1e-6, not the usual 1e-8: some parameters have a gradient that is exactly
+/// zero in exact arithmetic (the key bias: softmax ignores a constant added to a row of
+/// logits), so every implementation computes rounding noise of ~1e-10 there, and with
+/// ε = 1e-8 Adam's m̂/√v̂ turns that noise into full ±lr steps — the f32 and f64 CPU runs
+/// then differ by ~1e-7 NMSE after 4 steps. ε = 1e-6 damps updates of gradients below
+/// ~1e-7 and leaves every real gradient's update unchanged to < 0.1%.
 fn train_steps<B: Backend + Clone>(be: B, cfg: &ModelConfig, params: &[f32], steps: u64) -> (Vec<f32>, Vec<f32>) {
     let mut model = Model::from_params(cfg.clone(), be.clone(), params).unwrap();
     let n = params.len();
@@ -171,7 +274,7 @@ fn train_steps<B: Backend + Clone>(be: B, cfg: &ModelConfig, params: &[f32], ste
         lr: 1e-3,
         beta1: 0.9,
         beta2: 0.999,
-        eps: 1e-8,
+        eps: 1e-6,
         weight_decay: 0.01,
     };
     let b = 4;
@@ -200,6 +303,9 @@ fn training_steps_match_cpu() {
         let params = random_params(&cfg, 21);
         let (pg, og) = train_steps(be.clone(), &cfg, &params, 4);
         let (pc, oc) = train_steps(cpu(), &cfg, &params, 4);
+        let (pf, of) = train_steps(cpu64(), &cfg, &params, 4);
+        assert_well_conditioned(&format!("{arch:?} params after 4 AdamW steps"), &pc, &pf, STEPS);
+        assert_well_conditioned(&format!("{arch:?} output at step 4"), &oc, &of, STEPS);
         assert_nmse(&format!("{arch:?} params after 4 AdamW steps"), &pg, &pc, STEPS);
         assert_nmse(&format!("{arch:?} output at step 4"), &og, &oc, STEPS);
     }

@@ -141,6 +141,65 @@ fn linear_matches_cpu() {
     });
 }
 
+/// bf16 mixed precision: the Linear products read both operands rounded to bf16 and
+/// accumulate in f32, the bias and its gradient stay f32. So the CUDA result must equal the
+/// f32 CPU op applied to bf16-rounded operands at the f32 product threshold — a much
+/// sharper check than "close to f32" — and be within the bf16 threshold of plain f32.
+#[test]
+fn bf16_linear_rounds_operands_only() {
+    let Some(be) = gpu_with("bf16_linear_rounds_operands_only", bf16_options()) else {
+        return;
+    };
+    let cpu = cpu();
+    let strat = (dim(), wide(), wide(), any::<bool>(), any::<u64>());
+    run_prop("bf16 linear", strat, |(n, i, o, has_bias, seed)| {
+        let wlen = o * i + if has_bias { o } else { 0 };
+        let (x, wb, dy, dwb0) = (randn(seed, n * i), randn(seed + 1, wlen), randn(seed + 2, n * o), randn(seed + 3, wlen));
+        // The weights rounded, the bias (after o·i) kept.
+        let mut wb16 = bf16_round(&wb[..o * i]);
+        wb16.extend_from_slice(&wb[o * i..]);
+        let (x16, dy16) = (bf16_round(&x), bf16_round(&dy));
+
+        let mut y_ref = vec![0f32; n * o];
+        cpu.linear_fwd(&x16, &wb16, has_bias, &mut y_ref, n, i, o);
+        let mut y_f32 = vec![0f32; n * o];
+        cpu.linear_fwd(&x, &wb, has_bias, &mut y_f32, n, i, o);
+        let (gx, gw) = (up(&be, &x), up(&be, &wb));
+        let mut gy = poisoned(&be, n * o);
+        be.linear_fwd(be.src(&gx, 0..n * i), be.src(&gw, 0..wlen), has_bias, be.dst(&mut gy, 0..n * o), n, i, o);
+        let y = down(&be, &gy);
+        check("bf16 linear y vs f32 op on rounded operands", &y, &y_ref, MATMUL)?;
+        check("bf16 linear y vs f32", &y, &y_f32, BF16)?;
+
+        // dx and dW from rounded operands; db from the unrounded dy (a column sum in f32).
+        let mut dx_ref = vec![0f32; n * i];
+        let mut dwb_ref = dwb0.clone();
+        cpu.linear_bwd(&dy16, &x16, &wb16, has_bias, Some(&mut dx_ref[..]), &mut dwb_ref, n, i, o);
+        if has_bias {
+            let mut dwb_exact = dwb0.clone();
+            cpu.linear_bwd(&dy, &x, &wb, has_bias, None, &mut dwb_exact, n, i, o);
+            dwb_ref[o * i..].copy_from_slice(&dwb_exact[o * i..]);
+        }
+        let gdy = up(&be, &dy);
+        let mut gdx = poisoned(&be, n * i);
+        let mut gdwb = up(&be, &dwb0);
+        be.linear_bwd(
+            be.src(&gdy, 0..n * o),
+            be.src(&gx, 0..n * i),
+            be.src(&gw, 0..wlen),
+            has_bias,
+            Some(be.dst(&mut gdx, 0..n * i)),
+            be.dst(&mut gdwb, 0..wlen),
+            n,
+            i,
+            o,
+        );
+        check("bf16 linear dx", &down(&be, &gdx), &dx_ref, MATMUL)?;
+        check("bf16 linear dwb", &down(&be, &gdwb), &dwb_ref, MATMUL)?;
+        Ok(())
+    });
+}
+
 #[test]
 fn norm_mod_matches_cpu() {
     let Some(be) = gpu("norm_mod_matches_cpu") else { return };
@@ -360,6 +419,35 @@ fn attention_matches_cpu() {
             rope,
         };
         attention_case(&be, dm, seed, MATMUL)
+    });
+}
+
+/// bf16 mixed precision: QKᵀ, PV and the four backward products on bf16 operands, softmax
+/// and the q/k preparation in f32; forward and gradients within the bf16 threshold of the
+/// f32 CPU op.
+#[test]
+fn bf16_attention_within_bf16_threshold() {
+    let Some(be) = gpu_with("bf16_attention_within_bf16_threshold", bf16_options()) else {
+        return;
+    };
+    let strat = (
+        select(vec![1usize, 2]),
+        dim(),
+        select(vec![1usize, 3]),
+        select(vec![2usize, 8, 32, 64]),
+        any::<bool>(),
+        any::<u64>(),
+    );
+    run_prop("bf16 attention", strat, |(batch, tokens, heads, head_dim, rope, seed)| {
+        let dm = AttnDims {
+            batch,
+            tokens,
+            heads,
+            head_dim,
+            qk_norm: rope,
+            rope,
+        };
+        attention_case(&be, dm, seed, BF16)
     });
 }
 

@@ -217,7 +217,10 @@ impl Selection {
 /// [`cuda_availability`] when the probe fails; the backend probes first).
 #[cfg(feature = "cuda")]
 fn cuda_backend(req: &BackendRequest) -> std::result::Result<AnyBackend, String> {
-    let options = CudaOptions { tf32: req.tf32 };
+    let options = CudaOptions {
+        tf32: req.tf32,
+        ..CudaOptions::default()
+    };
     match CudaBackend::with_options(req.device, options) {
         Ok(b) => Ok(AnyBackend::Cuda(b)),
         Err(Error::Backend(why)) => Err(why),

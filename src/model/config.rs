@@ -195,4 +195,24 @@ mod tests {
         let g = s2.forward_flops() / 1e9;
         assert!((g - 12.1).abs() < 0.3, "{g}");
     }
+
+    /// `forward_flops` counts 2 FLOPs per multiply-add, per image. The DiT paper (Peebles &
+    /// Xie 2023, Table 4) gives multiply-adds ("Gflops") per 256 px image (4×32×32 latent):
+    /// S/2 6.06, B/2 23.01, L/2 80.71, XL/2 118.64 — so a DiT-XL/2 forward is ≈ 237.3 GFLOP
+    /// per image, the "237 GFLOP" the CUDA benchmark issue quotes. device.md's torch.compile
+    /// row agrees: 466 TFLOP/s × 130.4 ms / 256 images = 237.4 GFLOP per image.
+    #[test]
+    fn forward_flops_match_the_published_dit_numbers() {
+        for (name, dit_gmacs) in [("SiT-S/2", 6.06), ("SiT-B/2", 23.01), ("SiT-L/2", 80.71), ("SiT-XL/2", 118.64)] {
+            let cfg = ModelConfig::from_name(name, 32, 4, 1000).unwrap();
+            let gflop = cfg.forward_flops() / 1e9;
+            let want = 2.0 * dit_gmacs;
+            assert!(
+                (gflop / want - 1.0).abs() < 0.01,
+                "{name}: counted {gflop:.2} GFLOP per image, DiT paper 2×{dit_gmacs} = {want:.2}"
+            );
+        }
+        let xl2 = ModelConfig::from_name("SiT-XL/2", 32, 4, 1000).unwrap().forward_flops();
+        assert!((xl2 / 237e9 - 1.0).abs() < 0.01, "{xl2}");
+    }
 }

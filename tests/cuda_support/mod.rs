@@ -39,6 +39,28 @@ pub fn gpu(test: &str) -> Option<CudaBackend> {
     }
 }
 
+/// Like [`gpu`], with backend options (bf16 mixed precision, TF32).
+pub fn gpu_with(test: &str, options: ucgm::backend::cuda::CudaOptions) -> Option<CudaBackend> {
+    let info = gpu(test)?.device().clone();
+    Some(CudaBackend::with_options(info.ordinal, options).unwrap_or_else(|e| panic!("{test}: backend with {options:?} failed: {e}")))
+}
+
+/// The bf16 mixed-precision options.
+pub fn bf16_options() -> ucgm::backend::cuda::CudaOptions {
+    ucgm::backend::cuda::CudaOptions {
+        bf16: true,
+        ..Default::default()
+    }
+}
+
+/// `v` rounded to bf16 (nearest even) and back: what a bf16 GEMM reads.
+pub fn bf16_round(v: &[f32]) -> Vec<f32> {
+    v.iter().map(|&x| half::bf16::from_f32(x).to_f32()).collect()
+}
+
+/// NMSE threshold of bf16 paths against f32, design.md §5.3.
+pub const BF16: f64 = 1e-4;
+
 /// The CPU reference backend.
 pub fn cpu() -> CpuBackend<f32> {
     CpuBackend::<f32>::new(2).expect("cpu backend")

@@ -163,9 +163,37 @@ pub(super) fn plan(p: &Product) -> Result<Vec<CublasCall>, String> {
         .collect())
 }
 
+/// Elements from an operand's first addressed element to its last, inclusive (0 if it
+/// addresses none): the stored matrix is `rows × cols` (row-major, row stride `g.ld`) for
+/// each of the `nb × nh` grid entries.
+fn span(g: &MatGrid, rows: usize, cols: usize, nb: usize, nh: usize) -> usize {
+    if rows == 0 || cols == 0 || nb == 0 || nh == 0 {
+        return 0;
+    }
+    (nb - 1) * g.sb + (nh - 1) * g.sh + (rows - 1) * g.ld + cols
+}
+
+/// A bf16 copy of an operand's span: `f32_base` is the f32 operand's first element,
+/// `bf16_base` the copy's; addresses map element for element.
+#[derive(Clone, Copy, Debug)]
+struct Bf16Copy {
+    f32_base: u64,
+    bf16_base: u64,
+    elems: usize,
+}
+
+impl Bf16Copy {
+    /// The bf16 address of the f32 element at `addr` (which lies in the span).
+    fn map(&self, addr: u64) -> u64 {
+        debug_assert!(addr >= self.f32_base && addr < self.f32_base + 4 * self.elems.max(1) as u64);
+        self.bf16_base + (addr - self.f32_base) / 2
+    }
+}
+
 impl CudaBackend {
     /// C_bh = α·op(A_bh)·op(B_bh) + β·C_bh for every (b, h) of `p`, as sgemm /
-    /// strided-batched sgemm calls ([`plan`]). Records any error.
+    /// strided-batched sgemm calls ([`plan`]), or bf16 GEMMs in bf16 mixed precision.
+    /// Records any error.
     pub(super) fn run_product(&self, p: &Product, alpha: f32, beta: f32) {
         if self.failed() {
             return;
@@ -175,6 +203,9 @@ impl CudaBackend {
             Ok(c) => c,
             Err(e) => return self.fail(e),
         };
+        if self.s.options.bf16 {
+            return self.run_product_bf16(p, &calls, alpha, beta);
+        }
         if !self.bind() {
             return;
         }
@@ -232,6 +263,97 @@ impl CudaBackend {
                 return self.fail(format!("cuBLAS sgemm ({}×{}×{}, batch {}): {e}", p.m, p.n, p.k, c.batch));
             }
         }
+    }
+}
+
+impl CudaBackend {
+    /// bf16 mixed-precision product: both operands' spans are rounded to bf16 copies
+    /// (kernel `f32_to_bf16`, stream-ordered temporaries), then each planned call runs as
+    /// cublasGemmStridedBatchedEx with bf16 inputs, f32 output and f32
+    /// accumulation (`CUBLAS_COMPUTE_32F`). A span may include elements the product does
+    /// not read (the other heads' columns of `qkv`, say): they are converted too, which
+    /// costs bandwidth but never correctness.
+    fn run_product_bf16(&self, p: &Product, calls: &[CublasCall], alpha: f32, beta: f32) {
+        use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cudaDataType};
+        let (rows_a, cols_a) = if p.op_a == Op::N { (p.m, p.k) } else { (p.k, p.m) };
+        let (rows_b, cols_b) = if p.op_b == Op::N { (p.k, p.n) } else { (p.n, p.k) };
+        let (span_a, span_b) = (span(&p.a, rows_a, cols_a, p.nb, p.nh), span(&p.b, rows_b, cols_b, p.nb, p.nh));
+        let (Some(ta), Some(tb)) = (self.temp::<u16>(span_a), self.temp::<u16>(span_b)) else {
+            return;
+        };
+        let copy_a = Bf16Copy {
+            f32_base: p.a.ptr,
+            bf16_base: self.ptr(&ta),
+            elems: span_a,
+        };
+        let copy_b = Bf16Copy {
+            f32_base: p.b.ptr,
+            bf16_base: self.ptr(&tb),
+            elems: span_b,
+        };
+        for c in [copy_a, copy_b] {
+            use super::launch::{elems, i, Arg};
+            self.launch(
+                super::Kernel::F32ToBf16,
+                elems(c.elems),
+                c.elems,
+                &[Arg::P(c.f32_base), Arg::P(c.bf16_base), i(c.elems)],
+            );
+        }
+        if !self.bind() || self.failed() {
+            return;
+        }
+        let blas = self.s.blas.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(handle) = blas.as_ref().map(|b| *b.handle()) else {
+            drop(blas);
+            return self.fail("cuBLAS handle already released");
+        };
+        let (bf16, f32t) = (cudaDataType::CUDA_R_16BF, cudaDataType::CUDA_R_32F);
+        let compute = cublasComputeType_t::CUBLAS_COMPUTE_32F;
+        let algo = cublasGemmAlgo_t::CUBLAS_GEMM_DEFAULT;
+        for c in calls {
+            // The plan swaps the operands (Cᵀ = op(B)ᵀ·op(A)ᵀ): its `a` lies in B's span.
+            let (a16, b16) = (copy_b.map(c.a), copy_a.map(c.b));
+            let (al, be) = (&alpha as *const f32 as *const std::ffi::c_void, &beta as *const f32 as *const std::ffi::c_void);
+            // SAFETY: a16 / b16 address the bf16 copies of spans the calling op checked
+            // against its views; C is the f32 output the op checked; alpha and beta are
+            // host f32 scalars, as CUBLAS_COMPUTE_32F requires.
+            // Always the strided-batched form: batch 1 is a plain GEMM.
+            let res = unsafe {
+                cublas_result::gemm_strided_batched_ex(
+                    handle,
+                    c.transa.cublas(),
+                    c.transb.cublas(),
+                    c.m,
+                    c.n,
+                    c.k,
+                    al,
+                    a16 as *const _,
+                    bf16,
+                    c.lda,
+                    c.stride_a,
+                    b16 as *const _,
+                    bf16,
+                    c.ldb,
+                    c.stride_b,
+                    be,
+                    c.c as *mut _,
+                    f32t,
+                    c.ldc,
+                    c.stride_c,
+                    c.batch,
+                    compute,
+                    algo,
+                )
+            };
+            if let Err(e) = res {
+                drop(blas);
+                return self.fail(format!("cuBLAS bf16 gemm ({}×{}×{}, batch {}): {e}", p.m, p.n, p.k, c.batch));
+            }
+        }
+        // The temporaries are freed in stream order after the GEMMs that read them.
+        drop(blas);
+        drop((ta, tb));
     }
 }
 

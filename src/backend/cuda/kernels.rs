@@ -100,6 +100,7 @@ kernel_table! {
     SoftmaxRows = "softmax_rows" : "PIIF",
     SoftmaxBwdRows = "softmax_bwd_rows" : "PPIIF",
     AttnBwdPost = "attn_bwd_post" : "PPPPPIIIIII",
+    F32ToBf16 = "f32_to_bf16" : "PPI",
 }
 
 /// The loaded module's functions, indexed like [`Kernel::ALL`].

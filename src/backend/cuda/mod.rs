@@ -1,6 +1,7 @@
 //! CUDA backend through cudarc: f32 device buffers, one context + stream + cuBLAS handle
 //! per backend (clones share them), matrix products through cuBLAS sgemm (row-major
-//! C = A·B computed as Cᵀ = Bᵀ·Aᵀ, TF32 only when asked for), every other op as an NVRTC
+//! C = A·B computed as Cᵀ = Bᵀ·Aᵀ, TF32 only when asked for) or, in bf16 mixed precision
+//! ([`CudaOptions::bf16`]), bf16 GEMMs with f32 accumulation, every other op as an NVRTC
 //! kernel compiled once per device architecture (`kernels.rs`, sources in `kernels/`).
 //!
 //! Errors: the trait's ops return `()`. The first failure (a driver or cuBLAS error, a
@@ -51,6 +52,14 @@ pub struct CudaOptions {
     /// Let cuBLAS use TF32 tensor cores for f32 products (≈3× faster, ~1e-3 relative
     /// error per product instead of ~1e-7). Off by default.
     pub tf32: bool,
+    /// bf16 mixed precision (PyTorch autocast's rule for matrix products): every matrix
+    /// product — the Linear layers forward and backward, and attention's QKᵀ, PV and their
+    /// gradients — rounds both operands to bf16 and accumulates in f32 on the tensor cores
+    /// (cublasGemmEx, f32 output). Parameters, gradients, optimizer state and the
+    /// activations between products stay f32 (f32 master weights), as do norms, softmax,
+    /// GELU, residuals and the loss. Takes precedence over `tf32` for the products.
+    /// Off by default.
+    pub bf16: bool,
 }
 
 /// Default cap on the temporary attention scores when no cache is given (inference)
@@ -105,7 +114,7 @@ pub struct CudaBackend {
 
 impl std::fmt::Debug for CudaBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "CudaBackend({}, tf32 {})", self.s.info, self.s.options.tf32)
+        write!(f, "CudaBackend({}, tf32 {}, bf16 {})", self.s.info, self.s.options.tf32, self.s.options.bf16)
     }
 }
 
@@ -308,8 +317,12 @@ impl Backend for CudaBackend {
     type Dst<'a> = CudaViewMut<'a, f32>;
 
     fn name(&self) -> String {
-        let tf32 = if self.s.options.tf32 { ", tf32" } else { "" };
-        format!("cuda ({}{tf32})", self.s.info)
+        let mode = match (self.s.options.bf16, self.s.options.tf32) {
+            (true, _) => ", bf16 mixed precision",
+            (false, true) => ", tf32",
+            (false, false) => "",
+        };
+        format!("cuda ({}{mode})", self.s.info)
     }
 
     fn zeros(&self, len: usize) -> Result<CudaBuf> {

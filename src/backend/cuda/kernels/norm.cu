@@ -44,6 +44,9 @@ extern "C" __global__ void norm_mod_fwd(const float* x, const float* ada, float*
 
 // dx[r, :] += rstd·(g − mean(g) − x̂·mean(g·x̂)), g = dy·(1 + scale) (mean(g) only for
 // LayerNorm). dy, x, dx: [rows, d]; stats: [rows, 2]; inv_d = 1/d rounded to f32.
+// g is rounded once (__fmul_rn: never fused into an FMA): g − mean(g) must cancel exactly
+// where it does in exact arithmetic (d = 1, equal inputs), because rstd = 1/√eps = 1000
+// there amplifies any residue; an FMA-fused g would leave its rounding error behind.
 extern "C" __global__ void norm_mod_bwd_dx(const float* dy, const float* x, const float* ada, const float* stats, float* dx, i64 rows, i64 t,
                                            i64 d, i64 stride, i64 scale_col, i64 layer_norm, float inv_d) {
     __shared__ float sh[32];
@@ -54,7 +57,7 @@ extern "C" __global__ void norm_mod_bwd_dx(const float* dy, const float* x, cons
         const float mean = stats[2 * r], rstd = stats[2 * r + 1];
         float sg = 0.0f, sgx = 0.0f;
         for (i64 j = threadIdx.x; j < d; j += blockDim.x) {
-            const float g = dyr[j] * (1.0f + scale_p[j]);
+            const float g = __fmul_rn(dyr[j], 1.0f + scale_p[j]);
             sg += g;
             sgx += g * (xr[j] - mean) * rstd;
         }
@@ -64,7 +67,7 @@ extern "C" __global__ void norm_mod_bwd_dx(const float* dy, const float* x, cons
         const float mean_gx = sum_gx * inv_d;
         float* dxr = dx + r * d;
         for (i64 j = threadIdx.x; j < d; j += blockDim.x) {
-            const float g = dyr[j] * (1.0f + scale_p[j]);
+            const float g = __fmul_rn(dyr[j], 1.0f + scale_p[j]);
             const float xh = (xr[j] - mean) * rstd;
             dxr[j] = dxr[j] + rstd * (g - mean_g - xh * mean_gx);
         }
