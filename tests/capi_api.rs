@@ -428,7 +428,7 @@ fn files_missing_truncated_corrupt_and_unwritable() {
 
     // Reload: same configuration, weights and samples.
     let mut h = ptr::null_mut();
-    ok(unsafe { ucgm_model_load(good.as_ptr(), ptr::null(), &mut h) });
+    ok(unsafe { ucgm_model_load(good.as_ptr(), &cpu_load_params(), &mut h) });
     let back = Model(h);
     assert!(back.params() == m.params());
     assert_eq!((back.info().hidden, back.info().heads, back.info().num_classes), (32, 2, 10));

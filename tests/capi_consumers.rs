@@ -49,8 +49,12 @@ fn required_tool(name: &str, package: &str) -> PathBuf {
 fn run(cmd: &mut Command) -> Output {
     // Cargo's LD_LIBRARY_PATH lists target/<profile> before deps/, and a libucgm.so left
     // there by an earlier `cargo build`/`cargo run` would shadow the freshly built one
-    // (LD_LIBRARY_PATH outranks the -rpath): point the programs at this run's library.
-    cmd.env("LD_LIBRARY_PATH", lib_dir());
+    // (LD_LIBRARY_PATH outranks the -rpath): point the programs at this run's library
+    // first, and keep the rest of the path (where the CUDA libraries, or their host
+    // emulator, may be: the programs must see the backends this test process sees).
+    let mut path = vec![lib_dir()];
+    path.extend(std::env::var_os("LD_LIBRARY_PATH").iter().flat_map(std::env::split_paths));
+    cmd.env("LD_LIBRARY_PATH", std::env::join_paths(path).expect("library path"));
     let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),

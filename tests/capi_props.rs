@@ -842,7 +842,7 @@ fn load_of_randomly_corrupted_files() {
             }
             std::fs::write(&path, &b).unwrap();
             let mut h = ptr::null_mut();
-            let s = unsafe { ucgm_model_load(cpath.as_ptr(), ptr::null(), &mut h) };
+            let s = unsafe { ucgm_model_load(cpath.as_ptr(), &cpu_load_params(), &mut h) };
             let loaded = Model(h);
             if s == UCGM_STATUS_OK {
                 // Whatever loaded is a working model with finite weights.

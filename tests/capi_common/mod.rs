@@ -109,6 +109,18 @@ pub fn tiny_params(arch: ucgm_arch, seed: u64, threads: i32) -> ucgm_model_param
     p
 }
 
+/// Params for `ucgm_model_load` / `ucgm_trainer_resume` of the CPU-contract tests: the
+/// defaults (heads from the file) on the CPU backend with 1 thread, so that a reloaded
+/// handle is compared bit for bit with a CPU one also where CUDA is usable.
+pub fn cpu_load_params() -> ucgm_model_params {
+    let mut p = std::mem::MaybeUninit::<ucgm_model_params>::uninit();
+    ok(unsafe { ucgm_model_params_default(p.as_mut_ptr(), std::mem::size_of::<ucgm_model_params>()) });
+    let mut p = unsafe { p.assume_init() };
+    p.backend = UCGM_BACKEND_CPU;
+    p.threads = 1;
+    p
+}
+
 /// Elements of one tiny sample.
 pub const IMAGE_LEN: usize = 4 * 8 * 8;
 
