@@ -19,12 +19,31 @@
  *   must not be freed. The library keeps no pointer the caller passed once a call
  *   returns, except the callbacks and their user_data.
  *
+ * Backends. A model or trainer runs on the backend chosen when it is made
+ *   (ucgm_model_params.backend): UCGM_BACKEND_CPU, UCGM_BACKEND_CUDA, or
+ *   UCGM_BACKEND_AUTO (the default), which takes CUDA when the driver (libcuda.so),
+ *   NVRTC and cuBLAS load at run time and the device (cuda_device, default 0) opens, and
+ *   the CPU otherwise. Nothing needs CUDA to load this library: the CUDA libraries are
+ *   opened at run time, and a missing one is a status, never a crash. AUTO says which
+ *   backend it took and why CUDA was not used in a UCGM_LOG_INFO line ("backend auto:
+ *   cpu (16 threads); cuda unavailable: ...") and in the info structs'
+ *   backend_description; an explicit UCGM_BACKEND_CUDA that cannot be used fails with
+ *   UCGM_STATUS_BACKEND and the reason. ucgm_backend_available() asks beforehand. TF32
+ *   tensor-core products are off unless ucgm_model_params.tf32 = 1. A trainer made from
+ *   a model, and a model exported from a trainer, run on the same kind of backend with
+ *   the same settings. Results on CUDA match the CPU to float32 rounding, not bit for
+ *   bit; each backend is deterministic on its own.
+ *
  * Threading. A handle is used by one thread at a time (a second thread using it at
  *   the same moment gets UCGM_STATUS_INVALID_ARGUMENT, never a data race); different
- *   handles share nothing and may be used from different threads at once. Each model
- *   owns its own pool of CPU worker threads. ucgm_model_cancel / ucgm_trainer_cancel
- *   may be called from any thread at any time. Callbacks run on the thread that made
- *   the call and must not call into the library with the same handle (cancel excepted).
+ *   handles share nothing and may be used from different threads at once. Each CPU
+ *   handle owns its own pool of worker threads; each CUDA handle its own CUDA stream,
+ *   cuBLAS handle and compiled kernels (on the shared primary context of its device),
+ *   so CUDA handles on one device run concurrently but compete for it. Calls return
+ *   when their work is finished: outputs are on the host. ucgm_model_cancel /
+ *   ucgm_trainer_cancel may be called from any thread at any time. Callbacks run on the
+ *   thread that made the call and must not call into the library with the same handle
+ *   (cancel excepted).
  *
  * Tensors. float32, row-major, contiguous; images are NCHW: [B, C, H, W], with C and
  *   H = W from ucgm_model_get_info (image_len = C·H·W). Lengths (*_len arguments) are in
@@ -82,6 +101,9 @@
 // `ucgm_system_info.simd` bit: Arm NEON.
 #define UCGM_SIMD_NEON (1 << 5)
 
+// Bytes of the `backend_description` text of the info structs, NUL included.
+#define UCGM_BACKEND_DESCRIPTION_LEN 256
+
 // Opaque model handle: create with `ucgm_model_create` or `ucgm_model_load`, release
 // with `ucgm_model_free`.
 typedef struct ucgm_model ucgm_model;
@@ -104,7 +126,8 @@ typedef struct ucgm_system_info {
     uint32_t logical_cpus;
     // `UCGM_SIMD_*` bits the CPU supports (detected at run time).
     uint32_t simd;
-    // Bit `1 << UCGM_BACKEND_*` set for each usable backend (today: CPU only).
+    // Bit `1 << UCGM_BACKEND_*` set for each usable backend: CPU always, CUDA when
+    // device 0 can be used here.
     uint32_t backends;
 } ucgm_system_info;
 
@@ -147,14 +170,24 @@ typedef struct ucgm_model_params {
     uint32_t heads;
     // Create: seed of the reference initialisation (default 0).
     uint64_t seed;
-    // `UCGM_BACKEND_AUTO` (default), `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA`.
+    // `UCGM_BACKEND_AUTO` (default: CUDA when it can be used here, else the CPU, and the
+    // log callback is told which and why), `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA`
+    // (fails with `UCGM_STATUS_BACKEND` and the reason when CUDA cannot be used).
     ucgm_backend backend;
     // CPU worker threads of this model's own pool; 0 (default) = one per logical CPU.
+    // Unused on CUDA.
     int32_t threads;
     // Log callback of the new handle (also receives the creation messages); NULL = silent.
     ucgm_log_callback log_callback;
     // Passed to `log_callback`.
     void *log_user_data;
+    // CUDA device ordinal for `UCGM_BACKEND_CUDA` / `UCGM_BACKEND_AUTO` (default 0).
+    // Added after ABI 1's first release (a caller with the older, shorter struct gets 0).
+    int32_t cuda_device;
+    // 1 = let cuBLAS use TF32 tensor cores for float32 products on CUDA (about 3×
+    // faster, ~1e-3 relative error per product instead of ~1e-7); 0 (default) = off.
+    // Ignored on the CPU. Added with `cuda_device`.
+    int32_t tf32;
 } ucgm_model_params;
 
 // What `ucgm_model_get_info` reports.
@@ -185,10 +218,19 @@ typedef struct ucgm_model_info {
     uint64_t image_len;
     // Trainable parameters.
     uint64_t param_count;
-    // The backend in use (`UCGM_BACKEND_CPU` today).
+    // The backend in use: `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA` (never AUTO).
     ucgm_backend backend;
-    // Worker threads of the model's pool.
+    // Worker threads of the model's CPU pool (0 on CUDA).
     uint32_t threads;
+    // The CUDA device in use, or -1 on the CPU. Added after ABI 1's first release.
+    int32_t cuda_device;
+    // 1 when TF32 products are enabled (CUDA), else 0.
+    int32_t tf32;
+    // NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
+    // CPU, why CUDA was not used, e.g. "cuda:0 NVIDIA H200 (sm_90, 139.8 GiB, 1
+    // device(s))" or "cpu (16 threads); cuda unavailable: the CUDA driver library
+    // (libcuda.so) not found (…)". Cut at a character boundary if longer.
+    char backend_description[UCGM_BACKEND_DESCRIPTION_LEN];
 } ucgm_model_info;
 
 // Progress callback: called after each step with (steps done, total steps); return
@@ -345,8 +387,18 @@ typedef struct ucgm_trainer_info {
     uint64_t image_len;
     // Number of classes K (label K = null class).
     uint32_t num_classes;
-    // Worker threads of the trainer's pool.
+    // Worker threads of the trainer's CPU pool (0 on CUDA).
     uint32_t threads;
+    // The backend in use: `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA`. Added after ABI
+    // 1's first release.
+    ucgm_backend backend;
+    // The CUDA device in use, or -1 on the CPU.
+    int32_t cuda_device;
+    // 1 when TF32 products are enabled (CUDA), else 0.
+    int32_t tf32;
+    // NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
+    // CPU, why CUDA was not used (as `ucgm_model_info.backend_description`).
+    char backend_description[UCGM_BACKEND_DESCRIPTION_LEN];
 } ucgm_trainer_info;
 
 // Which weights of a trainer (`int32_t`).
@@ -382,13 +434,16 @@ typedef int32_t ucgm_weights;
 // A bug inside the library (a caught panic, a broken invariant).
 #define UCGM_STATUS_INTERNAL 9
 
-// The best usable backend (today: the CPU).
+// CUDA when it can be used here (the driver, NVRTC and cuBLAS libraries load and the
+// device opens), else the CPU. Which one, and why CUDA was not used, goes to the log
+// callback (`UCGM_LOG_INFO`) and into the info structs' `backend_description`.
 #define UCGM_BACKEND_AUTO 0
 
 // The CPU backend (always built).
 #define UCGM_BACKEND_CPU 1
 
-// The CUDA backend (not built yet: selecting it fails with `UCGM_STATUS_BACKEND`).
+// The CUDA backend (cuBLAS + NVRTC kernels, libraries opened at run time). Selecting it
+// where it cannot be used fails with `UCGM_STATUS_BACKEND` and the reason.
 #define UCGM_BACKEND_CUDA 2
 
 // A call failed; the message is the one `ucgm_last_error_message()` returns.
@@ -487,22 +542,28 @@ const char *ucgm_last_error_message(void);
 
 // `UCGM_STATUS_OK` when `backend` (a `UCGM_BACKEND_*` value) can be used; otherwise
 // `UCGM_STATUS_BACKEND` with the reason in `ucgm_last_error_message()` (or
-// `UCGM_STATUS_INVALID_ARGUMENT` for an unknown value).
+// `UCGM_STATUS_INVALID_ARGUMENT` for an unknown value). For CUDA this loads the driver,
+// NVRTC and cuBLAS and opens device 0 (it never fails the process: a missing library is
+// a status, not a crash); `UCGM_BACKEND_AUTO` is always available.
 ucgm_status ucgm_backend_available(ucgm_backend backend);
 
 // Static name of a backend value ("auto", "cpu", "cuda"; "unknown" otherwise).
 const char *ucgm_backend_name(ucgm_backend backend);
 
-// Fills `info` (set `info->struct_size = sizeof *info` first).
+// Fills `info` (set `info->struct_size = sizeof *info` first). CUDA is probed once per
+// process, at the first call of this function or of `ucgm_system_info_string`.
 ucgm_status ucgm_get_system_info(struct ucgm_system_info *info);
 
 // One static line describing the library and the machine, e.g.
-// "ucgm 0.1.0 | abi 1 | cpus 2 | simd SSE2 AVX AVX2 FMA AVX512F | backends cpu (cuda: not built)".
+// "ucgm 0.1.0 | abi 1 | cpus 16 | simd SSE2 AVX AVX2 FMA AVX512F | backends cpu cuda (cuda:0
+// NVIDIA H200 (sm_90, 139.8 GiB, 1 device(s)))", or on a machine without CUDA
+// "… | backends cpu (cuda unavailable: the CUDA driver library (libcuda.so) not found …)".
 const char *ucgm_system_info_string(void);
 
 // Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 // defaults: a TiT-S/2-shaped network on a 4×32×32 input with 1000 classes, seed 0,
-// automatic backend, one thread per logical CPU, no log callback.
+// automatic backend (CUDA device 0 if usable, TF32 off), one thread per logical CPU, no
+// log callback.
 ucgm_status ucgm_model_params_default(struct ucgm_model_params *params, size_t struct_size);
 
 // Creates a model with the reference's from-scratch initialisation (seeded; a fresh
@@ -511,7 +572,8 @@ ucgm_status ucgm_model_create(const struct ucgm_model_params *params, struct ucg
 
 // Loads a safetensors weights file (written by `ucgm_model_save` or converted from a
 // reference checkpoint) and stores the handle in `*out` (NULL on failure). `params` may
-// be NULL (defaults); only `heads`, `backend`, `threads` and the log callback are read.
+// be NULL (defaults); only `heads`, the backend fields (`backend`, `threads`,
+// `cuda_device`, `tf32`) and the log callback are read.
 // Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated or
 // corrupt), `UCGM_STATUS_WEIGHTS` (tensors that do not form a model) or
 // `UCGM_STATUS_NON_FINITE` (a weight is NaN or infinite).
@@ -587,13 +649,16 @@ ucgm_status ucgm_train_params_default(struct ucgm_train_params *params, size_t s
 
 // Creates a trainer over a copy of `model`'s weights (the model handle is not changed
 // by training) and stores it in `*out` (NULL on failure). The sampling EMA starts as an
-// exact copy of the weights. The new handle has no callbacks (callbacks are never
-// copied between handles); the creation is logged to the model's log callback.
+// exact copy of the weights. The trainer runs on the model's kind of backend with the
+// same settings (CPU threads, or CUDA device and TF32), but its own pool or stream. The
+// new handle has no callbacks (callbacks are never copied between handles); the
+// creation is logged to the model's log callback.
 ucgm_status ucgm_trainer_create(struct ucgm_model *model, const struct ucgm_train_params *params, struct ucgm_trainer **out);
 
 // Continues a run from a checkpoint written by `ucgm_trainer_save_checkpoint` exactly
 // (configuration, weights, EMA, `mod`, optimizer state, step count, random stream).
-// `model_params` may be NULL; only its backend, threads and log callback are read.
+// `model_params` may be NULL; only its backend fields (`backend`, `threads`,
+// `cuda_device`, `tf32`) and log callback are read.
 ucgm_status ucgm_trainer_resume(const char *path, const struct ucgm_model_params *model_params, struct ucgm_trainer **out);
 
 // Starts a new run from a checkpoint with new settings (the reference's `train.ckpt`):
@@ -639,8 +704,8 @@ ucgm_status ucgm_trainer_save_checkpoint(struct ucgm_trainer *trainer, const cha
 ucgm_status ucgm_trainer_save_weights(struct ucgm_trainer *trainer, ucgm_weights which, const char *path);
 
 // A new model handle holding a copy of the online, sampling-EMA or `mod` weights (to
-// sample during training); stored in `*out` (NULL on failure), with the trainer's thread
-// count and no callbacks.
+// sample during training); stored in `*out` (NULL on failure), on the trainer's kind of
+// backend and settings (its own pool or stream) and with no callbacks.
 ucgm_status ucgm_trainer_export_model(struct ucgm_trainer *trainer, ucgm_weights which, struct ucgm_model **out);
 
 // Sets (or with NULL clears) the handle's log callback.

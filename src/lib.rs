@@ -6,7 +6,10 @@
 //!
 //! * [`model`] — SiT and TiT networks, written once over the [`backend::Backend`] trait,
 //!   with hand-written forward and backward passes and safetensors weights.
-//! * [`backend`] — the op list; `cpu` (flat buffers, rayon, the `gemm` crate's kernels).
+//! * [`backend`] — the op list; `cpu` (flat buffers, rayon, the `gemm` crate's kernels)
+//!   and, with the `cuda` feature (on by default), `cuda` (cuBLAS + NVRTC kernels).
+//! * [`engine`] — the backend chosen at run time (`auto` / `cpu` / `cuda`): backend,
+//!   model and trainer enums over the generic ones.
 //! * [`transport`], [`sampler`] — the six UCGM transports and UCGM-S.
 //! * [`trainer`] — UCGM-T, optimizers, checkpoints.
 //! * [`data`], [`image`], [`metric`] — datasets, PNG grids, Fréchet distance.
@@ -27,6 +30,7 @@ pub mod capi;
 pub mod control;
 pub mod data;
 pub mod denoiser;
+pub mod engine;
 pub mod error;
 pub mod image;
 pub mod layout;
@@ -41,6 +45,7 @@ pub mod transport;
 pub use backend::cpu::CpuBackend;
 pub use backend::Backend;
 pub use denoiser::Denoiser;
+pub use engine::{AnyBackend, AnyModel, AnyTrainer, BackendChoice, BackendRequest};
 pub use error::{Error, Result};
 pub use layout::ParamLayout;
 pub use model::config::{Arch, ModelConfig};

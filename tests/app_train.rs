@@ -4,6 +4,12 @@
 
 use ucgm::app::{Quiet, RunConfig, TrainRun};
 use ucgm::tensor_file::TensorFile;
+use ucgm::AnyBackend;
+
+/// A CPU backend with `threads` workers (the loop itself is backend-generic).
+fn cpu(threads: usize) -> AnyBackend {
+    AnyBackend::cpu(threads).unwrap()
+}
 
 fn config(dir: &std::path::Path, steps: u64, every: u64) -> RunConfig {
     RunConfig::from_yaml(&format!(
@@ -30,17 +36,17 @@ fn tensors(path: &std::path::Path) -> Vec<(String, Vec<f32>)> {
 fn resumed_run_equals_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let straight = dir.path().join("straight");
-    let mut run = TrainRun::new(config(&straight, 6, 100), 2, None, None).unwrap();
+    let mut run = TrainRun::new(config(&straight, 6, 100), cpu(2), None, None).unwrap();
     run.run(&mut Quiet).unwrap();
     let end_straight = straight.join("checkpoints/0000006.safetensors");
 
     let split = dir.path().join("split");
-    let mut run = TrainRun::new(config(&split, 3, 3), 1, None, None).unwrap();
+    let mut run = TrainRun::new(config(&split, 3, 3), cpu(1), None, None).unwrap();
     run.run(&mut Quiet).unwrap();
     let mid = split.join("checkpoints/0000003.safetensors");
     assert!(mid.exists());
     assert!(split.join("samples/0000003.png").exists(), "a sample grid is written with every checkpoint");
-    let mut resumed = TrainRun::new(config(&split, 6, 100), 2, Some(&mid), None).unwrap();
+    let mut resumed = TrainRun::new(config(&split, 6, 100), cpu(2), Some(&mid), None).unwrap();
     resumed.run(&mut Quiet).unwrap();
     let a = tensors(&end_straight);
     let b = tensors(&split.join("checkpoints/0000006.safetensors"));
@@ -56,14 +62,14 @@ fn bad_configs_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = config(dir.path(), 1, 1);
     cfg.data.source = "nowhere".into();
-    let e = TrainRun::new(cfg, 1, None, None).err().unwrap().to_string();
+    let e = TrainRun::new(cfg, cpu(1), None, None).err().unwrap().to_string();
     assert!(e.contains("data.source"), "{e}");
     let mut cfg = config(dir.path(), 1, 1);
     cfg.data.channels = 3; // model expects 3 then; make the shape mismatch instead
     cfg.model.in_chans = Some(1);
-    let e = TrainRun::new(cfg, 1, None, None).err().unwrap().to_string();
+    let e = TrainRun::new(cfg, cpu(1), None, None).err().unwrap().to_string();
     assert!(e.contains("shape"), "{e}");
     let missing = dir.path().join("none.safetensors");
-    let e = TrainRun::new(config(dir.path(), 1, 1), 1, Some(&missing), None).err().unwrap();
+    let e = TrainRun::new(config(dir.path(), 1, 1), cpu(1), Some(&missing), None).err().unwrap();
     assert!(matches!(e, ucgm::Error::Io { .. }), "{e}");
 }

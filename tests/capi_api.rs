@@ -60,7 +60,9 @@ fn library_queries() {
     };
     ok(unsafe { ucgm_get_system_info(&mut info) });
     assert_eq!(info.logical_cpus as usize, std::thread::available_parallelism().unwrap().get());
-    assert_eq!(info.backends, 1 << UCGM_BACKEND_CPU);
+    let cuda = cuda_here();
+    let cuda_bit = if cuda.is_ok() { 1 << UCGM_BACKEND_CUDA } else { 0 };
+    assert_eq!(info.backends, (1 << UCGM_BACKEND_CPU) | cuda_bit);
     #[cfg(target_arch = "x86_64")]
     assert_ne!(info.simd & UCGM_SIMD_SSE2, 0, "x86-64 always has SSE2");
     let line = cstr(ucgm_system_info_string());
@@ -71,8 +73,19 @@ fn library_queries() {
 
     ok(ucgm_backend_available(UCGM_BACKEND_CPU));
     ok(ucgm_backend_available(UCGM_BACKEND_AUTO));
-    let why = fails(ucgm_backend_available(UCGM_BACKEND_CUDA), UCGM_STATUS_BACKEND, "CUDA");
-    assert!(why.contains("not built"), "{why}");
+    match &cuda {
+        Ok(device) => {
+            ok(ucgm_backend_available(UCGM_BACKEND_CUDA));
+            assert!(line.ends_with(&format!("| backends cpu cuda ({device})")), "{line}");
+        }
+        Err(why) => {
+            let msg = fails(ucgm_backend_available(UCGM_BACKEND_CUDA), UCGM_STATUS_BACKEND, "CUDA backend not available: ");
+            assert!(msg.ends_with(why.as_str()), "{msg}");
+            assert!(line.ends_with(&format!("| backends cpu (cuda unavailable: {why})")), "{line}");
+            #[cfg(not(feature = "cuda"))]
+            assert!(why.contains("not built"), "{why}");
+        }
+    }
     fails(ucgm_backend_available(3), UCGM_STATUS_INVALID_ARGUMENT, "UCGM_BACKEND_CPU (1)");
     assert_eq!(cstr(ucgm_backend_name(UCGM_BACKEND_CUDA)), "cuda");
     assert_eq!(cstr(ucgm_backend_name(-4)), "unknown");
@@ -98,8 +111,9 @@ fn last_error_is_per_thread_and_cleared_by_success() {
 fn struct_size_rule() {
     let size = std::mem::size_of::<ucgm_model_params>();
     let mut p = tiny_params(UCGM_ARCH_TIT, 1, 1);
-    // Too small, between nothing and the first release, and absurdly large.
-    for bad in [0, 8, size - 8, 1 << 20] {
+    // Too small, between nothing and the first release, between releases, and absurdly large.
+    let [first_release, _] = model_params_sizes();
+    for bad in [0, 8, first_release - 8, size - 4, 1 << 20] {
         fails(unsafe { ucgm_model_params_default(&mut p, bad) }, UCGM_STATUS_INVALID_ARGUMENT, "struct_size");
         let mut q = p;
         q.struct_size = bad;
@@ -203,9 +217,12 @@ fn create_named_and_custom_models() {
     // Backend and thread choices.
     let mut cuda = tiny_params(UCGM_ARCH_TIT, 1, 1);
     cuda.backend = UCGM_BACKEND_CUDA;
-    h = ptr::dangling_mut(); // must be reset to NULL on failure
-    fails(unsafe { ucgm_model_create(&cuda, &mut h) }, UCGM_STATUS_BACKEND, "no CUDA backend");
-    assert!(h.is_null());
+    if let Err(why) = cuda_here() {
+        h = ptr::dangling_mut(); // must be reset to NULL on failure
+        let msg = fails(unsafe { ucgm_model_create(&cuda, &mut h) }, UCGM_STATUS_BACKEND, "CUDA backend not available");
+        assert!(msg.ends_with(&why), "{msg}");
+        assert!(h.is_null());
+    }
     let mut threads = tiny_params(UCGM_ARCH_TIT, 1, -1);
     fails(unsafe { ucgm_model_create(&threads, &mut h) }, UCGM_STATUS_INVALID_ARGUMENT, "threads = -1");
     threads.threads = 0;
@@ -411,7 +428,7 @@ fn files_missing_truncated_corrupt_and_unwritable() {
 
     // Reload: same configuration, weights and samples.
     let mut h = ptr::null_mut();
-    ok(unsafe { ucgm_model_load(good.as_ptr(), ptr::null(), &mut h) });
+    ok(unsafe { ucgm_model_load(good.as_ptr(), &cpu_load_params(), &mut h) });
     let back = Model(h);
     assert!(back.params() == m.params());
     assert_eq!((back.info().hidden, back.info().heads, back.info().num_classes), (32, 2, 10));
@@ -514,7 +531,7 @@ fn log_callback_receives_creation_work_and_errors() {
         let lines = sink.lock().unwrap();
         let has = |lvl: i32, needle: &str| lines.iter().any(|(l, s)| *l == lvl && s.contains(needle));
         assert!(has(UCGM_LOG_INFO, "created TiT 4x8x8 input"), "{lines:?}");
-        assert!(has(UCGM_LOG_DEBUG, "backend auto: cpu"), "{lines:?}");
+        assert!(has(UCGM_LOG_INFO, "backend cpu: cpu (1 thread)"), "{lines:?}");
         assert!(has(UCGM_LOG_INFO, "sampled 1 x 4x8x8 in 3 steps"), "{lines:?}");
         assert!(lines.iter().any(|(l, s)| *l == UCGM_LOG_ERROR && *s == msg), "{lines:?}");
     }

@@ -32,7 +32,11 @@ fn bad_label() -> impl Strategy<Value = i32> {
 }
 
 /// `struct_size` values the rule rejects, for a struct of `size` bytes.
-fn bad_struct_size(size: usize) -> impl Strategy<Value = usize> {
+/// A `struct_size` that is none of `released` (the struct's sizes in released ABIs,
+/// oldest first, the current one last) and not a larger size (a newer header).
+fn bad_struct_size(released: &[usize]) -> impl Strategy<Value = usize> {
+    let size = *released.last().unwrap();
+    let released = released.to_vec();
     prop_oneof![
         Just(0usize),
         Just(1),
@@ -43,6 +47,7 @@ fn bad_struct_size(size: usize) -> impl Strategy<Value = usize> {
         Just(usize::MAX),
         0..size
     ]
+    .prop_filter("a released size", move |s| !released.contains(s))
 }
 
 /// A params or info struct in a buffer of `struct_size` bytes (zeroed past the struct).
@@ -193,7 +198,7 @@ fn sample_fault() -> impl Strategy<Value = SampleFault> {
         4 => Just(None),
         1 => Just(ModelNull),
         1 => Just(ParamsNull),
-        1 => bad_struct_size(size).prop_map(StructSize),
+        1 => bad_struct_size(&[size]).prop_map(StructSize),
         1 => (0..24usize).prop_map(StructTail),
         1 => prop_oneof![Just(-1), Just(6), Just(i32::MAX), Just(i32::MIN), 7..100i32].prop_map(Transport),
         1 => prop_oneof![Just(-1), Just(2), Just(i32::MAX)].prop_map(Stochasticity),
@@ -220,7 +225,7 @@ fn sample_fault() -> impl Strategy<Value = SampleFault> {
         1 => Just(OutNull),
         1 => prop_oneof![Just(0usize), Just(1), Just(IMAGE_LEN - 1), Just(4 * IMAGE_LEN)].prop_map(OutLen),
         1 => prop_oneof![Just(0usize), Just(1), Just(IMAGE_LEN)].prop_map(TrajLen),
-        1 => bad_struct_size(std::mem::size_of::<ucgm_sample_info>()).prop_map(InfoSize),
+        1 => bad_struct_size(&[std::mem::size_of::<ucgm_sample_info>()]).prop_map(InfoSize),
     ]
 }
 
@@ -633,12 +638,12 @@ enum CreateFault {
 
 fn create_fault() -> impl Strategy<Value = CreateFault> {
     use CreateFault::*;
-    let size = std::mem::size_of::<ucgm_model_params>();
+    let sizes = model_params_sizes();
     prop_oneof![
         3 => Just(None),
         1 => Just(ParamsNull),
         1 => Just(OutNull),
-        1 => bad_struct_size(size).prop_map(StructSize),
+        1 => bad_struct_size(&sizes).prop_map(StructSize),
         1 => (0..16usize).prop_map(StructTail),
         1 => prop_oneof![Just(-1), Just(2), Just(i32::MAX)].prop_map(Arch),
         1 => prop_oneof![Just(-1), Just(3), Just(i32::MIN)].prop_map(Backend),
@@ -687,7 +692,7 @@ fn run_create_case(s: &Shape, fault: &CreateFault) -> Result<(), TestCaseError> 
         }
         F::Cuda => {
             p.backend = UCGM_BACKEND_CUDA;
-            Some((UCGM_STATUS_BACKEND, "CUDA backend not available".into()))
+            cuda_here().err().map(|why| (UCGM_STATUS_BACKEND, format!("CUDA backend not available: {why}")))
         }
         F::Threads(v) => {
             p.threads = v;
@@ -739,7 +744,11 @@ fn run_create_case(s: &Shape, fault: &CreateFault) -> Result<(), TestCaseError> 
         (i.arch, i.input_size, i.patch, i.in_channels, i.hidden, i.heads, i.depth, i.num_classes),
         (s.arch, s.input, s.patch, s.channels, s.hidden, s.heads, s.depth, s.classes)
     );
-    prop_assert_eq!(i.threads as i32, s.threads);
+    if matches!(fault, F::Cuda) {
+        prop_assert_eq!((i.backend, i.threads, i.cuda_device), (UCGM_BACKEND_CUDA, 0, 0));
+    } else {
+        prop_assert_eq!((i.backend, i.threads as i32, i.cuda_device), (UCGM_BACKEND_CPU, s.threads, -1));
+    }
     Ok(())
 }
 
@@ -760,8 +769,8 @@ fn params_default_and_info_sizes() {
     let mut runner = TestRunner::new(proptest_config(file!()));
     runner
         .run(&(sizes, 0..4usize, 0..(2 * n)), |(size, which, len)| {
-            let accept = |known: usize| size == known || (size > known && size <= 65536);
-            let (status, known, fname) = match which {
+            let accept = |released: &[usize]| released.contains(&size) || (size > *released.last().unwrap() && size <= 65536);
+            let (status, released, fname) = match which {
                 0 => {
                     let mut b = Sized::new(sample_params(1, 1, 0), size);
                     let s = unsafe { ucgm_sample_params_default(b.ptr(), size) };
@@ -769,12 +778,12 @@ fn params_default_and_info_sizes() {
                         let p = unsafe { *b.ptr() };
                         prop_assert_eq!((p.struct_size, p.steps, p.batch), (size, 35, 1));
                     }
-                    (s, std::mem::size_of::<ucgm_sample_params>(), "ucgm_sample_params_default")
+                    (s, vec![std::mem::size_of::<ucgm_sample_params>()], "ucgm_sample_params_default")
                 }
                 1 => {
                     let mut b = Sized::new(tiny_params(0, 0, 1), size);
                     let s = unsafe { ucgm_model_params_default(b.ptr(), size) };
-                    (s, std::mem::size_of::<ucgm_model_params>(), "ucgm_model_params_default")
+                    (s, model_params_sizes().to_vec(), "ucgm_model_params_default")
                 }
                 2 => {
                     let mut b = Sized::new(ucgm_model_info::default(), size);
@@ -782,15 +791,15 @@ fn params_default_and_info_sizes() {
                     if s == UCGM_STATUS_OK {
                         prop_assert_eq!(unsafe { *b.ptr() }.param_count as usize, n);
                     }
-                    (s, std::mem::size_of::<ucgm_model_info>(), "ucgm_model_get_info")
+                    (s, model_info_sizes().to_vec(), "ucgm_model_get_info")
                 }
                 _ => {
                     let mut b = Sized::new(ucgm_system_info::default(), size);
                     let s = unsafe { ucgm_get_system_info(b.ptr()) };
-                    (s, std::mem::size_of::<ucgm_system_info>(), "ucgm_get_system_info")
+                    (s, vec![std::mem::size_of::<ucgm_system_info>()], "ucgm_get_system_info")
                 }
             };
-            let expect = (!accept(known)).then(|| (UCGM_STATUS_INVALID_ARGUMENT, "struct_size".to_string()));
+            let expect = (!accept(&released)).then(|| (UCGM_STATUS_INVALID_ARGUMENT, "struct_size".to_string()));
             check(fname, status, &expect)?;
 
             // Parameter buffers of random lengths.
@@ -833,7 +842,7 @@ fn load_of_randomly_corrupted_files() {
             }
             std::fs::write(&path, &b).unwrap();
             let mut h = ptr::null_mut();
-            let s = unsafe { ucgm_model_load(cpath.as_ptr(), ptr::null(), &mut h) };
+            let s = unsafe { ucgm_model_load(cpath.as_ptr(), &cpu_load_params(), &mut h) };
             let loaded = Model(h);
             if s == UCGM_STATUS_OK {
                 // Whatever loaded is a working model with finite weights.
@@ -891,7 +900,7 @@ fn train_fault() -> impl Strategy<Value = TrainFault> {
     use TrainFault::*;
     prop_oneof![
         3 => Just(None),
-        1 => bad_struct_size(std::mem::size_of::<ucgm_train_params>()).prop_map(ParamsStructSize),
+        1 => bad_struct_size(&[std::mem::size_of::<ucgm_train_params>()]).prop_map(ParamsStructSize),
         1 => (0..4usize, prop_oneof![Just(-1), Just(4), Just(77), Just(i32::MIN)]).prop_map(|(i, v)| Enum(i, v)),
         1 => (0..3usize, prop_oneof![Just(-1), Just(2), Just(i32::MAX)]).prop_map(|(i, v)| Bool(i, v)),
         1 => (0..11usize, non_finite()).prop_map(|(i, v)| NonFinite(i, v)),

@@ -295,7 +295,7 @@ fn checkpoints_resume_exactly_and_weights_load_as_models() {
     let after: Vec<f64> = (0..3).map(|_| a.step(&x, &labels)).collect();
 
     let mut h = ptr::null_mut();
-    ok(unsafe { ucgm_trainer_resume(ckpt.as_ptr(), ptr::null(), &mut h) });
+    ok(unsafe { ucgm_trainer_resume(ckpt.as_ptr(), &cpu_load_params(), &mut h) });
     let b = Tr(h);
     assert_eq!(b.info().step, 3);
     let resumed: Vec<f64> = (0..3).map(|_| b.step(&x, &labels)).collect();
@@ -307,7 +307,7 @@ fn checkpoints_resume_exactly_and_weights_load_as_models() {
     // A new run from the checkpoint with other settings keeps the step count.
     let mut q = train_params(5e-4, 1);
     q.no_reopt = 1;
-    ok(unsafe { ucgm_trainer_create_from_checkpoint(ckpt.as_ptr(), &q, ptr::null(), &mut h) });
+    ok(unsafe { ucgm_trainer_create_from_checkpoint(ckpt.as_ptr(), &q, &cpu_load_params(), &mut h) });
     let d = Tr(h);
     assert_eq!(d.info().step, 3);
     assert!(d.step(&x, &labels).is_finite());
@@ -324,7 +324,7 @@ fn checkpoints_resume_exactly_and_weights_load_as_models() {
         let path = c(&format!("{name}.safetensors"));
         ok(unsafe { ucgm_trainer_save_weights(a.0, w, path.as_ptr()) });
         let mut mh = ptr::null_mut();
-        ok(unsafe { ucgm_model_load(path.as_ptr(), ptr::null(), &mut mh) });
+        ok(unsafe { ucgm_model_load(path.as_ptr(), &cpu_load_params(), &mut mh) });
         let loaded = Model(mh);
         assert!(loaded.params() == a.weights(w));
         let sp = sample_params(3, 2, 1);

@@ -1,13 +1,17 @@
 //! A whole run described in one YAML file whose keys follow the reference's schema
 //! (spec §6.2): `output_dir`, `data:`, `vae:`, `model:`, `train:`, `optimizer:`,
 //! `transport:`, `sample:`. A reference config is recognisable; keys this engine has no
-//! use for are ignored. Additions for data sources the reference does not have:
-//! `data.source` (`builtin` | `shards` | `folder`) and `data.channels` (built-in data).
+//! use for are ignored. Additions the reference does not have: `data.source` (`builtin`
+//! | `shards` | `folder`), `data.channels` (built-in data) and `backend:` (which compute
+//! backend, e.g. `backend: {type: cuda, device: 0, tf32: false, threads: 0}`; default
+//! `auto`; the command line's `--backend`, `--cuda-device`, `--tf32` and `--threads`
+//! override it).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::BackendRequest;
 use crate::error::{Error, Result};
 use crate::model::config::{Arch, ModelConfig};
 use crate::sampler::{SamplerConfig, Stochasticity};
@@ -162,6 +166,9 @@ pub struct RunConfig {
     pub trainer: TrainerConfig,
     #[serde(default)]
     pub sample: SampleSection,
+    /// `backend:` — which compute backend and its settings (default: auto).
+    #[serde(default)]
+    pub backend: BackendRequest,
 }
 
 fn default_output_dir() -> PathBuf {
@@ -244,5 +251,25 @@ sample: {type: UNI, sampling_steps: 30, extrapol_ratio: 0.5}
         assert_eq!((m.input_size, m.in_channels, m.patch, m.depth), (16, 32, 1, 28));
         assert_eq!(cfg.sample.sampler(TransportKind::Linear).unwrap().steps, 30);
         assert!(RunConfig::from_yaml("model: {type: TiT-Q/2}\noptimizer: {type: AdamW, lr: 0.1}").is_err());
+        assert_eq!(cfg.backend, BackendRequest::default());
+    }
+
+    #[test]
+    fn backend_key_parses_and_rejects_unknown_values() {
+        use crate::engine::BackendChoice;
+        let with_backend = |b: &str| format!("optimizer: {{type: AdamW, lr: 0.001}}\nbackend: {b}");
+        let cfg = RunConfig::from_yaml(&with_backend("{type: cuda, device: 1, tf32: true}")).unwrap();
+        let want = BackendRequest {
+            choice: BackendChoice::Cuda,
+            threads: 0,
+            device: 1,
+            tf32: true,
+        };
+        assert_eq!(cfg.backend, want);
+        assert_eq!(RunConfig::from_yaml(&with_backend("{type: cpu, threads: 3}")).unwrap().backend.threads, 3);
+        let e = RunConfig::from_yaml(&with_backend("{type: tpu}")).unwrap_err().to_string();
+        assert!(e.contains("backend") && e.contains("tpu"), "{e}");
+        let e = RunConfig::from_yaml(&with_backend("{type: cpu, tf23: true}")).unwrap_err().to_string();
+        assert!(e.contains("tf23"), "{e}");
     }
 }

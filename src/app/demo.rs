@@ -15,6 +15,9 @@
 //!    and a Fréchet distance against held-out images in the fixed feature space of
 //!    [`crate::metric`] (pixels pooled to 16×16, seeded projection to 64 dims). The
 //!    distance between two real-image sets (train vs held-out) is printed as the floor.
+//!
+//! Everything runs on one backend chosen at the start from [`DemoOptions::backend`]
+//! (`auto` by default: CUDA when usable, else the CPU); the observer is told which and why.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -23,20 +26,21 @@ use super::config::RunConfig;
 use super::sample::sample_images;
 use super::train::{TrainObserver, TrainRun};
 use crate::data::builtin::{BuiltinShapes, Split};
+use crate::engine::{select, AnyModel, BackendRequest};
 use crate::error::{Error, Result};
 use crate::image::write_png_grid;
 use crate::metric::FeatureSpace;
-use crate::model::Model;
 use crate::sampler::{SamplerConfig, Stochasticity};
 use crate::trainer::{read_weights, CheckpointWeights};
 use crate::transport::TransportKind;
-use crate::CpuBackend;
 
 /// Sizes of a demo run.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     pub output_dir: PathBuf,
-    pub threads: usize,
+    /// Which backend (and CPU threads, CUDA device, TF32); the stage configs'
+    /// `backend:` keys are not used.
+    pub backend: BackendRequest,
     pub multistep_steps: u64,
     pub fewstep_steps: u64,
     pub batch: usize,
@@ -53,7 +57,7 @@ impl Default for DemoOptions {
     fn default() -> Self {
         DemoOptions {
             output_dir: PathBuf::from("runs/demo"),
-            threads: 0,
+            backend: BackendRequest::default(),
             multistep_steps: 2000,
             fewstep_steps: 400,
             batch: 32,
@@ -160,6 +164,9 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
     };
     let multi_cfg = write_config(&o.output_dir.join("multistep.yaml"), &multi_text)?;
     let few_cfg = write_config(&o.output_dir.join("fewstep.yaml"), &few_text)?;
+    let selection = select(&o.backend)?;
+    observer.on_message(&selection.log_line());
+    let backend = selection.backend;
 
     let t = &multi_cfg.trainer.train;
     observer.on_message(&format!(
@@ -167,7 +174,7 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
         t.max_steps, t.global_batch_size
     ));
     let t0 = Instant::now();
-    let mut run = TrainRun::new(multi_cfg, o.threads, None, None)?;
+    let mut run = TrainRun::new(multi_cfg, backend.clone(), None, None)?;
     run.run(observer)?;
     let multistep_secs = t0.elapsed().as_secs_f64();
     let multi_ckpt = run.checkpoint_dir().join(format!("{:07}.safetensors", run.trainer().step()));
@@ -178,7 +185,7 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
         few_cfg.trainer.train.max_steps
     ));
     let t1 = Instant::now();
-    let mut run = TrainRun::new(few_cfg, o.threads, None, Some((&multi_ckpt, CheckpointWeights::Ema)))?;
+    let mut run = TrainRun::new(few_cfg, backend.clone(), None, Some((&multi_ckpt, CheckpointWeights::Ema)))?;
     run.run(observer)?;
     let fewstep_secs = t1.elapsed().as_secs_f64();
     let few_ckpt = run.checkpoint_dir().join(format!("{:07}.safetensors", run.trainer().step()));
@@ -198,7 +205,6 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
     let held_stats = space.stats(&held_out)?;
     let real_floor = crate::metric::frechet_distance(&space.stats(&train_imgs)?, &held_stats)?;
     let labels: Vec<usize> = (0..o.eval_images).map(|i| i % 10).collect();
-    let backend = CpuBackend::<f32>::new(o.threads)?;
     let mut rows = Vec::new();
     let runs: [(&'static str, &Path, SamplerConfig); 4] = [
         ("multi-step", &multi_ckpt, sampler(30, 0.0, 0.5, [0.001, 0.001])),
@@ -208,7 +214,7 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
     ];
     for (name, ckpt, cfg) in runs {
         let (mcfg, params) = read_weights(ckpt, CheckpointWeights::Ema)?;
-        let mut model = Model::from_params(mcfg, backend.clone(), &params)?;
+        let mut model = AnyModel::from_params(mcfg, backend.clone(), &params)?;
         let images = sample_images(&mut model, &cfg, &labels, o.seed + 1000, None)?;
         let frechet = crate::metric::frechet_distance(&space.stats(&images)?, &held_stats)?;
         let grid = o.output_dir.join(format!("{}_{}steps.png", name.replace('-', ""), cfg.steps));

@@ -2,6 +2,7 @@
 //! [`Batcher`], one UCGM-T step each, periodic atomic checkpoints that also record the
 //! data loader's position (so `resume` continues bit-identically), and sample grids from
 //! the sampling EMA. Reporting goes through a [`TrainObserver`]; nothing is printed here.
+//! The run uses the backend it is given ([`AnyBackend`], chosen at run time).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,16 +10,15 @@ use std::time::Instant;
 
 use super::config::RunConfig;
 use super::sample::sample_images;
-use crate::backend::cpu::CpuBackend;
 use crate::data::builtin::{BuiltinShapes, Split};
 use crate::data::image_folder::ImageFolder;
 use crate::data::shards::LatentShards;
 use crate::data::{Batcher, BatcherState, Dataset};
+use crate::engine::{AnyBackend, AnyModel, AnyTrainer};
 use crate::error::{Error, Result};
 use crate::image::write_png_grid;
-use crate::model::Model;
 use crate::tensor_file::TensorFile;
-use crate::trainer::{read_weights, CheckpointWeights, StepStats, Trainer};
+use crate::trainer::{read_weights, CheckpointWeights, StepStats};
 
 /// Checkpoint metadata key of the data loader's position (JSON [`BatcherState`]).
 pub const DATA_STATE_KEY: &str = "ucgm_data_state";
@@ -83,7 +83,7 @@ pub fn open_dataset(cfg: &RunConfig) -> Result<Box<dyn Dataset>> {
 /// A training run: trainer + data + output folders.
 pub struct TrainRun {
     cfg: RunConfig,
-    trainer: Trainer<CpuBackend>,
+    trainer: AnyTrainer,
     batcher: Batcher<Box<dyn Dataset>>,
 }
 
@@ -91,12 +91,13 @@ impl TrainRun {
     /// Starts a run: from `resume` (an exact continuation), else from `train.ckpt`
     /// (reference semantics), else from `init_weights` (fresh trainer whose online
     /// network starts from those weights), else from the reference initialisation.
-    pub fn new(cfg: RunConfig, threads: usize, resume: Option<&Path>, init_weights: Option<(&Path, CheckpointWeights)>) -> Result<Self> {
-        let backend = CpuBackend::<f32>::new(threads)?;
+    /// Everything runs on `backend` (the run config's `backend:` key is for the caller
+    /// that chooses it, see [`crate::engine::select`]).
+    pub fn new(cfg: RunConfig, backend: AnyBackend, resume: Option<&Path>, init_weights: Option<(&Path, CheckpointWeights)>) -> Result<Self> {
         let dataset = open_dataset(&cfg)?;
         let seed = cfg.trainer.train.global_seed;
         let (trainer, batcher) = if let Some(path) = resume {
-            let trainer = Trainer::resume(path, backend)?;
+            let trainer = AnyTrainer::resume(path, backend)?;
             let file = TensorFile::open(path)?;
             let state: BatcherState = match file.metadata().get(DATA_STATE_KEY) {
                 Some(js) => serde_json::from_str(js).map_err(|e| Error::format(path, format!("{DATA_STATE_KEY}: {e}")))?,
@@ -106,7 +107,7 @@ impl TrainRun {
         } else {
             let model_cfg = cfg.model_config()?;
             let trainer = if let Some(ckpt) = &cfg.trainer.train.ckpt {
-                Trainer::from_checkpoint(ckpt, cfg.trainer.clone(), backend)?
+                AnyTrainer::from_checkpoint(ckpt, cfg.trainer.clone(), backend)?
             } else if let Some((path, which)) = init_weights {
                 let (file_cfg, params) = read_weights(path, which)?;
                 if file_cfg != model_cfg {
@@ -115,9 +116,9 @@ impl TrainRun {
                         path.display()
                     )));
                 }
-                Trainer::new(cfg.trainer.clone(), Model::from_params(model_cfg, backend, &params)?)?
+                AnyTrainer::new(cfg.trainer.clone(), AnyModel::from_params(model_cfg, backend, &params)?)?
             } else {
-                Trainer::new(cfg.trainer.clone(), Model::init(model_cfg, backend, seed)?)?
+                AnyTrainer::new(cfg.trainer.clone(), AnyModel::init(model_cfg, backend, seed)?)?
             };
             (trainer, Batcher::new(dataset, seed)?)
         };
@@ -125,7 +126,7 @@ impl TrainRun {
     }
 
     /// The trainer.
-    pub fn trainer(&self) -> &Trainer<CpuBackend> {
+    pub fn trainer(&self) -> &AnyTrainer {
         &self.trainer
     }
 
@@ -153,8 +154,8 @@ impl TrainRun {
         let dir = self.cfg.output_dir.join("samples");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         let path = dir.join(format!("{:07}.png", self.trainer.step()));
-        let model_cfg = self.trainer.model().config().clone();
-        let mut ema = Model::from_params(model_cfg.clone(), self.trainer.model().backend().clone(), &self.trainer.read_ema()?)?;
+        let model_cfg = self.trainer.model_config().clone();
+        let mut ema = AnyModel::from_params(model_cfg.clone(), self.trainer.backend(), &self.trainer.read_ema()?)?;
         let n = self.cfg.sample.per_batch_size.clamp(1, 64);
         let labels: Vec<usize> = (0..n).map(|i| i % model_cfg.num_classes).collect();
         let sampler = self.cfg.sample.sampler(self.trainer.config().transport.transport()?.kind())?;

@@ -1,28 +1,75 @@
 //! `ucgm` — the command-line tool: `demo` (the README's main job), `train` (from a
 //! reference-style YAML config), `sample` (from a checkpoint or weights file, any UCGM-S
 //! setting; PNG grid or safetensors latents), `info` (a file's configuration and sizes).
-//! Errors are one line on stderr and a non-zero exit code.
+//! `--backend auto|cpu|cuda` (with `--threads`, `--cuda-device`, `--tf32`) chooses the
+//! compute backend at run time; the choice and, for `auto`, why, is one line on stderr
+//! ("backend auto: cpu (2 threads); cuda unavailable: …"). Errors are one line on
+//! stderr and a non-zero exit code.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ucgm::app::{run_demo, DemoOptions, RunConfig, StepReport, TrainObserver, TrainRun};
+use ucgm::engine::{select, AnyBackend, AnyModel, BackendChoice, BackendRequest};
+use ucgm::model::weights;
 use ucgm::sampler::{SamplerConfig, Stochasticity};
 use ucgm::tensor_file::{write_atomic, TensorFile, TensorOut};
 use ucgm::trainer::{read_weights, CheckpointWeights};
 use ucgm::transport::TransportKind;
-use ucgm::{CpuBackend, Error, Model, ParamLayout, Result};
+use ucgm::{Error, ModelConfig, ParamLayout, Result};
 
 #[derive(Parser)]
 #[command(name = "ucgm", version, about = "Train and sample diffusion transformers with UCGM (UCGM-T / UCGM-S)")]
 struct Cli {
-    /// Worker threads (0 = one per core).
-    #[arg(long, global = true, default_value_t = 0)]
-    threads: usize,
+    #[command(flatten)]
+    backend: BackendFlags,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The backend flags, accepted by every command.
+#[derive(Args)]
+struct BackendFlags {
+    /// Compute backend: auto (CUDA when its libraries load and a device exists, else the
+    /// CPU), cpu or cuda (an error when CUDA cannot be used). Default: the run config's
+    /// `backend:` key for `train`, else auto.
+    #[arg(long, global = true, value_parser = parse_backend)]
+    backend: Option<BackendChoice>,
+    /// CPU worker threads (0 = one per core).
+    #[arg(long, global = true)]
+    threads: Option<usize>,
+    /// CUDA device ordinal (default 0).
+    #[arg(long, global = true)]
+    cuda_device: Option<usize>,
+    /// Let CUDA use TF32 tensor cores for float32 products (faster, ~1e-3 relative error
+    /// per product). Off unless given.
+    #[arg(long, global = true)]
+    tf32: bool,
+}
+
+impl BackendFlags {
+    /// `base` (a run config's `backend:`, or the defaults) with the flags given here on top.
+    fn request(&self, base: BackendRequest) -> BackendRequest {
+        BackendRequest {
+            choice: self.backend.unwrap_or(base.choice),
+            threads: self.threads.unwrap_or(base.threads),
+            device: self.cuda_device.unwrap_or(base.device),
+            tf32: self.tf32 || base.tf32,
+        }
+    }
+}
+
+fn parse_backend(s: &str) -> std::result::Result<BackendChoice, String> {
+    s.parse().map_err(|_: Error| "expected auto, cpu or cuda".to_string())
+}
+
+/// Builds the requested backend and says on stderr which one runs and, for `auto`, why.
+fn choose_backend(request: &BackendRequest) -> Result<AnyBackend> {
+    let selection = select(request)?;
+    eprintln!("{}", selection.log_line());
+    Ok(selection.backend)
 }
 
 #[derive(Subcommand)]
@@ -156,8 +203,8 @@ impl TrainObserver for Bar {
     }
 }
 
-fn load_for_sampling(path: &Path, which: &str, heads: Option<usize>, threads: usize) -> Result<Model<CpuBackend>> {
-    let backend = CpuBackend::<f32>::new(threads)?;
+/// The configuration and weights (`[N]`, on the host) of a checkpoint or weights file.
+fn load_for_sampling(path: &Path, which: &str, heads: Option<usize>) -> Result<(ModelConfig, Vec<f32>)> {
     let file = TensorFile::open(path)?;
     if file.metadata().contains_key(ucgm::trainer::checkpoint::TRAINER_STATE_KEY) {
         let w = match which {
@@ -166,10 +213,12 @@ fn load_for_sampling(path: &Path, which: &str, heads: Option<usize>, threads: us
             "mod" => CheckpointWeights::Mod,
             other => return Err(Error::invalid(format!("--weights {other:?}: expected ema, online or mod"))),
         };
-        let (cfg, params) = read_weights(path, w)?;
-        return Model::from_params(cfg, backend, &params);
+        return read_weights(path, w);
     }
-    Model::load(path, backend, heads)
+    let cfg = weights::config_of(&file, heads)?;
+    weights::check_no_extras(&file, &cfg)?;
+    let params = weights::read_params(&file, &cfg, "")?;
+    Ok((cfg, params))
 }
 
 fn info(path: &Path) -> Result<()> {
@@ -207,6 +256,7 @@ fn info(path: &Path) -> Result<()> {
 
 #[allow(clippy::too_many_arguments)]
 fn run(cli: Cli) -> Result<()> {
+    let defaults = BackendRequest::default();
     match cli.command {
         Command::Demo {
             out,
@@ -220,7 +270,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let o = DemoOptions {
                 output_dir: out,
-                threads: cli.threads,
+                backend: cli.backend.request(defaults),
                 multistep_steps,
                 fewstep_steps,
                 batch,
@@ -256,7 +306,8 @@ fn run(cli: Cli) -> Result<()> {
                 cfg.trainer.train.max_steps = m;
             }
             let init = init.as_deref().map(|p| (p, CheckpointWeights::Ema));
-            let mut run = TrainRun::new(cfg, cli.threads, resume.as_deref(), init)?;
+            let backend = choose_backend(&cli.backend.request(cfg.backend))?;
+            let mut run = TrainRun::new(cfg, backend, resume.as_deref(), init)?;
             run.run(&mut Bar { bar: None })
         }
         Command::Sample {
@@ -277,8 +328,7 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             out,
         } => {
-            let mut model = load_for_sampling(&ckpt, &weights, heads, cli.threads)?;
-            let mc = model.config().clone();
+            let (mc, params) = load_for_sampling(&ckpt, &weights, heads)?;
             let stochasticity = if rho.eq_ignore_ascii_case("sde") {
                 Stochasticity::Sde
             } else {
@@ -300,7 +350,7 @@ fn run(cli: Cli) -> Result<()> {
             if n == 0 {
                 return Err(Error::invalid("--n must be at least 1"));
             }
-            let label_list: Vec<usize> = match labels {
+            let label_list: Vec<usize> = match labels.as_deref() {
                 Some(s) => s
                     .split(',')
                     .map(|p| {
@@ -315,27 +365,30 @@ fn run(cli: Cli) -> Result<()> {
                 return Err(Error::invalid("--labels is empty"));
             }
             let labels: Vec<usize> = (0..n).map(|i| label_list[i % label_list.len()]).collect();
+            let png = match out.extension().and_then(|e| e.to_str()) {
+                Some("png") if [1, 3].contains(&mc.in_channels) => true,
+                Some("png") => {
+                    return Err(Error::invalid(format!(
+                        "{} channels cannot be a PNG grid: use --out file.safetensors",
+                        mc.in_channels
+                    )))
+                }
+                Some("safetensors") => false,
+                _ => return Err(Error::invalid(format!("--out {}: use a .png or .safetensors file", out.display()))),
+            };
+            let backend = choose_backend(&cli.backend.request(defaults))?;
+            let mut model = AnyModel::from_params(mc.clone(), backend, &params)?;
             let images = ucgm::app::sample::sample_images(&mut model, &cfg, &labels, seed, None)?;
             let shape = [n, mc.in_channels, mc.input_size, mc.input_size];
-            match out.extension().and_then(|e| e.to_str()) {
-                Some("png") => {
-                    if ![1, 3].contains(&mc.in_channels) {
-                        return Err(Error::invalid(format!(
-                            "{} channels cannot be a PNG grid: use --out file.safetensors",
-                            mc.in_channels
-                        )));
-                    }
-                    ucgm::image::write_png_grid(&out, &images, shape, (n as f64).sqrt().ceil() as usize, 1)?;
-                }
-                Some("safetensors") => {
-                    let l: Vec<i64> = labels.iter().map(|&v| v as i64).collect();
-                    write_atomic(
-                        &out,
-                        &[TensorOut::f32("samples", shape.to_vec(), &images), TensorOut::i64("labels", vec![n], &l)],
-                        &Default::default(),
-                    )?;
-                }
-                _ => return Err(Error::invalid(format!("--out {}: use a .png or .safetensors file", out.display()))),
+            if png {
+                ucgm::image::write_png_grid(&out, &images, shape, (n as f64).sqrt().ceil() as usize, 1)?;
+            } else {
+                let l: Vec<i64> = labels.iter().map(|&v| v as i64).collect();
+                write_atomic(
+                    &out,
+                    &[TensorOut::f32("samples", shape.to_vec(), &images), TensorOut::i64("labels", vec![n], &l)],
+                    &Default::default(),
+                )?;
             }
             println!("wrote {n} samples ({} steps, {}) to {}", steps, cfg.transport.name(), out.display());
             Ok(())

@@ -32,6 +32,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock, TryLockError};
 
+use crate::engine::{cuda_availability, BackendChoice};
 use crate::error::{Error, Result};
 
 /// ABI version of this header and library: bumped only on an incompatible change (a
@@ -65,11 +66,14 @@ pub const UCGM_STATUS_INTERNAL: ucgm_status = 9;
 
 /// Compute backend selector (`int32_t`).
 pub type ucgm_backend = i32;
-/// The best usable backend (today: the CPU).
+/// CUDA when it can be used here (the driver, NVRTC and cuBLAS libraries load and the
+/// device opens), else the CPU. Which one, and why CUDA was not used, goes to the log
+/// callback (`UCGM_LOG_INFO`) and into the info structs' `backend_description`.
 pub const UCGM_BACKEND_AUTO: ucgm_backend = 0;
 /// The CPU backend (always built).
 pub const UCGM_BACKEND_CPU: ucgm_backend = 1;
-/// The CUDA backend (not built yet: selecting it fails with `UCGM_STATUS_BACKEND`).
+/// The CUDA backend (cuBLAS + NVRTC kernels, libraries opened at run time). Selecting it
+/// where it cannot be used fails with `UCGM_STATUS_BACKEND` and the reason.
 pub const UCGM_BACKEND_CUDA: ucgm_backend = 2;
 
 /// Log levels passed to a `ucgm_log_callback` (smaller = more severe).
@@ -117,7 +121,8 @@ pub struct ucgm_system_info {
     pub logical_cpus: u32,
     /// `UCGM_SIMD_*` bits the CPU supports (detected at run time).
     pub simd: u32,
-    /// Bit `1 << UCGM_BACKEND_*` set for each usable backend (today: CPU only).
+    /// Bit `1 << UCGM_BACKEND_*` set for each usable backend: CPU always, CUDA when
+    /// device 0 can be used here.
     pub backends: u32,
 }
 
@@ -421,22 +426,31 @@ pub extern "C" fn ucgm_last_error_message() -> *const c_char {
     no_unwind(c"".as_ptr(), || LAST_ERROR.with(|e| e.as_ptr().cast::<c_char>().cast_const()))
 }
 
-/// Why `backend` cannot be used, or None when it can.
-pub(crate) fn backend_unavailable(backend: ucgm_backend) -> Result<Option<String>> {
+/// The engine's choice for a `UCGM_BACKEND_*` value.
+pub(crate) fn backend_choice(backend: ucgm_backend) -> Result<BackendChoice> {
     match backend {
-        UCGM_BACKEND_AUTO | UCGM_BACKEND_CPU => Ok(None),
-        UCGM_BACKEND_CUDA => Ok(Some(
-            "CUDA backend not available: this build of ucgm has no CUDA backend (not built; only the CPU backend exists yet)".into(),
-        )),
+        UCGM_BACKEND_AUTO => Ok(BackendChoice::Auto),
+        UCGM_BACKEND_CPU => Ok(BackendChoice::Cpu),
+        UCGM_BACKEND_CUDA => Ok(BackendChoice::Cuda),
         other => Err(Error::invalid(format!(
             "backend {other} is not one of UCGM_BACKEND_AUTO (0), UCGM_BACKEND_CPU (1), UCGM_BACKEND_CUDA (2)"
         ))),
     }
 }
 
+/// Why `backend` cannot be used, or None when it can (CUDA: device 0 is probed).
+pub(crate) fn backend_unavailable(backend: ucgm_backend) -> Result<Option<String>> {
+    match backend_choice(backend)? {
+        BackendChoice::Auto | BackendChoice::Cpu => Ok(None),
+        BackendChoice::Cuda => Ok(cuda_availability(0).err().map(|why| format!("CUDA backend not available: {why}"))),
+    }
+}
+
 /// `UCGM_STATUS_OK` when `backend` (a `UCGM_BACKEND_*` value) can be used; otherwise
 /// `UCGM_STATUS_BACKEND` with the reason in `ucgm_last_error_message()` (or
-/// `UCGM_STATUS_INVALID_ARGUMENT` for an unknown value).
+/// `UCGM_STATUS_INVALID_ARGUMENT` for an unknown value). For CUDA this loads the driver,
+/// NVRTC and cuBLAS and opens device 0 (it never fails the process: a missing library is
+/// a status, not a crash); `UCGM_BACKEND_AUTO` is always available.
 #[no_mangle]
 pub extern "C" fn ucgm_backend_available(backend: ucgm_backend) -> ucgm_status {
     call("ucgm_backend_available", || match backend_unavailable(backend)? {
@@ -484,23 +498,33 @@ fn simd_bits() -> u32 {
     bits
 }
 
+/// CUDA device 0 probed once per process: its description, or why it cannot be used.
+fn cuda_probe_once() -> &'static std::result::Result<String, String> {
+    static PROBE: OnceLock<std::result::Result<String, String>> = OnceLock::new();
+    PROBE.get_or_init(|| cuda_availability(0))
+}
+
 fn system_info() -> ucgm_system_info {
+    let cuda = if cuda_probe_once().is_ok() { 1 << UCGM_BACKEND_CUDA } else { 0 };
     ucgm_system_info {
         struct_size: std::mem::size_of::<ucgm_system_info>(),
         logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
         simd: simd_bits(),
-        backends: 1 << UCGM_BACKEND_CPU,
+        backends: (1 << UCGM_BACKEND_CPU) | cuda,
     }
 }
 
-/// Fills `info` (set `info->struct_size = sizeof *info` first).
+/// Fills `info` (set `info->struct_size = sizeof *info` first). CUDA is probed once per
+/// process, at the first call of this function or of `ucgm_system_info_string`.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_get_system_info(info: *mut ucgm_system_info) -> ucgm_status {
     call("ucgm_get_system_info", || params::write_out(info, system_info()))
 }
 
 /// One static line describing the library and the machine, e.g.
-/// "ucgm 0.1.0 | abi 1 | cpus 2 | simd SSE2 AVX AVX2 FMA AVX512F | backends cpu (cuda: not built)".
+/// "ucgm 0.1.0 | abi 1 | cpus 16 | simd SSE2 AVX AVX2 FMA AVX512F | backends cpu cuda (cuda:0
+/// NVIDIA H200 (sm_90, 139.8 GiB, 1 device(s)))", or on a machine without CUDA
+/// "… | backends cpu (cuda unavailable: the CUDA driver library (libcuda.so) not found …)".
 #[no_mangle]
 pub extern "C" fn ucgm_system_info_string() -> *const c_char {
     no_unwind(c"ucgm (system information unavailable)".as_ptr(), system_info_line)
@@ -519,8 +543,12 @@ fn system_info_line() -> *const c_char {
             (UCGM_SIMD_NEON, "NEON"),
         ];
         let simd: Vec<&str> = names.iter().filter(|(b, _)| i.simd & b != 0).map(|(_, n)| *n).collect();
+        let backends = match cuda_probe_once() {
+            Ok(device) => format!("cpu cuda ({device})"),
+            Err(why) => format!("cpu (cuda unavailable: {why})"),
+        };
         c_string(format!(
-            "ucgm {} | abi {UCGM_ABI_VERSION} | cpus {} | simd {} | backends cpu (cuda: not built)",
+            "ucgm {} | abi {UCGM_ABI_VERSION} | cpus {} | simd {} | backends {backends}",
             env!("CARGO_PKG_VERSION"),
             i.logical_cpus,
             if simd.is_empty() { "none".to_string() } else { simd.join(" ") }

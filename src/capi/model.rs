@@ -1,19 +1,20 @@
-//! The model handle (`ucgm_model`): a SiT or TiT network on a backend, created from a
+//! The model handle (`ucgm_model`): a SiT or TiT network on the backend chosen when the
+//! handle is made (`ucgm_model_params.backend`: auto, CPU or CUDA), created from a
 //! configuration (seeded reference initialisation) or a safetensors file; info, save,
 //! and the raw network evaluation `ucgm_forward`.
 
 use std::ffi::{c_char, c_void};
+use std::mem::{offset_of, size_of};
 use std::ptr;
 
 use super::params::{self, Versioned};
 use super::{
     call, ucgm_backend, ucgm_log_callback, ucgm_progress_callback, ucgm_status, with_handle, AsHandle, Handle, HasHooks, Hooks, UCGM_BACKEND_AUTO,
-    UCGM_BACKEND_CPU, UCGM_LOG_DEBUG, UCGM_LOG_INFO,
+    UCGM_LOG_INFO,
 };
-use crate::backend::cpu::CpuBackend;
+use crate::engine::{select, AnyBackend, AnyModel, BackendRequest, Selection};
 use crate::error::{Error, Result};
 use crate::model::config::{Arch, ModelConfig};
-use crate::model::Model;
 
 /// Network family (`int32_t`).
 pub type ucgm_arch = i32;
@@ -25,8 +26,11 @@ pub const UCGM_ARCH_TIT: ucgm_arch = 1;
 /// Largest accepted thread count.
 const MAX_THREADS: i32 = 1024;
 
-/// The engine's model type behind a handle (CPU today).
-pub(crate) type EngineModel = Model<CpuBackend<f32>>;
+/// Largest accepted CUDA device ordinal.
+const MAX_CUDA_DEVICE: i32 = 1023;
+
+/// Bytes of the `backend_description` text of the info structs, NUL included.
+pub const UCGM_BACKEND_DESCRIPTION_LEN: usize = 256;
 
 /// How to create or load a model. Fill with `ucgm_model_params_default`.
 #[repr(C)]
@@ -58,19 +62,33 @@ pub struct ucgm_model_params {
     pub heads: u32,
     /// Create: seed of the reference initialisation (default 0).
     pub seed: u64,
-    /// `UCGM_BACKEND_AUTO` (default), `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA`.
+    /// `UCGM_BACKEND_AUTO` (default: CUDA when it can be used here, else the CPU, and the
+    /// log callback is told which and why), `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA`
+    /// (fails with `UCGM_STATUS_BACKEND` and the reason when CUDA cannot be used).
     pub backend: ucgm_backend,
     /// CPU worker threads of this model's own pool; 0 (default) = one per logical CPU.
+    /// Unused on CUDA.
     pub threads: i32,
     /// Log callback of the new handle (also receives the creation messages); NULL = silent.
     pub log_callback: ucgm_log_callback,
     /// Passed to `log_callback`.
     pub log_user_data: *mut c_void,
+    /// CUDA device ordinal for `UCGM_BACKEND_CUDA` / `UCGM_BACKEND_AUTO` (default 0).
+    /// Added after ABI 1's first release (a caller with the older, shorter struct gets 0).
+    pub cuda_device: i32,
+    /// 1 = let cuBLAS use TF32 tensor cores for float32 products on CUDA (about 3×
+    /// faster, ~1e-3 relative error per product instead of ~1e-7); 0 (default) = off.
+    /// Ignored on the CPU. Added with `cuda_device`.
+    pub tf32: i32,
 }
+
+// The first release of ABI 1 ended before `cuda_device`, with no tail padding.
+const MODEL_PARAMS_V1_SIZE: usize = offset_of!(ucgm_model_params, cuda_device);
+const _: () = assert!(MODEL_PARAMS_V1_SIZE % std::mem::align_of::<ucgm_model_params>() == 0);
 
 unsafe impl Versioned for ucgm_model_params {
     const NAME: &'static str = "ucgm_model_params";
-    const SIZES: &'static [usize] = &[std::mem::size_of::<ucgm_model_params>()];
+    const SIZES: &'static [usize] = &[MODEL_PARAMS_V1_SIZE, size_of::<ucgm_model_params>()];
     fn defaults() -> Self {
         ucgm_model_params {
             struct_size: std::mem::size_of::<Self>(),
@@ -88,13 +106,15 @@ unsafe impl Versioned for ucgm_model_params {
             threads: 0,
             log_callback: None,
             log_user_data: ptr::null_mut(),
+            cuda_device: 0,
+            tf32: 0,
         }
     }
 }
 
 /// What `ucgm_model_get_info` reports.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct ucgm_model_info {
     /// Set by the caller to `sizeof(ucgm_model_info)`.
     pub struct_size: usize,
@@ -122,18 +142,56 @@ pub struct ucgm_model_info {
     pub image_len: u64,
     /// Trainable parameters.
     pub param_count: u64,
-    /// The backend in use (`UCGM_BACKEND_CPU` today).
+    /// The backend in use: `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA` (never AUTO).
     pub backend: ucgm_backend,
-    /// Worker threads of the model's pool.
+    /// Worker threads of the model's CPU pool (0 on CUDA).
     pub threads: u32,
+    /// The CUDA device in use, or -1 on the CPU. Added after ABI 1's first release.
+    pub cuda_device: i32,
+    /// 1 when TF32 products are enabled (CUDA), else 0.
+    pub tf32: i32,
+    /// NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
+    /// CPU, why CUDA was not used, e.g. "cuda:0 NVIDIA H200 (sm_90, 139.8 GiB, 1
+    /// device(s))" or "cpu (16 threads); cuda unavailable: the CUDA driver library
+    /// (libcuda.so) not found (…)". Cut at a character boundary if longer.
+    pub backend_description: [c_char; UCGM_BACKEND_DESCRIPTION_LEN],
 }
+
+impl Default for ucgm_model_info {
+    fn default() -> Self {
+        ucgm_model_info {
+            struct_size: 0,
+            arch: 0,
+            input_size: 0,
+            in_channels: 0,
+            num_classes: 0,
+            patch: 0,
+            hidden: 0,
+            depth: 0,
+            heads: 0,
+            mlp_hidden: 0,
+            tokens: 0,
+            image_len: 0,
+            param_count: 0,
+            backend: 0,
+            threads: 0,
+            cuda_device: -1,
+            tf32: 0,
+            backend_description: [0; UCGM_BACKEND_DESCRIPTION_LEN],
+        }
+    }
+}
+
+// The first release of ABI 1 ended before `cuda_device`, with no tail padding.
+const MODEL_INFO_V1_SIZE: usize = offset_of!(ucgm_model_info, cuda_device);
+const _: () = assert!(MODEL_INFO_V1_SIZE % std::mem::align_of::<ucgm_model_info>() == 0);
 
 unsafe impl Versioned for ucgm_model_info {
     const NAME: &'static str = "ucgm_model_info";
-    const SIZES: &'static [usize] = &[std::mem::size_of::<ucgm_model_info>()];
+    const SIZES: &'static [usize] = &[MODEL_INFO_V1_SIZE, size_of::<ucgm_model_info>()];
     fn defaults() -> Self {
         ucgm_model_info {
-            struct_size: std::mem::size_of::<Self>(),
+            struct_size: size_of::<Self>(),
             ..Default::default()
         }
     }
@@ -141,8 +199,10 @@ unsafe impl Versioned for ucgm_model_info {
 
 /// The state behind a model handle.
 pub(crate) struct ModelState {
-    pub model: EngineModel,
+    pub model: AnyModel,
     pub hooks: Hooks,
+    /// The backend in use and, when `auto` chose the CPU, why (`Selection::summary`).
+    pub backend_summary: String,
 }
 
 impl HasHooks for ModelState {
@@ -177,21 +237,55 @@ fn arch_code(a: Arch) -> ucgm_arch {
     }
 }
 
-/// The CPU backend for `p.backend` / `p.threads`, or why it cannot be had.
-pub(crate) fn backend_for(p: &ucgm_model_params, hooks: &Hooks) -> Result<CpuBackend<f32>> {
-    if let Some(why) = super::backend_unavailable(p.backend)? {
-        return Err(Error::Backend(why));
-    }
-    if p.backend == UCGM_BACKEND_AUTO {
-        hooks.log(UCGM_LOG_DEBUG, || "backend auto: cpu (this build has no CUDA backend)".into());
-    }
+/// The backend `p` asks for (`backend`, `threads`, `cuda_device`, `tf32`), or why it
+/// cannot be had; the choice and its reason go to the log callback at `UCGM_LOG_INFO`.
+pub(crate) fn backend_for(p: &ucgm_model_params, hooks: &Hooks) -> Result<Selection> {
+    let choice = super::backend_choice(p.backend)?;
     if !(0..=MAX_THREADS).contains(&p.threads) {
         return Err(Error::invalid(format!(
             "threads = {} must lie in 0..={MAX_THREADS} (0 = one per logical CPU)",
             p.threads
         )));
     }
-    CpuBackend::new(p.threads as usize)
+    if !(0..=MAX_CUDA_DEVICE).contains(&p.cuda_device) {
+        return Err(Error::invalid(format!(
+            "ucgm_model_params.cuda_device = {} must lie in 0..={MAX_CUDA_DEVICE}",
+            p.cuda_device
+        )));
+    }
+    let request = BackendRequest {
+        choice,
+        threads: p.threads as usize,
+        device: p.cuda_device as usize,
+        tf32: params::bool_arg("ucgm_model_params.tf32", p.tf32)?,
+    };
+    let selection = select(&request)?;
+    hooks.log(UCGM_LOG_INFO, || selection.log_line());
+    Ok(selection)
+}
+
+/// The info structs' `backend`, `threads`, `cuda_device` and `tf32` of a backend.
+pub(crate) fn backend_fields(b: &AnyBackend) -> (ucgm_backend, u32, i32, i32) {
+    let code = match b.kind() {
+        crate::engine::BackendKind::Cpu => super::UCGM_BACKEND_CPU,
+        crate::engine::BackendKind::Cuda => super::UCGM_BACKEND_CUDA,
+    };
+    let device = b.cuda_device().map_or(-1, |d| d as i32);
+    (code, b.threads() as u32, device, i32::from(b.tf32()))
+}
+
+/// `text` as a NUL-terminated C string in a fixed buffer, cut at a character boundary.
+pub(crate) fn fixed_text<const N: usize>(text: &str) -> [c_char; N] {
+    let text = text.replace('\0', " ");
+    let mut end = text.len().min(N - 1);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut out = [0 as c_char; N];
+    for (o, &b) in out.iter_mut().zip(&text.as_bytes()[..end]) {
+        *o = b as c_char;
+    }
+    out
 }
 
 /// The configuration a create call asks for.
@@ -226,10 +320,10 @@ unsafe fn config_for(p: &ucgm_model_params) -> Result<ModelConfig> {
     Ok(cfg)
 }
 
-fn describe(m: &EngineModel) -> String {
+fn describe(m: &AnyModel, backend_summary: &str) -> String {
     let c = m.config();
     format!(
-        "{} {}x{}x{} input, patch {}, hidden {}, depth {}, heads {}, {} classes, {} parameters, cpu backend ({} threads)",
+        "{} {}x{}x{} input, patch {}, hidden {}, depth {}, heads {}, {} classes, {} parameters, on {backend_summary}",
         c.arch.name(),
         c.in_channels,
         c.input_size,
@@ -240,13 +334,12 @@ fn describe(m: &EngineModel) -> String {
         c.heads,
         c.num_classes,
         m.layout().total(),
-        m.backend().threads()
     )
 }
 
 /// Fails with `Error::NonFinite` naming the first tensor of a loaded file that holds a
 /// NaN or an infinity (the engine would otherwise sample NaN without a word).
-fn check_finite_weights(m: &EngineModel, path: &std::path::Path) -> Result<()> {
+fn check_finite_weights(m: &AnyModel, path: &std::path::Path) -> Result<()> {
     let p = m.read_params()?;
     for e in m.layout().entries() {
         if let Some(i) = p[e.range()].iter().position(|v| !v.is_finite()) {
@@ -262,14 +355,15 @@ fn check_finite_weights(m: &EngineModel, path: &std::path::Path) -> Result<()> {
 }
 
 /// Boxes a new handle into `*out`.
-pub(crate) fn publish(out: &mut *mut ucgm_model, model: EngineModel, hooks: Hooks) {
-    let state = ModelState { model, hooks };
+pub(crate) fn publish(out: &mut *mut ucgm_model, model: AnyModel, hooks: Hooks, backend_summary: String) {
+    let state = ModelState { model, hooks, backend_summary };
     *out = Box::into_raw(Box::new(ucgm_model { handle: Handle::new(state) }));
 }
 
 /// Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 /// defaults: a TiT-S/2-shaped network on a 4×32×32 input with 1000 classes, seed 0,
-/// automatic backend, one thread per logical CPU, no log callback.
+/// automatic backend (CUDA device 0 if usable, TF32 off), one thread per logical CPU, no
+/// log callback.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_params_default(params: *mut ucgm_model_params, struct_size: usize) -> ucgm_status {
     call("ucgm_model_params_default", || params::write_defaults(params, struct_size))
@@ -289,17 +383,19 @@ pub unsafe extern "C" fn ucgm_model_create(params: *const ucgm_model_params, out
             ..Hooks::default()
         };
         let cfg = config_for(&p)?;
-        let backend = backend_for(&p, &hooks)?;
-        let model = Model::init(cfg, backend, p.seed)?;
-        hooks.log(UCGM_LOG_INFO, || format!("created {} (seed {})", describe(&model), p.seed));
-        publish(out, model, hooks);
+        let selection = backend_for(&p, &hooks)?;
+        let summary = selection.summary();
+        let model = AnyModel::init(cfg, selection.backend, p.seed)?;
+        hooks.log(UCGM_LOG_INFO, || format!("created {} (seed {})", describe(&model, &summary), p.seed));
+        publish(out, model, hooks, summary);
         Ok(())
     })
 }
 
 /// Loads a safetensors weights file (written by `ucgm_model_save` or converted from a
 /// reference checkpoint) and stores the handle in `*out` (NULL on failure). `params` may
-/// be NULL (defaults); only `heads`, `backend`, `threads` and the log callback are read.
+/// be NULL (defaults); only `heads`, the backend fields (`backend`, `threads`,
+/// `cuda_device`, `tf32`) and the log callback are read.
 /// Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated or
 /// corrupt), `UCGM_STATUS_WEIGHTS` (tensors that do not form a model) or
 /// `UCGM_STATUS_NON_FINITE` (a weight is NaN or infinite).
@@ -319,12 +415,13 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
             log_user_data: p.log_user_data,
             ..Hooks::default()
         };
-        let backend = backend_for(&p, &hooks)?;
+        let selection = backend_for(&p, &hooks)?;
+        let summary = selection.summary();
         let heads = (p.heads != 0).then_some(p.heads as usize);
-        let model = Model::load(&path, backend, heads)?;
+        let model = AnyModel::load(&path, selection.backend, heads)?;
         check_finite_weights(&model, &path)?;
-        hooks.log(UCGM_LOG_INFO, || format!("loaded {}: {}", path.display(), describe(&model)));
-        publish(out, model, hooks);
+        hooks.log(UCGM_LOG_INFO, || format!("loaded {}: {}", path.display(), describe(&model, &summary)));
+        publish(out, model, hooks, summary);
         Ok(())
     })
 }
@@ -358,6 +455,7 @@ pub unsafe extern "C" fn ucgm_model_free(model: *mut ucgm_model) {
 pub unsafe extern "C" fn ucgm_model_get_info(model: *mut ucgm_model, info: *mut ucgm_model_info) -> ucgm_status {
     with_handle("ucgm_model_get_info", model, |s, _| {
         let c = s.model.config();
+        let (backend, threads, cuda_device, tf32) = backend_fields(&s.model.backend());
         let v = ucgm_model_info {
             struct_size: 0,
             arch: arch_code(c.arch),
@@ -372,8 +470,11 @@ pub unsafe extern "C" fn ucgm_model_get_info(model: *mut ucgm_model, info: *mut 
             tokens: c.tokens() as u32,
             image_len: c.image_len() as u64,
             param_count: s.model.layout().total() as u64,
-            backend: UCGM_BACKEND_CPU,
-            threads: s.model.backend().threads() as u32,
+            backend,
+            threads,
+            cuda_device,
+            tf32,
+            backend_description: fixed_text(&s.backend_summary),
         };
         params::write_out(info, v)
     })

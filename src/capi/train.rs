@@ -1,25 +1,28 @@
 //! The trainer handle (`ucgm_trainer`): UCGM-T over a copy of a model, with every
 //! UCGM-T and optimizer setting, training steps on caller-provided batches (with the
 //! trainer's own or the caller's t and z), checkpoints, and the online / EMA / `mod`
-//! weights handed back as files or model handles.
+//! weights handed back as files or model handles. A trainer runs on the backend of the
+//! model it was made from (its own pool or CUDA stream), or on the one its
+//! `ucgm_model_params` choose when it starts from a checkpoint.
 
 use std::ffi::{c_char, c_void};
+use std::mem::{offset_of, size_of};
 use std::path::Path;
 use std::ptr;
 use std::time::Instant;
 
-use super::model::{self, ucgm_model, ucgm_model_params, EngineModel, ModelState};
+use super::model::{self, backend_fields, fixed_text, ucgm_model, ucgm_model_params, ModelState, UCGM_BACKEND_DESCRIPTION_LEN};
 use super::params::{self, Versioned};
 use super::sample::{ucgm_transport, TRANSPORTS, UCGM_TRANSPORT_LINEAR};
 use super::{
-    call, ucgm_log_callback, ucgm_progress_callback, ucgm_status, with_handle, with_handle_cancellable, AsHandle, Handle, HasHooks, Hooks, UCGM_LOG_DEBUG,
-    UCGM_LOG_INFO,
+    call, ucgm_backend, ucgm_log_callback, ucgm_progress_callback, ucgm_status, with_handle, with_handle_cancellable, AsHandle, Handle, HasHooks, Hooks,
+    UCGM_LOG_DEBUG, UCGM_LOG_INFO,
 };
-use crate::backend::cpu::CpuBackend;
 use crate::control::RunControl;
+use crate::engine::{AnyModel, AnyTrainer, Selection};
 use crate::error::{Error, Result};
-use crate::model::{weights, Model};
-use crate::trainer::{EnhancedStyle, OptimizerKind, OptimizerSection, StepStats, TimeWeight, TrainSection, Trainer, TrainerConfig, TransportSection};
+use crate::model::weights;
+use crate::trainer::{EnhancedStyle, OptimizerKind, OptimizerSection, StepStats, TimeWeight, TrainSection, TrainerConfig, TransportSection};
 
 /// `ucgm_train_params.enhanced_style` (`int32_t`): which predictions the enhanced target
 /// contrasts; required (not NONE) when `enhanced_ratio` ≠ 0.
@@ -168,7 +171,7 @@ unsafe impl Versioned for ucgm_train_params {
 
 /// What `ucgm_trainer_get_info` reports.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct ucgm_trainer_info {
     /// Set by the caller to `sizeof(ucgm_trainer_info)`.
     pub struct_size: usize,
@@ -188,16 +191,51 @@ pub struct ucgm_trainer_info {
     pub image_len: u64,
     /// Number of classes K (label K = null class).
     pub num_classes: u32,
-    /// Worker threads of the trainer's pool.
+    /// Worker threads of the trainer's CPU pool (0 on CUDA).
     pub threads: u32,
+    /// The backend in use: `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA`. Added after ABI
+    /// 1's first release.
+    pub backend: ucgm_backend,
+    /// The CUDA device in use, or -1 on the CPU.
+    pub cuda_device: i32,
+    /// 1 when TF32 products are enabled (CUDA), else 0.
+    pub tf32: i32,
+    /// NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
+    /// CPU, why CUDA was not used (as `ucgm_model_info.backend_description`).
+    pub backend_description: [c_char; UCGM_BACKEND_DESCRIPTION_LEN],
 }
+
+impl Default for ucgm_trainer_info {
+    fn default() -> Self {
+        ucgm_trainer_info {
+            struct_size: 0,
+            step: 0,
+            last_loss: 0.0,
+            last_grad_norm: 0.0,
+            last_dropped: 0,
+            has_mod: 0,
+            param_count: 0,
+            image_len: 0,
+            num_classes: 0,
+            threads: 0,
+            backend: 0,
+            cuda_device: -1,
+            tf32: 0,
+            backend_description: [0; UCGM_BACKEND_DESCRIPTION_LEN],
+        }
+    }
+}
+
+// The first release of ABI 1 ended before `backend`, with no tail padding.
+const TRAINER_INFO_V1_SIZE: usize = offset_of!(ucgm_trainer_info, backend);
+const _: () = assert!(TRAINER_INFO_V1_SIZE % std::mem::align_of::<ucgm_trainer_info>() == 0);
 
 unsafe impl Versioned for ucgm_trainer_info {
     const NAME: &'static str = "ucgm_trainer_info";
-    const SIZES: &'static [usize] = &[std::mem::size_of::<ucgm_trainer_info>()];
+    const SIZES: &'static [usize] = &[TRAINER_INFO_V1_SIZE, size_of::<ucgm_trainer_info>()];
     fn defaults() -> Self {
         ucgm_trainer_info {
-            struct_size: std::mem::size_of::<Self>(),
+            struct_size: size_of::<Self>(),
             ..Default::default()
         }
     }
@@ -205,9 +243,11 @@ unsafe impl Versioned for ucgm_trainer_info {
 
 /// The state behind a trainer handle.
 pub(crate) struct TrainerState {
-    trainer: Trainer<CpuBackend<f32>>,
+    trainer: AnyTrainer,
     hooks: Hooks,
     last: Option<StepStats>,
+    /// The backend in use and, when `auto` chose the CPU, why.
+    backend_summary: String,
 }
 
 impl HasHooks for TrainerState {
@@ -283,15 +323,20 @@ fn trainer_config(p: &ucgm_train_params) -> Result<TrainerConfig> {
     Ok(cfg)
 }
 
-fn publish(out: &mut *mut ucgm_trainer, trainer: Trainer<CpuBackend<f32>>, hooks: Hooks) {
-    let state = TrainerState { trainer, hooks, last: None };
+fn publish(out: &mut *mut ucgm_trainer, trainer: AnyTrainer, hooks: Hooks, backend_summary: String) {
+    let state = TrainerState {
+        trainer,
+        hooks,
+        last: None,
+        backend_summary,
+    };
     *out = Box::into_raw(Box::new(ucgm_trainer { handle: Handle::new(state) }));
 }
 
-fn describe(t: &Trainer<CpuBackend<f32>>) -> String {
+fn describe(t: &AnyTrainer, backend_summary: &str) -> String {
     let c = t.config();
     format!(
-        "{} transport, λ = {}, ζ = {} ({:?}), {:?} lr {}, step {}",
+        "{} transport, λ = {}, ζ = {} ({:?}), {:?} lr {}, step {}, on {backend_summary}",
         c.transport.transport_type,
         c.transport.consistc_ratio,
         c.transport.enhanced_ratio,
@@ -303,7 +348,7 @@ fn describe(t: &Trainer<CpuBackend<f32>>) -> String {
 }
 
 /// Backend and hooks from optional model params (NULL: defaults).
-unsafe fn backend_and_hooks(p: *const ucgm_model_params) -> Result<(CpuBackend<f32>, Hooks)> {
+unsafe fn backend_and_hooks(p: *const ucgm_model_params) -> Result<(Selection, Hooks)> {
     let p = if p.is_null() {
         ucgm_model_params::defaults()
     } else {
@@ -326,36 +371,43 @@ pub unsafe extern "C" fn ucgm_train_params_default(params: *mut ucgm_train_param
 
 /// Creates a trainer over a copy of `model`'s weights (the model handle is not changed
 /// by training) and stores it in `*out` (NULL on failure). The sampling EMA starts as an
-/// exact copy of the weights. The new handle has no callbacks (callbacks are never
-/// copied between handles); the creation is logged to the model's log callback.
+/// exact copy of the weights. The trainer runs on the model's kind of backend with the
+/// same settings (CPU threads, or CUDA device and TF32), but its own pool or stream. The
+/// new handle has no callbacks (callbacks are never copied between handles); the
+/// creation is logged to the model's log callback.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_trainer_create(model: *mut ucgm_model, params: *const ucgm_train_params, out: *mut *mut ucgm_trainer) -> ucgm_status {
     with_handle("ucgm_trainer_create", model, |s: &mut ModelState, _| {
         let out = params::out_ref("out", out)?;
         *out = ptr::null_mut();
         let cfg = trainer_config(&params::read_params(params)?)?;
-        let backend = CpuBackend::new(s.model.backend().threads())?;
-        let copy = Model::from_params(s.model.config().clone(), backend, &s.model.read_params()?)?;
-        let trainer = Trainer::new(cfg, copy)?;
-        s.hooks.log(UCGM_LOG_INFO, || format!("trainer created: {}", describe(&trainer)));
-        publish(out, trainer, Hooks::default());
+        let backend = s.model.backend().independent_copy()?;
+        let copy = AnyModel::from_params(s.model.config().clone(), backend, &s.model.read_params()?)?;
+        let trainer = AnyTrainer::new(cfg, copy)?;
+        s.hooks
+            .log(UCGM_LOG_INFO, || format!("trainer created: {}", describe(&trainer, &s.backend_summary)));
+        publish(out, trainer, Hooks::default(), s.backend_summary.clone());
         Ok(())
     })
 }
 
 /// Continues a run from a checkpoint written by `ucgm_trainer_save_checkpoint` exactly
 /// (configuration, weights, EMA, `mod`, optimizer state, step count, random stream).
-/// `model_params` may be NULL; only its backend, threads and log callback are read.
+/// `model_params` may be NULL; only its backend fields (`backend`, `threads`,
+/// `cuda_device`, `tf32`) and log callback are read.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_trainer_resume(path: *const c_char, model_params: *const ucgm_model_params, out: *mut *mut ucgm_trainer) -> ucgm_status {
     call("ucgm_trainer_resume", || {
         let out = params::out_ref("out", out)?;
         *out = ptr::null_mut();
         let path = params::path_arg("path", path)?;
-        let (backend, hooks) = backend_and_hooks(model_params)?;
-        let trainer = Trainer::resume(&path, backend)?;
-        hooks.log(UCGM_LOG_INFO, || format!("trainer resumed from {}: {}", path.display(), describe(&trainer)));
-        publish(out, trainer, hooks);
+        let (selection, hooks) = backend_and_hooks(model_params)?;
+        let summary = selection.summary();
+        let trainer = AnyTrainer::resume(&path, selection.backend)?;
+        hooks.log(UCGM_LOG_INFO, || {
+            format!("trainer resumed from {}: {}", path.display(), describe(&trainer, &summary))
+        });
+        publish(out, trainer, hooks, summary);
         Ok(())
     })
 }
@@ -375,10 +427,13 @@ pub unsafe extern "C" fn ucgm_trainer_create_from_checkpoint(
         *out = ptr::null_mut();
         let path = params::path_arg("path", path)?;
         let cfg = trainer_config(&params::read_params(params)?)?;
-        let (backend, hooks) = backend_and_hooks(model_params)?;
-        let trainer = Trainer::from_checkpoint(&path, cfg, backend)?;
-        hooks.log(UCGM_LOG_INFO, || format!("trainer started from {}: {}", path.display(), describe(&trainer)));
-        publish(out, trainer, hooks);
+        let (selection, hooks) = backend_and_hooks(model_params)?;
+        let summary = selection.summary();
+        let trainer = AnyTrainer::from_checkpoint(&path, cfg, selection.backend)?;
+        hooks.log(UCGM_LOG_INFO, || {
+            format!("trainer started from {}: {}", path.display(), describe(&trainer, &summary))
+        });
+        publish(out, trainer, hooks, summary);
         Ok(())
     })
 }
@@ -399,7 +454,8 @@ pub unsafe extern "C" fn ucgm_trainer_free(trainer: *mut ucgm_trainer) {
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_trainer_get_info(trainer: *mut ucgm_trainer, info: *mut ucgm_trainer_info) -> ucgm_status {
     with_handle("ucgm_trainer_get_info", trainer, |s, _| {
-        let m = s.trainer.model();
+        let t = &s.trainer;
+        let (backend, threads, cuda_device, tf32) = backend_fields(&t.backend());
         let v = ucgm_trainer_info {
             struct_size: 0,
             step: s.trainer.step(),
@@ -407,10 +463,14 @@ pub unsafe extern "C" fn ucgm_trainer_get_info(trainer: *mut ucgm_trainer, info:
             last_grad_norm: s.last.map_or(f64::NAN, |l| l.grad_norm),
             last_dropped: s.last.map_or(0, |l| l.n_drop as u32),
             has_mod: i32::from(s.trainer.read_teacher()?.is_some()),
-            param_count: m.layout().total() as u64,
-            image_len: m.config().image_len() as u64,
-            num_classes: m.config().num_classes as u32,
-            threads: m.backend().threads() as u32,
+            param_count: t.layout().total() as u64,
+            image_len: t.model_config().image_len() as u64,
+            num_classes: t.model_config().num_classes as u32,
+            threads,
+            backend,
+            cuda_device,
+            tf32,
+            backend_description: fixed_text(&s.backend_summary),
         };
         params::write_out(info, v)
     })
@@ -418,7 +478,7 @@ pub unsafe extern "C" fn ucgm_trainer_get_info(trainer: *mut ucgm_trainer, info:
 
 /// The checked batch of a training call: x `[batch, C, H, W]`, labels `[batch]`.
 unsafe fn batch_args<'a>(s: &TrainerState, x: *const f32, labels: *const i32, batch: usize) -> Result<(&'a [f32], Vec<usize>)> {
-    let cfg = s.trainer.model().config();
+    let cfg = s.trainer.model_config();
     if batch == 0 {
         return Err(Error::invalid("batch must be at least 1"));
     }
@@ -557,9 +617,9 @@ pub unsafe extern "C" fn ucgm_trainer_save_checkpoint(trainer: *mut ucgm_trainer
 }
 
 /// The weights `which` selects, on the host.
-fn read_weights(t: &Trainer<CpuBackend<f32>>, which: ucgm_weights) -> Result<Vec<f32>> {
+fn read_weights(t: &AnyTrainer, which: ucgm_weights) -> Result<Vec<f32>> {
     match params::enum_arg("which", which, &WEIGHTS)? {
-        UCGM_WEIGHTS_ONLINE => t.model().read_params(),
+        UCGM_WEIGHTS_ONLINE => t.read_online(),
         UCGM_WEIGHTS_EMA => t.read_ema(),
         _ => t
             .read_teacher()?
@@ -574,26 +634,25 @@ pub unsafe extern "C" fn ucgm_trainer_save_weights(trainer: *mut ucgm_trainer, w
     with_handle("ucgm_trainer_save_weights", trainer, |s, _| {
         let path = params::path_arg("path", path)?;
         let w = read_weights(&s.trainer, which)?;
-        let m = s.trainer.model();
-        weights::save(Path::new(&path), m.config(), m.layout(), &w)?;
+        weights::save(Path::new(&path), s.trainer.model_config(), s.trainer.layout(), &w)?;
         s.hooks.log(UCGM_LOG_INFO, || format!("weights {which} saved to {}", path.display()));
         Ok(())
     })
 }
 
 /// A new model handle holding a copy of the online, sampling-EMA or `mod` weights (to
-/// sample during training); stored in `*out` (NULL on failure), with the trainer's thread
-/// count and no callbacks.
+/// sample during training); stored in `*out` (NULL on failure), on the trainer's kind of
+/// backend and settings (its own pool or stream) and with no callbacks.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_trainer_export_model(trainer: *mut ucgm_trainer, which: ucgm_weights, out: *mut *mut ucgm_model) -> ucgm_status {
     with_handle("ucgm_trainer_export_model", trainer, |s, _| {
         let out = params::out_ref("out", out)?;
         *out = ptr::null_mut();
         let w = read_weights(&s.trainer, which)?;
-        let m = s.trainer.model();
-        let copy: EngineModel = Model::from_params(m.config().clone(), CpuBackend::new(m.backend().threads())?, &w)?;
+        let backend = s.trainer.backend().independent_copy()?;
+        let copy = AnyModel::from_params(s.trainer.model_config().clone(), backend, &w)?;
         s.hooks.log(UCGM_LOG_INFO, || format!("weights {which} exported to a new model handle"));
-        model::publish(out, copy, Hooks::default());
+        model::publish(out, copy, Hooks::default(), s.backend_summary.clone());
         Ok(())
     })
 }

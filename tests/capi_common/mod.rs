@@ -22,6 +22,49 @@ pub fn proptest_config(source_file: &'static str) -> ProptestConfig {
     }
 }
 
+/// Sizes `ucgm_model_params` has had in released ABIs, oldest first (ABI 1's first
+/// release ended before `cuda_device`).
+pub fn model_params_sizes() -> [usize; 2] {
+    [std::mem::offset_of!(ucgm_model_params, cuda_device), std::mem::size_of::<ucgm_model_params>()]
+}
+
+/// Sizes `ucgm_model_info` has had in released ABIs, oldest first.
+pub fn model_info_sizes() -> [usize; 2] {
+    [std::mem::offset_of!(ucgm_model_info, cuda_device), std::mem::size_of::<ucgm_model_info>()]
+}
+
+/// Whether CUDA device 0 can be used here: its description, or why not.
+pub fn cuda_here() -> Result<String, String> {
+    ucgm::engine::cuda_availability(0)
+}
+
+/// Whether a test that needs CUDA must fail instead of skipping (`UCGM_REQUIRE_CUDA=1`).
+pub fn require_cuda() -> bool {
+    std::env::var("UCGM_REQUIRE_CUDA").is_ok_and(|v| v == "1")
+}
+
+/// True where CUDA device 0 can be used; otherwise prints why `test` is skipped and
+/// returns false, or panics when `UCGM_REQUIRE_CUDA=1` (a GPU run cannot pass vacuously).
+pub fn cuda_or_skip(test: &str) -> bool {
+    match cuda_here() {
+        Ok(device) => {
+            eprintln!("{test}: running on {device}");
+            true
+        }
+        Err(why) => {
+            assert!(!require_cuda(), "{test}: UCGM_REQUIRE_CUDA=1 but CUDA is unavailable: {why}");
+            eprintln!("{test}: skipped, CUDA unavailable: {why}");
+            false
+        }
+    }
+}
+
+/// A NUL-terminated text field of an info struct.
+pub fn text_field(field: &[std::ffi::c_char]) -> String {
+    let bytes: Vec<u8> = field.iter().take_while(|&&c| c != 0).map(|&c| c as u8).collect();
+    String::from_utf8(bytes).expect("UTF-8")
+}
+
 /// The calling thread's last error message.
 pub fn last_error() -> String {
     unsafe { CStr::from_ptr(ucgm_last_error_message()) }.to_string_lossy().into_owned()
@@ -45,7 +88,9 @@ pub fn fails(status: ucgm_status, want: ucgm_status, needle: &str) -> String {
 }
 
 /// Model params of a tiny network (4×8×8 input, patch 2, hidden 32, depth 2, 2 heads,
-/// 10 classes) on `threads` CPU threads.
+/// 10 classes) on the CPU backend with `threads` threads (explicitly the CPU: these tests
+/// check the CPU contract, thread counts included, also on machines with CUDA;
+/// `tests/capi_backend.rs` runs the same handles on CUDA).
 pub fn tiny_params(arch: ucgm_arch, seed: u64, threads: i32) -> ucgm_model_params {
     let mut p = std::mem::MaybeUninit::<ucgm_model_params>::uninit();
     ok(unsafe { ucgm_model_params_default(p.as_mut_ptr(), std::mem::size_of::<ucgm_model_params>()) });
@@ -60,6 +105,19 @@ pub fn tiny_params(arch: ucgm_arch, seed: u64, threads: i32) -> ucgm_model_param
     p.heads = 2;
     p.seed = seed;
     p.threads = threads;
+    p.backend = UCGM_BACKEND_CPU;
+    p
+}
+
+/// Params for `ucgm_model_load` / `ucgm_trainer_resume` of the CPU-contract tests: the
+/// defaults (heads from the file) on the CPU backend with 1 thread, so that a reloaded
+/// handle is compared bit for bit with a CPU one also where CUDA is usable.
+pub fn cpu_load_params() -> ucgm_model_params {
+    let mut p = std::mem::MaybeUninit::<ucgm_model_params>::uninit();
+    ok(unsafe { ucgm_model_params_default(p.as_mut_ptr(), std::mem::size_of::<ucgm_model_params>()) });
+    let mut p = unsafe { p.assume_init() };
+    p.backend = UCGM_BACKEND_CPU;
+    p.threads = 1;
     p
 }
 
