@@ -29,10 +29,12 @@
  *   cpu (16 threads); cuda unavailable: ...") and in the info structs'
  *   backend_description; an explicit UCGM_BACKEND_CUDA that cannot be used fails with
  *   UCGM_STATUS_BACKEND and the reason. ucgm_backend_available() asks beforehand. TF32
- *   tensor-core products are off unless ucgm_model_params.tf32 = 1. A trainer made from
+ *   tensor-core products are off unless ucgm_model_params.tf32 = 1; bf16 mixed precision
+ *   (matrix products on bf16 operands, float32 accumulation, weights and optimizer state
+ *   kept in float32) is off unless ucgm_model_params.bf16 = 1. A trainer made from
  *   a model, and a model exported from a trainer, run on the same kind of backend with
- *   the same settings. Results on CUDA match the CPU to float32 rounding, not bit for
- *   bit; each backend is deterministic on its own.
+ *   the same settings. Results on CUDA match the CPU to float32 rounding (bf16: to about
+ *   1e-2 relative), not bit for bit; each backend is deterministic on its own.
  *
  * Threading. A handle is used by one thread at a time (a second thread using it at
  *   the same moment gets UCGM_STATUS_INVALID_ARGUMENT, never a data race); different
@@ -188,6 +190,11 @@ typedef struct ucgm_model_params {
     // faster, ~1e-3 relative error per product instead of ~1e-7); 0 (default) = off.
     // Ignored on the CPU. Added with `cuda_device`.
     int32_t tf32;
+    // 1 = bf16 mixed precision on CUDA: every matrix product on bf16-rounded operands
+    // with float32 accumulation (tensor cores), float32 master weights, optimizer state
+    // and activations; outputs within ~1e-2 relative of float32. 0 (default) = off.
+    // Ignored on the CPU. Added with `cuda_device`.
+    int32_t bf16;
 } ucgm_model_params;
 
 // What `ucgm_model_get_info` reports.
@@ -226,6 +233,8 @@ typedef struct ucgm_model_info {
     int32_t cuda_device;
     // 1 when TF32 products are enabled (CUDA), else 0.
     int32_t tf32;
+    // 1 when products run in bf16 mixed precision (CUDA), else 0.
+    int32_t bf16;
     // NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
     // CPU, why CUDA was not used, e.g. "cuda:0 NVIDIA H200 (sm_90, 139.8 GiB, 1
     // device(s))" or "cpu (16 threads); cuda unavailable: the CUDA driver library
@@ -396,6 +405,8 @@ typedef struct ucgm_trainer_info {
     int32_t cuda_device;
     // 1 when TF32 products are enabled (CUDA), else 0.
     int32_t tf32;
+    // 1 when products run in bf16 mixed precision (CUDA), else 0.
+    int32_t bf16;
     // NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
     // CPU, why CUDA was not used (as `ucgm_model_info.backend_description`).
     char backend_description[UCGM_BACKEND_DESCRIPTION_LEN];

@@ -42,7 +42,7 @@ if [ "${1:-}" = "--" ]; then
     shift
     runs=("$*")
 else
-    runs=("--lib backend::cuda" "--test cuda_ops --test cuda_model")
+    runs=("--lib backend::cuda" "--test cuda_ops --test cuda_model --test capi_backend")
 fi
 
 export LD_LIBRARY_PATH="$out${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"

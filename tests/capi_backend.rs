@@ -5,7 +5,7 @@
 //! info); an explicit `UCGM_BACKEND_CUDA` that cannot be had fails with
 //! `UCGM_STATUS_BACKEND` and the reason, from every entry point that makes a handle;
 //! the new backend fields are validated; structs of ABI 1's first release (before
-//! `cuda_device`, `tf32`, `backend_description`) still work.
+//! `cuda_device`, `tf32`, `bf16`, `backend_description`) still work.
 //!
 //! Where CUDA device 0 can be used (a GPU, or the host emulator of the CUDA libraries on
 //! `LD_LIBRARY_PATH`): a model and a trainer on CUDA run end to end through the C ABI —
@@ -274,6 +274,13 @@ fn backend_fields_are_validated() {
         ),
         (
             ucgm_model_params {
+                bf16: -1,
+                ..params_on(UCGM_BACKEND_CPU)
+            },
+            "ucgm_model_params.bf16 = -1 is not a boolean",
+        ),
+        (
+            ucgm_model_params {
                 backend: 7,
                 ..params_on(UCGM_BACKEND_CPU)
             },
@@ -284,12 +291,13 @@ fn backend_fields_are_validated() {
         assert_eq!(s, UCGM_STATUS_INVALID_ARGUMENT, "{msg}");
         assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
     }
-    // TF32 asked for on the CPU: accepted, and reported as not in use.
+    // TF32 and bf16 asked for on the CPU: accepted, and reported as not in use.
     let m = Model::create(&ucgm_model_params {
         tf32: 1,
+        bf16: 1,
         ..params_on(UCGM_BACKEND_CPU)
     });
-    assert_eq!((m.info().backend, m.info().tf32), (UCGM_BACKEND_CPU, 0));
+    assert_eq!((m.info().backend, m.info().tf32, m.info().bf16), (UCGM_BACKEND_CPU, 0, 0));
     assert_eq!(text_field(&m.info().backend_description), "cpu (1 thread)");
 }
 
@@ -313,7 +321,7 @@ impl Aligned {
 #[test]
 fn structs_of_the_first_abi_1_release_still_work() {
     let [v1, now] = model_params_sizes();
-    assert_eq!(now - v1, 8, "two int32 fields were appended");
+    assert_eq!(now - v1, 16, "three int32 fields (cuda_device, tf32, bf16) and tail padding were appended");
     // Params: defaults into an old-sized buffer leave the bytes after it alone.
     let mut buf = Aligned::new(now + 8, 0xAB);
     ok(unsafe { ucgm_model_params_default(buf.ptr(), v1) });
@@ -362,9 +370,15 @@ fn structs_of_the_first_abi_1_release_still_work() {
 
 /// The same random tiny TiT on the CPU (2 threads) and on CUDA device 0.
 fn cpu_and_cuda_models(seed: u64, tf32: bool) -> (Model, Model) {
+    cpu_and_cuda_models_with(seed, tf32, false)
+}
+
+/// As [`cpu_and_cuda_models`], with the CUDA model's precision flags.
+fn cpu_and_cuda_models_with(seed: u64, tf32: bool, bf16: bool) -> (Model, Model) {
     let cpu = Model::tiny_random(UCGM_ARCH_TIT, seed, 2);
     let cuda = Model::create(&ucgm_model_params {
         tf32: i32::from(tf32),
+        bf16: i32::from(bf16),
         ..params_on(UCGM_BACKEND_CUDA)
     });
     let w = cpu.params();
@@ -525,4 +539,24 @@ fn cuda_with_tf32_and_auto_on_a_cuda_machine() {
     let (t, labels) = ([0.3f32, 0.8], [1i32, 2]);
     // TF32 products carry ~1e-3 relative error each: close, not float32-close.
     assert_close("forward with TF32", &forward(&tf32, &x, &t, &labels), &forward(&cpu, &x, &t, &labels), 1e-4);
+}
+
+/// bf16 mixed precision through the C ABI: reported in the info struct and the
+/// description, and the forward within the bf16 bound of design.md §5.3 (NMSE 1e-4) of the
+/// float32 CPU, yet not float32-exact (the bf16 products really ran).
+#[test]
+fn cuda_with_bf16_through_the_c_abi() {
+    if !cuda_or_skip("cuda_with_bf16_through_the_c_abi") {
+        return;
+    }
+    let (cpu, bf16) = cpu_and_cuda_models_with(17, false, true);
+    let i = bf16.info();
+    assert_eq!((i.backend, i.tf32, i.bf16), (UCGM_BACKEND_CUDA, 0, 1));
+    let description = text_field(&i.backend_description);
+    assert!(description.ends_with(", bf16 mixed precision"), "{description}");
+    let x = ucgm::Rng::new(5).normal_f32(2 * IMAGE_LEN);
+    let (t, labels) = ([0.3f32, 0.8], [1i32, 2]);
+    let (got, want) = (forward(&bf16, &x, &t, &labels), forward(&cpu, &x, &t, &labels));
+    assert_close("forward in bf16", &got, &want, 1e-4);
+    assert!(nmse(&got, &want) > 1e-9, "bf16 forward is float32-exact: the bf16 path did not run");
 }

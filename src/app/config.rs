@@ -3,7 +3,7 @@
 //! `transport:`, `sample:`. A reference config is recognisable; keys this engine has no
 //! use for are ignored. Additions the reference does not have: `data.source` (`builtin`
 //! | `shards` | `folder`), `data.channels` (built-in data) and `backend:` (which compute
-//! backend, e.g. `backend: {type: cuda, device: 0, tf32: false, threads: 0}`; default
+//! backend, e.g. `backend: {type: cuda, device: 0, tf32: false, bf16: false, threads: 0}`; default
 //! `auto`; the command line's `--backend`, `--cuda-device`, `--tf32` and `--threads`
 //! override it).
 
@@ -258,12 +258,13 @@ sample: {type: UNI, sampling_steps: 30, extrapol_ratio: 0.5}
     fn backend_key_parses_and_rejects_unknown_values() {
         use crate::engine::BackendChoice;
         let with_backend = |b: &str| format!("optimizer: {{type: AdamW, lr: 0.001}}\nbackend: {b}");
-        let cfg = RunConfig::from_yaml(&with_backend("{type: cuda, device: 1, tf32: true}")).unwrap();
+        let cfg = RunConfig::from_yaml(&with_backend("{type: cuda, device: 1, tf32: true, bf16: true}")).unwrap();
         let want = BackendRequest {
             choice: BackendChoice::Cuda,
             threads: 0,
             device: 1,
             tf32: true,
+            bf16: true,
         };
         assert_eq!(cfg.backend, want);
         assert_eq!(RunConfig::from_yaml(&with_backend("{type: cpu, threads: 3}")).unwrap().backend.threads, 3);

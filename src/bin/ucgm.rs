@@ -47,6 +47,10 @@ struct BackendFlags {
     /// per product). Off unless given.
     #[arg(long, global = true)]
     tf32: bool,
+    /// bf16 mixed precision on CUDA: matrix products on bf16 operands with f32
+    /// accumulation (tensor cores), f32 master weights and activations. Off unless given.
+    #[arg(long, global = true)]
+    bf16: bool,
 }
 
 impl BackendFlags {
@@ -57,6 +61,7 @@ impl BackendFlags {
             threads: self.threads.unwrap_or(base.threads),
             device: self.cuda_device.unwrap_or(base.device),
             tf32: self.tf32 || base.tf32,
+            bf16: self.bf16 || base.bf16,
         }
     }
 }

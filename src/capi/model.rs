@@ -80,6 +80,11 @@ pub struct ucgm_model_params {
     /// faster, ~1e-3 relative error per product instead of ~1e-7); 0 (default) = off.
     /// Ignored on the CPU. Added with `cuda_device`.
     pub tf32: i32,
+    /// 1 = bf16 mixed precision on CUDA: every matrix product on bf16-rounded operands
+    /// with float32 accumulation (tensor cores), float32 master weights, optimizer state
+    /// and activations; outputs within ~1e-2 relative of float32. 0 (default) = off.
+    /// Ignored on the CPU. Added with `cuda_device`.
+    pub bf16: i32,
 }
 
 // The first release of ABI 1 ended before `cuda_device`, with no tail padding.
@@ -108,6 +113,7 @@ unsafe impl Versioned for ucgm_model_params {
             log_user_data: ptr::null_mut(),
             cuda_device: 0,
             tf32: 0,
+            bf16: 0,
         }
     }
 }
@@ -150,6 +156,8 @@ pub struct ucgm_model_info {
     pub cuda_device: i32,
     /// 1 when TF32 products are enabled (CUDA), else 0.
     pub tf32: i32,
+    /// 1 when products run in bf16 mixed precision (CUDA), else 0.
+    pub bf16: i32,
     /// NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
     /// CPU, why CUDA was not used, e.g. "cuda:0 NVIDIA H200 (sm_90, 139.8 GiB, 1
     /// device(s))" or "cpu (16 threads); cuda unavailable: the CUDA driver library
@@ -177,6 +185,7 @@ impl Default for ucgm_model_info {
             threads: 0,
             cuda_device: -1,
             tf32: 0,
+            bf16: 0,
             backend_description: [0; UCGM_BACKEND_DESCRIPTION_LEN],
         }
     }
@@ -237,7 +246,7 @@ fn arch_code(a: Arch) -> ucgm_arch {
     }
 }
 
-/// The backend `p` asks for (`backend`, `threads`, `cuda_device`, `tf32`), or why it
+/// The backend `p` asks for (`backend`, `threads`, `cuda_device`, `tf32`, `bf16`), or why it
 /// cannot be had; the choice and its reason go to the log callback at `UCGM_LOG_INFO`.
 pub(crate) fn backend_for(p: &ucgm_model_params, hooks: &Hooks) -> Result<Selection> {
     let choice = super::backend_choice(p.backend)?;
@@ -258,20 +267,21 @@ pub(crate) fn backend_for(p: &ucgm_model_params, hooks: &Hooks) -> Result<Select
         threads: p.threads as usize,
         device: p.cuda_device as usize,
         tf32: params::bool_arg("ucgm_model_params.tf32", p.tf32)?,
+        bf16: params::bool_arg("ucgm_model_params.bf16", p.bf16)?,
     };
     let selection = select(&request)?;
     hooks.log(UCGM_LOG_INFO, || selection.log_line());
     Ok(selection)
 }
 
-/// The info structs' `backend`, `threads`, `cuda_device` and `tf32` of a backend.
-pub(crate) fn backend_fields(b: &AnyBackend) -> (ucgm_backend, u32, i32, i32) {
+/// The info structs' `backend`, `threads`, `cuda_device`, `tf32` and `bf16` of a backend.
+pub(crate) fn backend_fields(b: &AnyBackend) -> (ucgm_backend, u32, i32, i32, i32) {
     let code = match b.kind() {
         crate::engine::BackendKind::Cpu => super::UCGM_BACKEND_CPU,
         crate::engine::BackendKind::Cuda => super::UCGM_BACKEND_CUDA,
     };
     let device = b.cuda_device().map_or(-1, |d| d as i32);
-    (code, b.threads() as u32, device, i32::from(b.tf32()))
+    (code, b.threads() as u32, device, i32::from(b.tf32()), i32::from(b.bf16()))
 }
 
 /// `text` as a NUL-terminated C string in a fixed buffer, cut at a character boundary.
@@ -455,7 +465,7 @@ pub unsafe extern "C" fn ucgm_model_free(model: *mut ucgm_model) {
 pub unsafe extern "C" fn ucgm_model_get_info(model: *mut ucgm_model, info: *mut ucgm_model_info) -> ucgm_status {
     with_handle("ucgm_model_get_info", model, |s, _| {
         let c = s.model.config();
-        let (backend, threads, cuda_device, tf32) = backend_fields(&s.model.backend());
+        let (backend, threads, cuda_device, tf32, bf16) = backend_fields(&s.model.backend());
         let v = ucgm_model_info {
             struct_size: 0,
             arch: arch_code(c.arch),
@@ -474,6 +484,7 @@ pub unsafe extern "C" fn ucgm_model_get_info(model: *mut ucgm_model, info: *mut 
             threads,
             cuda_device,
             tf32,
+            bf16,
             backend_description: fixed_text(&s.backend_summary),
         };
         params::write_out(info, v)

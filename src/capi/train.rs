@@ -200,6 +200,8 @@ pub struct ucgm_trainer_info {
     pub cuda_device: i32,
     /// 1 when TF32 products are enabled (CUDA), else 0.
     pub tf32: i32,
+    /// 1 when products run in bf16 mixed precision (CUDA), else 0.
+    pub bf16: i32,
     /// NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
     /// CPU, why CUDA was not used (as `ucgm_model_info.backend_description`).
     pub backend_description: [c_char; UCGM_BACKEND_DESCRIPTION_LEN],
@@ -221,6 +223,7 @@ impl Default for ucgm_trainer_info {
             backend: 0,
             cuda_device: -1,
             tf32: 0,
+            bf16: 0,
             backend_description: [0; UCGM_BACKEND_DESCRIPTION_LEN],
         }
     }
@@ -455,7 +458,7 @@ pub unsafe extern "C" fn ucgm_trainer_free(trainer: *mut ucgm_trainer) {
 pub unsafe extern "C" fn ucgm_trainer_get_info(trainer: *mut ucgm_trainer, info: *mut ucgm_trainer_info) -> ucgm_status {
     with_handle("ucgm_trainer_get_info", trainer, |s, _| {
         let t = &s.trainer;
-        let (backend, threads, cuda_device, tf32) = backend_fields(&t.backend());
+        let (backend, threads, cuda_device, tf32, bf16) = backend_fields(&t.backend());
         let v = ucgm_trainer_info {
             struct_size: 0,
             step: s.trainer.step(),
@@ -470,6 +473,7 @@ pub unsafe extern "C" fn ucgm_trainer_get_info(trainer: *mut ucgm_trainer, info:
             backend,
             cuda_device,
             tf32,
+            bf16,
             backend_description: fixed_text(&s.backend_summary),
         };
         params::write_out(info, v)

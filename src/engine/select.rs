@@ -80,6 +80,10 @@ pub struct BackendRequest {
     /// Let cuBLAS use TF32 tensor cores for float32 products (faster, ~1e-3 relative
     /// error per product). Off unless asked for; the CPU ignores it.
     pub tf32: bool,
+    /// bf16 mixed precision on CUDA (`CudaOptions::bf16`): matrix products on bf16
+    /// operands with f32 accumulation, f32 master weights and activations. Off unless
+    /// asked for; the CPU ignores it.
+    pub bf16: bool,
 }
 
 /// A built backend of either kind. Cheap to clone (clones share the CPU pool or the
@@ -120,7 +124,7 @@ impl AnyBackend {
     }
 
     /// One line naming the backend: "cpu (2 threads)", or "cuda:0 NVIDIA H200 (sm_90,
-    /// 139.8 GiB, 1 device(s))" with ", TF32 on" when TF32 was asked for.
+    /// 139.8 GiB, 1 device(s))" with ", bf16 mixed precision" or ", TF32 on" when asked for.
     pub fn describe(&self) -> String {
         match self {
             AnyBackend::Cpu(b) => match b.threads() {
@@ -128,7 +132,17 @@ impl AnyBackend {
                 n => format!("cpu ({n} threads)"),
             },
             #[cfg(feature = "cuda")]
-            AnyBackend::Cuda(b) => format!("{}{}", b.device(), if b.options().tf32 { ", TF32 on" } else { "" }),
+            AnyBackend::Cuda(b) => {
+                let o = b.options();
+                let mode = if o.bf16 {
+                    ", bf16 mixed precision"
+                } else if o.tf32 {
+                    ", TF32 on"
+                } else {
+                    ""
+                };
+                format!("{}{mode}", b.device())
+            }
         }
     }
 
@@ -156,6 +170,15 @@ impl AnyBackend {
             AnyBackend::Cpu(_) => false,
             #[cfg(feature = "cuda")]
             AnyBackend::Cuda(b) => b.options().tf32,
+        }
+    }
+
+    /// Whether products run in bf16 mixed precision (CUDA only).
+    pub fn bf16(&self) -> bool {
+        match self {
+            AnyBackend::Cpu(_) => false,
+            #[cfg(feature = "cuda")]
+            AnyBackend::Cuda(b) => b.options().bf16,
         }
     }
 
@@ -219,7 +242,7 @@ impl Selection {
 fn cuda_backend(req: &BackendRequest) -> std::result::Result<AnyBackend, String> {
     let options = CudaOptions {
         tf32: req.tf32,
-        ..CudaOptions::default()
+        bf16: req.bf16,
     };
     match CudaBackend::with_options(req.device, options) {
         Ok(b) => Ok(AnyBackend::Cuda(b)),

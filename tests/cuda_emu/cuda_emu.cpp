@@ -154,16 +154,23 @@ struct Dim {
 
 typedef void (*Trampoline)(void** params);
 
-// A loaded kernel module: the compiled shared object and its built-in variables.
-struct Module {
-    void* handle;
-    Dim *thread_idx, *block_idx, *block_dim, *grid_dim;
-};
+struct Module;
 
 struct Function {
     Module* module;
     Trampoline entry;
     std::string name;
+};
+
+// A loaded kernel module: the compiled shared object, its built-in variables, and the
+// functions handed out (owned here, freed with the module).
+struct Module {
+    void* handle;
+    Dim *thread_idx, *block_idx, *block_dim, *grid_dim;
+    std::map<std::string, Function*> functions;
+    ~Module() {
+        for (auto& f : functions) delete f.second;
+    }
 };
 
 static const size_t STACK_BYTES = 64 * 1024;
@@ -752,7 +759,7 @@ EXPORT CUresult cuModuleLoadData(CUmodule* out, const void* image) {
         emu_log("cuModuleLoadData: %s", dlerror());
         return CUDA_ERROR_INVALID_IMAGE;
     }
-    Module* m = new Module{h, (Dim*)dlsym(h, "threadIdx"), (Dim*)dlsym(h, "blockIdx"), (Dim*)dlsym(h, "blockDim"), (Dim*)dlsym(h, "gridDim")};
+    Module* m = new Module{h, (Dim*)dlsym(h, "threadIdx"), (Dim*)dlsym(h, "blockIdx"), (Dim*)dlsym(h, "blockDim"), (Dim*)dlsym(h, "gridDim"), {}};
     auto sync = (void (**)(void))dlsym(h, "ucgm_emu_syncthreads");
     auto shfl = (unsigned long long (**)(unsigned long long, int))dlsym(h, "ucgm_emu_shfl_xor");
     if (!m->thread_idx || !m->block_idx || !m->block_dim || !m->grid_dim || !sync || !shfl) {
@@ -776,10 +783,18 @@ EXPORT CUresult cuModuleGetFunction(CUfunction* f, CUmodule mod, const char* nam
     GUARD();
     if (!f || !mod || !name) return CUDA_ERROR_INVALID_VALUE;
     Module* m = (Module*)mod;
-    std::string sym = std::string("ucgm_emu_k_") + name;
-    void* p = dlsym(m->handle, sym.c_str());
-    if (!p) return CUDA_ERROR_NOT_FOUND;
-    *f = new Function{m, (Trampoline)p, name};
+    std::lock_guard<std::mutex> lock(g_launch_mutex);
+    Function*& slot = m->functions[name];
+    if (!slot) {
+        std::string sym = std::string("ucgm_emu_k_") + name;
+        void* p = dlsym(m->handle, sym.c_str());
+        if (!p) {
+            m->functions.erase(name);
+            return CUDA_ERROR_NOT_FOUND;
+        }
+        slot = new Function{m, (Trampoline)p, name};
+    }
+    *f = slot;
     return CUDA_SUCCESS;
 }
 
