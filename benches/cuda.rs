@@ -26,6 +26,11 @@
 //! `scripts/gpu_run.sh` runs on the GPU machine); `-- --plan` prints the cases with their
 //! FLOPs, memory estimates and PyTorch numbers without touching a device.
 //! `UCGM_BENCH_QUICK=1` shortens everything (median of 3 runs after one warm-up).
+//! `UCGM_BENCH_SMOKE=1` runs every case on the tiny reference SiT (8×8×4 latent, width
+//! 64, depth 2) at batch 2 instead of the DiT size: a check of the benchmark's own
+//! mechanics (backend per precision, device-resident inputs, train step, table), e.g. on
+//! the host CUDA emulator in CI, before a GPU's minutes are spent on it. Its numbers are
+//! not measurements of a DiT, and the table says so.
 //!
 //! The table compares against PyTorch 2.11 on the same H200 (`../shared/device.md`):
 //! eager (SDPA attention) at the row's precision, eager bf16, and `torch.compile` bf16
@@ -146,6 +151,9 @@ struct Case {
 
 impl Case {
     fn config(&self) -> ModelConfig {
+        if smoke() {
+            return ModelConfig::reference_tiny(Arch::Sit);
+        }
         ModelConfig::from_name(&format!("SiT-{}", self.model), LATENT_SIDE, LATENT_CHANNELS, NUM_CLASSES).expect("named DiT size")
     }
 
@@ -180,7 +188,7 @@ fn cases() -> Vec<Case> {
                 v.push(Case {
                     workload,
                     model,
-                    batch,
+                    batch: if smoke() { SMOKE_BATCH } else { batch },
                     precision,
                 });
             }
@@ -306,6 +314,14 @@ fn estimated_device_bytes(case: &Case) -> f64 {
 
 fn quick() -> bool {
     std::env::var("UCGM_BENCH_QUICK").is_ok_and(|v| v == "1")
+}
+
+/// Batch of every case in smoke mode.
+const SMOKE_BATCH: usize = 2;
+
+/// Smoke mode (`UCGM_BENCH_SMOKE=1`): tiny model, batch 2 — see the module docs.
+fn smoke() -> bool {
+    std::env::var("UCGM_BENCH_SMOKE").is_ok_and(|v| v == "1")
 }
 
 fn require_cuda() -> bool {
@@ -496,6 +512,11 @@ fn print_header(device: Option<&DeviceInfo>, warmups: usize, runs: usize) {
     match device {
         Some(d) => {
             println!("ucgm CUDA benchmarks on {d}");
+            if smoke() {
+                println!(
+                    "SMOKE MODE (UCGM_BENCH_SMOKE=1): every row runs the tiny reference SiT at batch {SMOKE_BATCH}, not the DiT size it names; the numbers check the mechanics and measure nothing"
+                );
+            }
             println!(
                 "{} mode: median of {runs} runs after {warmups} warm-up(s), each between device synchronizes; a fresh backend per case",
                 if quick() { "quick" } else { "full" }

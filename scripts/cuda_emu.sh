@@ -59,3 +59,11 @@ for order in $orders; do
         UCGM_CUDA_EMU_ORDER="$order" cargo test --release --features cuda $run
     done
 done
+
+# The GPU benchmark's mechanics (one backend per precision, device-resident inputs, the
+# train step, the table) on a tiny model: a failure here would otherwise first show on the
+# GPU machine, whose minutes are few. Default runs only.
+if [ "${#runs[@]}" -eq 2 ] && [ "${runs[0]}" = "--lib backend::cuda" ]; then
+    echo "cuda-emu: benches/cuda.rs in smoke mode" >&2
+    UCGM_BENCH_SMOKE=1 UCGM_BENCH_QUICK=1 cargo bench --features cuda --bench cuda -- --summary-only
+fi

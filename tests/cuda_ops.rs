@@ -144,7 +144,8 @@ fn linear_matches_cpu() {
 /// bf16 mixed precision: the Linear products read both operands rounded to bf16 and
 /// accumulate in f32, the bias and its gradient stay f32. So the CUDA result must equal the
 /// f32 CPU op applied to bf16-rounded operands at the f32 product threshold — a much
-/// sharper check than "close to f32" — and be within the bf16 threshold of plain f32.
+/// sharper check than "close to f32" — and differ from plain f32 by no more than bf16
+/// rounding can explain, element by element.
 #[test]
 fn bf16_linear_rounds_operands_only() {
     let Some(be) = gpu_with("bf16_linear_rounds_operands_only", bf16_options()) else {
@@ -169,7 +170,24 @@ fn bf16_linear_rounds_operands_only() {
         be.linear_fwd(be.src(&gx, 0..n * i), be.src(&gw, 0..wlen), has_bias, be.dst(&mut gy, 0..n * o), n, i, o);
         let y = down(&be, &gy);
         check("bf16 linear y vs f32 op on rounded operands", &y, &y_ref, MATMUL)?;
-        check("bf16 linear y vs f32", &y, &y_f32, BF16)?;
+        // Against plain f32, element by element, the rounding bound: bf16 keeps 8 significant
+        // bits, so round to nearest moves each operand by at most u = 2⁻⁸ relative, and
+        // |y_bf16 − y_f32| ≤ (2u + u²)·Σⱼ|xⱼ||wⱼ|,
+        // plus f32 accumulation (≤ i·2⁻²⁴·Σ|x||w| for either) and the bias add. (An NMSE bound would be
+        // statistical: with a handful of outputs, one that cancels to near zero dominates.)
+        for r in 0..n {
+            for c in 0..o {
+                let abs_dot: f64 = (0..i).map(|j| (x[r * i + j] as f64 * wb[c * i + j] as f64).abs()).sum();
+                let bias = if has_bias { (wb[o * i + c] as f64).abs() } else { 0.0 };
+                let bound = (2.0 * 2f64.powi(-8) + 2f64.powi(-16) + 2.0 * i as f64 * 2f64.powi(-24)) * abs_dot + 2f64.powi(-22) * (abs_dot + bias);
+                let err = (y[r * o + c] as f64 - y_f32[r * o + c] as f64).abs();
+                if err > bound {
+                    return Err(TestCaseError::fail(format!(
+                        "bf16 linear y[{r}, {c}]: |bf16 − f32| = {err:.3e} > rounding bound {bound:.3e}"
+                    )));
+                }
+            }
+        }
 
         // dx and dW from rounded operands; db from the unrounded dy (a column sum in f32).
         let mut dx_ref = vec![0f32; n * i];
