@@ -442,7 +442,10 @@ fn attention_matches_cpu() {
 
 /// bf16 mixed precision: QKᵀ, PV and the four backward products on bf16 operands, softmax
 /// and the q/k preparation in f32; forward and gradients within the bf16 threshold of the
-/// f32 CPU op.
+/// f32 CPU op. Head widths 8 and up (models use 64–72): with 2-wide heads the qk-RMSNorm
+/// of two numbers and two-term logits are ill-conditioned enough that bf16 rounding alone
+/// reaches NMSE 1.4e-4–2.2e-4 in about one case in 1000 (every failure seen in 6000
+/// cases had width 2); the f32 tests cover every width down to 1.
 #[test]
 fn bf16_attention_within_bf16_threshold() {
     let Some(be) = gpu_with("bf16_attention_within_bf16_threshold", bf16_options()) else {
@@ -452,7 +455,7 @@ fn bf16_attention_within_bf16_threshold() {
         select(vec![1usize, 2]),
         dim(),
         select(vec![1usize, 3]),
-        select(vec![2usize, 8, 32, 64]),
+        select(vec![8usize, 16, 32, 64]),
         any::<bool>(),
         any::<u64>(),
     );
