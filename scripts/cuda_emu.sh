@@ -38,6 +38,12 @@ for lib in cuda nvrtc cublas; do
 done
 echo "cuda-emu: built $out/libucgm_cuda_emu.so (as libcuda.so, libnvrtc.so, libcublas.so)" >&2
 
+# The emulator's own properties first (barriers, shuffles, deadlock, poisoning, bounds,
+# cuBLAS checks, fault reports): the CUDA tests below are only as good as these.
+"$cxx" -std=c++17 -O1 -g -Wall -Wextra -o "$out/selftest" "$root/tests/cuda_emu/selftest.cpp" \
+    -L"$out" -lucgm_cuda_emu -Wl,-rpath,"$out"
+UCGM_CUDA_EMU_CACHE="${UCGM_CUDA_EMU_CACHE:-$out/kernels}" "$out/selftest"
+
 if [ "${1:-}" = "--build-only" ]; then
     exit 0
 fi

@@ -17,6 +17,8 @@
 //   compile errors come back as the NVRTC log. `-ffp-contract=fast -march=native` lets it
 //   fuse a·b + c into FMAs where the host has them, as NVRTC does by default. The "PTX" it returns names that object
 //   (and lists `.entry NAME(` for each kernel, as real PTX would).
+// * `__shared__` memory is filled with 0xFF bytes (NaN) before every block, as it starts
+//   out undefined on a GPU.
 // * A kernel launch runs every block of the grid, one block at a time, each thread of a
 //   block as a fiber; the order of blocks and of threads is reverse, forward or random
 //   ($UCGM_CUDA_EMU_ORDER, see pass_order), so code that assumes an order fails in one.
@@ -168,6 +170,8 @@ struct Module {
     void* handle;
     Dim *thread_idx, *block_idx, *block_dim, *grid_dim;
     std::map<std::string, Function*> functions;
+    // The __shared__ variables (poisoned before every block); empty if none.
+    char *shared_begin = nullptr, *shared_end = nullptr;
     ~Module() {
         for (auto& f : functions) delete f.second;
     }
@@ -258,6 +262,7 @@ static void read_order() {
 
 // Runs one block of `n` threads to completion. False (with `err`) on a deadlock.
 static bool run_block(const Module* m, int n, Dim bd, std::string& err) {
+    if (m->shared_begin && m->shared_end > m->shared_begin) memset(m->shared_begin, 0xFF, (size_t)(m->shared_end - m->shared_begin));
     for (int t = 0; t < n; t++) {
         g_fibers[t].sp = fiber_stack(t);
         g_fibers[t].state = READY;
@@ -769,6 +774,7 @@ EXPORT CUresult cuModuleLoadData(CUmodule* out, const void* image) {
     }
     *sync = emu_syncthreads;
     *shfl = emu_shfl_xor;
+    if (auto bounds = (void (*)(char**, char**))dlsym(h, "ucgm_emu_shared_bounds")) bounds(&m->shared_begin, &m->shared_end);
     *out = m;
     return CUDA_SUCCESS;
 }

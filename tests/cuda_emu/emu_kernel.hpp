@@ -7,8 +7,11 @@
 // * `__syncthreads()` and `__shfl_xor_sync()` suspend the simulated thread (a fiber) until
 //   every thread of its block (or every lane of its warp) has arrived, so code that relies
 //   on barriers is executed faithfully, and code that omits one sees stale data, as on a GPU;
-// * `__shared__` variables are `static`: blocks run one at a time in the emulator, so one
-//   copy per kernel is one copy per block;
+// * `__shared__` variables are `static` in a section of their own: blocks run one at a
+//   time in the emulator, so one copy per kernel is one copy per block, and the emulator
+//   fills the section with 0xFF bytes (NaN) before every block, as a block's shared memory
+//   starts out undefined on a GPU (stale values from the previous block would hide a read
+//   before a write);
 // * the bit casts and math intrinsics the sources call.
 //
 // Nothing here may be used by device code that real NVRTC would reject: the kernels are
@@ -40,7 +43,16 @@ unsigned long long (*ucgm_emu_shfl_xor)(unsigned long long bits, int lane_mask);
 #define __device__
 #define __host__
 #define __forceinline__ inline
-#define __shared__ static
+#define __shared__ static __attribute__((section("ucgm_shared")))
+
+// Bounds of the __shared__ variables (the linker's __start_/__stop_ symbols of their
+// section; absent, hence null, when the kernels declare none).
+extern "C" __attribute__((weak)) char __start_ucgm_shared[];
+extern "C" __attribute__((weak)) char __stop_ucgm_shared[];
+extern "C" void ucgm_emu_shared_bounds(char** begin, char** end) {
+    *begin = __start_ucgm_shared;
+    *end = __stop_ucgm_shared;
+}
 
 inline void __syncthreads() { ucgm_emu_syncthreads(); }
 
