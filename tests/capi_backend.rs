@@ -52,55 +52,6 @@ fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f64) {
     assert!(e <= tol, "{what}: NMSE {e:.3e} > {tol:.0e}");
 }
 
-/// Owns a trainer handle.
-struct Tr(*mut ucgm_trainer);
-
-impl Drop for Tr {
-    fn drop(&mut self) {
-        unsafe { ucgm_trainer_free(self.0) };
-    }
-}
-
-impl Tr {
-    fn create(m: &Model, p: &ucgm_train_params) -> Tr {
-        let mut t = ptr::null_mut();
-        ok(unsafe { ucgm_trainer_create(m.0, p, &mut t) });
-        Tr(t)
-    }
-    fn resume(path: &CString, mp: Option<&ucgm_model_params>) -> Tr {
-        let mut t = ptr::null_mut();
-        ok(unsafe { ucgm_trainer_resume(path.as_ptr(), mp.map_or(ptr::null(), |p| p as *const _), &mut t) });
-        Tr(t)
-    }
-    fn step(&self, x: &[f32], labels: &[i32]) -> f64 {
-        let mut loss = f64::NAN;
-        ok(unsafe { ucgm_train_step(self.0, x.as_ptr(), labels.as_ptr(), labels.len(), &mut loss) });
-        loss
-    }
-    fn info(&self) -> ucgm_trainer_info {
-        let mut i = ucgm_trainer_info {
-            struct_size: std::mem::size_of::<ucgm_trainer_info>(),
-            ..Default::default()
-        };
-        ok(unsafe { ucgm_trainer_get_info(self.0, &mut i) });
-        i
-    }
-    fn export(&self, which: ucgm_weights) -> Model {
-        let mut m = ptr::null_mut();
-        ok(unsafe { ucgm_trainer_export_model(self.0, which, &mut m) });
-        Model(m)
-    }
-}
-
-fn train_params(lr: f64, seed: u64) -> ucgm_train_params {
-    let mut p = std::mem::MaybeUninit::<ucgm_train_params>::uninit();
-    ok(unsafe { ucgm_train_params_default(p.as_mut_ptr(), std::mem::size_of::<ucgm_train_params>()) });
-    let mut p = unsafe { p.assume_init() };
-    p.lr = lr;
-    p.seed = seed;
-    p
-}
-
 /// `n` training samples `[n, 4, 8, 8]` and their labels.
 fn batch(n: usize, seed: u64) -> (Vec<f32>, Vec<i32>) {
     let x = ucgm::Rng::new(seed).normal_f32(n * IMAGE_LEN).into_iter().map(|v| 0.5 * v).collect();

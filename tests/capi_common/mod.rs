@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use proptest::test_runner::{Config as ProptestConfig, FileFailurePersistence};
 use ucgm::capi::model::*;
 use ucgm::capi::sample::*;
+use ucgm::capi::train::*;
 use ucgm::capi::*;
 
 /// The one proptest configuration of the C-API tests: the default, which reads
@@ -221,4 +222,59 @@ pub fn lib_dir() -> PathBuf {
 /// The repository root.
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Owns a trainer handle.
+pub struct Tr(pub *mut ucgm_trainer);
+
+impl Drop for Tr {
+    fn drop(&mut self) {
+        unsafe { ucgm_trainer_free(self.0) };
+    }
+}
+
+impl Tr {
+    pub fn create(m: &Model, p: &ucgm_train_params) -> Tr {
+        let mut t = std::ptr::null_mut();
+        ok(unsafe { ucgm_trainer_create(m.0, p, &mut t) });
+        Tr(t)
+    }
+    pub fn resume(path: &std::ffi::CString, mp: Option<&ucgm_model_params>) -> Tr {
+        let mut t = std::ptr::null_mut();
+        ok(unsafe { ucgm_trainer_resume(path.as_ptr(), mp.map_or(std::ptr::null(), |p| p as *const _), &mut t) });
+        Tr(t)
+    }
+    pub fn step(&self, x: &[f32], labels: &[i32]) -> f64 {
+        let mut loss = f64::NAN;
+        ok(unsafe { ucgm_train_step(self.0, x.as_ptr(), labels.as_ptr(), labels.len(), &mut loss) });
+        loss
+    }
+    pub fn info(&self) -> ucgm_trainer_info {
+        let mut i = ucgm_trainer_info {
+            struct_size: std::mem::size_of::<ucgm_trainer_info>(),
+            ..Default::default()
+        };
+        ok(unsafe { ucgm_trainer_get_info(self.0, &mut i) });
+        i
+    }
+    /// A model handle holding the trainer's `which` weights.
+    pub fn export(&self, which: ucgm_weights) -> Model {
+        let mut m = std::ptr::null_mut();
+        ok(unsafe { ucgm_trainer_export_model(self.0, which, &mut m) });
+        Model(m)
+    }
+    /// The trainer's `which` weights.
+    pub fn weights(&self, which: ucgm_weights) -> Vec<f32> {
+        self.export(which).params()
+    }
+}
+
+/// Default training settings with learning rate `lr` and `seed`.
+pub fn train_params(lr: f64, seed: u64) -> ucgm_train_params {
+    let mut p = std::mem::MaybeUninit::<ucgm_train_params>::uninit();
+    ok(unsafe { ucgm_train_params_default(p.as_mut_ptr(), std::mem::size_of::<ucgm_train_params>()) });
+    let mut p = unsafe { p.assume_init() };
+    p.lr = lr;
+    p.seed = seed;
+    p
 }
