@@ -472,6 +472,25 @@ fn bf16_attention_within_bf16_threshold() {
     });
 }
 
+/// The bf16 inference path (bf16 q/k/v prepared in one kernel, bf16 probabilities from the
+/// softmax) with a scratch cap that forces one image per chunk.
+#[test]
+fn bf16_attention_chunked_temporaries() {
+    let Some(be) = gpu_with("bf16_attention_chunked_temporaries", bf16_options()) else { return };
+    be.set_attention_scratch_bytes(1);
+    for (rope, head_dim) in [(false, 8), (true, 16)] {
+        let dm = AttnDims {
+            batch: 3,
+            tokens: 31,
+            heads: 2,
+            head_dim,
+            qk_norm: rope,
+            rope,
+        };
+        attention_case(&be, dm, 11, BF16).unwrap();
+    }
+}
+
 #[test]
 fn attention_odd_head_width_without_rope() {
     let Some(be) = gpu("attention_odd_head_width_without_rope") else { return };

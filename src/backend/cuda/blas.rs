@@ -13,7 +13,10 @@
 use cudarc::cublas::sys::{cublasMath_t, cublasOperation_t};
 use cudarc::cublas::{result as cublas_result, sys as cublas_sys, CudaBlas};
 
-use super::CudaBackend;
+use cudarc::driver::CudaSlice;
+
+use super::launch::{elems as elems_cfg, i, Arg};
+use super::{CudaBackend, Kernel};
 
 /// Whether an operand is used as stored or transposed (in the row-major sense).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -190,11 +193,25 @@ impl Bf16Copy {
     }
 }
 
+/// How a product's A and B operands are stored: f32 (the default), or already bf16 (laid
+/// out element for element like the f32 operand the [`MatGrid`] describes, 2 bytes each),
+/// which only the bf16 mode reads.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Storage {
+    pub a_bf16: bool,
+    pub b_bf16: bool,
+}
+
 impl CudaBackend {
     /// C_bh = α·op(A_bh)·op(B_bh) + β·C_bh for every (b, h) of `p`, as sgemm /
     /// strided-batched sgemm calls ([`plan`]), or bf16 GEMMs in bf16 mixed precision.
     /// Records any error.
     pub(super) fn run_product(&self, p: &Product, alpha: f32, beta: f32) {
+        self.run_product_stored(p, Storage::default(), alpha, beta);
+    }
+
+    /// [`run_product`](Self::run_product) with operands stored as `storage` says.
+    pub(super) fn run_product_stored(&self, p: &Product, storage: Storage, alpha: f32, beta: f32) {
         if self.failed() {
             return;
         }
@@ -204,7 +221,10 @@ impl CudaBackend {
             Err(e) => return self.fail(e),
         };
         if self.s.options.bf16 {
-            return self.run_product_bf16(p, &calls, alpha, beta);
+            return self.run_product_bf16(p, storage, &calls, alpha, beta);
+        }
+        if storage != Storage::default() {
+            return self.fail("internal: bf16 operands passed to an f32 product");
         }
         if !self.bind() {
             return;
@@ -267,39 +287,48 @@ impl CudaBackend {
 }
 
 impl CudaBackend {
-    /// bf16 mixed-precision product: both operands' spans are rounded to bf16 copies
-    /// (kernel `f32_to_bf16`, stream-ordered temporaries), then each planned call runs as
+    /// bf16 mixed-precision product: each f32 operand's span is rounded to a bf16 copy
+    /// (kernel `f32_to_bf16`, stream-ordered temporaries; an operand already stored as
+    /// bf16 is used in place), then each planned call runs as
     /// cublasGemmStridedBatchedEx with bf16 inputs, f32 output and f32
     /// accumulation (`CUBLAS_COMPUTE_32F`). A span may include elements the product does
     /// not read (the other heads' columns of `qkv`, say): they are converted too, which
     /// costs bandwidth but never correctness.
-    fn run_product_bf16(&self, p: &Product, calls: &[CublasCall], alpha: f32, beta: f32) {
+    fn run_product_bf16(&self, p: &Product, storage: Storage, calls: &[CublasCall], alpha: f32, beta: f32) {
         use cudarc::cublas::sys::{cublasComputeType_t, cublasGemmAlgo_t, cudaDataType};
         let (rows_a, cols_a) = if p.op_a == Op::N { (p.m, p.k) } else { (p.k, p.m) };
         let (rows_b, cols_b) = if p.op_b == Op::N { (p.k, p.n) } else { (p.n, p.k) };
-        let (span_a, span_b) = (span(&p.a, rows_a, cols_a, p.nb, p.nh), span(&p.b, rows_b, cols_b, p.nb, p.nh));
-        let (Some(ta), Some(tb)) = (self.temp::<u16>(span_a), self.temp::<u16>(span_b)) else {
+        // The bf16 view of one operand, converting it into `temp` unless it is bf16 already.
+        let bf16_view = |g: &MatGrid, rows: usize, cols: usize, stored_bf16: bool, temp: &mut Option<CudaSlice<u16>>| -> Option<Bf16Copy> {
+            let elems = span(g, rows, cols, p.nb, p.nh);
+            if stored_bf16 {
+                return Some(Bf16Copy {
+                    f32_base: g.ptr,
+                    bf16_base: g.ptr,
+                    elems,
+                });
+            }
+            let t = temp.insert(self.temp::<u16>(elems)?);
+            let copy = Bf16Copy {
+                f32_base: g.ptr,
+                bf16_base: self.ptr(t),
+                elems,
+            };
+            self.launch(
+                Kernel::F32ToBf16,
+                elems_cfg(elems),
+                elems,
+                &[Arg::P(copy.f32_base), Arg::P(copy.bf16_base), i(elems)],
+            );
+            Some(copy)
+        };
+        let (mut temp_a, mut temp_b) = (None, None);
+        let Some(copy_a) = bf16_view(&p.a, rows_a, cols_a, storage.a_bf16, &mut temp_a) else {
             return;
         };
-        let copy_a = Bf16Copy {
-            f32_base: p.a.ptr,
-            bf16_base: self.ptr(&ta),
-            elems: span_a,
+        let Some(copy_b) = bf16_view(&p.b, rows_b, cols_b, storage.b_bf16, &mut temp_b) else {
+            return;
         };
-        let copy_b = Bf16Copy {
-            f32_base: p.b.ptr,
-            bf16_base: self.ptr(&tb),
-            elems: span_b,
-        };
-        for c in [copy_a, copy_b] {
-            use super::launch::{elems, i, Arg};
-            self.launch(
-                super::Kernel::F32ToBf16,
-                elems(c.elems),
-                c.elems,
-                &[Arg::P(c.f32_base), Arg::P(c.bf16_base), i(c.elems)],
-            );
-        }
         if !self.bind() || self.failed() {
             return;
         }
@@ -353,7 +382,7 @@ impl CudaBackend {
         }
         // The temporaries are freed in stream order after the GEMMs that read them.
         drop(blas);
-        drop((ta, tb));
+        drop((temp_a, temp_b));
     }
 }
 

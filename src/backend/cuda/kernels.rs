@@ -100,6 +100,8 @@ kernel_table! {
     SoftmaxBwdRows = "softmax_bwd_rows" : "PPIIF",
     AttnBwdPost = "attn_bwd_post" : "PPPPPIIIIII",
     F32ToBf16 = "f32_to_bf16" : "PPI",
+    AttnPrepBf16 = "attn_prep_bf16" : "PPPPIIIIII",
+    SoftmaxRowsBf16 = "softmax_rows_bf16" : "PPIIF",
 }
 
 /// The loaded module's functions, indexed like [`Kernel::ALL`].

@@ -17,7 +17,7 @@ use std::sync::atomic::Ordering;
 
 use cudarc::driver::{CudaView, CudaViewMut};
 
-use super::blas::{MatGrid, Op, Product};
+use super::blas::{MatGrid, Op, Product, Storage};
 use super::launch::{i, rows, warps, Arg};
 use super::{CudaBackend, Kernel};
 use crate::backend::AttnDims;
@@ -80,6 +80,9 @@ impl CudaBackend {
             return;
         }
         let (pqkv, pcos, psin, pout) = (self.ptr(&qkv), self.ptr(&cos), self.ptr(&sin), self.ptr(&out));
+        if cache.is_none() && self.s.options.bf16 {
+            return self.attention_fwd_bf16_inference(pqkv, pcos, psin, pout, &dm);
+        }
         let cl = cache_layout(&dm);
         let ttt = t * t;
 
@@ -124,6 +127,68 @@ impl CudaBackend {
             self.launch(Kernel::SoftmaxRows, rows(nrows), nrows * t, &[Arg::P(pp), i(nrows), i(t), Arg::F(scale)]);
             // O = P·V, V read in place from qkv, O written in place into out.
             self.run_product(&pv, 1.0, 0.0);
+        }
+    }
+
+    /// The inference forward in bf16 mixed precision (no cache): one kernel writes the final
+    /// q, k and the raw v as bf16 in qkv's layout, the scores S = Q·Kᵀ come out of a bf16
+    /// GEMM in f32, a row kernel writes bf16(softmax(S/√d_h)), and O = P·V is a bf16 GEMM
+    /// into `out`. Compared with the f32 sequence plus operand conversion this skips the f32
+    /// q/k copy, three conversion passes and one f32 pass over the probabilities. Addresses
+    /// as in [`attention_fwd_impl`](Self::attention_fwd_impl), lengths already checked.
+    fn attention_fwd_bf16_inference(&self, pqkv: u64, pcos: u64, psin: u64, pout: u64, dm: &AttnDims) {
+        let (b, t, nh, dh, d) = (dm.batch, dm.tokens, dm.heads, dm.head_dim, dm.hidden());
+        let (bt, ttt) = (b * t, t * t);
+        let Some(qkv16) = self.temp::<u16>(bt * 3 * d) else { return };
+        let pqkv16 = self.ptr(&qkv16);
+        let prep = [
+            Arg::P(pqkv),
+            Arg::P(pcos),
+            Arg::P(psin),
+            Arg::P(pqkv16),
+            i(bt),
+            i(t),
+            i(nh),
+            i(dh),
+            i(dm.qk_norm as usize),
+            i(dm.rope as usize),
+        ];
+        self.launch(Kernel::AttnPrepBf16, warps(bt * nh * 3), bt * nh * 3, &prep);
+        let chunk = self.images_per_chunk(dm);
+        let (Some(scores), Some(probs16)) = (self.temp::<f32>(chunk * nh * ttt), self.temp::<u16>(chunk * nh * ttt)) else {
+            return;
+        };
+        let (ps, pp16) = (self.ptr(&scores), self.ptr(&probs16));
+        let scale = (1.0 / (dh as f64).sqrt()) as f32;
+        let both = Storage { a_bf16: true, b_bf16: true };
+        for b0 in (0..b).step_by(chunk) {
+            let bc = chunk.min(b - b0);
+            let g = grids(dm, b0, 0, 0);
+            let (s_grid, p_grid) = ((g.probs)(ps, dm), (g.probs)(pp16, dm));
+            let prod = |op_a, op_b, m, n, k, a, b, c| Product {
+                op_a,
+                op_b,
+                m,
+                n,
+                k,
+                a,
+                b,
+                c,
+                nb: bc,
+                nh,
+            };
+            // S = Q·Kᵀ (q and k are parts 0 and 1 of qkv16), P16 = bf16(softmax(S/√d_h)),
+            // O = P·V (v is part 2 of qkv16) into the head's columns of `out`.
+            let [q, k, v] = [0, 1, 2].map(|part| qkv_part_bf16(dm, b0, pqkv16, part));
+            self.run_product_stored(&prod(Op::N, Op::T, t, t, dh, q, k, s_grid), both, 1.0, 0.0);
+            let nrows = bc * nh * t;
+            self.launch(
+                Kernel::SoftmaxRowsBf16,
+                rows(nrows),
+                nrows * t,
+                &[Arg::P(ps), Arg::P(pp16), i(nrows), i(t), Arg::F(scale)],
+            );
+            self.run_product_stored(&prod(Op::N, Op::N, t, dh, t, p_grid, v, (g.rows_d)(pout, dm, b0)), both, 1.0, 0.0);
         }
     }
 
@@ -256,6 +321,13 @@ fn qkv_part(dm: &AttnDims, b0: usize, ptr: u64, part: usize) -> MatGrid {
         sb: t * 3 * d,
         sh: dm.head_dim,
     }
+}
+
+/// [`qkv_part`] of a bf16 copy of qkv at `ptr`: the same grid with the base address at
+/// 2 bytes per element (the products' own offsets are mapped to bf16 by the bf16 GEMM path).
+fn qkv_part_bf16(dm: &AttnDims, b0: usize, ptr: u64, part: usize) -> MatGrid {
+    let g = qkv_part(dm, b0, 0, part);
+    MatGrid { ptr: ptr + g.ptr / 2, ..g }
 }
 
 /// Forward products of images b0..b0+bc: S = Q·Kᵀ into the probability blocks at `pp`,

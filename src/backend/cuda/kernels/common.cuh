@@ -85,3 +85,12 @@ __device__ __forceinline__ float sigmoidf_(float z) { return 1.0f / (1.0f + expf
 
 // x is neither NaN nor ±inf (bit test: no header needed).
 __device__ __forceinline__ bool finitef_(float x) { return (__float_as_uint(x) & 0x7f800000u) != 0x7f800000u; }
+
+// bf16 bits of v, round to nearest even, NaN kept (what a `__nv_bfloat16` conversion gives;
+// the sources include no CUDA header).
+__device__ __forceinline__ unsigned short bf16_bits(float v) {
+    unsigned u = __float_as_uint(v);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (unsigned short)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (unsigned short)(u >> 16);
+}

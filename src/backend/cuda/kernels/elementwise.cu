@@ -109,13 +109,5 @@ extern "C" __global__ void gate_residual_bwd_ada(const float* dh, const float* y
 // dst[i] = bf16(src[i]), round to nearest even (NaN stays NaN), as the bits of a
 // `__nv_bfloat16` (the sources include no CUDA header). src: [n] f32; dst: [n] u16.
 extern "C" __global__ void f32_to_bf16(const float* src, unsigned short* dst, i64 n) {
-    GRID_STRIDE(i, n) {
-        unsigned u = __float_as_uint(src[i]);
-        if ((u & 0x7fffffffu) > 0x7f800000u) {
-            dst[i] = (unsigned short)((u >> 16) | 0x40u);
-        } else {
-            u += 0x7fffu + ((u >> 16) & 1u);
-            dst[i] = (unsigned short)(u >> 16);
-        }
-    }
+    GRID_STRIDE(i, n) dst[i] = bf16_bits(src[i]);
 }
