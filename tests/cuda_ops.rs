@@ -476,7 +476,9 @@ fn bf16_attention_within_bf16_threshold() {
 /// softmax) with a scratch cap that forces one image per chunk.
 #[test]
 fn bf16_attention_chunked_temporaries() {
-    let Some(be) = gpu_with("bf16_attention_chunked_temporaries", bf16_options()) else { return };
+    let Some(be) = gpu_with("bf16_attention_chunked_temporaries", bf16_options()) else {
+        return;
+    };
     be.set_attention_scratch_bytes(1);
     for (rope, head_dim) in [(false, 8), (true, 16)] {
         let dm = AttnDims {
