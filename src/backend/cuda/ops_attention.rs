@@ -165,18 +165,7 @@ impl CudaBackend {
             let bc = chunk.min(b - b0);
             let g = grids(dm, b0, 0, 0);
             let (s_grid, p_grid) = ((g.probs)(ps, dm), (g.probs)(pp16, dm));
-            let prod = |op_a, op_b, m, n, k, a, b, c| Product {
-                op_a,
-                op_b,
-                m,
-                n,
-                k,
-                a,
-                b,
-                c,
-                nb: bc,
-                nh,
-            };
+            let prod = |op_a, op_b, m, n, k, a, b, c| per_head(bc, nh, op_a, op_b, m, n, k, a, b, c);
             // S = Q·Kᵀ (q and k are parts 0 and 1 of qkv16), P16 = bf16(softmax(S/√d_h)),
             // O = P·V (v is part 2 of qkv16) into the head's columns of `out`.
             let [q, k, v] = [0, 1, 2].map(|part| qkv_part_bf16(dm, b0, pqkv16, part));
@@ -323,6 +312,23 @@ fn qkv_part(dm: &AttnDims, b0: usize, ptr: u64, part: usize) -> MatGrid {
     }
 }
 
+/// The product family C = op(A)·op(B) over `bc` images × `nh` heads.
+#[allow(clippy::too_many_arguments)]
+fn per_head(bc: usize, nh: usize, op_a: Op, op_b: Op, m: usize, n: usize, k: usize, a: MatGrid, b: MatGrid, c: MatGrid) -> Product {
+    Product {
+        op_a,
+        op_b,
+        m,
+        n,
+        k,
+        a,
+        b,
+        c,
+        nb: bc,
+        nh,
+    }
+}
+
 /// [`qkv_part`] of a bf16 copy of qkv at `ptr`: the same grid with the base address at
 /// 2 bytes per element (the products' own offsets are mapped to bf16 by the bf16 GEMM path).
 fn qkv_part_bf16(dm: &AttnDims, b0: usize, ptr: u64, part: usize) -> MatGrid {
@@ -336,18 +342,7 @@ fn forward_products(dm: &AttnDims, b0: usize, bc: usize, pqk: u64, pqkv: u64, po
     let (t, dh, nh) = (dm.tokens, dm.head_dim, dm.heads);
     let g = grids(dm, b0, pqk, pqkv);
     let probs = (g.probs)(pp, dm);
-    let prod = |op_a, op_b, m, n, k, a, b, c| Product {
-        op_a,
-        op_b,
-        m,
-        n,
-        k,
-        a,
-        b,
-        c,
-        nb: bc,
-        nh,
-    };
+    let prod = |op_a, op_b, m, n, k, a, b, c| per_head(bc, nh, op_a, op_b, m, n, k, a, b, c);
     [
         prod(Op::N, Op::T, t, t, dh, g.qk[0], g.qk[1], probs),
         prod(Op::N, Op::N, t, dh, t, probs, g.v, (g.rows_d)(pout, dm, b0)),
@@ -362,18 +357,7 @@ fn backward_products(dm: &AttnDims, b0: usize, bc: usize, pqk: u64, pqkv: u64, p
     let g = grids(dm, b0, pqk, pqkv);
     let (probs, ds) = ((g.probs)(pp, dm), (g.probs)(pds, dm));
     let dout = (g.rows_d)(pdout, dm, b0);
-    let prod = |op_a, op_b, m, n, k, a, b, c| Product {
-        op_a,
-        op_b,
-        m,
-        n,
-        k,
-        a,
-        b,
-        c,
-        nb: bc,
-        nh,
-    };
+    let prod = |op_a, op_b, m, n, k, a, b, c| per_head(bc, nh, op_a, op_b, m, n, k, a, b, c);
     [
         prod(Op::T, Op::N, t, dh, t, probs, dout, qkv_part(dm, b0, pdqkv, 2)),
         prod(Op::N, Op::T, t, t, dh, dout, g.v, ds),
