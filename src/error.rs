@@ -40,6 +40,9 @@ pub enum Error {
     /// A bug inside the engine (a caught panic, a broken invariant).
     #[error("internal error: {0}")]
     Internal(String),
+    /// A buffer sized by the caller's values is larger than memory or could not be allocated.
+    #[error("out of memory: {0}")]
+    OutOfMemory(String),
 }
 
 impl Error {
@@ -55,6 +58,7 @@ impl Error {
             Error::Backend(_) => 7,
             Error::Unsupported(_) => 8,
             Error::Internal(_) => 9,
+            Error::OutOfMemory(_) => 10,
         }
     }
 

@@ -127,9 +127,7 @@ impl Default for SamplerConfig {
 impl SamplerConfig {
     /// Checks every setting; errors are [`Error::InvalidArgument`].
     pub fn validate(&self) -> Result<()> {
-        if self.steps == 0 {
-            return Err(Error::invalid("sampling steps must be at least 1"));
-        }
+        crate::limits::check_steps(self.steps)?;
         if self.order != 1 && self.order != 2 {
             return Err(Error::invalid(format!("sampling order must be 1 or 2, got {}", self.order)));
         }
@@ -357,9 +355,14 @@ pub fn sample(
             )));
         }
     }
+    // Every buffer below is sized by the caller's batch: refuse what cannot fit before any
+    // work (about 120 bytes per element: f64 state, f32 stages, the doubled guidance batch).
+    crate::limits::check_bytes("sampling buffers", numel, 120)?;
     let mut trajectory = if cfg.return_trajectory {
-        let len = (n + 1).checked_mul(numel).ok_or_else(|| Error::invalid("trajectory too large"))?;
-        let mut tr = Vec::with_capacity(len);
+        let len = (n + 1)
+            .checked_mul(numel)
+            .ok_or_else(|| Error::OutOfMemory("trajectory size overflows".into()))?;
+        let mut tr = crate::limits::try_with_capacity("trajectory", len)?;
         tr.extend_from_slice(z);
         Some(tr)
     } else {
@@ -371,11 +374,14 @@ pub fn sample(
     let mut stage = Stage::new(numel, batch);
     let kappa = cfg.extrapolation;
     let mut x: Vec<f64> = z.iter().map(|&v| v as f64).collect(); // [B, C, H, W]
-    let mut x_next = vec![0f64; numel]; // [B, C, H, W]
-    let mut x_hat = vec![0f64; numel]; // [B, C, H, W]
-    let mut z_hat = vec![0f64; numel]; // [B, C, H, W]
+    let mut x_next = crate::limits::try_vec::<f64>("sampler state", numel)?; // [B, C, H, W]
+    let mut x_hat = crate::limits::try_vec::<f64>("sampler state", numel)?; // [B, C, H, W]
+    let mut z_hat = crate::limits::try_vec::<f64>("sampler state", numel)?; // [B, C, H, W]
     let mut prev_raw = if kappa > 0.0 {
-        (vec![0f64; numel], vec![0f64; numel])
+        (
+            crate::limits::try_vec::<f64>("sampler state", numel)?,
+            crate::limits::try_vec::<f64>("sampler state", numel)?,
+        )
     } else {
         (vec![], vec![])
     };

@@ -1,6 +1,11 @@
 //! Safetensors files: strict reading (f32, f16, bf16 converted to f32; i64/i32 labels)
 //! with errors that name the file and the tensor, and atomic writing (temp file in the
 //! same folder, fsync, rename), so an interrupted write never damages the previous file.
+//!
+//! Every file the engine writes carries a CRC-32 of its tensors (names, dtypes, shapes
+//! and data, in name order) in the metadata under [`CHECKSUM_KEY`]; [`TensorFile::open`]
+//! verifies it, so bytes damaged on disk or in transfer fail to load instead of loading
+//! as finite garbage. Files without one (converted official checkpoints) load unchecked.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Write;
@@ -10,6 +15,27 @@ use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 
 use crate::error::{Error, Result};
+
+/// Metadata key of the tensor checksum: `"crc32:<8 hex digits>"`.
+pub const CHECKSUM_KEY: &str = "ucgm_checksum";
+
+/// The checksum of tensors given as (name, dtype, shape, data), in any order.
+fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>) -> String {
+    let mut items: Vec<_> = tensors.into_iter().collect();
+    items.sort_by(|a, b| a.0.cmp(b.0));
+    let mut h = crc32fast::Hasher::new();
+    for (name, dtype, shape, data) in items {
+        h.update(name.as_bytes());
+        h.update(&[0]);
+        h.update(format!("{dtype:?}").as_bytes());
+        for &d in shape {
+            h.update(&(d as u64).to_le_bytes());
+        }
+        h.update(&(data.len() as u64).to_le_bytes());
+        h.update(data);
+    }
+    format!("crc32:{:08x}", h.finalize())
+}
 
 /// A safetensors file read into memory.
 pub struct TensorFile {
@@ -27,6 +53,15 @@ impl TensorFile {
         let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::format(&path, format!("not a valid safetensors file: {e}")))?;
         let metadata = meta.metadata().clone().unwrap_or_default();
         let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::format(&path, format!("not a valid safetensors file: {e}")))?;
+        if let Some(stored) = metadata.get(CHECKSUM_KEY) {
+            let computed = checksum(st.tensors().iter().map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())));
+            if *stored != computed {
+                return Err(Error::format(
+                    &path,
+                    format!("checksum mismatch: the tensor data is damaged (stored {stored}, computed {computed})"),
+                ));
+            }
+        }
         let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
         names.sort();
         Ok(TensorFile { path, bytes, metadata, names })
@@ -163,7 +198,11 @@ pub fn to_bytes(tensors: &[TensorOut<'_>], metadata: &BTreeMap<String, String>) 
         .iter()
         .map(|(n, d, s, b)| Ok((n.clone(), TensorView::new(*d, s.clone(), b).map_err(|e| Error::Internal(e.to_string()))?)))
         .collect::<Result<_>>()?;
-    let meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    let mut meta: HashMap<String, String> = metadata.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    meta.insert(
+        CHECKSUM_KEY.to_string(),
+        checksum(raw.iter().map(|(n, d, s, b)| (n.as_str(), *d, s.as_slice(), b.as_slice()))),
+    );
     safetensors::serialize(views, Some(meta)).map_err(|e| Error::Internal(format!("safetensors serialize: {e}")))
 }
 
@@ -230,6 +269,15 @@ mod tests {
         std::fs::write(&q, b"garbage").unwrap();
         assert!(matches!(TensorFile::open(&q), Err(Error::Format { .. })));
         assert!(matches!(TensorFile::open(dir.path().join("missing")), Err(Error::Io { .. })));
+        // Damaged data (finite garbage) fails the checksum; the same bytes without a
+        // checksum (as converted files) load.
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 20] ^= 0x01;
+        std::fs::write(&q, &bad).unwrap();
+        let e = TensorFile::open(&q).err().expect("damaged file must fail");
+        assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        assert!(f.metadata()[CHECKSUM_KEY].starts_with("crc32:"));
         // Unwritable destination: error, nothing left behind.
         assert!(write_atomic(dir.path().join("no/such/dir/x.safetensors"), &[], &meta).is_err());
     }

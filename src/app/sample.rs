@@ -13,7 +13,11 @@ pub fn sample_images(net: &mut dyn Denoiser, cfg: &SamplerConfig, labels: &[usiz
     let [c, h, w] = net.sample_shape();
     let per = c * h * w;
     let mut rng = Rng::new(seed);
-    let mut out = Vec::with_capacity(labels.len() * per);
+    let total = labels
+        .len()
+        .checked_mul(per)
+        .ok_or_else(|| crate::error::Error::OutOfMemory("sample count overflows".into()))?;
+    let mut out = crate::limits::try_with_capacity::<f32>("samples", total)?;
     for chunk in labels.chunks(64) {
         let z = rng.normal_f32(chunk.len() * per);
         let mut default_ctl = RunControl::default();

@@ -40,6 +40,15 @@ use crate::error::{Error, Result};
 /// Compare `ucgm_abi_version()` with `UCGM_ABI_VERSION` at start-up.
 pub const UCGM_ABI_VERSION: u32 = 1;
 
+/// Largest `threads` value accepted (`ucgm_model_params.threads`, the trainer's); 0 =
+/// one per logical CPU. The CLI and the Rust API enforce the same limit.
+pub const UCGM_MAX_THREADS: u32 = 1024;
+/// Largest `steps` accepted by `ucgm_sample` / `ucgm_sample_params.steps`.
+pub const UCGM_MAX_STEPS: u32 = 100000;
+
+const _: () = assert!(UCGM_MAX_THREADS as usize == crate::limits::MAX_THREADS);
+const _: () = assert!(UCGM_MAX_STEPS as usize == crate::limits::MAX_STEPS);
+
 /// Status returned by every fallible call. Values are never renumbered.
 pub type ucgm_status = i32;
 
@@ -63,6 +72,10 @@ pub const UCGM_STATUS_BACKEND: ucgm_status = 7;
 pub const UCGM_STATUS_UNSUPPORTED: ucgm_status = 8;
 /// A bug inside the library (a caught panic, a broken invariant).
 pub const UCGM_STATUS_INTERNAL: ucgm_status = 9;
+/// A buffer sized by the caller's values (batch, steps, trajectory) is larger than this
+/// machine's memory or could not be allocated; nothing was computed and the handle is
+/// unchanged.
+pub const UCGM_STATUS_OUT_OF_MEMORY: ucgm_status = 10;
 
 /// Compute backend selector (`int32_t`).
 pub type ucgm_backend = i32;
@@ -414,6 +427,7 @@ fn status_text(status: ucgm_status) -> &'static CStr {
         UCGM_STATUS_BACKEND => c"backend unavailable or failed",
         UCGM_STATUS_UNSUPPORTED => c"unsupported",
         UCGM_STATUS_INTERNAL => c"internal error",
+        UCGM_STATUS_OUT_OF_MEMORY => c"out of memory",
         _ => c"unknown status",
     }
 }
@@ -596,6 +610,7 @@ mod tests {
             (Error::Backend("x".into()), UCGM_STATUS_BACKEND),
             (Error::Unsupported("x".into()), UCGM_STATUS_UNSUPPORTED),
             (Error::Internal("x".into()), UCGM_STATUS_INTERNAL),
+            (Error::OutOfMemory("x".into()), UCGM_STATUS_OUT_OF_MEMORY),
         ];
         for (e, s) in cases {
             assert_eq!(e.status_code(), s, "{e}");

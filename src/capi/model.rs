@@ -15,6 +15,9 @@ use super::{
 use crate::engine::{select, AnyBackend, AnyModel, BackendRequest, Selection};
 use crate::error::{Error, Result};
 use crate::model::config::{Arch, ModelConfig};
+use crate::model::weights::{self, CheckpointWeights};
+use crate::preset;
+use crate::sampler::SamplerConfig;
 
 /// Network family (`int32_t`).
 pub type ucgm_arch = i32;
@@ -23,8 +26,8 @@ pub const UCGM_ARCH_SIT: ucgm_arch = 0;
 /// UCGM's TiT (RMSNorm, qk-norm, 2-D RoPE, SwiGLU).
 pub const UCGM_ARCH_TIT: ucgm_arch = 1;
 
-/// Largest accepted thread count.
-const MAX_THREADS: i32 = 1024;
+/// Largest accepted thread count (`crate::limits::MAX_THREADS`).
+const MAX_THREADS: i32 = crate::limits::MAX_THREADS as i32;
 
 /// Largest accepted CUDA device ordinal.
 const MAX_CUDA_DEVICE: i32 = 1023;
@@ -85,7 +88,32 @@ pub struct ucgm_model_params {
     /// and activations; outputs within ~1e-2 relative of float32. 0 (default) = off.
     /// Ignored on the CPU. Added with `cuda_device`.
     pub bf16: i32,
+    /// Load of a training checkpoint (`ucgm train`, the demo, `ucgm_trainer_save`):
+    /// which of its weights become the model: `UCGM_CHECKPOINT_EMA` (0, default: the
+    /// sampling EMA, as the reference samples), `UCGM_CHECKPOINT_ONLINE` or
+    /// `UCGM_CHECKPOINT_MOD`. A plain weights file has one set: `UCGM_CHECKPOINT_MOD` is
+    /// then an error, the others load it. Occupies what was tail padding before, so the
+    /// struct's size is unchanged (an older caller's zeroed struct means EMA).
+    pub checkpoint_weights: ucgm_checkpoint_weights,
 }
+
+/// Which weights of a training checkpoint `ucgm_model_load` reads (`int32_t`).
+pub type ucgm_checkpoint_weights = i32;
+/// The sampling EMA (default).
+pub const UCGM_CHECKPOINT_EMA: ucgm_checkpoint_weights = 0;
+/// The online (trained) weights.
+pub const UCGM_CHECKPOINT_ONLINE: ucgm_checkpoint_weights = 1;
+/// The auxiliary network `mod` (exists only in runs that use it).
+pub const UCGM_CHECKPOINT_MOD: ucgm_checkpoint_weights = 2;
+
+const CHECKPOINT_WEIGHTS: [(i32, &str, CheckpointWeights); 3] = [
+    (UCGM_CHECKPOINT_EMA, "UCGM_CHECKPOINT_EMA", CheckpointWeights::Ema),
+    (UCGM_CHECKPOINT_ONLINE, "UCGM_CHECKPOINT_ONLINE", CheckpointWeights::Online),
+    (UCGM_CHECKPOINT_MOD, "UCGM_CHECKPOINT_MOD", CheckpointWeights::Mod),
+];
+
+// `checkpoint_weights` filled the tail padding of the previous release: same size.
+const _: () = assert!(offset_of!(ucgm_model_params, checkpoint_weights) + 4 == size_of::<ucgm_model_params>());
 
 // The first release of ABI 1 ended before `cuda_device`, with no tail padding.
 const MODEL_PARAMS_V1_SIZE: usize = offset_of!(ucgm_model_params, cuda_device);
@@ -114,6 +142,7 @@ unsafe impl Versioned for ucgm_model_params {
             cuda_device: 0,
             tf32: 0,
             bf16: 0,
+            checkpoint_weights: UCGM_CHECKPOINT_EMA,
         }
     }
 }
@@ -196,6 +225,7 @@ const MODEL_INFO_V1_SIZE: usize = offset_of!(ucgm_model_info, cuda_device);
 const _: () = assert!(MODEL_INFO_V1_SIZE % std::mem::align_of::<ucgm_model_info>() == 0);
 
 unsafe impl Versioned for ucgm_model_info {
+    const OUTPUT: bool = true;
     const NAME: &'static str = "ucgm_model_info";
     const SIZES: &'static [usize] = &[MODEL_INFO_V1_SIZE, size_of::<ucgm_model_info>()];
     fn defaults() -> Self {
@@ -212,6 +242,11 @@ pub(crate) struct ModelState {
     pub hooks: Hooks,
     /// The backend in use and, when `auto` chose the CPU, why (`Selection::summary`).
     pub backend_summary: String,
+    /// How this model is meant to be sampled (from its file, or set by the caller);
+    /// `ucgm_sample` uses it, `ucgm_model_save` stores it.
+    pub preset: Option<SamplerConfig>,
+    /// Seed of the next `ucgm_sample` call; advances by one per call.
+    pub seed: u64,
 }
 
 impl HasHooks for ModelState {
@@ -365,8 +400,14 @@ fn check_finite_weights(m: &AnyModel, path: &std::path::Path) -> Result<()> {
 }
 
 /// Boxes a new handle into `*out`.
-pub(crate) fn publish(out: &mut *mut ucgm_model, model: AnyModel, hooks: Hooks, backend_summary: String) {
-    let state = ModelState { model, hooks, backend_summary };
+pub(crate) fn publish(out: &mut *mut ucgm_model, model: AnyModel, hooks: Hooks, backend_summary: String, preset: Option<SamplerConfig>) {
+    let state = ModelState {
+        model,
+        hooks,
+        backend_summary,
+        preset,
+        seed: 0,
+    };
     *out = Box::into_raw(Box::new(ucgm_model { handle: Handle::new(state) }));
 }
 
@@ -397,18 +438,23 @@ pub unsafe extern "C" fn ucgm_model_create(params: *const ucgm_model_params, out
         let summary = selection.summary();
         let model = AnyModel::init(cfg, selection.backend, p.seed)?;
         hooks.log(UCGM_LOG_INFO, || format!("created {} (seed {})", describe(&model, &summary), p.seed));
-        publish(out, model, hooks, summary);
+        publish(out, model, hooks, summary, None);
         Ok(())
     })
 }
 
-/// Loads a safetensors weights file (written by `ucgm_model_save` or converted from a
-/// reference checkpoint) and stores the handle in `*out` (NULL on failure). `params` may
-/// be NULL (defaults); only `heads`, the backend fields (`backend`, `threads`,
-/// `cuda_device`, `tf32`) and the log callback are read.
-/// Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated or
-/// corrupt), `UCGM_STATUS_WEIGHTS` (tensors that do not form a model) or
-/// `UCGM_STATUS_NON_FINITE` (a weight is NaN or infinite).
+/// Loads a safetensors weights file (written by `ucgm_model_save`, `ucgm export` or
+/// converted from a reference checkpoint) or a training checkpoint (`ucgm train`, the
+/// demo, `ucgm_trainer_save`: its sampling EMA unless `checkpoint_weights` says
+/// otherwise) and stores the handle in `*out` (NULL on failure). `params` may be NULL
+/// (defaults); only `heads`, `checkpoint_weights`, the backend fields (`backend`,
+/// `threads`, `cuda_device`, `tf32`, `bf16`) and the log callback are read. A sampler
+/// preset stored in the file (see `ucgm_sample`) comes with the model.
+/// Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated,
+/// corrupt, or its checksum does not match: damaged data), `UCGM_STATUS_WEIGHTS`
+/// (tensors that do not form a model, or a checkpoint without the weights asked for),
+/// `UCGM_STATUS_NON_FINITE` (a weight is NaN or infinite) or
+/// `UCGM_STATUS_OUT_OF_MEMORY`.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucgm_model_params, out: *mut *mut ucgm_model) -> ucgm_status {
     call("ucgm_model_load", || {
@@ -428,21 +474,34 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
         let selection = backend_for(&p, &hooks)?;
         let summary = selection.summary();
         let heads = (p.heads != 0).then_some(p.heads as usize);
-        let model = AnyModel::load(&path, selection.backend, heads)?;
+        let which = params::enum_arg("ucgm_model_params.checkpoint_weights", p.checkpoint_weights, &CHECKPOINT_WEIGHTS)?;
+        let w = weights::load_file(&path, heads, Some(which))?;
+        let preset = preset::from_metadata(&path, &w.metadata)?;
+        let model = AnyModel::from_params(w.cfg, selection.backend, &w.params)?;
+        drop(w.params);
         check_finite_weights(&model, &path)?;
-        hooks.log(UCGM_LOG_INFO, || format!("loaded {}: {}", path.display(), describe(&model, &summary)));
-        publish(out, model, hooks, summary);
+        let source = w.checkpoint.map_or(String::new(), |c| format!(" (training checkpoint, {} weights)", c.name()));
+        hooks.log(UCGM_LOG_INFO, || format!("loaded {}{source}: {}", path.display(), describe(&model, &summary)));
+        if let Some(p) = &preset {
+            hooks.log(UCGM_LOG_INFO, || format!("sampler preset from the file: {}", preset::describe(p)));
+        }
+        publish(out, model, hooks, summary, preset);
         Ok(())
     })
 }
 
-/// Saves the weights as safetensors (reference tensor names, configuration in the
-/// metadata), atomically: on failure an existing file at `path` is left unchanged.
+/// Saves the weights as safetensors (reference tensor names, configuration, sampler
+/// preset and checksum in the metadata), atomically: on failure an existing file at
+/// `path` is left unchanged.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_save(model: *mut ucgm_model, path: *const c_char) -> ucgm_status {
     with_handle("ucgm_model_save", model, |s, _| {
         let path = params::path_arg("path", path)?;
-        s.model.save(&path)?;
+        let extra = match &s.preset {
+            Some(p) => preset::metadata(p)?,
+            None => Default::default(),
+        };
+        s.model.save_with_metadata(&path, &extra)?;
         s.hooks.log(UCGM_LOG_INFO, || format!("saved {}", path.display()));
         Ok(())
     })

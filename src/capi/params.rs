@@ -38,6 +38,8 @@ pub(crate) unsafe trait Versioned: Copy {
     const SIZES: &'static [usize];
     /// The default value (`struct_size` = the current size).
     fn defaults() -> Self;
+    /// An output struct (the library fills it; there is no `*_default` function).
+    const OUTPUT: bool = false;
 }
 
 /// Checks a struct's `struct_size` against the rule above; returns it.
@@ -47,7 +49,11 @@ fn check_size<T: Versioned>(size: usize) -> Result<usize> {
     if T::SIZES.contains(&size) || (size > known && size <= MAX_STRUCT_SIZE) {
         return Ok(size);
     }
-    let hint = format!("set it with {}_default() or to sizeof({})", T::NAME, T::NAME);
+    let hint = if T::OUTPUT {
+        format!("set it to sizeof(struct {})", T::NAME)
+    } else {
+        format!("set it with {}_default() or to sizeof(struct {})", T::NAME, T::NAME)
+    };
     if size < T::SIZES[0] {
         Err(Error::invalid(format!(
             "{}.struct_size = {size} is smaller than any released version of the struct (at least {}); {hint}",

@@ -8,7 +8,7 @@
 use std::ptr;
 use std::time::Instant;
 
-use super::model::ucgm_model;
+use super::model::{ucgm_model, ModelState};
 use super::params::{self, Versioned};
 use super::{call, ucgm_status, with_handle, with_handle_cancellable, UCGM_LOG_DEBUG, UCGM_LOG_INFO};
 use crate::control::RunControl;
@@ -145,6 +145,7 @@ pub struct ucgm_sample_info {
 }
 
 unsafe impl Versioned for ucgm_sample_info {
+    const OUTPUT: bool = true;
     const NAME: &'static str = "ucgm_sample_info";
     const SIZES: &'static [usize] = &[std::mem::size_of::<ucgm_sample_info>()];
     fn defaults() -> Self {
@@ -204,15 +205,106 @@ pub unsafe extern "C" fn ucgm_sample_trajectory_len(model: *mut ucgm_model, para
     })
 }
 
-/// Samples one image with the defaults (Linear transport, ρ = 0, no guidance, seed 0, a
-/// random class from the seed) and `steps` steps. `out`: `[1, C, H, W]`, `out_len` = C·H·W.
+/// The sample params of a sampler configuration (batch 1, seed 0, no buffers).
+fn params_of(cfg: &SamplerConfig) -> ucgm_sample_params {
+    let transport = TRANSPORTS.iter().find(|(_, _, k)| *k == cfg.transport).map_or(UCGM_TRANSPORT_LINEAR, |t| t.0);
+    let (stochasticity, rho) = match cfg.stochasticity {
+        Stochasticity::Fixed(r) => (UCGM_STOCHASTICITY_FIXED, r),
+        Stochasticity::Sde => (UCGM_STOCHASTICITY_SDE, 0.0),
+    };
+    ucgm_sample_params {
+        transport,
+        steps: cfg.steps as u32,
+        order: cfg.order as u32,
+        stochasticity,
+        rho,
+        extrapolation: cfg.extrapolation,
+        time_dist_ctrl: cfg.time_dist_ctrl,
+        rfba_gap_steps: cfg.rfba_gap_steps,
+        cfg_scale: cfg.cfg_scale,
+        cfg_interval: cfg.cfg_interval,
+        ..ucgm_sample_params::defaults()
+    }
+}
+
+/// Samples one image of a random class with the model's sampler preset — the one stored
+/// in its file (see `ucgm_model_get_sample_params`), else the defaults of
+/// `ucgm_sample_params_default` — and `steps` steps (0 = the preset's steps; 35 without
+/// a preset). The seed is the handle's: each call uses it and then advances it by one,
+/// so successive calls give different images and a handle reseeded with
+/// `ucgm_model_set_seed` repeats its sequence. `out`: `[1, C, H, W]`, `out_len` = C·H·W.
+/// `steps` above `UCGM_MAX_STEPS` fails with `UCGM_STATUS_INVALID_ARGUMENT`.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_sample(model: *mut ucgm_model, steps: u32, out: *mut f32, out_len: usize) -> ucgm_status {
-    let p = ucgm_sample_params {
-        steps,
-        ..ucgm_sample_params::defaults()
-    };
-    run("ucgm_sample", model, || Ok(p), out, out_len, ptr::null_mut(), 0, ptr::null_mut())
+    run(
+        "ucgm_sample",
+        model,
+        |s| {
+            let mut p = s.preset.as_ref().map_or_else(ucgm_sample_params::defaults, params_of);
+            if steps != 0 {
+                p.steps = steps;
+            }
+            p.seed = s.seed;
+            Ok(p)
+        },
+        out,
+        out_len,
+        ptr::null_mut(),
+        0,
+        ptr::null_mut(),
+    )
+}
+
+/// Sets the seed of the next `ucgm_sample` call on this handle (a new handle starts at
+/// 0); each `ucgm_sample` call then advances it by one. `ucgm_sample_ext` takes its seed
+/// from its params and leaves this one alone.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_set_seed(model: *mut ucgm_model, seed: u64) -> ucgm_status {
+    with_handle("ucgm_model_set_seed", model, |s, _| {
+        s.seed = seed;
+        Ok(())
+    })
+}
+
+/// Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
+/// settings this model is meant to be sampled with: its sampler preset (stored in the
+/// weights file or checkpoint it was loaded from, or set with
+/// `ucgm_model_set_sample_params`), else the defaults of `ucgm_sample_params_default`;
+/// `seed` is the handle's next seed, batch 1, no buffers. Stores in `*has_preset` (may be
+/// NULL) 1 when the model has a preset, else 0.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_get_sample_params(
+    model: *mut ucgm_model,
+    params: *mut ucgm_sample_params,
+    struct_size: usize,
+    has_preset: *mut i32,
+) -> ucgm_status {
+    with_handle("ucgm_model_get_sample_params", model, |s, _| {
+        params::write_defaults(params, struct_size)?;
+        let mut p = s.preset.as_ref().map_or_else(ucgm_sample_params::defaults, params_of);
+        p.seed = s.seed;
+        params::write_out(params, p)?;
+        if !has_preset.is_null() {
+            *params::out_ref("has_preset", has_preset)? = i32::from(s.preset.is_some());
+        }
+        Ok(())
+    })
+}
+
+/// Sets (or with NULL clears) the model's sampler preset from the sampler settings of
+/// `params` (transport, steps, order, stochasticity, ρ, κ, time warp, gaps, guidance; the
+/// batch, seed and buffer fields are ignored). `ucgm_sample` then uses it and
+/// `ucgm_model_save` stores it in the file.
+#[no_mangle]
+pub unsafe extern "C" fn ucgm_model_set_sample_params(model: *mut ucgm_model, params: *const ucgm_sample_params) -> ucgm_status {
+    with_handle("ucgm_model_set_sample_params", model, |s, _| {
+        s.preset = if params.is_null() {
+            None
+        } else {
+            Some(sampler_config(&params::read_params(params)?)?)
+        };
+        Ok(())
+    })
 }
 
 /// Samples with every UCGM-S setting.
@@ -236,7 +328,7 @@ pub unsafe extern "C" fn ucgm_sample_ext(
     run(
         "ucgm_sample_ext",
         model,
-        || params::read_params(params),
+        |_| params::read_params(params),
         out,
         out_len,
         trajectory,
@@ -249,7 +341,7 @@ pub unsafe extern "C" fn ucgm_sample_ext(
 unsafe fn run(
     fname: &str,
     model: *mut ucgm_model,
-    params: impl FnOnce() -> Result<ucgm_sample_params>,
+    params: impl FnOnce(&ModelState) -> Result<ucgm_sample_params>,
     out: *mut f32,
     out_len: usize,
     trajectory: *mut f32,
@@ -257,7 +349,7 @@ unsafe fn run(
     info: *mut ucgm_sample_info,
 ) -> ucgm_status {
     with_handle_cancellable(fname, model, |s, cancel| {
-        let p = &params()?;
+        let p = &params(s)?;
         let mut cfg = sampler_config(p)?;
         let mc = s.model.config().clone();
         let batch = p.batch as usize;
@@ -325,6 +417,9 @@ unsafe fn run(
         };
         let start = Instant::now();
         let res = sample(&mut s.model, &z, &labels, &cfg, &mut noise_src, &mut ctl)?;
+        if fname == "ucgm_sample" {
+            s.seed = s.seed.wrapping_add(1); // the handle's seed advances per ucgm_sample call
+        }
         let drawn = noise_src.tensors_drawn();
         out.copy_from_slice(&res.sample);
         if let (Some(dst), Some(src)) = (trajectory, res.trajectory.as_ref()) {

@@ -234,6 +234,7 @@ const TRAINER_INFO_V1_SIZE: usize = offset_of!(ucgm_trainer_info, backend);
 const _: () = assert!(TRAINER_INFO_V1_SIZE % std::mem::align_of::<ucgm_trainer_info>() == 0);
 
 unsafe impl Versioned for ucgm_trainer_info {
+    const OUTPUT: bool = true;
     const NAME: &'static str = "ucgm_trainer_info";
     const SIZES: &'static [usize] = &[TRAINER_INFO_V1_SIZE, size_of::<ucgm_trainer_info>()];
     fn defaults() -> Self {
@@ -656,7 +657,7 @@ pub unsafe extern "C" fn ucgm_trainer_export_model(trainer: *mut ucgm_trainer, w
         let backend = s.trainer.backend().independent_copy()?;
         let copy = AnyModel::from_params(s.trainer.model_config().clone(), backend, &w)?;
         s.hooks.log(UCGM_LOG_INFO, || format!("weights {which} exported to a new model handle"));
-        model::publish(out, copy, Hooks::default(), s.backend_summary.clone());
+        model::publish(out, copy, Hooks::default(), s.backend_summary.clone(), None);
         Ok(())
     })
 }

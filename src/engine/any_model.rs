@@ -51,6 +51,11 @@ impl AnyModel {
         dispatch!(backend, AnyBackend, b => Model::load(path, b, heads).map(AnyModel::from))
     }
 
+    /// [`Model::save_with_metadata`].
+    pub fn save_with_metadata(&self, path: impl AsRef<Path>, extra: &std::collections::BTreeMap<String, String>) -> Result<()> {
+        dispatch!(self, AnyModel, m => m.save_with_metadata(path, extra))
+    }
+
     /// The network's configuration.
     pub fn config(&self) -> &ModelConfig {
         dispatch!(self, AnyModel, m => m.config())

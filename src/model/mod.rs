@@ -84,15 +84,14 @@ impl<B: Backend + Clone> Model<B> {
         })
     }
 
-    /// Loads a safetensors weights file (strict by name and shape). The configuration
-    /// comes from the file's `ucgm_config` metadata when present, else it is inferred
-    /// from the tensor shapes; `heads` is then needed unless the width is a named size.
+    /// Loads a safetensors weights file or a training checkpoint (its sampling EMA),
+    /// strict by name and shape. The configuration comes from the file's `ucgm_config`
+    /// metadata when present, else it is inferred from the tensor shapes; `heads` is then
+    /// needed unless the width is a named size. See [`weights::load_file`] to choose a
+    /// checkpoint's online or `mod` weights or to read the file's metadata.
     pub fn load(path: impl AsRef<Path>, backend: B, heads: Option<usize>) -> Result<Self> {
-        let file = crate::tensor_file::TensorFile::open(path)?;
-        let cfg = weights::config_of(&file, heads)?;
-        weights::check_no_extras(&file, &cfg)?;
-        let params = weights::read_params(&file, &cfg, "")?;
-        Self::from_params(cfg, backend, &params)
+        let w = weights::load_file(path.as_ref(), heads, None)?;
+        Self::from_params(w.cfg, backend, &w.params)
     }
 
     /// Loads weights for a known configuration (strict by name and shape).
@@ -106,8 +105,13 @@ impl<B: Backend + Clone> Model<B> {
     /// Saves the weights as safetensors (reference names, plus `pos_embed` and, for TiT,
     /// the RoPE buffers), atomically, with the configuration in the metadata.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        self.save_with_metadata(path, &Default::default())
+    }
+
+    /// [`Model::save`] with extra metadata entries (e.g. a sampler preset).
+    pub fn save_with_metadata(&self, path: impl AsRef<Path>, extra: &std::collections::BTreeMap<String, String>) -> Result<()> {
         let p = self.read_params()?;
-        weights::save(path.as_ref(), &self.cfg, &self.layout, &p)
+        weights::save_with_metadata(path.as_ref(), &self.cfg, &self.layout, &p, extra)
     }
 
     /// The configuration.

@@ -1,7 +1,11 @@
 //! Model weights in safetensors: strict loading by reference name and shape (f32, f16,
 //! bf16), configuration from metadata or inferred from shapes, atomic saving.
+//!
+//! [`load_file`] reads either kind of file the engine meets: a weights file (written by
+//! `Model::save`, `ucgm export`, or converted from a reference checkpoint) or a training
+//! checkpoint (`ucgm train`, the demo), whose sampling EMA it takes by default.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::error::{Error, Result};
@@ -12,6 +16,108 @@ use crate::tensor_file::{write_atomic, TensorFile, TensorOut};
 
 /// Metadata key holding the model configuration as JSON.
 pub const CONFIG_KEY: &str = "ucgm_config";
+
+/// Metadata key that marks a training checkpoint (its scalar trainer state, JSON).
+pub const TRAINER_STATE_KEY: &str = "ucgm_trainer_state";
+
+/// Which weights of a training checkpoint to read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointWeights {
+    /// The online network.
+    Online,
+    /// The sampling EMA (what the reference's `eval.py` samples with; the default).
+    Ema,
+    /// The auxiliary network `mod`.
+    Mod,
+}
+
+impl CheckpointWeights {
+    /// The tensor-name prefix of this set in a checkpoint.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            CheckpointWeights::Online => "",
+            CheckpointWeights::Ema => "ema.",
+            CheckpointWeights::Mod => "mod.",
+        }
+    }
+
+    /// Its name on the command line and in messages: "online", "ema", "mod".
+    pub fn name(self) -> &'static str {
+        match self {
+            CheckpointWeights::Online => "online",
+            CheckpointWeights::Ema => "ema",
+            CheckpointWeights::Mod => "mod",
+        }
+    }
+}
+
+impl std::str::FromStr for CheckpointWeights {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "online" => Ok(CheckpointWeights::Online),
+            "ema" => Ok(CheckpointWeights::Ema),
+            "mod" => Ok(CheckpointWeights::Mod),
+            _ => Err(Error::invalid(format!("weights {s:?}: expected ema, online or mod"))),
+        }
+    }
+}
+
+/// A model's weights read from a file by [`load_file`].
+pub struct LoadedWeights {
+    /// The configuration (metadata, or inferred from the shapes).
+    pub cfg: ModelConfig,
+    /// `[N]` parameters in [`ParamLayout`] order.
+    pub params: Vec<f32>,
+    /// The file's whole `__metadata__` map (sampler preset, trainer state, …).
+    pub metadata: HashMap<String, String>,
+    /// Which set of a checkpoint was read (`None`: a plain weights file).
+    pub checkpoint: Option<CheckpointWeights>,
+}
+
+/// Whether a file is a training checkpoint (rather than a plain weights file).
+pub fn is_checkpoint(file: &TensorFile) -> bool {
+    file.metadata().contains_key(TRAINER_STATE_KEY)
+}
+
+/// Reads a weights file or a training checkpoint, strictly. `which` picks a checkpoint's
+/// set (default: the sampling EMA); a plain weights file has one set, so `which` is
+/// ignored there except that `mod` is an error, as is a checkpoint without the set asked
+/// for (`mod` exists only in some runs).
+/// `heads` overrides the number of attention heads (plain files of non-standard width).
+pub fn load_file(path: &Path, heads: Option<usize>, which: Option<CheckpointWeights>) -> Result<LoadedWeights> {
+    let file = TensorFile::open(path)?;
+    let (cfg, checkpoint) = if is_checkpoint(&file) {
+        let which = which.unwrap_or(CheckpointWeights::Ema);
+        let cfg = config_of(&file, heads)?;
+        let first = ParamLayout::for_config(&cfg).entries()[0].name.clone();
+        if !file.contains(&format!("{}{first}", which.prefix())) {
+            return Err(Error::Weights(format!(
+                "{}: this training checkpoint holds no {} weights",
+                path.display(),
+                which.name()
+            )));
+        }
+        (cfg, Some(which))
+    } else {
+        if which == Some(CheckpointWeights::Mod) {
+            return Err(Error::invalid(format!(
+                "{}: mod weights asked for, but this is a plain weights file, not a training checkpoint",
+                path.display()
+            )));
+        }
+        let cfg = config_of(&file, heads)?;
+        check_no_extras(&file, &cfg)?;
+        (cfg, None)
+    };
+    let params = read_params(&file, &cfg, checkpoint.map_or("", |w| w.prefix()))?;
+    Ok(LoadedWeights {
+        cfg,
+        params,
+        metadata: file.metadata().clone(),
+        checkpoint,
+    })
+}
 
 /// Frozen buffers a reference checkpoint carries besides the parameters.
 pub const BUFFERS: [&str; 3] = ["pos_embed", "feat_rope.freqs_cos", "feat_rope.freqs_sin"];
@@ -151,6 +257,12 @@ pub fn buffers(cfg: &ModelConfig) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 
 /// Writes parameters (reference names) + frozen buffers + config metadata atomically.
 pub fn save(path: &Path, cfg: &ModelConfig, layout: &ParamLayout, params: &[f32]) -> Result<()> {
+    save_with_metadata(path, cfg, layout, params, &BTreeMap::new())
+}
+
+/// [`save`] with extra metadata entries (e.g. the sampler preset); they must not use the
+/// engine's own keys (`ucgm_config`, `format`, the checksum).
+pub fn save_with_metadata(path: &Path, cfg: &ModelConfig, layout: &ParamLayout, params: &[f32], extra: &BTreeMap<String, String>) -> Result<()> {
     let bufs = buffers(cfg);
     let mut tensors: Vec<TensorOut<'_>> = layout
         .entries()
@@ -160,7 +272,7 @@ pub fn save(path: &Path, cfg: &ModelConfig, layout: &ParamLayout, params: &[f32]
     for (n, s, d) in &bufs {
         tensors.push(TensorOut::f32(n.clone(), s.clone(), d));
     }
-    let mut meta = BTreeMap::new();
+    let mut meta = extra.clone();
     meta.insert(CONFIG_KEY.to_string(), serde_json::to_string(cfg).map_err(|e| Error::Internal(e.to_string()))?);
     meta.insert("format".to_string(), "pt".to_string());
     write_atomic(path, &tensors, &meta)

@@ -34,8 +34,9 @@ use crate::tensor_file::{write_atomic, TensorFile, TensorOut};
 
 /// Metadata key of the trainer configuration (JSON).
 pub const TRAINER_CONFIG_KEY: &str = "ucgm_trainer_config";
+pub use crate::model::weights::CheckpointWeights;
 /// Metadata key of the trainer state (JSON).
-pub const TRAINER_STATE_KEY: &str = "ucgm_trainer_state";
+pub use crate::model::weights::TRAINER_STATE_KEY;
 /// Name prefix of the sampling EMA weights.
 pub const EMA_PREFIX: &str = "ema.";
 /// Name prefix of the `mod` weights.
@@ -58,27 +59,6 @@ struct TrainerState {
     teacher_created: bool,
     /// The `mod` EMA ramp (EMA kind only).
     teacher_ramp: Option<EmaRamp>,
-}
-
-/// Which weights of a checkpoint to read with [`read_weights`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CheckpointWeights {
-    /// The online network.
-    Online,
-    /// The sampling EMA (what the reference's `eval.py` samples with).
-    Ema,
-    /// The auxiliary network `mod`.
-    Mod,
-}
-
-impl CheckpointWeights {
-    fn prefix(self) -> &'static str {
-        match self {
-            CheckpointWeights::Online => "",
-            CheckpointWeights::Ema => EMA_PREFIX,
-            CheckpointWeights::Mod => MOD_PREFIX,
-        }
-    }
 }
 
 /// Reads one set of weights from a checkpoint: the model configuration and the flat

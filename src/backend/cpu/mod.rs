@@ -67,6 +67,7 @@ impl<T: Elem> CpuBackend<T> {
     /// On Linux with glibc this also fixes malloc's mmap threshold at 32 MiB (once per
     /// process, see [`tune_allocator`]); set `UCGM_NO_MALLOPT=1` to leave the allocator alone.
     pub fn new(threads: usize) -> Result<Self> {
+        crate::limits::check_threads(threads)?;
         tune_allocator();
         let mut workers = Vec::new();
         let pool = rayon::ThreadPoolBuilder::new()
