@@ -85,6 +85,13 @@
 // Compare `ucgm_abi_version()` with `UCGM_ABI_VERSION` at start-up.
 #define UCGM_ABI_VERSION 1
 
+// Largest `threads` value accepted (`ucgm_model_params.threads`, the trainer's); 0 =
+// one per logical CPU. The CLI and the Rust API enforce the same limit.
+#define UCGM_MAX_THREADS 1024
+
+// Largest `steps` accepted by `ucgm_sample` / `ucgm_sample_params.steps`.
+#define UCGM_MAX_STEPS 100000
+
 // `ucgm_system_info.simd` bit: x86 SSE2.
 #define UCGM_SIMD_SSE2 1
 
@@ -144,6 +151,9 @@ typedef int32_t ucgm_log_level;
 // library call. Without a callback the library prints nothing.
 typedef void (*ucgm_log_callback)(ucgm_log_level level, const char *message, void *user_data);
 
+// Which weights of a training checkpoint `ucgm_model_load` reads (`int32_t`).
+typedef int32_t ucgm_checkpoint_weights;
+
 // How to create or load a model. Fill with `ucgm_model_params_default`.
 typedef struct ucgm_model_params {
     // `sizeof(ucgm_model_params)`, set by `ucgm_model_params_default`.
@@ -195,6 +205,13 @@ typedef struct ucgm_model_params {
     // and activations; outputs within ~1e-2 relative of float32. 0 (default) = off.
     // Ignored on the CPU. Added with `cuda_device`.
     int32_t bf16;
+    // Load of a training checkpoint (`ucgm train`, the demo, `ucgm_trainer_save`):
+    // which of its weights become the model: `UCGM_CHECKPOINT_EMA` (0, default: the
+    // sampling EMA, as the reference samples), `UCGM_CHECKPOINT_ONLINE` or
+    // `UCGM_CHECKPOINT_MOD`. A plain weights file has one set: `UCGM_CHECKPOINT_MOD` is
+    // then an error, the others load it. Occupies what was tail padding before, so the
+    // struct's size is unchanged (an older caller's zeroed struct means EMA).
+    ucgm_checkpoint_weights checkpoint_weights;
 } ucgm_model_params;
 
 // What `ucgm_model_get_info` reports.
@@ -445,6 +462,11 @@ typedef int32_t ucgm_weights;
 // A bug inside the library (a caught panic, a broken invariant).
 #define UCGM_STATUS_INTERNAL 9
 
+// A buffer sized by the caller's values (batch, steps, trajectory) is larger than this
+// machine's memory or could not be allocated; nothing was computed and the handle is
+// unchanged.
+#define UCGM_STATUS_OUT_OF_MEMORY 10
+
 // CUDA when it can be used here (the driver, NVRTC and cuBLAS libraries load and the
 // device opens), else the CPU. Which one, and why CUDA was not used, goes to the log
 // callback (`UCGM_LOG_INFO`) and into the info structs' `backend_description`.
@@ -474,6 +496,15 @@ typedef int32_t ucgm_weights;
 
 // UCGM's TiT (RMSNorm, qk-norm, 2-D RoPE, SwiGLU).
 #define UCGM_ARCH_TIT 1
+
+// The sampling EMA (default).
+#define UCGM_CHECKPOINT_EMA 0
+
+// The online (trained) weights.
+#define UCGM_CHECKPOINT_ONLINE 1
+
+// The auxiliary network `mod` (exists only in runs that use it).
+#define UCGM_CHECKPOINT_MOD 2
 
 // α = t, γ = 1 − t (rectified flow; SiT/REPA; what UCGM trains).
 #define UCGM_TRANSPORT_LINEAR 0
@@ -581,17 +612,23 @@ ucgm_status ucgm_model_params_default(struct ucgm_model_params *params, size_t s
 // network outputs F = 0) and stores the handle in `*out` (NULL on failure).
 ucgm_status ucgm_model_create(const struct ucgm_model_params *params, struct ucgm_model **out);
 
-// Loads a safetensors weights file (written by `ucgm_model_save` or converted from a
-// reference checkpoint) and stores the handle in `*out` (NULL on failure). `params` may
-// be NULL (defaults); only `heads`, the backend fields (`backend`, `threads`,
-// `cuda_device`, `tf32`) and the log callback are read.
-// Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated or
-// corrupt), `UCGM_STATUS_WEIGHTS` (tensors that do not form a model) or
-// `UCGM_STATUS_NON_FINITE` (a weight is NaN or infinite).
+// Loads a safetensors weights file (written by `ucgm_model_save`, `ucgm export` or
+// converted from a reference checkpoint) or a training checkpoint (`ucgm train`, the
+// demo, `ucgm_trainer_save`: its sampling EMA unless `checkpoint_weights` says
+// otherwise) and stores the handle in `*out` (NULL on failure). `params` may be NULL
+// (defaults); only `heads`, `checkpoint_weights`, the backend fields (`backend`,
+// `threads`, `cuda_device`, `tf32`, `bf16`) and the log callback are read. A sampler
+// preset stored in the file (see `ucgm_sample`) comes with the model.
+// Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated,
+// corrupt, or its checksum does not match: damaged data), `UCGM_STATUS_WEIGHTS`
+// (tensors that do not form a model, or a checkpoint without the weights asked for),
+// `UCGM_STATUS_NON_FINITE` (a weight is NaN or infinite) or
+// `UCGM_STATUS_OUT_OF_MEMORY`.
 ucgm_status ucgm_model_load(const char *path, const struct ucgm_model_params *params, struct ucgm_model **out);
 
-// Saves the weights as safetensors (reference tensor names, configuration in the
-// metadata), atomically: on failure an existing file at `path` is left unchanged.
+// Saves the weights as safetensors (reference tensor names, configuration, sampler
+// preset and checksum in the metadata), atomically: on failure an existing file at
+// `path` is left unchanged.
 ucgm_status ucgm_model_save(struct ucgm_model *model, const char *path);
 
 // Releases a model handle. NULL is a no-op. No call may be running on the handle.
@@ -636,9 +673,33 @@ ucgm_status ucgm_sample_params_default(struct ucgm_sample_params *params, size_t
 // (n + 1)·batch·C·H·W, n = grid points.
 ucgm_status ucgm_sample_trajectory_len(struct ucgm_model *model, const struct ucgm_sample_params *params, size_t *len);
 
-// Samples one image with the defaults (Linear transport, ρ = 0, no guidance, seed 0, a
-// random class from the seed) and `steps` steps. `out`: `[1, C, H, W]`, `out_len` = C·H·W.
+// Samples one image of a random class with the model's sampler preset — the one stored
+// in its file (see `ucgm_model_get_sample_params`), else the defaults of
+// `ucgm_sample_params_default` — and `steps` steps (0 = the preset's steps; 35 without
+// a preset). The seed is the handle's: each call uses it and then advances it by one,
+// so successive calls give different images and a handle reseeded with
+// `ucgm_model_set_seed` repeats its sequence. `out`: `[1, C, H, W]`, `out_len` = C·H·W.
+// `steps` above `UCGM_MAX_STEPS` fails with `UCGM_STATUS_INVALID_ARGUMENT`.
 ucgm_status ucgm_sample(struct ucgm_model *model, uint32_t steps, float *out, size_t out_len);
+
+// Sets the seed of the next `ucgm_sample` call on this handle (a new handle starts at
+// 0); each `ucgm_sample` call then advances it by one. `ucgm_sample_ext` takes its seed
+// from its params and leaves this one alone.
+ucgm_status ucgm_model_set_seed(struct ucgm_model *model, uint64_t seed);
+
+// Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
+// settings this model is meant to be sampled with: its sampler preset (stored in the
+// weights file or checkpoint it was loaded from, or set with
+// `ucgm_model_set_sample_params`), else the defaults of `ucgm_sample_params_default`;
+// `seed` is the handle's next seed, batch 1, no buffers. Stores in `*has_preset` (may be
+// NULL) 1 when the model has a preset, else 0.
+ucgm_status ucgm_model_get_sample_params(struct ucgm_model *model, struct ucgm_sample_params *params, size_t struct_size, int32_t *has_preset);
+
+// Sets (or with NULL clears) the model's sampler preset from the sampler settings of
+// `params` (transport, steps, order, stochasticity, ρ, κ, time warp, gaps, guidance; the
+// batch, seed and buffer fields are ignored). `ucgm_sample` then uses it and
+// `ucgm_model_save` stores it in the file.
+ucgm_status ucgm_model_set_sample_params(struct ucgm_model *model, const struct ucgm_sample_params *params);
 
 // Samples with every UCGM-S setting.
 // * `out` — `[batch, C, H, W]` samples (the last raw x̂); `out_len` = batch·C·H·W;
