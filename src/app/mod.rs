@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod demo;
+pub mod output;
 pub mod sample;
 pub mod train;
 

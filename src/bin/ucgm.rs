@@ -13,12 +13,12 @@ use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ucgm::app::{run_demo, DemoOptions, RunConfig, StepReport, TrainObserver, TrainRun};
 use ucgm::engine::{select, AnyBackend, AnyModel, BackendChoice, BackendRequest};
-use ucgm::model::weights;
+use ucgm::model::weights::{self, CheckpointWeights};
+use ucgm::preset;
 use ucgm::sampler::{SamplerConfig, Stochasticity};
 use ucgm::tensor_file::{write_atomic, TensorFile, TensorOut};
-use ucgm::trainer::{read_weights, CheckpointWeights};
 use ucgm::transport::TransportKind;
-use ucgm::{Error, ModelConfig, ParamLayout, Result};
+use ucgm::{Error, ParamLayout, Result};
 
 #[derive(Parser)]
 #[command(name = "ucgm", version, about = "Train and sample diffusion transformers with UCGM (UCGM-T / UCGM-S)")]
@@ -82,16 +82,22 @@ enum Command {
     /// Train a small TiT on the built-in dataset (multi-step, then few-step tuning),
     /// sample at 1, 2 and 30 steps, write PNG grids and print quality figures.
     Demo {
+        /// Folder for the checkpoints, grids and figures.
         #[arg(long, default_value = "runs/demo")]
         out: PathBuf,
+        /// Training steps of stage 1 (multi-step model).
         #[arg(long, default_value_t = 1500)]
         multistep_steps: u64,
+        /// Training steps of stage 2 (few-step tuning, λ = 1).
         #[arg(long, default_value_t = 300)]
         fewstep_steps: u64,
+        /// Images per training step.
         #[arg(long, default_value_t = 32)]
         batch: usize,
+        /// Generated and held-out images of each quality figure.
         #[arg(long, default_value_t = 500)]
         eval_images: usize,
+        /// Seed of data order, initialisation and noise.
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Use this YAML for stage 1 (multi-step) instead of the built-in one.
@@ -103,6 +109,7 @@ enum Command {
     },
     /// Train from a YAML config (keys as the reference's: model, train, optimizer, transport, sample).
     Train {
+        /// The run's YAML config.
         #[arg(long)]
         config: PathBuf,
         /// Continue a run exactly from one of its checkpoints.
@@ -115,53 +122,136 @@ enum Command {
         #[arg(long)]
         max_steps: Option<u64>,
     },
-    /// Sample from a checkpoint or weights file.
-    Sample {
-        /// Checkpoint (`ucgm train`) or weights safetensors file.
-        #[arg(long)]
+    /// Sample from a checkpoint or weights file. Settings not given come from the file's
+    /// sampler preset (stored by `ucgm train`, the demo and `ucgm export`), else from the
+    /// defaults shown.
+    Sample(SampleArgs),
+    /// Write the plain weights file of a training checkpoint (its EMA by default), with
+    /// its configuration and sampler preset, for `ucgm_model_load` and other tools.
+    Export {
+        /// The training checkpoint (or weights file) to read.
         ckpt: PathBuf,
-        /// Which weights of a checkpoint: ema, online or mod.
+        /// Which weights of a checkpoint: ema (default), online or mod.
         #[arg(long, default_value = "ema")]
         weights: String,
-        /// Attention heads, for weights files whose width is not a named size.
+        /// The weights file to write (.safetensors).
         #[arg(long)]
-        heads: Option<usize>,
-        #[arg(long, default_value = "Linear")]
-        transport: String,
-        #[arg(long, default_value_t = 30)]
-        steps: usize,
-        #[arg(long, default_value_t = 1)]
-        order: usize,
-        /// Stochasticity ρ in [0, 1], or "sde" for the adaptive value.
-        #[arg(long, default_value = "0")]
-        rho: String,
-        /// Extrapolation κ.
-        #[arg(long, default_value_t = 0.0)]
-        kappa: f64,
-        /// Kumaraswamy time warp a,b,c.
-        #[arg(long, default_value = "1,1,1", value_parser = parse_list::<3>)]
-        time_dist_ctrl: [f64; 3],
-        /// Grid gaps g0,g1 (noise end, data end).
-        #[arg(long, default_value = "0.001,0.001", value_parser = parse_list::<2>)]
-        gaps: [f64; 2],
-        #[arg(long, default_value_t = 0.0)]
-        cfg_scale: f64,
-        #[arg(long, default_value = "0,1", value_parser = parse_list::<2>)]
-        cfg_interval: [f64; 2],
-        /// Number of samples.
-        #[arg(long, default_value_t = 16)]
-        n: usize,
-        /// Comma-separated labels (cycled); default 0, 1, 2, … cycled over the classes.
-        #[arg(long)]
-        labels: Option<String>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Output: .png (1- or 3-channel data) or .safetensors (tensor `samples` [N, C, H, W]).
-        #[arg(long, default_value = "samples.png")]
         out: PathBuf,
     },
-    /// Print a checkpoint's or weights file's configuration, sizes and parameter count.
-    Info { path: PathBuf },
+    /// Print a checkpoint's or weights file's configuration, sizes, parameter count,
+    /// sampler preset and checksum.
+    Info {
+        /// The checkpoint or weights file.
+        path: PathBuf,
+    },
+}
+
+/// `ucgm sample` options. Every sampler setting is optional: unset ones come from the
+/// file's preset, else from the default in the help text.
+#[derive(Args)]
+struct SampleArgs {
+    /// Checkpoint (`ucgm train`) or weights safetensors file.
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// Which weights of a checkpoint: ema (default), online or mod.
+    #[arg(long, default_value = "ema")]
+    weights: String,
+    /// Attention heads, for weights files whose width is not a named size.
+    #[arg(long)]
+    heads: Option<usize>,
+    /// Ignore the file's sampler preset: unset settings take the defaults below.
+    #[arg(long)]
+    no_preset: bool,
+    /// Transport the network was trained with: Linear, ReLinear, TrigFlow, TrigLinear,
+    /// Random or EDM [default: Linear].
+    #[arg(long)]
+    transport: Option<String>,
+    /// Sampling steps, 1..=100000 [default: 30].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Solver order: 1 (Euler / DDIM-like) or 2 (Heun-like) [default: 1].
+    #[arg(long)]
+    order: Option<usize>,
+    /// Stochasticity ρ in [0, 1] (1 = consistency-model sampling), or "sde" for the
+    /// adaptive value [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    rho: Option<String>,
+    /// Extrapolation κ ≥ 0 (0.2–0.6 for multi-step models) [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    kappa: Option<f64>,
+    /// Kumaraswamy time warp a,b,c (1,1,1 = none; 1.17,0.8,1.1 recommended) [default: 1,1,1].
+    #[arg(long, value_parser = parse_list::<3>, allow_negative_numbers = true)]
+    time_dist_ctrl: Option<[f64; 3]>,
+    /// Grid gaps g0,g1 at the noise and data ends [default: 0.001,0.001].
+    #[arg(long, value_parser = parse_list::<2>, allow_negative_numbers = true)]
+    gaps: Option<[f64; 2]>,
+    /// Classifier-free guidance scale s ≥ 0 (0 = off) [default: 0].
+    #[arg(long, allow_negative_numbers = true)]
+    cfg_scale: Option<f64>,
+    /// Native-time interval lo,hi where guidance applies [default: 0,1].
+    #[arg(long, value_parser = parse_list::<2>, allow_negative_numbers = true)]
+    cfg_interval: Option<[f64; 2]>,
+    /// Number of samples.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    /// Comma-separated labels (cycled); default 0, 1, 2, … cycled over the classes.
+    #[arg(long)]
+    labels: Option<String>,
+    /// Seed of the initial and per-step noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output: .png (1- or 3-channel data) or .safetensors (tensor `samples` [N, C, H, W]).
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+}
+
+impl SampleArgs {
+    /// The sampler settings: `base` (the preset or the defaults) with the flags on top.
+    fn sampler(&self, base: SamplerConfig) -> Result<SamplerConfig> {
+        let mut cfg = base;
+        if let Some(t) = &self.transport {
+            cfg.transport = t.parse::<TransportKind>()?;
+        }
+        if let Some(v) = self.steps {
+            cfg.steps = v;
+        }
+        if let Some(v) = self.order {
+            cfg.order = v;
+        }
+        if let Some(rho) = &self.rho {
+            cfg.stochasticity = if rho.eq_ignore_ascii_case("sde") {
+                Stochasticity::Sde
+            } else {
+                Stochasticity::Fixed(rho.parse().map_err(|_| Error::invalid(format!("--rho {rho:?}: a number in [0, 1] or sde")))?)
+            };
+        }
+        if let Some(v) = self.kappa {
+            cfg.extrapolation = v;
+        }
+        if let Some(v) = self.time_dist_ctrl {
+            cfg.time_dist_ctrl = v;
+        }
+        if let Some(v) = self.gaps {
+            cfg.rfba_gap_steps = v;
+        }
+        if let Some(v) = self.cfg_scale {
+            cfg.cfg_scale = v;
+        }
+        if let Some(v) = self.cfg_interval {
+            cfg.cfg_interval = v;
+        }
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// The defaults of `ucgm sample` when a file has no preset.
+fn cli_sampler_defaults() -> SamplerConfig {
+    SamplerConfig {
+        steps: 30,
+        rfba_gap_steps: [0.001, 0.001],
+        ..SamplerConfig::default()
+    }
 }
 
 fn parse_list<const N: usize>(s: &str) -> std::result::Result<[f64; N], String> {
@@ -208,22 +298,12 @@ impl TrainObserver for Bar {
     }
 }
 
-/// The configuration and weights (`[N]`, on the host) of a checkpoint or weights file.
-fn load_for_sampling(path: &Path, which: &str, heads: Option<usize>) -> Result<(ModelConfig, Vec<f32>)> {
-    let file = TensorFile::open(path)?;
-    if file.metadata().contains_key(ucgm::trainer::checkpoint::TRAINER_STATE_KEY) {
-        let w = match which {
-            "ema" => CheckpointWeights::Ema,
-            "online" => CheckpointWeights::Online,
-            "mod" => CheckpointWeights::Mod,
-            other => return Err(Error::invalid(format!("--weights {other:?}: expected ema, online or mod"))),
-        };
-        return read_weights(path, w);
-    }
-    let cfg = weights::config_of(&file, heads)?;
-    weights::check_no_extras(&file, &cfg)?;
-    let params = weights::read_params(&file, &cfg, "")?;
-    Ok((cfg, params))
+/// The weights of a checkpoint (`which` of it) or weights file, with its metadata.
+fn load_for_sampling(path: &Path, which: &str, heads: Option<usize>) -> Result<weights::LoadedWeights> {
+    let which: CheckpointWeights = which
+        .parse()
+        .map_err(|_| Error::invalid(format!("--weights {which:?}: expected ema, online or mod")))?;
+    weights::load_file(path, heads, Some(which))
 }
 
 fn info(path: &Path) -> Result<()> {
@@ -251,6 +331,16 @@ fn info(path: &Path) -> Result<()> {
     );
     println!("parameters  {n} ({:.2} M)", n as f64 / 1e6);
     println!("forward     {:.2} GFLOP per image", cfg.forward_flops() / 1e9);
+    match preset::from_metadata(path, file.metadata())? {
+        Some(p) => println!("sampler     {}", preset::describe(&p)),
+        None => println!("sampler     no preset stored"),
+    }
+    println!(
+        "checksum    {}",
+        file.metadata()
+            .get(ucgm::tensor_file::CHECKSUM_KEY)
+            .map_or("none (not verified)", |c| c.as_str())
+    );
     for key in [ucgm::trainer::checkpoint::TRAINER_STATE_KEY, ucgm::trainer::checkpoint::TRAINER_CONFIG_KEY] {
         if let Some(v) = file.metadata().get(key) {
             println!("{key}  {v}");
@@ -315,91 +405,118 @@ fn run(cli: Cli) -> Result<()> {
             let mut run = TrainRun::new(cfg, backend, resume.as_deref(), init)?;
             run.run(&mut Bar { bar: None })
         }
-        Command::Sample {
-            ckpt,
-            weights,
-            heads,
-            transport,
-            steps,
-            order,
-            rho,
-            kappa,
-            time_dist_ctrl,
-            gaps,
-            cfg_scale,
-            cfg_interval,
-            n,
-            labels,
-            seed,
-            out,
-        } => {
-            let (mc, params) = load_for_sampling(&ckpt, &weights, heads)?;
-            let stochasticity = if rho.eq_ignore_ascii_case("sde") {
-                Stochasticity::Sde
-            } else {
-                Stochasticity::Fixed(rho.parse().map_err(|_| Error::invalid(format!("--rho {rho:?}: a number or sde")))?)
-            };
-            let cfg = SamplerConfig {
-                transport: transport.parse::<TransportKind>()?,
-                steps,
-                order,
-                stochasticity,
-                extrapolation: kappa,
-                time_dist_ctrl,
-                rfba_gap_steps: gaps,
-                cfg_scale,
-                cfg_interval,
-                return_trajectory: false,
-            };
-            cfg.validate()?;
-            if n == 0 {
-                return Err(Error::invalid("--n must be at least 1"));
-            }
-            let label_list: Vec<usize> = match labels.as_deref() {
-                Some(s) => s
-                    .split(',')
-                    .map(|p| {
-                        p.trim()
-                            .parse::<usize>()
-                            .map_err(|_| Error::invalid(format!("--labels: {p:?} is not a class id")))
-                    })
-                    .collect::<Result<_>>()?,
-                None => (0..mc.num_classes).collect(),
-            };
-            if label_list.is_empty() {
-                return Err(Error::invalid("--labels is empty"));
-            }
-            let labels: Vec<usize> = (0..n).map(|i| label_list[i % label_list.len()]).collect();
-            let png = match out.extension().and_then(|e| e.to_str()) {
-                Some("png") if [1, 3].contains(&mc.in_channels) => true,
-                Some("png") => {
-                    return Err(Error::invalid(format!(
-                        "{} channels cannot be a PNG grid: use --out file.safetensors",
-                        mc.in_channels
-                    )))
-                }
-                Some("safetensors") => false,
-                _ => return Err(Error::invalid(format!("--out {}: use a .png or .safetensors file", out.display()))),
-            };
-            let backend = choose_backend(&cli.backend.request(defaults))?;
-            let mut model = AnyModel::from_params(mc.clone(), backend, &params)?;
-            let images = ucgm::app::sample::sample_images(&mut model, &cfg, &labels, seed, None)?;
-            let shape = [n, mc.in_channels, mc.input_size, mc.input_size];
-            if png {
-                ucgm::image::write_png_grid(&out, &images, shape, (n as f64).sqrt().ceil() as usize, 1)?;
-            } else {
-                let l: Vec<i64> = labels.iter().map(|&v| v as i64).collect();
-                write_atomic(
-                    &out,
-                    &[TensorOut::f32("samples", shape.to_vec(), &images), TensorOut::i64("labels", vec![n], &l)],
-                    &Default::default(),
-                )?;
-            }
-            println!("wrote {n} samples ({} steps, {}) to {}", steps, cfg.transport.name(), out.display());
+        Command::Sample(args) => sample_command(&args, cli.backend.request(defaults)),
+        Command::Export { ckpt, weights: which, out } => {
+            let w = load_for_sampling(&ckpt, &which, None)?;
+            let extra: std::collections::BTreeMap<String, String> = w
+                .metadata
+                .get(preset::PRESET_KEY)
+                .map(|p| (preset::PRESET_KEY.to_string(), p.clone()))
+                .into_iter()
+                .collect();
+            let layout = ParamLayout::for_config(&w.cfg);
+            weights::save_with_metadata(&out, &w.cfg, &layout, &w.params, &extra)?;
+            let source = w.checkpoint.map_or("weights".to_string(), |c| format!("{} weights", c.name()));
+            println!("wrote the {source} of {} to {}", ckpt.display(), out.display());
             Ok(())
         }
         Command::Info { path } => info(&path),
     }
+}
+
+fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
+    let w = load_for_sampling(&args.ckpt, &args.weights, args.heads)?;
+    let mc = w.cfg.clone();
+    let stored = if args.no_preset {
+        None
+    } else {
+        preset::from_metadata(&args.ckpt, &w.metadata)?
+    };
+    if let Some(p) = &stored {
+        eprintln!("sampler preset from {}: {}", args.ckpt.display(), preset::describe(p));
+    }
+    let cfg = args.sampler(stored.unwrap_or_else(cli_sampler_defaults))?;
+    let n = args.n;
+    if n == 0 {
+        return Err(Error::invalid("--n must be at least 1"));
+    }
+    let label_list: Vec<usize> = match args.labels.as_deref() {
+        Some(s) => s
+            .split(',')
+            .map(|p| {
+                p.trim().parse::<usize>().ok().filter(|&l| l <= mc.num_classes).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "--labels: {p:?} is not a class id in 0..={} ({} = unconditional)",
+                        mc.num_classes, mc.num_classes
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?,
+        None => (0..mc.num_classes).collect(),
+    };
+    if label_list.is_empty() {
+        return Err(Error::invalid("--labels is empty"));
+    }
+    let out = &args.out;
+    let png = match out.extension().and_then(|e| e.to_str()) {
+        Some("png") if [1, 3].contains(&mc.in_channels) => true,
+        Some("png") => {
+            return Err(Error::invalid(format!(
+                "{} channels cannot be a PNG grid: use --out file.safetensors",
+                mc.in_channels
+            )))
+        }
+        Some("safetensors") => false,
+        _ => return Err(Error::invalid(format!("--out {}: use a .png or .safetensors file", out.display()))),
+    };
+    ucgm::app::output::check_writable_file(out)?;
+    // Every buffer sized by --n is checked before any compute.
+    let total = n
+        .checked_mul(mc.image_len())
+        .ok_or_else(|| Error::OutOfMemory(format!("--n {n}: the sample count overflows")))?;
+    ucgm::limits::check_bytes(&format!("--n {n} samples"), total, if png { 8 } else { 4 })?;
+    let labels: Vec<usize> = (0..n).map(|i| label_list[i % label_list.len()]).collect();
+    let backend = choose_backend(&backend)?;
+    let mut model = AnyModel::from_params(mc.clone(), backend, &w.params)?;
+    drop(w);
+    let bar = sampling_bar(n.div_ceil(64) * cfg.grid_points());
+    let mut tick = |_: usize, _: usize| {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+        true
+    };
+    let mut ctl = ucgm::control::RunControl {
+        cancel: None,
+        progress: Some(&mut tick),
+    };
+    let images = ucgm::app::sample::sample_images(&mut model, &cfg, &labels, args.seed, Some(&mut ctl))?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let shape = [n, mc.in_channels, mc.input_size, mc.input_size];
+    if png {
+        ucgm::image::write_png_grid(out, &images, shape, (n as f64).sqrt().ceil() as usize, 1)?;
+    } else {
+        let l: Vec<i64> = labels.iter().map(|&v| v as i64).collect();
+        write_atomic(
+            out,
+            &[TensorOut::f32("samples", shape.to_vec(), &images), TensorOut::i64("labels", vec![n], &l)],
+            &Default::default(),
+        )?;
+    }
+    println!("wrote {n} samples ({} steps, {}) to {}", cfg.steps, cfg.transport.name(), out.display());
+    Ok(())
+}
+
+/// A progress bar over `len` sampler steps when stderr is a terminal.
+fn sampling_bar(len: usize) -> Option<ProgressBar> {
+    if !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        return None;
+    }
+    let b = ProgressBar::new(len as u64);
+    b.set_style(ProgressStyle::with_template("sampling {bar:30} {pos}/{len} steps [{elapsed_precise} < {eta_precise}]").expect("template"));
+    Some(b)
 }
 
 fn main() -> ExitCode {
