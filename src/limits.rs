@@ -34,8 +34,11 @@ pub fn check_threads(threads: usize) -> Result<()> {
 
 /// Fails unless `steps` lies in `1..=MAX_STEPS`.
 pub fn check_steps(steps: usize) -> Result<()> {
-    if steps == 0 || steps > MAX_STEPS {
-        return Err(Error::invalid(format!("sampling steps = {steps} must lie in 1..={MAX_STEPS}")));
+    if steps == 0 {
+        return Err(Error::invalid("sampling steps must be at least 1"));
+    }
+    if steps > MAX_STEPS {
+        return Err(Error::invalid(format!("sampling steps = {steps} exceeds the limit of {MAX_STEPS}")));
     }
     Ok(())
 }

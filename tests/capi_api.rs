@@ -43,14 +43,15 @@ fn library_queries() {
     assert_eq!(ucgm_abi_version(), UCGM_ABI_VERSION);
     assert_eq!(cstr(ucgm_version()), env!("CARGO_PKG_VERSION"));
     let mut texts = std::collections::HashSet::new();
-    for s in 0..=9 {
+    for s in 0..=10 {
         let t = cstr(ucgm_status_str(s));
         assert_ne!(t, "unknown status", "status {s}");
         assert!(texts.insert(t), "status {s} shares its text");
     }
     assert_eq!(cstr(ucgm_status_str(UCGM_STATUS_OK)), "ok");
     assert_eq!(cstr(ucgm_status_str(UCGM_STATUS_CANCELLED)), "cancelled");
-    for s in [-1, 10, i32::MAX, i32::MIN] {
+    assert_eq!(cstr(ucgm_status_str(UCGM_STATUS_OUT_OF_MEMORY)), "out of memory");
+    for s in [-1, 11, i32::MAX, i32::MIN] {
         assert_eq!(cstr(ucgm_status_str(s)), "unknown status");
     }
 
@@ -317,10 +318,23 @@ fn sampling_is_the_engine_sampler_with_the_documented_draws() {
         "out: length 512",
     );
     fails(
-        unsafe { ucgm_sample(m.0, 0, out.as_mut_ptr(), IMAGE_LEN) },
+        unsafe { ucgm_sample(m.0, 100_001, out.as_mut_ptr(), IMAGE_LEN) },
         UCGM_STATUS_INVALID_ARGUMENT,
-        "steps",
+        "exceeds the limit of 100000",
     );
+    // The handle's seed advanced by one per successful ucgm_sample call (one so far).
+    let mut second = vec![f32::NAN; IMAGE_LEN];
+    ok(unsafe { ucgm_sample(m.0, 6, second.as_mut_ptr(), second.len()) });
+    assert!(second == engine_sample(&mut twin, &cfg, 1, 1));
+    // steps = 0: the model's preset steps, here none stored, so the default 35.
+    ok(unsafe { ucgm_model_set_seed(m.0, 0) });
+    ok(unsafe { ucgm_sample(m.0, 0, out.as_mut_ptr(), IMAGE_LEN) });
+    let cfg35 = SamplerConfig {
+        steps: 35,
+        ..Default::default()
+    };
+    assert!(out == engine_sample(&mut twin, &cfg35, 1, 0));
+    ok(unsafe { ucgm_model_set_seed(m.0, 0) });
 
     // Every setting of ucgm_sample_ext reaches the sampler.
     let mut p = sample_params(5, 3, 42);

@@ -122,12 +122,26 @@ public:
         check(ucgm_sample_ext(get(), &p, out.data(), out.size(), traj, traj_len, info_out));
         return out;
     }
-    // One sample with the defaults and `steps` steps.
-    std::vector<float> sample(uint32_t steps) {
+    // One sample with the model's sampler preset (else the defaults) and `steps` steps
+    // (0 = the preset's); the handle's seed advances by one per call.
+    std::vector<float> sample(uint32_t steps = 0) {
         std::vector<float> out(image_len());
         check(ucgm_sample(get(), steps, out.data(), out.size()));
         return out;
     }
+    // The seed of the next sample(steps) call.
+    void set_seed(uint64_t seed) { check(ucgm_model_set_seed(get(), seed)); }
+    // The settings this model is meant to be sampled with (its stored preset, else the
+    // defaults); `has_preset` tells which.
+    SampleParams sample_params(bool* has_preset = nullptr) {
+        SampleParams p;
+        int32_t has = 0;
+        check(ucgm_model_get_sample_params(get(), &p, sizeof(ucgm_sample_params), &has));
+        if (has_preset) *has_preset = has != 0;
+        return p;
+    }
+    // Stores `p`'s sampler settings as the model's preset (saved with save()).
+    void set_sample_params(const SampleParams& p) { check(ucgm_model_set_sample_params(get(), &p)); }
 
     void set_log(LogFn fn) {
         auto holder = fn ? std::make_unique<LogFn>(std::move(fn)) : nullptr;

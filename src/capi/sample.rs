@@ -355,6 +355,8 @@ unsafe fn run(
         let batch = p.batch as usize;
         let numel = params::elements("samples", &[batch, mc.image_len()])?;
         params::check_buffer_len("out", out_len, numel)?;
+        // The sampler's own buffers (noise, f64 state, guidance batch) before any is made.
+        crate::limits::check_bytes("sampling buffers", numel, 120)?;
         let out = params::slice_mut("out", out, out_len)?;
         let trajectory = if trajectory.is_null() {
             None
