@@ -3,6 +3,7 @@
 //! command-line tool is a thin layer over this module.
 
 pub mod config;
+pub mod config_keys;
 pub mod demo;
 pub mod sample;
 pub mod train;
