@@ -1,16 +1,23 @@
 //! A whole run described in one YAML file whose keys follow the reference's schema
 //! (spec §6.2): `output_dir`, `data:`, `vae:`, `model:`, `train:`, `optimizer:`,
-//! `transport:`, `sample:`. A reference config is recognisable; keys this engine has no
-//! use for are ignored. Additions the reference does not have: `data.source` (`builtin`
-//! | `shards` | `folder`), `data.channels` (built-in data) and `backend:` (which compute
-//! backend, e.g. `backend: {type: cuda, device: 0, tf32: false, bf16: false, threads: 0}`; default
-//! `auto`; the command line's `--backend`, `--cuda-device`, `--tf32` and `--threads`
-//! override it).
+//! `transport:`, `sample:`. A reference config parses unchanged. Every key is checked
+//! first ([`super::config_keys`]): an unknown key is an error naming it (and the nearest
+//! known key); a key of the reference's schema that this engine does not implement
+//! (`data.latent_norm`, `vae.type`, `sample.fid_sample_num`, …) is returned as a warning
+//! by [`RunConfig::from_yaml_with_warnings`]; values that contradict each other are
+//! errors naming both keys. Additions the reference does not have: `data.source`
+//! (`builtin` | `shards` | `folder`), `data.channels` and `data.train_len` (built-in
+//! data), `train.keep_last` (keep only the newest N step checkpoints) and `backend:`
+//! (which compute backend, e.g. `backend: {type: cuda, device: 0, tf32: false, bf16:
+//! false, threads: 0}`; default `auto`; the command line's `--backend`, `--cuda-device`,
+//! `--tf32` and `--threads` override it).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use serde_yaml::Value;
 
+use super::config_keys::{check_keys, ReferenceKey};
 use crate::engine::BackendRequest;
 use crate::error::{Error, Result};
 use crate::model::config::{Arch, ModelConfig};
@@ -23,7 +30,8 @@ use crate::transport::TransportKind;
 #[serde(default)]
 pub struct DataSection {
     /// `builtin` (shapes-10, generated), `shards` (latent safetensors shards) or
-    /// `folder` (PNG images in one sub-folder per class).
+    /// `folder` (PNG images in one sub-folder per class). Default: `shards` when
+    /// `data_path` is given (as in a reference config), else `builtin`.
     pub source: String,
     /// Directory of shards or images.
     pub data_path: Option<PathBuf>,
@@ -169,6 +177,10 @@ pub struct RunConfig {
     /// `backend:` — which compute backend and its settings (default: auto).
     #[serde(default)]
     pub backend: BackendRequest,
+    /// `train.keep_last`: keep only the newest N step checkpoints (all when None). Not
+    /// part of the trainer configuration stored in checkpoints.
+    #[serde(skip)]
+    pub keep_last: Option<usize>,
 }
 
 fn default_output_dir() -> PathBuf {
@@ -176,18 +188,108 @@ fn default_output_dir() -> PathBuf {
 }
 
 impl RunConfig {
-    /// Parses and validates a YAML run description.
+    /// Parses and validates a YAML run description (reference-only keys are accepted and
+    /// ignored; see [`RunConfig::from_yaml_with_warnings`] to learn which).
     pub fn from_yaml(text: &str) -> Result<Self> {
-        let cfg: RunConfig = serde_yaml::from_str(text).map_err(|e| Error::invalid(format!("config: {e}")))?;
+        Self::from_yaml_with_warnings(text).map(|(cfg, _)| cfg)
+    }
+
+    /// Parses and validates a YAML run description: unknown keys and contradicting values
+    /// are errors naming the keys; also returns the keys of the reference's schema that
+    /// were given but that this engine does not implement (see
+    /// [`super::config_keys::warning_line`]).
+    pub fn from_yaml_with_warnings(text: &str) -> Result<(Self, Vec<&'static ReferenceKey>)> {
+        let value: Value = serde_yaml::from_str(text).map_err(|e| Error::invalid(format!("config: {e}")))?;
+        let not_implemented = check_keys(&value)?;
+        let mut cfg: RunConfig = serde_yaml::from_str(text).map_err(|e| Error::invalid(format!("config: {e}")))?;
+        cfg.keep_last = match given(&value, "train", "keep_last") {
+            None | Some(Value::Null) => None,
+            Some(v) => match v.as_u64() {
+                Some(n) if n >= 1 => Some(n as usize),
+                _ => {
+                    return Err(Error::invalid(format!(
+                        "train.keep_last = {}: expected a whole number ≥ 1 (or no key to keep every checkpoint)",
+                        serde_yaml::to_string(v).unwrap_or_default().trim()
+                    )))
+                }
+            },
+        };
+        if given(&value, "data", "source").is_none() && given(&value, "data", "data_path").is_some_and(|v| !v.is_null()) {
+            // A reference config: its data_path is a folder of latent shards.
+            cfg.data.source = "shards".into();
+        }
         cfg.trainer.validate()?;
+        cfg.check_contradictions(&value)?;
         cfg.model_config()?;
-        Ok(cfg)
+        Ok((cfg, not_implemented))
     }
 
     /// Reads a YAML run description from a file.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        Self::from_file_with_warnings(path).map(|(cfg, _)| cfg)
+    }
+
+    /// [`RunConfig::from_yaml_with_warnings`] on a file; errors name the file.
+    pub fn from_file_with_warnings(path: &std::path::Path) -> Result<(Self, Vec<&'static ReferenceKey>)> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_yaml(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))
+        Self::from_yaml_with_warnings(&text).map_err(|e| match e {
+            Error::InvalidArgument(m) => Error::invalid(format!("{}: {m}", path.display())),
+            other => Error::invalid(format!("{}: {other}", path.display())),
+        })
+    }
+
+    /// Values of different keys that cannot hold together (`value` is the parsed YAML,
+    /// to tell keys given from defaults).
+    fn check_contradictions(&self, value: &Value) -> Result<()> {
+        let has = |section: &str, key: &str| given(value, section, key).is_some_and(|v| !v.is_null());
+        let d = &self.data;
+        if d.source == "builtin" {
+            if has("data", "data_path") {
+                return Err(Error::invalid(
+                    "data.data_path is given but data.source is builtin (generated data, no path): remove one of them",
+                ));
+            }
+            if let Some(c) = self.model.in_chans.filter(|&c| c != d.channels) {
+                return Err(Error::invalid(format!(
+                    "model.in_chans = {c} contradicts data.channels = {} (the built-in data's channels)",
+                    d.channels
+                )));
+            }
+        } else if has("data", "train_len") {
+            return Err(Error::invalid(format!(
+                "data.train_len is given but data.source is {} (train_len sizes the built-in data only)",
+                d.source
+            )));
+        }
+        let m = &self.model;
+        if m.model_type.contains('-') {
+            let input = d.image_size / self.vae.downsample_ratio.max(1);
+            let channels = m.in_chans.unwrap_or(d.channels);
+            if let Ok(named) = ModelConfig::from_name(&m.model_type, input, channels, d.num_classes) {
+                for (key, v, fixed) in [
+                    ("hidden_size", m.hidden_size, named.hidden),
+                    ("depth", m.depth, named.depth),
+                    ("num_heads", m.num_heads, named.heads),
+                    ("patch_size", m.patch_size, named.patch),
+                ] {
+                    if has("model", key) && v != Some(fixed) {
+                        return Err(Error::invalid(format!(
+                            "model.{key} = {} contradicts model.type = {} (which has {key} {fixed}): use type: {} for a custom shape",
+                            v.map_or("null".into(), |v| v.to_string()),
+                            m.model_type,
+                            m.model_type.split('-').next().unwrap_or("TiT")
+                        )));
+                    }
+                }
+            }
+        }
+        if self.sample.sample_type.eq_ignore_ascii_case("ODE") && self.sample.stochast_ratio != 0.0 {
+            return Err(Error::invalid(format!(
+                "sample.stochast_ratio = {} contradicts sample.type = ODE (ρ = 0): use type: UNI for a fixed ρ",
+                self.sample.stochast_ratio
+            )));
+        }
+        Ok(())
     }
 
     /// The network configuration implied by `model:`, `data:` and `vae:`.
@@ -202,7 +304,20 @@ impl RunConfig {
         let input = self.data.image_size / ratio;
         let channels = self.model.in_chans.unwrap_or(self.data.channels);
         let m = &self.model;
+        let patch_fits = |patch: usize, what: &str| {
+            if patch > 0 && input % patch != 0 {
+                Err(Error::invalid(format!(
+                    "data.image_size {} / vae.downsample_ratio {ratio} = {input} is not divisible by {what} {patch}",
+                    self.data.image_size
+                )))
+            } else {
+                Ok(())
+            }
+        };
         if m.model_type.contains('-') {
+            if let Some(patch) = m.model_type.rsplit_once('/').and_then(|(_, p)| p.parse().ok()) {
+                patch_fits(patch, &format!("the patch size of model.type {}:", m.model_type))?;
+            }
             return ModelConfig::from_name(&m.model_type, input, channels, self.data.num_classes);
         }
         let arch = match m.model_type.to_ascii_lowercase().as_str() {
@@ -225,9 +340,21 @@ impl RunConfig {
             heads: need(m.num_heads, "num_heads")?,
             num_classes: self.data.num_classes,
         };
+        patch_fits(cfg.patch, "model.patch_size")?;
+        if cfg.heads > 0 && cfg.hidden % cfg.heads != 0 {
+            return Err(Error::invalid(format!(
+                "model.hidden_size {} is not divisible by model.num_heads {}",
+                cfg.hidden, cfg.heads
+            )));
+        }
         cfg.validate()?;
         Ok(cfg)
     }
+}
+
+/// The value of `section.key` in a parsed config, if the key is there.
+fn given<'a>(value: &'a Value, section: &str, key: &str) -> Option<&'a Value> {
+    value.get(section)?.get(key)
 }
 
 #[cfg(test)]
@@ -238,7 +365,7 @@ mod tests {
     fn reference_style_config_parses() {
         let yaml = r#"
 output_dir: outputs
-data: {image_size: 256, num_classes: 1000, latent_norm: true}
+data: {data_path: ./buffers/data/train_256, image_size: 256, num_classes: 1000, latent_norm: true}
 vae: {type: vavae_f16d32, downsample_ratio: 16}
 model: {type: TiT-XL/1, in_chans: 32}
 train: {max_steps: 10, global_batch_size: 8, ema_decay: 0.9999}
@@ -246,10 +373,13 @@ optimizer: {type: AdamW, lr: 0.0002, weight_decay: 0.0, beta1: 0.9, beta2: 0.95}
 transport: {type: Linear, enhanced_ratio: 0.47, enhanced_style: ft-vs-fe, wt_cosine_loss: true, weight_funcion: Cosine}
 sample: {type: UNI, sampling_steps: 30, extrapol_ratio: 0.5}
 "#;
-        let cfg = RunConfig::from_yaml(yaml).unwrap();
+        let (cfg, warnings) = RunConfig::from_yaml_with_warnings(yaml).unwrap();
+        let warned: Vec<&str> = warnings.iter().map(|r| r.key).collect();
+        assert_eq!(warned, ["data.latent_norm", "vae.type"]);
         let m = cfg.model_config().unwrap();
         assert_eq!((m.input_size, m.in_channels, m.patch, m.depth), (16, 32, 1, 28));
         assert_eq!(cfg.sample.sampler(TransportKind::Linear).unwrap().steps, 30);
+        assert_eq!(cfg.data.source, "shards", "a reference config's data_path is latent shards");
         assert!(RunConfig::from_yaml("model: {type: TiT-Q/2}\noptimizer: {type: AdamW, lr: 0.1}").is_err());
         assert_eq!(cfg.backend, BackendRequest::default());
     }
@@ -272,5 +402,69 @@ sample: {type: UNI, sampling_steps: 30, extrapol_ratio: 0.5}
         assert!(e.contains("backend") && e.contains("tpu"), "{e}");
         let e = RunConfig::from_yaml(&with_backend("{type: cpu, tf23: true}")).unwrap_err().to_string();
         assert!(e.contains("tf23"), "{e}");
+    }
+
+    const BASE: &str = "optimizer: {type: AdamW, lr: 0.001}\n";
+
+    fn parse_err(extra: &str) -> String {
+        RunConfig::from_yaml(&format!("{BASE}{extra}")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn unknown_keys_are_errors_and_reference_keys_warnings() {
+        let e = parse_err("train: {max_stepz: 10}");
+        assert!(e.contains("unknown key `train.max_stepz` (did you mean `train.max_steps`?)"), "{e}");
+        let (cfg, warn) = RunConfig::from_yaml_with_warnings(&format!("{BASE}data: {{latent_norm: true}}\ntrain: {{keep_last: 3}}")).unwrap();
+        assert_eq!(warn.iter().map(|r| r.key).collect::<Vec<_>>(), ["data.latent_norm"]);
+        assert_eq!(cfg.keep_last, Some(3));
+        assert!(parse_err("train: {keep_last: 0}").contains("train.keep_last"));
+        assert!(parse_err("train: {keep_last: many}").contains("train.keep_last"));
+    }
+
+    #[test]
+    fn contradictions_name_both_keys() {
+        for (extra, keys) in [
+            ("model: {type: TiT-S/2, depth: 4}\ndata: {image_size: 8}", ["model.depth", "model.type"]),
+            ("data: {source: builtin, data_path: /x}", ["data.data_path", "data.source"]),
+            ("data: {data_path: /x, train_len: 5}", ["data.train_len", "data.source"]),
+            ("data: {source: shards, data_path: /x, train_len: 5}", ["data.train_len", "data.source"]),
+            ("data: {channels: 3}\nmodel: {in_chans: 1}", ["model.in_chans", "data.channels"]),
+            ("sample: {type: ODE, stochast_ratio: 0.5}", ["sample.stochast_ratio", "sample.type"]),
+            ("data: {image_size: 18}\nmodel: {patch_size: 4}", ["data.image_size", "model.patch_size"]),
+            ("data: {image_size: 18}\nmodel: {type: TiT-S/4}", ["data.image_size", "model.type"]),
+            ("model: {hidden_size: 96, num_heads: 5}", ["model.hidden_size", "model.num_heads"]),
+        ] {
+            let e = parse_err(extra);
+            assert!(keys.iter().all(|k| e.contains(k)), "{extra}: {e}");
+        }
+        // The same values as the named model are no contradiction.
+        RunConfig::from_yaml(&format!("{BASE}model: {{type: TiT-S/2, depth: 12}}\ndata: {{image_size: 8}}")).unwrap();
+    }
+
+    /// The key table of `config_keys` lists exactly the fields of the structs (plus
+    /// `train.keep_last`, read by `from_yaml`, minus `train.no_buffer`, which the table
+    /// lists as a reference key without effect).
+    #[test]
+    fn key_table_matches_the_structs() {
+        use super::super::config_keys::ENGINE_KEYS;
+        let cfg = RunConfig::from_yaml(BASE).unwrap();
+        let Value::Mapping(top) = serde_yaml::to_value(&cfg).unwrap() else { panic!() };
+        let mut from_structs = Vec::new();
+        for (k, v) in &top {
+            let k = k.as_str().unwrap().to_string();
+            if let Value::Mapping(inner) = v {
+                from_structs.extend(inner.keys().map(|i| format!("{k}.{}", i.as_str().unwrap())));
+            }
+            from_structs.push(k);
+        }
+        from_structs.retain(|k| k != "train.no_buffer");
+        from_structs.push("train.keep_last".into());
+        from_structs.sort();
+        let mut table: Vec<String> = ENGINE_KEYS
+            .iter()
+            .flat_map(|(s, keys)| keys.iter().map(move |k| if s.is_empty() { k.to_string() } else { format!("{s}.{k}") }))
+            .collect();
+        table.sort();
+        assert_eq!(table, from_structs);
     }
 }

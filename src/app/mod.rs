@@ -2,7 +2,9 @@
 //! with data, checkpoints and sample grids, and the demo (the README's main job). The
 //! command-line tool is a thin layer over this module.
 
+pub mod checkpoints;
 pub mod config;
+pub mod config_keys;
 pub mod demo;
 pub mod output;
 pub mod sample;

@@ -3,11 +3,18 @@
 //! data loader's position (so `resume` continues bit-identically), and sample grids from
 //! the sampling EMA. Reporting goes through a [`TrainObserver`]; nothing is printed here.
 //! The run uses the backend it is given ([`AnyBackend`], chosen at run time).
+//!
+//! Before anything else a run makes sure its output directory can be written and removes
+//! the temporary files of interrupted writes ([`super::checkpoints`]); after every
+//! checkpoint it updates `checkpoints/latest` and applies `train.keep_last`. An exact
+//! resume refuses a run config whose model or trainer settings differ from the
+//! checkpoint's.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use super::checkpoints::{apply_retention, checkpoint_name, prepare_output_dir, read_header_metadata, remove_stale_temp_files, resolve_resume, write_latest};
 use super::config::RunConfig;
 use super::sample::sample_images;
 use crate::data::builtin::{BuiltinShapes, Split};
@@ -17,7 +24,9 @@ use crate::data::{Batcher, BatcherState, Dataset};
 use crate::engine::{AnyBackend, AnyModel, AnyTrainer};
 use crate::error::{Error, Result};
 use crate::image::write_png_grid;
-use crate::tensor_file::TensorFile;
+use crate::model::config::ModelConfig;
+use crate::model::weights::CONFIG_KEY;
+use crate::trainer::checkpoint::TRAINER_CONFIG_KEY;
 use crate::trainer::{read_weights, CheckpointWeights, StepStats};
 
 /// Checkpoint metadata key of the data loader's position (JSON [`BatcherState`]).
@@ -85,6 +94,100 @@ pub struct TrainRun {
     cfg: RunConfig,
     trainer: AnyTrainer,
     batcher: Batcher<Box<dyn Dataset>>,
+    /// Lines for the log, emitted when [`TrainRun::run`] starts.
+    pending: Vec<String>,
+    /// Inputs of the run that retention must never delete.
+    protect: Vec<PathBuf>,
+}
+
+/// Trainer settings that may change between a run and its exact resume.
+const RESUME_MAY_CHANGE: &[&str] = &[
+    "train.max_steps",
+    "train.log_every",
+    "train.ckpt_every",
+    "train.ckpt",
+    "train.no_reopt",
+    "train.no_reuni",
+    "train.no_buffer",
+];
+
+/// What `--resume ARG` continues for run config `cfg`: the checkpoint (`ARG` may be
+/// `latest` or a folder, see [`resolve_resume`]) and its data loader position. Reads only
+/// the checkpoint's header; the checkpoint's model and trainer settings must equal the
+/// config's (except `train.max_steps`, `log_every`, `ckpt_every` and the `train.ckpt`
+/// options), else the error names every differing key.
+pub fn resume_point(cfg: &RunConfig, arg: &Path) -> Result<(PathBuf, BatcherState)> {
+    let path = resolve_resume(arg, &cfg.output_dir)?;
+    let meta = read_header_metadata(&path)?;
+    let state: BatcherState = match meta.get(DATA_STATE_KEY) {
+        Some(js) => serde_json::from_str(js).map_err(|e| Error::format(&path, format!("{DATA_STATE_KEY}: {e}")))?,
+        None => return Err(Error::format(&path, "not a `ucgm train` checkpoint (no data loader state)")),
+    };
+    let diffs = resume_differences(&path, &meta, cfg)?;
+    if !diffs.is_empty() {
+        return Err(Error::invalid(format!(
+            "cannot resume {}: the run config differs from the checkpoint's: {} (an exact resume needs the run's own settings; to start a new run from a checkpoint use train.ckpt or --init)",
+            path.display(),
+            diffs.join("; ")
+        )));
+    }
+    Ok((path, state))
+}
+
+/// The differences between the model and trainer settings stored in a checkpoint's
+/// metadata and those of `cfg`, as "key: config X, checkpoint Y".
+fn resume_differences(path: &Path, metadata: &BTreeMap<String, String>, cfg: &RunConfig) -> Result<Vec<String>> {
+    let meta = |key: &str| {
+        metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| Error::format(path, format!("not a trainer checkpoint: no {key} metadata")))
+    };
+    let theirs: ModelConfig = serde_json::from_str(meta(CONFIG_KEY)?).map_err(|e| Error::format(path, format!("{CONFIG_KEY}: {e}")))?;
+    let ours = cfg.model_config()?;
+    let mut diffs = Vec::new();
+    if ours.arch != theirs.arch {
+        diffs.push(format!("model.type: config {}, checkpoint {}", ours.arch.name(), theirs.arch.name()));
+    }
+    for (key, a, b) in [
+        ("model.hidden_size", ours.hidden, theirs.hidden),
+        ("model.depth", ours.depth, theirs.depth),
+        ("model.num_heads", ours.heads, theirs.heads),
+        ("model.patch_size", ours.patch, theirs.patch),
+        ("model.in_chans", ours.in_channels, theirs.in_channels),
+        ("model input size (data.image_size / vae.downsample_ratio)", ours.input_size, theirs.input_size),
+        ("data.num_classes", ours.num_classes, theirs.num_classes),
+    ] {
+        if a != b {
+            diffs.push(format!("{key}: config {a}, checkpoint {b}"));
+        }
+    }
+    // Both sides through the same JSON text → value path, so equal settings compare equal.
+    let stored: serde_json::Value = serde_json::from_str(meta(TRAINER_CONFIG_KEY)?).map_err(|e| Error::format(path, format!("{TRAINER_CONFIG_KEY}: {e}")))?;
+    let ours_text = serde_json::to_string(&cfg.trainer).map_err(|e| Error::Internal(e.to_string()))?;
+    let ours: serde_json::Value = serde_json::from_str(&ours_text).map_err(|e| Error::Internal(e.to_string()))?;
+    json_differences("", &ours, &stored, &mut diffs);
+    Ok(diffs)
+}
+
+fn json_differences(path: &str, ours: &serde_json::Value, theirs: &serde_json::Value, out: &mut Vec<String>) {
+    use serde_json::Value;
+    if RESUME_MAY_CHANGE.contains(&path) {
+        return;
+    }
+    match (ours, theirs) {
+        (Value::Object(a), Value::Object(b)) => {
+            let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                let sub = if path.is_empty() { k.clone() } else { format!("{path}.{k}") };
+                json_differences(&sub, a.get(k).unwrap_or(&Value::Null), b.get(k).unwrap_or(&Value::Null), out);
+            }
+        }
+        (a, b) if a != b => out.push(format!("{path}: config {a}, checkpoint {b}")),
+        _ => {}
+    }
 }
 
 impl TrainRun {
@@ -93,16 +196,26 @@ impl TrainRun {
     /// network starts from those weights), else from the reference initialisation.
     /// Everything runs on `backend` (the run config's `backend:` key is for the caller
     /// that chooses it, see [`crate::engine::select`]).
+    ///
+    /// First of all the output directory is created and checked writable (so a bad
+    /// `output_dir` fails before any compute) and stale temporary files of interrupted
+    /// writes there are removed. `resume` is checked with [`resume_point`].
     pub fn new(cfg: RunConfig, backend: AnyBackend, resume: Option<&Path>, init_weights: Option<(&Path, CheckpointWeights)>) -> Result<Self> {
+        prepare_output_dir(&cfg.output_dir)?;
+        let pending = remove_stale_temp_files(&cfg.output_dir)?.messages();
+        if let (Some(ckpt), Some((init, _))) = (&cfg.trainer.train.ckpt, init_weights) {
+            return Err(Error::invalid(format!(
+                "train.ckpt ({ckpt}) and the initial weights {} (--init) both say where the run starts: give one",
+                init.display()
+            )));
+        }
+        let mut protect: Vec<PathBuf> = cfg.trainer.train.ckpt.iter().map(PathBuf::from).collect();
+        protect.extend(init_weights.map(|(p, _)| p.to_path_buf()));
         let dataset = open_dataset(&cfg)?;
         let seed = cfg.trainer.train.global_seed;
-        let (trainer, batcher) = if let Some(path) = resume {
-            let trainer = AnyTrainer::resume(path, backend)?;
-            let file = TensorFile::open(path)?;
-            let state: BatcherState = match file.metadata().get(DATA_STATE_KEY) {
-                Some(js) => serde_json::from_str(js).map_err(|e| Error::format(path, format!("{DATA_STATE_KEY}: {e}")))?,
-                None => return Err(Error::format(path, "not a `ucgm train` checkpoint (no data loader state)")),
-            };
+        let (trainer, batcher) = if let Some(arg) = resume {
+            let (path, state) = resume_point(&cfg, arg)?;
+            let trainer = AnyTrainer::resume(&path, backend)?;
             (trainer, Batcher::resume(dataset, &state)?)
         } else {
             let model_cfg = cfg.model_config()?;
@@ -122,7 +235,13 @@ impl TrainRun {
             };
             (trainer, Batcher::new(dataset, seed)?)
         };
-        Ok(TrainRun { cfg, trainer, batcher })
+        Ok(TrainRun {
+            cfg,
+            trainer,
+            batcher,
+            pending,
+            protect,
+        })
     }
 
     /// The trainer.
@@ -135,11 +254,27 @@ impl TrainRun {
         self.cfg.output_dir.join("checkpoints")
     }
 
-    /// Writes `checkpoints/{step:07}.safetensors` atomically and returns its path.
+    /// Writes `checkpoints/{step:07}.safetensors` atomically, points `checkpoints/latest`
+    /// at it and applies `train.keep_last`; returns its path.
     pub fn save_checkpoint(&self) -> Result<PathBuf> {
+        self.checkpoint().map(|(path, _)| path)
+    }
+
+    /// [`TrainRun::save_checkpoint`], also returning the older checkpoints it deleted.
+    fn checkpoint(&self) -> Result<(PathBuf, Vec<PathBuf>)> {
+        let path = self.write_checkpoint()?;
+        write_latest(&path)?;
+        let removed = match self.cfg.keep_last {
+            Some(keep) => apply_retention(&self.checkpoint_dir(), keep, &path, &self.protect)?,
+            None => Vec::new(),
+        };
+        Ok((path, removed))
+    }
+
+    fn write_checkpoint(&self) -> Result<PathBuf> {
         let dir = self.checkpoint_dir();
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-        let path = dir.join(format!("{:07}.safetensors", self.trainer.step()));
+        let path = dir.join(checkpoint_name(self.trainer.step()));
         let mut extra = BTreeMap::new();
         extra.insert(
             DATA_STATE_KEY.to_string(),
@@ -176,6 +311,9 @@ impl TrainRun {
         let mut x = vec![0f32; batch * shape.iter().product::<usize>()];
         let mut labels = vec![0usize; batch];
         let mut window = (Instant::now(), 0usize);
+        for m in std::mem::take(&mut self.pending) {
+            observer.on_message(&m);
+        }
         while self.trainer.step() < max_steps {
             self.batcher.next_batch(batch, &mut x, &mut labels)?;
             let stats = self.trainer.train_step(&x, &labels)?;
@@ -206,8 +344,11 @@ impl TrainRun {
             let go_on = observer.on_step(&report);
             let at_end = self.trainer.step() >= max_steps;
             if stats.step % every == 0 || at_end || !go_on {
-                let path = self.save_checkpoint()?;
+                let (path, removed) = self.checkpoint()?;
                 observer.on_message(&format!("checkpoint {}", path.display()));
+                for old in removed {
+                    observer.on_message(&format!("removed old checkpoint {} (train.keep_last)", old.display()));
+                }
                 if let Ok(grid) = self.save_sample_grid() {
                     observer.on_message(&format!("samples {}", grid.display()));
                 }

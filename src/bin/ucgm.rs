@@ -112,7 +112,9 @@ enum Command {
         /// The run's YAML config.
         #[arg(long)]
         config: PathBuf,
-        /// Continue a run exactly from one of its checkpoints.
+        /// Continue a run exactly from one of its checkpoints: a checkpoint file, `latest`
+        /// (the config's output_dir/checkpoints/latest) or a run or checkpoints folder
+        /// (its `latest` pointer).
         #[arg(long)]
         resume: Option<PathBuf>,
         /// Start the online network from these weights (a checkpoint's EMA, or a weights file).
@@ -121,6 +123,9 @@ enum Command {
         /// Override train.max_steps.
         #[arg(long)]
         max_steps: Option<u64>,
+        /// Keep only the newest N step checkpoints (overrides train.keep_last).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        keep_last: Option<u64>,
     },
     /// Sample from a checkpoint or weights file. Settings not given come from the file's
     /// sampler preset (stored by `ucgm train`, the demo and `ucgm export`), else from the
@@ -395,11 +400,24 @@ fn run(cli: Cli) -> Result<()> {
             resume,
             init,
             max_steps,
+            keep_last,
         } => {
-            let mut cfg = RunConfig::from_file(&config)?;
+            let (mut cfg, not_implemented) = RunConfig::from_file_with_warnings(&config)?;
+            if let Some(line) = ucgm::app::config_keys::warning_line(&not_implemented) {
+                eprintln!("ucgm: warning: {}: {line}", config.display());
+            }
             if let Some(m) = max_steps {
                 cfg.trainer.train.max_steps = m;
             }
+            if let Some(k) = keep_last {
+                cfg.keep_last = Some(k as usize);
+            }
+            // Checks that need no compute come before the backend starts.
+            ucgm::app::checkpoints::prepare_output_dir(&cfg.output_dir)?;
+            let resume = match &resume {
+                Some(arg) => Some(ucgm::app::train::resume_point(&cfg, arg)?.0),
+                None => None,
+            };
             let init = init.as_deref().map(|p| (p, CheckpointWeights::Ema));
             let backend = choose_backend(&cli.backend.request(cfg.backend))?;
             let mut run = TrainRun::new(cfg, backend, resume.as_deref(), init)?;
