@@ -280,6 +280,9 @@ impl TrainRun {
             DATA_STATE_KEY.to_string(),
             serde_json::to_string(&self.batcher.state()).map_err(|e| Error::Internal(e.to_string()))?,
         );
+        // The run's `sample:` section is how this model is meant to be sampled.
+        let sampler = self.cfg.sample.sampler(self.trainer.config().transport.transport()?.kind())?;
+        extra.insert(crate::preset::PRESET_KEY.to_string(), crate::preset::to_json(&sampler)?);
         self.trainer.save_checkpoint_with(&path, &extra)?;
         Ok(path)
     }
