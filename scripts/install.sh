@@ -9,7 +9,8 @@
 #                     --libdir lib/x86_64-linux-gnu works); likewise --includedir
 #                     (default PREFIX/include) and --datadir (default PREFIX/share)
 #   --profile NAME    cargo profile to build and install (default release; `profiling`
-#                     keeps debug info)
+#                     keeps debug info). libucgm.a loses its debug info only for release
+#                     (also with --artifacts)
 #   --artifacts DIR   install the libucgm.so and libucgm.a in DIR instead of building
 #                     (e.g. target/release, or target/release/deps after cargo test)
 #   DESTDIR=...       staged install: files go to $DESTDIR$PREFIX/..., while the
