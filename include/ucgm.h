@@ -1,7 +1,15 @@
 /*
  * ucgm.h — C interface of ucgm: train and sample diffusion transformers with Unified
  * Continuous Generative Models (UCGM-T / UCGM-S). Link with -lucgm (libucgm.so) or with
- * libucgm.a plus -lpthread -ldl -lm.
+ * libucgm.a plus -lpthread -ldl -lm; once installed (scripts/install.sh), take the flags
+ * from pkg-config (`pkg-config --cflags --libs ucgm`, `--static` for libucgm.a) or CMake
+ * (`find_package(ucgm)`, target ucgm::ucgm or ucgm::ucgm_static). The shared library's
+ * SONAME is libucgm.so.<UCGM_ABI_VERSION>.
+ *
+ * Valgrind. Run memcheck with --suppressions=<prefix>/share/ucgm/valgrind.supp (in the
+ *   source tree: ffi/c/valgrind.supp): it hides one "possibly lost" record per exited
+ *   worker thread that rayon's thread-pool bookkeeping (crossbeam-epoch) frees lazily;
+ *   definite leaks are never suppressed.
  *
  * CONVENTIONS
  *
@@ -79,6 +87,31 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+// Version of this header (Cargo.toml's package version). ucgm_version() gives the
+// library's at run time; ucgm_abi_version() is what compatibility depends on.
+#define UCGM_VERSION_MAJOR 0
+#define UCGM_VERSION_MINOR 1
+#define UCGM_VERSION_PATCH 0
+#define UCGM_VERSION_STRING "0.1.0"
+
+// UCGM_API marks every function of the C API: default visibility with GCC and Clang
+// (so the declarations stay exported under -fvisibility=hidden), dllimport on Windows
+// unless UCGM_STATIC is defined (linking libucgm statically). Define UCGM_API before
+// including this header to override it.
+#ifndef UCGM_API
+#  if defined(_WIN32) || defined(__CYGWIN__)
+#    if defined(UCGM_STATIC)
+#      define UCGM_API
+#    else
+#      define UCGM_API __declspec(dllimport)
+#    endif
+#  elif defined(__GNUC__) || defined(__clang__)
+#    define UCGM_API __attribute__((visibility("default")))
+#  else
+#    define UCGM_API
+#  endif
+#endif
 
 // ABI version of this header and library: bumped only on an incompatible change (a
 // renumbered value or a changed signature, which this project never makes lightly).
@@ -568,49 +601,49 @@ extern "C" {
 #endif // __cplusplus
 
 // The ABI version of the library (compare with `UCGM_ABI_VERSION`).
-uint32_t ucgm_abi_version(void);
+UCGM_API uint32_t ucgm_abi_version(void);
 
 // The library version, e.g. "0.1.0" (static text).
-const char *ucgm_version(void);
+UCGM_API const char *ucgm_version(void);
 
 // Static text for a status ("ok", "invalid argument", ...; "unknown status" for a value
 // this library does not know). Never NULL.
-const char *ucgm_status_str(ucgm_status status);
+UCGM_API const char *ucgm_status_str(ucgm_status status);
 
 // The detail of the last failed call made on this thread ("" after a call that
 // succeeded), at most 4095 bytes of UTF-8. The pointer is the same for the life of
 // the thread; the text changes with every library call on the thread. Never NULL.
-const char *ucgm_last_error_message(void);
+UCGM_API const char *ucgm_last_error_message(void);
 
 // `UCGM_STATUS_OK` when `backend` (a `UCGM_BACKEND_*` value) can be used; otherwise
 // `UCGM_STATUS_BACKEND` with the reason in `ucgm_last_error_message()` (or
 // `UCGM_STATUS_INVALID_ARGUMENT` for an unknown value). For CUDA this loads the driver,
 // NVRTC and cuBLAS and opens device 0 (it never fails the process: a missing library is
 // a status, not a crash); `UCGM_BACKEND_AUTO` is always available.
-ucgm_status ucgm_backend_available(ucgm_backend backend);
+UCGM_API ucgm_status ucgm_backend_available(ucgm_backend backend);
 
 // Static name of a backend value ("auto", "cpu", "cuda"; "unknown" otherwise).
-const char *ucgm_backend_name(ucgm_backend backend);
+UCGM_API const char *ucgm_backend_name(ucgm_backend backend);
 
 // Fills `info` (set `info->struct_size = sizeof *info` first). CUDA is probed once per
 // process, at the first call of this function or of `ucgm_system_info_string`.
-ucgm_status ucgm_get_system_info(struct ucgm_system_info *info);
+UCGM_API ucgm_status ucgm_get_system_info(struct ucgm_system_info *info);
 
 // One static line describing the library and the machine, e.g.
 // "ucgm 0.1.0 | abi 1 | cpus 16 | simd SSE2 AVX AVX2 FMA AVX512F | backends cpu cuda (cuda:0
 // NVIDIA H200 (sm_90, 139.8 GiB, 1 device(s)))", or on a machine without CUDA
 // "… | backends cpu (cuda unavailable: the CUDA driver library (libcuda.so) not found …)".
-const char *ucgm_system_info_string(void);
+UCGM_API const char *ucgm_system_info_string(void);
 
 // Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 // defaults: a TiT-S/2-shaped network on a 4×32×32 input with 1000 classes, seed 0,
 // automatic backend (CUDA device 0 if usable, TF32 off), one thread per logical CPU, no
 // log callback.
-ucgm_status ucgm_model_params_default(struct ucgm_model_params *params, size_t struct_size);
+UCGM_API ucgm_status ucgm_model_params_default(struct ucgm_model_params *params, size_t struct_size);
 
 // Creates a model with the reference's from-scratch initialisation (seeded; a fresh
 // network outputs F = 0) and stores the handle in `*out` (NULL on failure).
-ucgm_status ucgm_model_create(const struct ucgm_model_params *params, struct ucgm_model **out);
+UCGM_API ucgm_status ucgm_model_create(const struct ucgm_model_params *params, struct ucgm_model **out);
 
 // Loads a safetensors weights file (written by `ucgm_model_save`, `ucgm export` or
 // converted from a reference checkpoint) or a training checkpoint (`ucgm train`, the
@@ -624,54 +657,54 @@ ucgm_status ucgm_model_create(const struct ucgm_model_params *params, struct ucg
 // (tensors that do not form a model, or a checkpoint without the weights asked for),
 // `UCGM_STATUS_NON_FINITE` (a weight is NaN or infinite) or
 // `UCGM_STATUS_OUT_OF_MEMORY`.
-ucgm_status ucgm_model_load(const char *path, const struct ucgm_model_params *params, struct ucgm_model **out);
+UCGM_API ucgm_status ucgm_model_load(const char *path, const struct ucgm_model_params *params, struct ucgm_model **out);
 
 // Saves the weights as safetensors (reference tensor names, configuration, sampler
 // preset and checksum in the metadata), atomically: on failure an existing file at
 // `path` is left unchanged.
-ucgm_status ucgm_model_save(struct ucgm_model *model, const char *path);
+UCGM_API ucgm_status ucgm_model_save(struct ucgm_model *model, const char *path);
 
 // Releases a model handle. NULL is a no-op. No call may be running on the handle.
-void ucgm_model_free(struct ucgm_model *model);
+UCGM_API void ucgm_model_free(struct ucgm_model *model);
 
 // Fills `info` (set `info->struct_size = sizeof *info` first).
-ucgm_status ucgm_model_get_info(struct ucgm_model *model, struct ucgm_model_info *info);
+UCGM_API ucgm_status ucgm_model_get_info(struct ucgm_model *model, struct ucgm_model_info *info);
 
 // Sets (or with NULL clears) the handle's log callback.
-ucgm_status ucgm_model_set_log_callback(struct ucgm_model *model, ucgm_log_callback callback, void *user_data);
+UCGM_API ucgm_status ucgm_model_set_log_callback(struct ucgm_model *model, ucgm_log_callback callback, void *user_data);
 
 // Sets (or with NULL clears) the handle's progress callback, called after every
 // sampling step.
-ucgm_status ucgm_model_set_progress_callback(struct ucgm_model *model, ucgm_progress_callback callback, void *user_data);
+UCGM_API ucgm_status ucgm_model_set_progress_callback(struct ucgm_model *model, ucgm_progress_callback callback, void *user_data);
 
 // Asks the sampling call running on `model` to stop at its next step; it then fails
 // with `UCGM_STATUS_CANCELLED` and the handle stays usable. Callable from any thread at
 // any time. The flag is cleared when the next sampling call starts, so a cancel made
 // while no call runs has no effect.
-ucgm_status ucgm_model_cancel(struct ucgm_model *model);
+UCGM_API ucgm_status ucgm_model_cancel(struct ucgm_model *model);
 
 // One raw network evaluation F(x, t, y) in the network's native time.
 // * `x` — `[batch, C, H, W]` input;
 // * `t` — `[batch]` times (finite);
 // * `labels` — `[batch]` classes in 0..=K (K = `num_classes` = the null class);
 // * `out` — `[batch, C, H, W]` output; `out_len` must be batch·C·H·W.
-ucgm_status ucgm_forward(struct ucgm_model *model, const float *x, const float *t, const int32_t *labels, size_t batch, float *out, size_t out_len);
+UCGM_API ucgm_status ucgm_forward(struct ucgm_model *model, const float *x, const float *t, const int32_t *labels, size_t batch, float *out, size_t out_len);
 
 // Copies the flat parameter vector (`param_count` values, in the model's layout order:
 // the order of the tensors in a saved file) into `out`; `out_len` = `param_count`.
-ucgm_status ucgm_model_read_params(struct ucgm_model *model, float *out, size_t out_len);
+UCGM_API ucgm_status ucgm_model_read_params(struct ucgm_model *model, float *out, size_t out_len);
 
 // Overwrites the parameters with `len` = `param_count` finite values in the order of
 // `ucgm_model_read_params`.
-ucgm_status ucgm_model_write_params(struct ucgm_model *model, const float *values, size_t len);
+UCGM_API ucgm_status ucgm_model_write_params(struct ucgm_model *model, const float *values, size_t len);
 
 // Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 // defaults listed at `ucgm_sample_params`.
-ucgm_status ucgm_sample_params_default(struct ucgm_sample_params *params, size_t struct_size);
+UCGM_API ucgm_status ucgm_sample_params_default(struct ucgm_sample_params *params, size_t struct_size);
 
 // Stores in `*len` the elements a trajectory buffer for `params` needs:
 // (n + 1)·batch·C·H·W, n = grid points.
-ucgm_status ucgm_sample_trajectory_len(struct ucgm_model *model, const struct ucgm_sample_params *params, size_t *len);
+UCGM_API ucgm_status ucgm_sample_trajectory_len(struct ucgm_model *model, const struct ucgm_sample_params *params, size_t *len);
 
 // Samples one image of a random class with the model's sampler preset — the one stored
 // in its file (see `ucgm_model_get_sample_params`), else the defaults of
@@ -680,12 +713,12 @@ ucgm_status ucgm_sample_trajectory_len(struct ucgm_model *model, const struct uc
 // so successive calls give different images and a handle reseeded with
 // `ucgm_model_set_seed` repeats its sequence. `out`: `[1, C, H, W]`, `out_len` = C·H·W.
 // `steps` above `UCGM_MAX_STEPS` fails with `UCGM_STATUS_INVALID_ARGUMENT`.
-ucgm_status ucgm_sample(struct ucgm_model *model, uint32_t steps, float *out, size_t out_len);
+UCGM_API ucgm_status ucgm_sample(struct ucgm_model *model, uint32_t steps, float *out, size_t out_len);
 
 // Sets the seed of the next `ucgm_sample` call on this handle (a new handle starts at
 // 0); each `ucgm_sample` call then advances it by one. `ucgm_sample_ext` takes its seed
 // from its params and leaves this one alone.
-ucgm_status ucgm_model_set_seed(struct ucgm_model *model, uint64_t seed);
+UCGM_API ucgm_status ucgm_model_set_seed(struct ucgm_model *model, uint64_t seed);
 
 // Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 // settings this model is meant to be sampled with: its sampler preset (stored in the
@@ -693,13 +726,13 @@ ucgm_status ucgm_model_set_seed(struct ucgm_model *model, uint64_t seed);
 // `ucgm_model_set_sample_params`), else the defaults of `ucgm_sample_params_default`;
 // `seed` is the handle's next seed, batch 1, no buffers. Stores in `*has_preset` (may be
 // NULL) 1 when the model has a preset, else 0.
-ucgm_status ucgm_model_get_sample_params(struct ucgm_model *model, struct ucgm_sample_params *params, size_t struct_size, int32_t *has_preset);
+UCGM_API ucgm_status ucgm_model_get_sample_params(struct ucgm_model *model, struct ucgm_sample_params *params, size_t struct_size, int32_t *has_preset);
 
 // Sets (or with NULL clears) the model's sampler preset from the sampler settings of
 // `params` (transport, steps, order, stochasticity, ρ, κ, time warp, gaps, guidance; the
 // batch, seed and buffer fields are ignored). `ucgm_sample` then uses it and
 // `ucgm_model_save` stores it in the file.
-ucgm_status ucgm_model_set_sample_params(struct ucgm_model *model, const struct ucgm_sample_params *params);
+UCGM_API ucgm_status ucgm_model_set_sample_params(struct ucgm_model *model, const struct ucgm_sample_params *params);
 
 // Samples with every UCGM-S setting.
 // * `out` — `[batch, C, H, W]` samples (the last raw x̂); `out_len` = batch·C·H·W;
@@ -709,15 +742,15 @@ ucgm_status ucgm_model_set_sample_params(struct ucgm_model *model, const struct 
 //
 // Reports progress after every step and stops with `UCGM_STATUS_CANCELLED` when the
 // progress callback returns non-zero or `ucgm_model_cancel` is called.
-ucgm_status ucgm_sample_ext(struct ucgm_model *model, const struct ucgm_sample_params *params, float *out, size_t out_len, float *trajectory, size_t trajectory_len, struct ucgm_sample_info *info);
+UCGM_API ucgm_status ucgm_sample_ext(struct ucgm_model *model, const struct ucgm_sample_params *params, float *out, size_t out_len, float *trajectory, size_t trajectory_len, struct ucgm_sample_info *info);
 
 // Static name of a transport value ("Linear", "ReLinear", "TrigFlow", "TrigLinear",
 // "Random", "EDM"; "unknown" otherwise).
-const char *ucgm_transport_name(ucgm_transport transport);
+UCGM_API const char *ucgm_transport_name(ucgm_transport transport);
 
 // Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 // defaults listed at `ucgm_train_params`.
-ucgm_status ucgm_train_params_default(struct ucgm_train_params *params, size_t struct_size);
+UCGM_API ucgm_status ucgm_train_params_default(struct ucgm_train_params *params, size_t struct_size);
 
 // Creates a trainer over a copy of `model`'s weights (the model handle is not changed
 // by training) and stores it in `*out` (NULL on failure). The sampling EMA starts as an
@@ -725,37 +758,37 @@ ucgm_status ucgm_train_params_default(struct ucgm_train_params *params, size_t s
 // same settings (CPU threads, or CUDA device and TF32), but its own pool or stream. The
 // new handle has no callbacks (callbacks are never copied between handles); the
 // creation is logged to the model's log callback.
-ucgm_status ucgm_trainer_create(struct ucgm_model *model, const struct ucgm_train_params *params, struct ucgm_trainer **out);
+UCGM_API ucgm_status ucgm_trainer_create(struct ucgm_model *model, const struct ucgm_train_params *params, struct ucgm_trainer **out);
 
 // Continues a run from a checkpoint written by `ucgm_trainer_save_checkpoint` exactly
 // (configuration, weights, EMA, `mod`, optimizer state, step count, random stream).
 // `model_params` may be NULL; only its backend fields (`backend`, `threads`,
 // `cuda_device`, `tf32`) and log callback are read.
-ucgm_status ucgm_trainer_resume(const char *path, const struct ucgm_model_params *model_params, struct ucgm_trainer **out);
+UCGM_API ucgm_status ucgm_trainer_resume(const char *path, const struct ucgm_model_params *model_params, struct ucgm_trainer **out);
 
 // Starts a new run from a checkpoint with new settings (the reference's `train.ckpt`):
 // online and EMA weights are loaded, the optimizer state unless `no_reopt`, `mod`
 // unless `no_reuni`; the step count continues, the random stream starts from `seed`.
-ucgm_status ucgm_trainer_create_from_checkpoint(const char *path, const struct ucgm_train_params *params, const struct ucgm_model_params *model_params, struct ucgm_trainer **out);
+UCGM_API ucgm_status ucgm_trainer_create_from_checkpoint(const char *path, const struct ucgm_train_params *params, const struct ucgm_model_params *model_params, struct ucgm_trainer **out);
 
 // Releases a trainer handle. NULL is a no-op. No call may be running on the handle.
-void ucgm_trainer_free(struct ucgm_trainer *trainer);
+UCGM_API void ucgm_trainer_free(struct ucgm_trainer *trainer);
 
 // Fills `info` (set `info->struct_size = sizeof *info` first).
-ucgm_status ucgm_trainer_get_info(struct ucgm_trainer *trainer, struct ucgm_trainer_info *info);
+UCGM_API ucgm_status ucgm_trainer_get_info(struct ucgm_trainer *trainer, struct ucgm_trainer_info *info);
 
 // One UCGM-T step on a batch, with t and z drawn from the trainer's seeded stream.
 // * `x` — `[batch, C, H, W]` training data (finite);
 // * `labels` — `[batch]` classes in 0..=K (K = null class, unconditional);
 // * `loss` — NULL, or receives the batch loss. It can be non-finite only where the
 //   reference's is (e.g. t = 0 with λ ≠ 0); the gradient is then zeroed, as there.
-ucgm_status ucgm_train_step(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, size_t batch, double *loss);
+UCGM_API ucgm_status ucgm_train_step(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, size_t batch, double *loss);
 
 // One UCGM-T step with the caller's times and noise instead of the trainer's draws.
 // * `x`, `labels`, `loss` — as `ucgm_train_step`;
 // * `t` — `[batch]` training times in [0, 1], internal time (0 = data, 1 = noise);
 // * `z` — `[batch, C, H, W]` noise (finite).
-ucgm_status ucgm_train_step_with(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, const float *t, const float *z, size_t batch, double *loss);
+UCGM_API ucgm_status ucgm_train_step_with(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, const float *t, const float *z, size_t batch, double *loss);
 
 // `n_batches` UCGM-T steps, one per batch, with the trainer's draws; progress is
 // reported after every step, and the call stops with `UCGM_STATUS_CANCELLED` at the
@@ -765,32 +798,32 @@ ucgm_status ucgm_train_step_with(struct ucgm_trainer *trainer, const float *x, c
 // * `x` — `[n_batches, batch, C, H, W]`;
 // * `labels` — `[n_batches, batch]` in 0..=K;
 // * `losses` — NULL, or `[n_batches]` (`losses_len` = n_batches) receiving each loss.
-ucgm_status ucgm_train_steps(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, size_t n_batches, size_t batch, double *losses, size_t losses_len);
+UCGM_API ucgm_status ucgm_train_steps(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, size_t n_batches, size_t batch, double *losses, size_t losses_len);
 
 // Writes a checkpoint (everything `ucgm_trainer_resume` needs) atomically: on failure
 // an existing file at `path` is left unchanged.
-ucgm_status ucgm_trainer_save_checkpoint(struct ucgm_trainer *trainer, const char *path);
+UCGM_API ucgm_status ucgm_trainer_save_checkpoint(struct ucgm_trainer *trainer, const char *path);
 
 // Saves the online (`UCGM_WEIGHTS_ONLINE`), sampling-EMA or `mod` weights as a model
 // weights file that `ucgm_model_load` reads, atomically.
-ucgm_status ucgm_trainer_save_weights(struct ucgm_trainer *trainer, ucgm_weights which, const char *path);
+UCGM_API ucgm_status ucgm_trainer_save_weights(struct ucgm_trainer *trainer, ucgm_weights which, const char *path);
 
 // A new model handle holding a copy of the online, sampling-EMA or `mod` weights (to
 // sample during training); stored in `*out` (NULL on failure), on the trainer's kind of
 // backend and settings (its own pool or stream) and with no callbacks.
-ucgm_status ucgm_trainer_export_model(struct ucgm_trainer *trainer, ucgm_weights which, struct ucgm_model **out);
+UCGM_API ucgm_status ucgm_trainer_export_model(struct ucgm_trainer *trainer, ucgm_weights which, struct ucgm_model **out);
 
 // Sets (or with NULL clears) the handle's log callback.
-ucgm_status ucgm_trainer_set_log_callback(struct ucgm_trainer *trainer, ucgm_log_callback callback, void *user_data);
+UCGM_API ucgm_status ucgm_trainer_set_log_callback(struct ucgm_trainer *trainer, ucgm_log_callback callback, void *user_data);
 
 // Sets (or with NULL clears) the handle's progress callback, called after every step
 // of `ucgm_train_steps`.
-ucgm_status ucgm_trainer_set_progress_callback(struct ucgm_trainer *trainer, ucgm_progress_callback callback, void *user_data);
+UCGM_API ucgm_status ucgm_trainer_set_progress_callback(struct ucgm_trainer *trainer, ucgm_progress_callback callback, void *user_data);
 
 // Asks the `ucgm_train_steps` call running on `trainer` to stop at its next step; it
 // then fails with `UCGM_STATUS_CANCELLED` and the handle stays usable. Callable from any
 // thread at any time; the flag is cleared when the next `ucgm_train_steps` starts.
-ucgm_status ucgm_trainer_cancel(struct ucgm_trainer *trainer);
+UCGM_API ucgm_status ucgm_trainer_cancel(struct ucgm_trainer *trainer);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -205,11 +205,18 @@ pub fn sample_params(steps: u32, batch: u32, seed: u64) -> ucgm_sample_params {
 /// The directory holding the libucgm.so / libucgm.a that this `cargo test` run built:
 /// the test executable's own directory (`target/<profile>/deps`, where `cargo test`
 /// writes the cdylib and staticlib), else its parent (`target/<profile>`).
+///
+/// On Linux the library's SONAME is `libucgm.so.<ABI>` (build.rs), the name programs
+/// linked against it load at run time, so a link of that name to libucgm.so is made
+/// beside it (as scripts/install.sh installs one).
 pub fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let deps = exe.parent().expect("exe dir").to_path_buf();
     for dir in [deps.clone(), deps.parent().expect("profile dir").to_path_buf()] {
         if dir.join("libucgm.so").is_file() && dir.join("libucgm.a").is_file() {
+            if cfg!(target_os = "linux") {
+                soname_link(&dir);
+            }
             return dir;
         }
     }
@@ -218,6 +225,25 @@ pub fn lib_dir() -> PathBuf {
         exe.display()
     );
 }
+
+/// `dir/libucgm.so.<ABI>` → `libucgm.so` (tests run in parallel: an existing correct
+/// link is kept, anything else replaced).
+#[cfg(unix)]
+fn soname_link(dir: &std::path::Path) {
+    let link = dir.join(format!("libucgm.so.{UCGM_ABI_VERSION}"));
+    if std::fs::read_link(&link).is_ok_and(|t| t == std::path::Path::new("libucgm.so")) {
+        return;
+    }
+    let _ = std::fs::remove_file(&link);
+    match std::os::unix::fs::symlink("libucgm.so", &link) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => panic!("cannot link {} to libucgm.so: {e}", link.display()),
+    }
+}
+
+#[cfg(not(unix))]
+fn soname_link(_dir: &std::path::Path) {}
 
 /// The repository root.
 pub fn repo() -> PathBuf {
