@@ -77,6 +77,18 @@
  * Pointers. Every pointer argument must be valid for the documented number of
  *   elements, or NULL where the documentation says NULL is allowed; NULL elsewhere
  *   fails with UCGM_STATUS_INVALID_ARGUMENT.
+ *
+ * Limits. The library never aborts its host. threads lie in 0..=UCGM_MAX_THREADS and
+ *   sampling steps in 1..=UCGM_MAX_STEPS (else UCGM_STATUS_INVALID_ARGUMENT); buffers
+ *   the library sizes from caller values (batch, steps, trajectory) are checked against
+ *   the machine's physical memory before anything is allocated and allocated fallibly:
+ *   UCGM_STATUS_OUT_OF_MEMORY, with the handle unchanged. The command-line tool and
+ *   the Rust API enforce the same limits.
+ *
+ * Files. ucgm_model_load reads weights files and training checkpoints (their sampling
+ *   EMA unless ucgm_model_params.checkpoint_weights says otherwise). Files the library
+ *   writes carry a CRC-32 of their tensors; a damaged file fails with
+ *   UCGM_STATUS_FORMAT. A file may carry a sampler preset, which ucgm_sample uses.
  */
 
 
