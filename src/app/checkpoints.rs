@@ -383,7 +383,10 @@ mod tests {
         meta.insert("k".to_string(), "v".to_string());
         crate::tensor_file::write_atomic(&p, &[crate::tensor_file::TensorOut::f32("x", vec![1], &[1.0])], &meta).unwrap();
         let mut got = read_header_metadata(&p).unwrap();
-        assert!(got.remove(crate::tensor_file::CHECKSUM_KEY).is_some(), "every written file carries its checksum");
+        assert!(
+            got.remove(crate::tensor_file::CHECKSUM_KEY).is_some(),
+            "every written file carries its checksum"
+        );
         assert_eq!(got, meta);
         std::fs::write(&p, b"junk").unwrap();
         assert!(matches!(read_header_metadata(&p), Err(Error::Format { .. })));

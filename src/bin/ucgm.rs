@@ -130,7 +130,7 @@ enum Command {
     /// Sample from a checkpoint or weights file. Settings not given come from the file's
     /// sampler preset (stored by `ucgm train`, the demo and `ucgm export`), else from the
     /// defaults shown.
-    Sample(SampleArgs),
+    Sample(Box<SampleArgs>),
     /// Write the plain weights file of a training checkpoint (its EMA by default), with
     /// its configuration and sampler preset, for `ucgm_model_load` and other tools.
     Export {
