@@ -302,6 +302,11 @@ typedef struct ucgm_model_info {
     // device(s))" or "cpu (16 threads); cuda unavailable: the CUDA driver library
     // (libcuda.so) not found (…)". Cut at a character boundary if longer.
     char backend_description[UCGM_BACKEND_DESCRIPTION_LEN];
+    // Bytes of parameter-sized state the handle holds now (weights once in the layout
+    // its use wants — a loaded model that only samples keeps the transposed inference
+    // layout instead of the plain one —, plus gradients or caches when present;
+    // activation workspaces excluded). Added after ABI 1's `backend_description`.
+    uint64_t bytes_held;
 } ucgm_model_info;
 
 // Progress callback: called after each step with (steps done, total steps); return

@@ -12,12 +12,33 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use safetensors::tensor::{Dtype, TensorView};
-use safetensors::SafeTensors;
 
 use crate::error::{Error, Result};
 
 /// Metadata key of the tensor checksum: `"crc32:<8 hex digits>"`.
 pub const CHECKSUM_KEY: &str = "ucgm_checksum";
+
+/// Header bytes accepted (the safetensors crate's own limit).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// Bytes read per call while verifying the checksum.
+const CHUNK: usize = 16 << 20;
+
+/// Feeds one tensor's identity (name, dtype, shape, byte length) to the checksum; the
+/// data follows with [`crc32fast::Hasher::update`].
+fn checksum_head(h: &mut crc32fast::Hasher, name: &str, dtype: Dtype, shape: &[usize], len: usize) {
+    h.update(name.as_bytes());
+    h.update(&[0]);
+    h.update(format!("{dtype:?}").as_bytes());
+    for &d in shape {
+        h.update(&(d as u64).to_le_bytes());
+    }
+    h.update(&(len as u64).to_le_bytes());
+}
+
+fn checksum_text(h: crc32fast::Hasher) -> String {
+    format!("crc32:{:08x}", h.finalize())
+}
 
 /// The checksum of tensors given as (name, dtype, shape, data), in any order.
 fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>) -> String {
@@ -25,46 +46,152 @@ fn checksum<'a>(tensors: impl IntoIterator<Item = (&'a str, Dtype, &'a [usize], 
     items.sort_by(|a, b| a.0.cmp(b.0));
     let mut h = crc32fast::Hasher::new();
     for (name, dtype, shape, data) in items {
-        h.update(name.as_bytes());
-        h.update(&[0]);
-        h.update(format!("{dtype:?}").as_bytes());
-        for &d in shape {
-            h.update(&(d as u64).to_le_bytes());
-        }
-        h.update(&(data.len() as u64).to_le_bytes());
+        checksum_head(&mut h, name, dtype, shape, data.len());
         h.update(data);
     }
-    format!("crc32:{:08x}", h.finalize())
+    checksum_text(h)
 }
 
-/// A safetensors file read into memory.
+/// Where one tensor lies in the file.
+#[derive(Clone, Debug)]
+struct Entry {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// Absolute byte range in the file.
+    start: u64,
+    end: u64,
+}
+
+/// A safetensors file, opened and validated, whose tensors are read one at a time.
+///
+/// Opening reads only the header: its size, every tensor's dtype, shape and byte range
+/// are checked against each other and against the file's length before any tensor data
+/// is touched, so a header that claims more bytes than the file holds fails at once and
+/// allocates nothing. Each tensor is then read on request with positioned reads (no
+/// copy of the whole file is ever held).
 pub struct TensorFile {
     path: PathBuf,
-    bytes: Vec<u8>,
+    file: std::fs::File,
     metadata: HashMap<String, String>,
     names: Vec<String>,
+    entries: HashMap<String, Entry>,
 }
 
 impl TensorFile {
-    /// Reads and validates a whole file (header, offsets, sizes).
+    /// Opens a file: header validated, checksum (when stored) verified by streaming.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| Error::format(&path, format!("not a valid safetensors file: {e}")))?;
-        let metadata = meta.metadata().clone().unwrap_or_default();
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| Error::format(&path, format!("not a valid safetensors file: {e}")))?;
-        if let Some(stored) = metadata.get(CHECKSUM_KEY) {
-            let computed = checksum(st.tensors().iter().map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())));
+        let bad = |msg: String| Error::format(&path, format!("not a valid safetensors file: {msg}"));
+        let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        let file_len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+            return Err(Error::io(&path, std::io::Error::other("is a directory")));
+        }
+        let mut len8 = [0u8; 8];
+        read_at(&file, &mut len8, 0).map_err(|_| bad(format!("{file_len} bytes: too short for a header")))?;
+        let n = u64::from_le_bytes(len8);
+        if n > MAX_HEADER || n > file_len - 8 {
+            return Err(bad(format!(
+                "header length {n} exceeds the file ({file_len} bytes) or the {MAX_HEADER}-byte limit"
+            )));
+        }
+        let mut header = vec![0u8; n as usize];
+        read_at(&file, &mut header, 8).map_err(|e| Error::io(&path, e))?;
+        let text = std::str::from_utf8(&header).map_err(|e| bad(format!("header is not UTF-8: {e}")))?;
+        let json: serde_json::Map<String, serde_json::Value> = serde_json::from_str(text).map_err(|e| bad(format!("header is not a JSON object: {e}")))?;
+        let data_start = 8 + n;
+        let data_len = file_len - data_start;
+        let mut metadata = HashMap::new();
+        let mut entries = HashMap::new();
+        for (name, v) in json {
+            if name == "__metadata__" {
+                metadata = serde_json::from_value(v).map_err(|e| bad(format!("__metadata__ is not a map of strings: {e}")))?;
+                continue;
+            }
+            let info: RawInfo = serde_json::from_value(v).map_err(|e| bad(format!("tensor {name:?}: {e}")))?;
+            let [s, e] = info.data_offsets;
+            let numel = info
+                .shape
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .ok_or_else(|| bad(format!("tensor {name:?}: shape {:?} overflows", info.shape)))?;
+            let bytes = numel
+                .checked_mul(info.dtype.bitsize())
+                .map(|b| b.div_ceil(8))
+                .ok_or_else(|| bad(format!("tensor {name:?}: shape {:?} overflows", info.shape)))?;
+            if e < s || (e - s) as u128 != bytes as u128 {
+                return Err(bad(format!(
+                    "tensor {name:?}: byte range {s}..{e} does not hold a {:?} {:?} tensor ({bytes} bytes)",
+                    info.dtype, info.shape
+                )));
+            }
+            if e > data_len {
+                return Err(bad(format!(
+                    "tensor {name:?}: byte range {s}..{e} lies beyond the end of the data ({data_len} bytes)"
+                )));
+            }
+            entries.insert(
+                name,
+                Entry {
+                    dtype: info.dtype,
+                    shape: info.shape,
+                    start: data_start + s,
+                    end: data_start + e,
+                },
+            );
+        }
+        // The tensors must tile the data exactly (as the safetensors crate requires).
+        let mut ranges: Vec<(u64, u64, &String)> = entries.iter().map(|(k, e)| (e.start, e.end, k)).collect();
+        ranges.sort();
+        let mut at = data_start;
+        for (s, e, name) in &ranges {
+            if *s != at {
+                return Err(bad(format!("tensor {name:?} starts at byte {s}, expected {at} (overlap or gap)")));
+            }
+            at = *e;
+        }
+        if at != file_len {
+            return Err(bad(format!(
+                "the tensors end at byte {at} but the file has {file_len} (truncated or trailing data)"
+            )));
+        }
+        let mut names: Vec<String> = entries.keys().cloned().collect();
+        names.sort();
+        let tf = TensorFile {
+            path,
+            file,
+            metadata,
+            names,
+            entries,
+        };
+        if let Some(stored) = tf.metadata.get(CHECKSUM_KEY) {
+            let computed = tf.compute_checksum()?;
             if *stored != computed {
                 return Err(Error::format(
-                    &path,
+                    &tf.path,
                     format!("checksum mismatch: the tensor data is damaged (stored {stored}, computed {computed})"),
                 ));
             }
         }
-        let mut names: Vec<String> = st.names().into_iter().map(|s| s.to_string()).collect();
-        names.sort();
-        Ok(TensorFile { path, bytes, metadata, names })
+        Ok(tf)
+    }
+
+    /// The checksum of the file's tensors, streamed in chunks.
+    fn compute_checksum(&self) -> Result<String> {
+        let mut h = crc32fast::Hasher::new();
+        let mut buf = vec![0u8; CHUNK];
+        for name in &self.names {
+            let e = &self.entries[name];
+            checksum_head(&mut h, name, e.dtype, &e.shape, (e.end - e.start) as usize);
+            let mut at = e.start;
+            while at < e.end {
+                let k = ((e.end - at) as usize).min(CHUNK);
+                read_at(&self.file, &mut buf[..k], at).map_err(|err| Error::io(&self.path, err))?;
+                h.update(&buf[..k]);
+                at += k as u64;
+            }
+        }
+        Ok(checksum_text(h))
     }
 
     /// The file's path.
@@ -84,67 +211,102 @@ impl TensorFile {
 
     /// Whether a tensor exists.
     pub fn contains(&self, name: &str) -> bool {
-        self.names.binary_search_by(|n| n.as_str().cmp(name)).is_ok()
+        self.entries.contains_key(name)
     }
 
-    fn view(&self, name: &str) -> Result<TensorView<'_>> {
-        let st = SafeTensors::deserialize(&self.bytes).map_err(|e| Error::format(&self.path, e.to_string()))?;
-        st.tensor(name)
-            .map_err(|_| Error::Weights(format!("{}: tensor {name:?} is missing", self.path.display())))
+    fn entry(&self, name: &str) -> Result<&Entry> {
+        self.entries
+            .get(name)
+            .ok_or_else(|| Error::Weights(format!("{}: tensor {name:?} is missing", self.path.display())))
+    }
+
+    /// A tensor's raw bytes (read from the file now).
+    fn data(&self, e: &Entry) -> Result<Vec<u8>> {
+        let len = (e.end - e.start) as usize;
+        let mut v = crate::limits::try_vec::<u8>("tensor data", len)?;
+        read_at(&self.file, &mut v, e.start).map_err(|err| Error::io(&self.path, err))?;
+        Ok(v)
     }
 
     /// Shape of a tensor.
     pub fn shape(&self, name: &str) -> Result<Vec<usize>> {
-        Ok(self.view(name)?.shape().to_vec())
+        Ok(self.entry(name)?.shape.clone())
     }
 
-    /// A floating-point tensor as f32 (f32, f16 and bf16 accepted), with its shape.
+    /// A floating-point tensor as f32 (f32, f16, bf16 and f64 accepted), with its shape.
     pub fn f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>)> {
-        let v = self.view(name)?;
-        let data = v.data();
-        let out: Vec<f32> = match v.dtype() {
+        let e = self.entry(name)?;
+        if !matches!(e.dtype, Dtype::F32 | Dtype::F16 | Dtype::BF16 | Dtype::F64) {
+            return Err(Error::Weights(format!(
+                "{}: tensor {name:?} has unsupported dtype {:?} (expected F32, F16 or BF16)",
+                self.path.display(),
+                e.dtype
+            )));
+        }
+        let data = self.data(e)?;
+        let out: Vec<f32> = match e.dtype {
             Dtype::F32 => data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
             Dtype::F16 => data.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             Dtype::BF16 => data.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::F64 => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
-            other => {
-                return Err(Error::Weights(format!(
-                    "{}: tensor {name:?} has unsupported dtype {other:?} (expected F32, F16 or BF16)",
-                    self.path.display()
-                )))
-            }
+            _ => data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
         };
-        Ok((v.shape().to_vec(), out))
+        Ok((e.shape.clone(), out))
     }
 
     /// A floating-point tensor whose shape must equal `shape`.
     pub fn f32_shaped(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let (s, v) = self.f32(name)?;
-        if s != shape {
+        let e = self.entry(name)?;
+        if e.shape != shape {
             return Err(Error::Weights(format!(
-                "{}: tensor {name:?} has shape {s:?}, expected {shape:?}",
-                self.path.display()
+                "{}: tensor {name:?} has shape {:?}, expected {shape:?}",
+                self.path.display(),
+                e.shape
             )));
         }
-        Ok(v)
+        Ok(self.f32(name)?.1)
     }
 
     /// An integer tensor (i64, i32, u8) as i64, with its shape.
     pub fn i64(&self, name: &str) -> Result<(Vec<usize>, Vec<i64>)> {
-        let v = self.view(name)?;
-        let data = v.data();
-        let out: Vec<i64> = match v.dtype() {
+        let e = self.entry(name)?;
+        if !matches!(e.dtype, Dtype::I64 | Dtype::I32 | Dtype::U8) {
+            return Err(Error::Weights(format!(
+                "{}: tensor {name:?} has unsupported dtype {:?} (expected I64 or I32)",
+                self.path.display(),
+                e.dtype
+            )));
+        }
+        let data = self.data(e)?;
+        let out: Vec<i64> = match e.dtype {
             Dtype::I64 => data.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect(),
             Dtype::I32 => data.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as i64).collect(),
-            Dtype::U8 => data.iter().map(|&b| b as i64).collect(),
-            other => {
-                return Err(Error::Weights(format!(
-                    "{}: tensor {name:?} has unsupported dtype {other:?} (expected I64 or I32)",
-                    self.path.display()
-                )))
-            }
+            _ => data.iter().map(|&b| b as i64).collect(),
         };
-        Ok((v.shape().to_vec(), out))
+        Ok((e.shape.clone(), out))
+    }
+}
+
+/// One tensor's header entry as written in the file.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInfo {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data_offsets: [u64; 2],
+}
+
+/// Fills `buf` from `file` at byte `offset`.
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut f = file.try_clone()?;
+        f.seek(SeekFrom::Start(offset))?;
+        f.read_exact(buf)
     }
 }
 

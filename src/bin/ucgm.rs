@@ -497,6 +497,7 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
     let backend = choose_backend(&backend)?;
     let mut model = AnyModel::from_params(mc.clone(), backend, &w.params)?;
     drop(w);
+    model.enter_inference_layout()?;
     let bar = sampling_bar(n.div_ceil(64) * cfg.grid_points());
     let mut tick = |_: usize, _: usize| {
         if let Some(b) = &bar {

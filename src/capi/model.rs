@@ -192,6 +192,11 @@ pub struct ucgm_model_info {
     /// device(s))" or "cpu (16 threads); cuda unavailable: the CUDA driver library
     /// (libcuda.so) not found (…)". Cut at a character boundary if longer.
     pub backend_description: [c_char; UCGM_BACKEND_DESCRIPTION_LEN],
+    /// Bytes of parameter-sized state the handle holds now (weights once in the layout
+    /// its use wants — a loaded model that only samples keeps the transposed inference
+    /// layout instead of the plain one —, plus gradients or caches when present;
+    /// activation workspaces excluded). Added after ABI 1's `backend_description`.
+    pub bytes_held: u64,
 }
 
 impl Default for ucgm_model_info {
@@ -216,6 +221,7 @@ impl Default for ucgm_model_info {
             tf32: 0,
             bf16: 0,
             backend_description: [0; UCGM_BACKEND_DESCRIPTION_LEN],
+            bytes_held: 0,
         }
     }
 }
@@ -223,11 +229,13 @@ impl Default for ucgm_model_info {
 // The first release of ABI 1 ended before `cuda_device`, with no tail padding.
 const MODEL_INFO_V1_SIZE: usize = offset_of!(ucgm_model_info, cuda_device);
 const _: () = assert!(MODEL_INFO_V1_SIZE % std::mem::align_of::<ucgm_model_info>() == 0);
+// The second release ended after `backend_description`.
+const MODEL_INFO_V2_SIZE: usize = offset_of!(ucgm_model_info, bytes_held);
 
 unsafe impl Versioned for ucgm_model_info {
     const OUTPUT: bool = true;
     const NAME: &'static str = "ucgm_model_info";
-    const SIZES: &'static [usize] = &[MODEL_INFO_V1_SIZE, size_of::<ucgm_model_info>()];
+    const SIZES: &'static [usize] = &[MODEL_INFO_V1_SIZE, MODEL_INFO_V2_SIZE, size_of::<ucgm_model_info>()];
     fn defaults() -> Self {
         ucgm_model_info {
             struct_size: size_of::<Self>(),
@@ -477,8 +485,11 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
         let which = params::enum_arg("ucgm_model_params.checkpoint_weights", p.checkpoint_weights, &CHECKPOINT_WEIGHTS)?;
         let w = weights::load_file(&path, heads, Some(which))?;
         let preset = preset::from_metadata(&path, &w.metadata)?;
-        let model = AnyModel::from_params(w.cfg, selection.backend, &w.params)?;
+        let mut model = AnyModel::from_params(w.cfg, selection.backend, &w.params)?;
         drop(w.params);
+        // A loaded model samples until a trainer takes it: hold the weights once, in the
+        // layout the inference GEMMs want (reads, saves and trainers convert back).
+        model.enter_inference_layout()?;
         check_finite_weights(&model, &path)?;
         let source = w.checkpoint.map_or(String::new(), |c| format!(" (training checkpoint, {} weights)", c.name()));
         hooks.log(UCGM_LOG_INFO, || format!("loaded {}{source}: {}", path.display(), describe(&model, &summary)));
@@ -545,6 +556,7 @@ pub unsafe extern "C" fn ucgm_model_get_info(model: *mut ucgm_model, info: *mut 
             tf32,
             bf16,
             backend_description: fixed_text(&s.backend_summary),
+            bytes_held: s.model.weight_bytes() as u64,
         };
         params::write_out(info, v)
     })

@@ -56,6 +56,17 @@ impl AnyModel {
         dispatch!(self, AnyModel, m => m.save_with_metadata(path, extra))
     }
 
+    /// [`Model::enter_inference_layout`]: a model that only samples holds its weights
+    /// once, in the layout its GEMMs want.
+    pub fn enter_inference_layout(&mut self) -> Result<()> {
+        dispatch!(self, AnyModel, m => m.enter_inference_layout())
+    }
+
+    /// [`Model::weight_bytes`].
+    pub fn weight_bytes(&self) -> usize {
+        dispatch!(self, AnyModel, m => m.weight_bytes())
+    }
+
     /// The network's configuration.
     pub fn config(&self) -> &ModelConfig {
         dispatch!(self, AnyModel, m => m.config())

@@ -40,6 +40,10 @@ pub struct Model<B: Backend> {
     weights_t: Option<B::Buf>,
     /// Whether inference may build `weights_t` (costs one more parameter-sized buffer).
     weight_cache: bool,
+    /// Inference layout: `params` itself holds every Linear weight transposed (no plain
+    /// copy beside it); `Some` holds a scratch of the largest Linear weight, for turning
+    /// back to the plain layout without a fallible allocation.
+    inference: Option<B::Buf>,
 }
 
 impl<B: Backend + Clone> Model<B> {
@@ -81,6 +85,7 @@ impl<B: Backend + Clone> Model<B> {
             train_labels: None,
             weights_t: None,
             weight_cache: true,
+            inference: None,
         })
     }
 
@@ -126,15 +131,76 @@ impl<B: Backend + Clone> Model<B> {
     pub fn backend(&self) -> &B {
         &self.backend
     }
-    /// Flat parameter buffer.
+    /// Flat parameter buffer in the plain layout. A model in the inference layout (see
+    /// [`Model::enter_inference_layout`]) must be turned back with
+    /// [`Model::use_plain_layout`] first (a trainer does so when it takes the model).
     pub fn params(&self) -> &B::Buf {
+        debug_assert!(self.inference.is_none(), "params() of a model in the inference layout");
         &self.params
     }
-    /// Flat parameter buffer, writable (drops saved activations).
+    /// Flat parameter buffer, writable, in the plain layout (drops saved activations).
     pub fn params_mut(&mut self) -> &mut B::Buf {
+        self.use_plain_layout();
         self.train_labels = None;
         self.weights_t = None;
         &mut self.params
+    }
+
+    /// Whether the parameters are held in the inference layout.
+    pub fn in_inference_layout(&self) -> bool {
+        self.inference.is_some()
+    }
+
+    /// Switches a model that only samples to the layout its GEMMs want: every Linear
+    /// weight transposed *in place* of the plain one (one parameter-sized buffer instead
+    /// of the plain buffer plus the transposed cache). A no-op on backends that do not
+    /// prefer transposed weights, with the weight cache off, or when already done.
+    /// Gradients and training workspaces are released. Reading or writing parameters
+    /// still works (converted on the fly); training turns the model back.
+    pub fn enter_inference_layout(&mut self) -> Result<()> {
+        if self.inference.is_some() || !self.weight_cache || !self.backend.prefers_transposed_weights() {
+            return Ok(());
+        }
+        let largest = self.ranges.linears(&self.cfg).iter().map(|(_, i, o)| i * o).max().unwrap_or(1);
+        let mut scratch = self.backend.zeros(largest)?;
+        self.grads = None;
+        self.scratch = None;
+        self.train_labels = None;
+        self.weights_t = None;
+        self.acts = None;
+        self.transpose_linears(&mut scratch, false);
+        self.inference = Some(scratch);
+        Ok(())
+    }
+
+    /// Turns a model in the inference layout back to the plain one (a no-op otherwise).
+    pub fn use_plain_layout(&mut self) {
+        if let Some(mut scratch) = self.inference.take() {
+            self.transpose_linears(&mut scratch, true);
+            self.acts = None;
+        }
+    }
+
+    /// Transposes every Linear weight of `params` in place through `scratch`:
+    /// [o, i] → [i, o], or back.
+    fn transpose_linears(&mut self, scratch: &mut B::Buf, back: bool) {
+        let (be, params) = (&self.backend, &mut self.params);
+        for (rg, i, o) in self.ranges.linears(&self.cfg) {
+            let w = rg.start..rg.start + o * i;
+            let (rows, cols) = if back { (i, o) } else { (o, i) };
+            be.scope(|| {
+                be.transpose(be.src(params, w.clone()), be.dst(scratch, 0..o * i), rows, cols);
+                be.copy(be.src(scratch, 0..o * i), be.dst(params, w));
+            });
+        }
+    }
+
+    /// Bytes of parameter-sized state this model holds now: the parameters, the
+    /// transposed-weight cache, gradients and the inference-layout scratch (activation
+    /// workspaces excluded), at 4 bytes per value.
+    pub fn weight_bytes(&self) -> usize {
+        let len = |b: &B::Buf| self.backend.len(b);
+        4 * (len(&self.params) + self.weights_t.as_ref().map_or(0, len) + self.grads.as_ref().map_or(0, len) + self.inference.as_ref().map_or(0, len))
     }
     /// Flat gradient buffer (allocated, zeroed, on first use).
     pub fn grads(&mut self) -> Result<&B::Buf> {
@@ -143,6 +209,7 @@ impl<B: Backend + Clone> Model<B> {
     }
     /// Parameters (read-only) and gradients (writable) at once, for optimizer updates.
     pub fn params_and_grads_mut(&mut self) -> Result<(&mut B::Buf, &mut B::Buf)> {
+        self.use_plain_layout();
         self.ensure_grads()?;
         self.train_labels = None;
         self.weights_t = None;
@@ -158,7 +225,22 @@ impl<B: Backend + Clone> Model<B> {
     }
     /// Copies the parameters to the host.
     pub fn read_params(&self) -> Result<Vec<f32>> {
-        self.backend.read(&self.params, 0..self.layout.total())
+        let mut p = self.backend.read(&self.params, 0..self.layout.total())?;
+        if self.inference.is_some() {
+            // Back to the plain layout on the host, one weight at a time.
+            let largest = self.ranges.linears(&self.cfg).iter().map(|(_, i, o)| i * o).max().unwrap_or(1);
+            let mut tmp = vec![0f32; largest];
+            for (rg, i, o) in self.ranges.linears(&self.cfg) {
+                let w = &mut p[rg.start..rg.start + o * i];
+                for r in 0..i {
+                    for c in 0..o {
+                        tmp[c * i + r] = w[r * o + c];
+                    }
+                }
+                w.copy_from_slice(&tmp[..o * i]);
+            }
+        }
+        Ok(p)
     }
     /// Copies the gradients to the host.
     pub fn read_grads(&mut self) -> Result<Vec<f32>> {
@@ -170,10 +252,16 @@ impl<B: Backend + Clone> Model<B> {
         check_len("parameters", p.len(), self.layout.total())?;
         self.train_labels = None;
         self.weights_t = None;
-        self.backend.write(&mut self.params, 0, p)
+        self.backend.write(&mut self.params, 0, p)?;
+        if let Some(mut scratch) = self.inference.take() {
+            self.transpose_linears(&mut scratch, false);
+            self.inference = Some(scratch);
+        }
+        Ok(())
     }
 
     fn ensure_grads(&mut self) -> Result<()> {
+        self.use_plain_layout();
         if self.grads.is_none() {
             self.grads = Some(self.backend.zeros(self.layout.total())?);
         }
@@ -196,6 +284,9 @@ impl<B: Backend + Clone> Model<B> {
             )));
         }
         self.train_labels = None;
+        if train {
+            self.use_plain_layout();
+        }
         let fits = matches!(&self.acts, Some(a) if a.batch == b && a.train == train);
         if !fits {
             self.acts = None; // free first: peak memory is one workspace
@@ -211,7 +302,8 @@ impl<B: Backend + Clone> Model<B> {
         let (be, cfg, ranges, fixed) = (&self.backend, &self.cfg, &self.ranges, &self.fixed);
         // Inference with the model's own weights uses the transposed-weight cache when
         // the backend prefers it (built once, dropped on any parameter write).
-        let use_t = self.weight_cache && !train && external.is_none() && be.prefers_transposed_weights();
+        let inference = self.inference.is_some() && external.is_none();
+        let use_t = !inference && self.weight_cache && !train && external.is_none() && be.prefers_transposed_weights();
         if use_t && self.weights_t.is_none() {
             if let Ok(mut wt) = be.zeros(self.layout.total()) {
                 let params = &self.params;
@@ -219,7 +311,15 @@ impl<B: Backend + Clone> Model<B> {
                 self.weights_t = Some(wt);
             }
         }
-        let wt = if use_t { self.weights_t.as_ref() } else { None };
+        // In the inference layout `params` is both: non-Linear parameters at their plain
+        // offsets, Linear weights transposed.
+        let wt = if inference {
+            Some(&self.params)
+        } else if use_t {
+            self.weights_t.as_ref()
+        } else {
+            None
+        };
         let params = external.unwrap_or(&self.params);
         let acts = self.acts.as_mut().expect("staged");
         be.scope(|| network::forward(be, cfg, ranges, params, wt, fixed, acts, labels));
@@ -335,6 +435,7 @@ impl<B: Backend + Clone> Model<B> {
         self.weight_cache = enabled;
         if !enabled {
             self.weights_t = None;
+            self.use_plain_layout();
         }
     }
 

@@ -92,8 +92,9 @@ impl<B: Backend + Clone> Trainer<B> {
     /// Like [`Trainer::new`] with another set of coefficients than `transport.type` names
     /// (e.g. [`crate::transport::TransportKind`] for native, unflipped time). A checkpoint
     /// records only `transport.type`: [`Trainer::resume`] rebuilds that transport.
-    pub fn with_transport(config: TrainerConfig, model: Model<B>, transport: BoxedTransport) -> Result<Self> {
+    pub fn with_transport(config: TrainerConfig, mut model: Model<B>, transport: BoxedTransport) -> Result<Self> {
         config.validate()?;
+        model.use_plain_layout();
         let be = model.backend().clone();
         let n = model.layout().total();
         let mut ema = be.zeros(n)?;

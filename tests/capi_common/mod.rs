@@ -30,8 +30,12 @@ pub fn model_params_sizes() -> [usize; 2] {
 }
 
 /// Sizes `ucgm_model_info` has had in released ABIs, oldest first.
-pub fn model_info_sizes() -> [usize; 2] {
-    [std::mem::offset_of!(ucgm_model_info, cuda_device), std::mem::size_of::<ucgm_model_info>()]
+pub fn model_info_sizes() -> [usize; 3] {
+    [
+        std::mem::offset_of!(ucgm_model_info, cuda_device),
+        std::mem::offset_of!(ucgm_model_info, bytes_held),
+        std::mem::size_of::<ucgm_model_info>(),
+    ]
 }
 
 /// Whether CUDA device 0 can be used here: its description, or why not.

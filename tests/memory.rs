@@ -1,0 +1,152 @@
+//! Memory: a model that only samples holds its weights once (the inference layout
+//! replaces the plain one instead of sitting beside it), gives the same outputs, reads
+//! and writes its parameters in the plain order, trains again when asked; loading checks
+//! a file's claims before allocating; and the reported bytes follow the layout's
+//! arithmetic for an XL-shaped model at reduced depth.
+
+use ucgm::model::weights;
+use ucgm::{Arch, CpuBackend, Model, ModelConfig, ParamLayout, Rng};
+
+fn random_model(cfg: &ModelConfig, seed: u64) -> Model<CpuBackend> {
+    let n = ParamLayout::for_config(cfg).total();
+    let p: Vec<f32> = Rng::new(seed).normal_f32(n).into_iter().map(|v| 0.05 * v).collect();
+    Model::from_params(cfg.clone(), CpuBackend::<f32>::new(2).unwrap(), &p).unwrap()
+}
+
+#[test]
+fn inference_layout_holds_one_copy_and_gives_the_same_outputs() {
+    for arch in [Arch::Sit, Arch::Tit] {
+        let cfg = ModelConfig::reference_tiny(arch);
+        let mut plain = random_model(&cfg, 3);
+        let mut inf = random_model(&cfg, 3);
+        let b = 3;
+        let x = Rng::new(1).normal_f32(b * cfg.image_len());
+        let t = [0.1f32, 0.5, 0.9];
+        let labels = [0, 3, cfg.num_classes];
+        let mut want = vec![0f32; x.len()];
+        plain.forward(&x, &t, &labels, &mut want).unwrap();
+        let params = plain.read_params().unwrap();
+        // The plain model's cache doubles its weights; the inference layout does not.
+        let n = 4 * ParamLayout::for_config(&cfg).total();
+        assert_eq!(plain.weight_bytes(), 2 * n, "plain layout + transposed cache");
+        inf.enter_inference_layout().unwrap();
+        assert!(inf.in_inference_layout());
+        let mut got = vec![0f32; x.len()];
+        inf.forward(&x, &t, &labels, &mut got).unwrap();
+        assert_eq!(got, want, "{arch:?}: same kernels, same numbers");
+        let largest = 4 * cfg.hidden * cfg.mlp_hidden().max(6 * cfg.hidden);
+        assert!(inf.weight_bytes() <= n + largest, "{} > {} + {largest}", inf.weight_bytes(), n);
+        // Parameters read back in the plain order; writes keep the layout.
+        assert_eq!(inf.read_params().unwrap(), params);
+        let p2: Vec<f32> = params.iter().map(|v| v * 0.5).collect();
+        inf.write_params(&p2).unwrap();
+        plain.write_params(&p2).unwrap();
+        assert!(inf.in_inference_layout());
+        assert_eq!(inf.read_params().unwrap(), p2);
+        inf.forward(&x, &t, &labels, &mut got).unwrap();
+        plain.forward(&x, &t, &labels, &mut want).unwrap();
+        assert_eq!(got, want);
+        // Training turns it back to the plain layout, and gradients agree.
+        inf.forward_train(&x, &t, &labels, &mut got).unwrap();
+        assert!(!inf.in_inference_layout());
+        plain.forward_train(&x, &t, &labels, &mut want).unwrap();
+        assert_eq!(got, want);
+        let dout = Rng::new(2).normal_f32(x.len());
+        inf.backward(&dout, None).unwrap();
+        plain.backward(&dout, None).unwrap();
+        assert_eq!(inf.read_grads().unwrap(), plain.read_grads().unwrap());
+        // Saving from the inference layout writes the plain weights.
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = random_model(&cfg, 4);
+        let before = m.read_params().unwrap();
+        m.enter_inference_layout().unwrap();
+        m.save(dir.path().join("w.safetensors")).unwrap();
+        assert_eq!(weights::load_file(&dir.path().join("w.safetensors"), None, None).unwrap().params, before);
+    }
+}
+
+#[test]
+fn xl_shaped_model_at_reduced_depth_reports_its_bytes() {
+    // SiT-XL/2's widths (D 1152, 16 heads, 4×32×32 latents, 1000 classes) at depth 2.
+    let cfg = ModelConfig {
+        arch: Arch::Sit,
+        input_size: 32,
+        in_channels: 4,
+        patch: 2,
+        hidden: 1152,
+        depth: 2,
+        heads: 16,
+        num_classes: 1000,
+    };
+    let n = ParamLayout::for_config(&cfg).total();
+    let mut m = random_model(&cfg, 5);
+    assert_eq!(m.weight_bytes(), 4 * n);
+    m.enter_inference_layout().unwrap();
+    let largest = cfg.hidden * cfg.mlp_hidden().max(6 * cfg.hidden);
+    assert_eq!(m.weight_bytes(), 4 * (n + largest), "parameters once + one Linear's scratch");
+    let z = Rng::new(6).normal_f32(cfg.image_len());
+    let sc = ucgm::SamplerConfig {
+        steps: 2,
+        ..Default::default()
+    };
+    let out = ucgm::sample(&mut m, &z, &[7], &sc, &mut ucgm::NoiseSource::rng(&mut Rng::new(1)), &mut Default::default()).unwrap();
+    assert!(out.sample.iter().all(|v| v.is_finite()));
+    assert_eq!(m.weight_bytes(), 4 * (n + largest), "sampling adds no parameter-sized buffer");
+}
+
+/// Peak resident memory of this process (VmHWM), in bytes.
+fn peak_rss() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// A safetensors file whose header is `header` (JSON) followed by `data`.
+fn raw_file(path: &std::path::Path, header: &str, data: &[u8]) {
+    let mut b = (header.len() as u64).to_le_bytes().to_vec();
+    b.extend_from_slice(header.as_bytes());
+    b.extend_from_slice(data);
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn hostile_headers_fail_before_any_large_allocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("h.safetensors");
+    let before = peak_rss();
+    let tb = 1u64 << 40;
+    let cases = [
+        // A 1 TB f32 tensor in a 16-byte file.
+        (
+            format!(r#"{{"w":{{"dtype":"F32","shape":[{},1024],"data_offsets":[0,{tb}]}}}}"#, tb / 4096),
+            "beyond the end of the data",
+        ),
+        // A range longer than the tensor it describes.
+        (r#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}}"#.to_string(), "does not hold"),
+        // A shape whose element count overflows.
+        (
+            r#"{"w":{"dtype":"F32","shape":[18446744073709551615,2],"data_offsets":[0,16]}}"#.to_string(),
+            "overflows",
+        ),
+        // Overlapping tensors.
+        (
+            r#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}}"#.to_string(),
+            "overlap or gap",
+        ),
+    ];
+    for (header, want) in cases {
+        raw_file(&p, &header, &[0u8; 16]);
+        let e = ucgm::tensor_file::TensorFile::open(&p).err().expect("hostile header accepted");
+        assert!(matches!(e, ucgm::Error::Format { .. }) && e.to_string().contains(want), "{e}");
+    }
+    // A header length field larger than the file.
+    let mut b = (1u64 << 62).to_le_bytes().to_vec();
+    b.extend_from_slice(b"{}");
+    std::fs::write(&p, b).unwrap();
+    assert!(matches!(ucgm::tensor_file::TensorFile::open(&p), Err(ucgm::Error::Format { .. })));
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < 64 << 20, "peak resident memory grew by {grown} bytes");
+}
