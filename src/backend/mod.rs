@@ -99,6 +99,11 @@ pub trait Backend: Send + Sync {
     fn zeros(&self, len: usize) -> Result<Self::Buf>;
     /// A buffer holding `host` (converted to the element type).
     fn upload(&self, host: &[f32]) -> Result<Self::Buf>;
+    /// [`Backend::upload`] of a vector the caller gives up: a backend whose buffers are
+    /// host vectors of f32 keeps it as it is (no second copy of a model while loading).
+    fn upload_owned(&self, host: Vec<f32>) -> Result<Self::Buf> {
+        self.upload(&host)
+    }
     /// Writes `host` into `dst[offset..offset + host.len()]`.
     fn write(&self, dst: &mut Self::Buf, offset: usize, host: &[f32]) -> Result<()>;
     /// Reads `src[range]` back to the host as f32.

@@ -495,8 +495,7 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
     ucgm::limits::check_bytes(&format!("--n {n} samples"), total, if png { 8 } else { 4 })?;
     let labels: Vec<usize> = (0..n).map(|i| label_list[i % label_list.len()]).collect();
     let backend = choose_backend(&backend)?;
-    let mut model = AnyModel::from_params(mc.clone(), backend, &w.params)?;
-    drop(w);
+    let mut model = AnyModel::from_params_owned(mc.clone(), backend, w.params)?;
     model.enter_inference_layout()?;
     let bar = sampling_bar(n.div_ceil(64) * cfg.grid_points());
     let mut tick = |_: usize, _: usize| {

@@ -485,8 +485,7 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
         let which = params::enum_arg("ucgm_model_params.checkpoint_weights", p.checkpoint_weights, &CHECKPOINT_WEIGHTS)?;
         let w = weights::load_file(&path, heads, Some(which))?;
         let preset = preset::from_metadata(&path, &w.metadata)?;
-        let mut model = AnyModel::from_params(w.cfg, selection.backend, &w.params)?;
-        drop(w.params);
+        let mut model = AnyModel::from_params_owned(w.cfg, selection.backend, w.params)?;
         // A loaded model samples until a trainer takes it: hold the weights once, in the
         // layout the inference GEMMs want (reads, saves and trainers convert back).
         model.enter_inference_layout()?;

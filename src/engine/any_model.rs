@@ -46,6 +46,11 @@ impl AnyModel {
         dispatch!(backend, AnyBackend, b => Model::from_params(cfg, b, params).map(AnyModel::from))
     }
 
+    /// [`Model::from_params_owned`]: no second copy of the weights on the CPU.
+    pub fn from_params_owned(cfg: ModelConfig, backend: AnyBackend, params: Vec<f32>) -> Result<Self> {
+        dispatch!(backend, AnyBackend, b => Model::from_params_owned(cfg, b, params).map(AnyModel::from))
+    }
+
     /// [`Model::load`]: a safetensors weights file.
     pub fn load(path: impl AsRef<Path>, backend: AnyBackend, heads: Option<usize>) -> Result<Self> {
         dispatch!(backend, AnyBackend, b => Model::load(path, b, heads).map(AnyModel::from))

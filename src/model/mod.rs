@@ -52,14 +52,29 @@ impl<B: Backend + Clone> Model<B> {
         cfg.validate()?;
         let layout = ParamLayout::for_config(&cfg);
         let p = init::reference_init(&layout, seed);
-        Self::from_params(cfg, backend, &p)
+        Self::from_params_owned(cfg, backend, p)
     }
 
     /// A model holding the given flat parameters (in [`ParamLayout`] order).
     pub fn from_params(cfg: ModelConfig, backend: B, params: &[f32]) -> Result<Self> {
-        cfg.validate()?;
         let layout = ParamLayout::for_config(&cfg);
         check_len("parameters", params.len(), layout.total())?;
+        let buf = backend.upload(params)?;
+        Self::from_buffer(cfg, backend, buf)
+    }
+
+    /// [`Model::from_params`] taking the vector: on the CPU it becomes the parameter
+    /// buffer without a copy (loading holds one copy of the weights, not two).
+    pub fn from_params_owned(cfg: ModelConfig, backend: B, params: Vec<f32>) -> Result<Self> {
+        let layout = ParamLayout::for_config(&cfg);
+        check_len("parameters", params.len(), layout.total())?;
+        let buf = backend.upload_owned(params)?;
+        Self::from_buffer(cfg, backend, buf)
+    }
+
+    fn from_buffer(cfg: ModelConfig, backend: B, params: B::Buf) -> Result<Self> {
+        cfg.validate()?;
+        let layout = ParamLayout::for_config(&cfg);
         let ranges = Ranges::new(&cfg, &layout);
         let pos = embed::pos_embed(&cfg);
         let (cos, sin) = match cfg.arch {
@@ -71,7 +86,6 @@ impl<B: Backend + Clone> Model<B> {
             rope_cos: backend.upload(&cos)?,
             rope_sin: backend.upload(&sin)?,
         };
-        let params = backend.upload(params)?;
         Ok(Model {
             cfg,
             layout,
@@ -96,7 +110,7 @@ impl<B: Backend + Clone> Model<B> {
     /// checkpoint's online or `mod` weights or to read the file's metadata.
     pub fn load(path: impl AsRef<Path>, backend: B, heads: Option<usize>) -> Result<Self> {
         let w = weights::load_file(path.as_ref(), heads, None)?;
-        Self::from_params(w.cfg, backend, &w.params)
+        Self::from_params_owned(w.cfg, backend, w.params)
     }
 
     /// Loads weights for a known configuration (strict by name and shape).
@@ -104,7 +118,7 @@ impl<B: Backend + Clone> Model<B> {
         let file = crate::tensor_file::TensorFile::open(path)?;
         weights::check_no_extras(&file, &cfg)?;
         let params = weights::read_params(&file, &cfg, "")?;
-        Self::from_params(cfg, backend, &params)
+        Self::from_params_owned(cfg, backend, params)
     }
 
     /// Saves the weights as safetensors (reference names, plus `pos_embed` and, for TiT,

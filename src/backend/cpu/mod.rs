@@ -154,6 +154,16 @@ impl<T: Elem> Backend for CpuBackend<T> {
     fn upload(&self, host: &[f32]) -> Result<Vec<T>> {
         Ok(host.iter().map(|&x| T::of(x as f64)).collect())
     }
+    fn upload_owned(&self, host: Vec<f32>) -> Result<Vec<T>> {
+        // f32 buffers are the host vector itself; other element types convert.
+        match (Box::new(host) as Box<dyn std::any::Any>).downcast::<Vec<T>>() {
+            Ok(v) => Ok(*v),
+            Err(other) => {
+                let host = other.downcast::<Vec<f32>>().expect("a Vec<f32>");
+                self.upload(&host)
+            }
+        }
+    }
     fn write(&self, dst: &mut Vec<T>, offset: usize, host: &[f32]) -> Result<()> {
         let end = offset.checked_add(host.len()).filter(|&e| e <= dst.len());
         let end = end.ok_or_else(|| Error::invalid(format!("write of {} at {offset} past buffer of {}", host.len(), dst.len())))?;
