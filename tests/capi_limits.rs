@@ -166,6 +166,18 @@ fn presets_travel_with_the_weights_and_the_seed_advances() {
     let path = CString::new(dir.path().join("w.safetensors").to_str().unwrap()).unwrap();
     ok(unsafe { ucgm_model_save(m.0, path.as_ptr()) });
     let loaded = load(&path, &cpu_load_params()).unwrap();
+    // A loaded model holds its weights once, in the inference layout (plus the scratch of
+    // its largest Linear weight); a created one holds the plain layout only until its
+    // first inference builds the transposed cache beside it.
+    let n = loaded.param_count() as u64;
+    let mut twin = ucgm::Model::load(path.to_str().unwrap(), ucgm::CpuBackend::<f32>::new(1).unwrap(), None).unwrap();
+    twin.enter_inference_layout().unwrap();
+    assert_eq!(loaded.info().bytes_held, twin.weight_bytes() as u64);
+    assert!(
+        loaded.info().bytes_held > 4 * n && loaded.info().bytes_held < 5 * n,
+        "one copy plus one Linear's scratch"
+    );
+    assert_eq!(loaded.params(), m.params(), "parameters read back in the plain order");
     ok(unsafe { ucgm_model_get_sample_params(loaded.0, &mut got, std::mem::size_of::<ucgm_sample_params>(), &mut has) });
     assert_eq!(has, 1);
     assert_eq!(
