@@ -55,15 +55,7 @@ fn run(cmd: &mut Command) -> Output {
     let mut path = vec![lib_dir()];
     path.extend(std::env::var_os("LD_LIBRARY_PATH").iter().flat_map(std::env::split_paths));
     cmd.env("LD_LIBRARY_PATH", std::env::join_paths(path).expect("library path"));
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    run_checked(cmd)
 }
 
 /// The program's "key value..." lines as key → rest of the line (each key once).

@@ -51,15 +51,7 @@ fn required_tool(name: &str, package: &str) -> PathBuf {
 
 /// Runs a command, failing the test with its output unless it exits 0.
 fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    capi_common::run_checked(cmd)
 }
 
 fn stdout(out: &Output) -> String {

@@ -1,18 +1,11 @@
 //! The `ucgm` command-line tool: `info` and `sample` on the reference weights, PNG and
 //! safetensors outputs, and one-line errors with a non-zero exit code for bad input.
 
+mod cli_common;
+
+use cli_common::*;
+
 mod common;
-
-use std::process::Command;
-
-fn ucgm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ucgm")).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 #[test]
 fn info_and_sample_on_reference_weights() {

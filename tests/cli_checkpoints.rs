@@ -2,20 +2,15 @@
 //! `latest` pointer and `--resume latest` / `--resume <dir>`, removal of the temporary
 //! files of interrupted writes, and a bad output directory failing before any step.
 
+mod cli_common;
+
+use cli_common::*;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use ucgm::tensor_file::TensorFile;
-
-fn ucgm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ucgm")).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
 
 /// A tiny run config writing to `out`, checkpointing every step.
 fn config(dir: &Path, out: &Path, steps: u64, train_extra: &str) -> String {
@@ -32,12 +27,6 @@ fn config(dir: &Path, out: &Path, steps: u64, train_extra: &str) -> String {
     )
     .unwrap();
     path.to_str().unwrap().to_string()
-}
-
-fn train(cfg: &str, extra: &[&str]) -> (bool, String, String) {
-    let mut args = vec!["train", "--config", cfg, "--backend", "cpu", "--threads", "1"];
-    args.extend_from_slice(extra);
-    ucgm(&args)
 }
 
 /// Sorted file names of a folder.

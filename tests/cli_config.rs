@@ -4,17 +4,11 @@
 //! the keys; `--resume` with a config for another model (or other trainer settings) is an
 //! error naming the differing fields.
 
-use std::path::Path;
-use std::process::Command;
+mod cli_common;
 
-fn ucgm(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_ucgm")).args(args).output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use cli_common::*;
+
+use std::path::Path;
 
 /// A tiny run config: `data`, `model`, `train` and `extra` sections are spliced in.
 fn config(dir: &Path, name: &str, data: &str, model: &str, train: &str, extra: &str) -> String {
@@ -31,12 +25,6 @@ fn config(dir: &Path, name: &str, data: &str, model: &str, train: &str, extra: &
     )
     .unwrap();
     path.to_str().unwrap().to_string()
-}
-
-fn train(cfg: &str, extra: &[&str]) -> (bool, String, String) {
-    let mut args = vec!["train", "--config", cfg, "--backend", "cpu", "--threads", "1"];
-    args.extend_from_slice(extra);
-    ucgm(&args)
 }
 
 /// The one error line of a failed run.

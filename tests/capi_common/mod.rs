@@ -308,3 +308,16 @@ pub fn train_params(lr: f64, seed: u64) -> ucgm_train_params {
     p.seed = seed;
     p
 }
+
+/// Runs a command, failing the test with its output unless it exits 0.
+pub fn run_checked(cmd: &mut std::process::Command) -> std::process::Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({})\n--- stdout\n{}\n--- stderr\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
