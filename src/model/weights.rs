@@ -203,7 +203,20 @@ pub fn config_of(file: &TensorFile, heads: Option<usize>) -> Result<ModelConfig>
 /// failing on a missing, mis-shaped or wrongly typed tensor.
 pub fn read_params(file: &TensorFile, cfg: &ModelConfig, prefix: &str) -> Result<Vec<f32>> {
     let layout = ParamLayout::for_config(cfg);
-    let mut out = vec![0f32; layout.total()];
+    // Every tensor present with its shape before the vector is allocated: its size then
+    // follows from tensors the file holds, not from the configuration it claims.
+    for e in layout.entries() {
+        let name = format!("{prefix}{}", e.name);
+        let shape = file.shape(&name)?;
+        if shape != e.shape {
+            return Err(Error::Weights(format!(
+                "{}: tensor {name:?} has shape {shape:?}, expected {:?}",
+                file.path().display(),
+                e.shape
+            )));
+        }
+    }
+    let mut out = crate::limits::try_vec::<f32>("parameters", layout.total())?;
     for e in layout.entries() {
         let name = format!("{prefix}{}", e.name);
         let v = file.f32_shaped(&name, &e.shape)?;
