@@ -169,7 +169,7 @@ pub fn config_of(file: &TensorFile, heads: Option<usize>) -> Result<ModelConfig>
         .get(1)
         .ok_or_else(|| Error::Weights(format!("{path}: pos_embed has shape {pos:?}, expected [1, T, D]")))?;
     let grid = (tokens as f64).sqrt().round() as usize;
-    if grid * grid != tokens {
+    if grid.checked_mul(grid) != Some(tokens) {
         return Err(Error::Weights(format!("{path}: pos_embed has {tokens} tokens, not a square grid")));
     }
     let rope_heads = if arch == Arch::Tit {
@@ -185,9 +185,13 @@ pub fn config_of(file: &TensorFile, heads: Option<usize>) -> Result<ModelConfig>
         .or(rope_heads)
         .or_else(|| heads_for_width(d))
         .ok_or_else(|| Error::invalid(format!("{path}: hidden width {d} is not a named size: pass the number of heads")))?;
+    // (a zero-sized tensor may claim any other dimension: no arithmetic may overflow)
+    let input_size = grid
+        .checked_mul(p)
+        .ok_or_else(|| Error::Weights(format!("{path}: {tokens} tokens of patch {p} overflow the input size")))?;
     let cfg = ModelConfig {
         arch,
-        input_size: grid * p,
+        input_size,
         in_channels: c,
         patch: p,
         hidden: d,
