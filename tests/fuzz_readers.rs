@@ -1305,10 +1305,13 @@ fn env_u64(key: &str) -> Option<u64> {
 fn error_kind(e: &Error) -> String {
     let dbg = format!("{e:?}");
     let variant: String = dbg.chars().take_while(|c| c.is_alphanumeric()).collect();
-    let msg = e.to_string();
-    let msg = msg.rsplit(".safetensors: ").next().unwrap_or(&msg);
-    let msg = msg.rsplit(".yaml: ").next().unwrap_or(msg);
-    let msg = msg.rsplit(".png: ").next().unwrap_or(msg);
+    // Paths (they hold the scratch folder's random name) are blurred.
+    let text = e.to_string();
+    let msg = text
+        .split_whitespace()
+        .map(|w| if w.contains('/') { "<path>" } else { w })
+        .collect::<Vec<_>>()
+        .join(" ");
     let mut out = String::new();
     let mut quoted = false;
     for c in msg.chars() {
