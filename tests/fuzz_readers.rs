@@ -1507,7 +1507,7 @@ fn fuzz(t: &Target) -> Report {
     watchdog.join().unwrap();
     let _ = std::fs::remove_file(&current_file);
     println!(
-        "fuzz {:<13} {:>7} cases in {:>6.1} s ({:>6.0}/s), {} valid, {} distinct errors, {} findings, largest allocation {:.1} MiB, slowest case {:.3} s",
+        "fuzz {:<13} seed {seed}: {:>7} cases in {:>6.1} s ({:>6.0}/s), {} valid, {} distinct errors, {} findings, largest allocation {:.1} MiB, slowest case {:.3} s",
         t.name,
         rep.iters,
         rep.secs,
