@@ -697,7 +697,7 @@ fn mutate_yaml(r: &mut R, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
                 let l = lines[r.below(n)].clone();
                 lines.insert(r.below(n + 1), l);
             }
-            2 | 3 | 4 if n > 0 => {
+            2..=4 if n > 0 => {
                 // a value replaced: after a ": " at a random place on a line
                 let i = r.below(n);
                 let l = &lines[i];
