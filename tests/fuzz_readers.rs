@@ -16,7 +16,8 @@
 //!   requests over 4 GiB are refused outright, so a reader that does not use a fallible
 //!   allocation aborts the whole binary (the input is then at the path printed first).
 //!
-//! Crashing inputs are written to `target/tmp/fuzz-crashes/<target>/`; each one found is
+//! Crashing inputs are written to `target/tmp/fuzz-crashes/<target>/` (or under
+//! `UCGM_FUZZ_OUT`); each one found is
 //! committed under `tests/fuzz/regressions/<target>/`, and [`regressions_fail_cleanly`]
 //! loads every file there.
 //!
@@ -1400,8 +1401,16 @@ fn run_case(t: &Target, input: &[u8], variant: u64) -> Outcome {
 /// The case a watchdog watches: (started, input file).
 type Current = Arc<Mutex<Option<(Instant, PathBuf)>>>;
 
+/// Where crashing inputs and the input under test go: `UCGM_FUZZ_OUT`, by default
+/// `target/tmp`.
+fn out_dir() -> PathBuf {
+    let dir = std::env::var_os("UCGM_FUZZ_OUT").map_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")), PathBuf::from);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 fn crash_dir(target: &str) -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-crashes").join(target)
+    out_dir().join("fuzz-crashes").join(target)
 }
 
 struct Report {
@@ -1419,7 +1428,7 @@ fn fuzz(t: &Target) -> Report {
     let cap = env_u64("UCGM_FUZZ_SECS").map(Duration::from_secs);
     let seed = env_u64("UCGM_FUZZ_SEED").unwrap_or(1);
     let seeds = (t.seeds)();
-    let current_file = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("fuzz-current-{}.bin", t.name));
+    let current_file = out_dir().join(format!("fuzz-current-{}.bin", t.name));
     let current: Current = Arc::new(Mutex::new(None));
     let done = Arc::new(AtomicBool::new(false));
     let watchdog = {
@@ -1777,5 +1786,57 @@ fn seeds_load_and_mutations_mutate() {
         let mut r = R::new(7);
         let changed = (0..20).filter(|_| (t.mutate)(&mut r, &seeds[0], &seeds) != seeds[0]).count();
         assert!(changed >= 15, "{}: {changed}/20 mutations changed the seed", t.name);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Tool comparison (README: Fuzzing): the PNG mutations against the decoder as
+// `decode_png` used it before its palette check, to measure how soon this harness finds
+// the png crate's palette panic. `UCGM_FUZZ_SECS` bounds it; it also writes the PNG seeds
+// to `$UCGM_FUZZ_OUT/png-seeds/` for another fuzzer (cargo-afl) to start from.
+
+fn decode_unguarded(bytes: &[u8]) {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    decoder.set_transformations(png::Transformations::EXPAND);
+    if let Ok(mut reader) = decoder.read_info() {
+        if let Some(size) = reader.output_buffer_size().filter(|&s| s <= 64 * MIB) {
+            let mut buf = vec![0u8; size];
+            let _ = reader.next_frame(&mut buf);
+        }
+    }
+}
+
+#[test]
+#[ignore = "a measurement for the README, not a check"]
+fn compare_png_unguarded() {
+    quiet_case_panics();
+    let seeds = seeds().pngs.clone();
+    let dir = out_dir().join("png-seeds");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, s) in seeds.iter().enumerate() {
+        std::fs::write(dir.join(format!("seed{i}.png")), s).unwrap();
+    }
+    let secs = env_u64("UCGM_FUZZ_SECS").unwrap_or(60) as f64;
+    let seed = env_u64("UCGM_FUZZ_SEED").unwrap_or(1);
+    let start = Instant::now();
+    let mut panics: BTreeMap<String, (usize, f64)> = BTreeMap::new();
+    let mut i = 0usize;
+    while start.elapsed().as_secs_f64() < secs {
+        let mut r = R::new(seed.wrapping_mul(0x1000_0000_01b3) ^ i as u64);
+        let base = r.pick(&seeds).clone();
+        let input = mutate_png(&mut r, &base, &seeds);
+        IN_CASE.with(|c| c.set(true));
+        let res = catch_unwind(AssertUnwindSafe(|| decode_unguarded(&input)));
+        IN_CASE.with(|c| c.set(false));
+        if let Err(p) = res {
+            let msg = p.downcast_ref::<String>().cloned().unwrap_or_default();
+            let at = start.elapsed().as_secs_f64();
+            panics.entry(msg).or_insert((i, at));
+        }
+        i += 1;
+    }
+    println!("unguarded png decoder: {i} cases in {secs} s, {} distinct panics", panics.len());
+    for (msg, (case, at)) in &panics {
+        println!("    first at case {case} ({at:.2} s): {msg}");
     }
 }
