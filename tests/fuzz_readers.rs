@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use ucgm::app::RunConfig;
+use ucgm::app::train::resume_point;
+use ucgm::app::{Quiet, RunConfig, TrainRun};
 use ucgm::data::image_folder::ImageFolder;
 use ucgm::data::shards::{write_shard, LatentShards};
 use ucgm::model::weights::{self, CheckpointWeights};
@@ -509,7 +510,14 @@ fn mutate_safetensors(r: &mut R, input: &[u8], seeds: &[Vec<u8>]) -> Vec<u8> {
                 if let Value::Object(m) = meta {
                     let keys: Vec<String> = m.keys().cloned().collect();
                     if keys.is_empty() || r.chance(6) {
-                        let k = *r.pick(&["ucgm_config", "ucgm_trainer_state", "ucgm_trainer_config", "ucgm_sampler", "ucgm_checksum"]);
+                        let k = *r.pick(&[
+                            "ucgm_config",
+                            "ucgm_trainer_state",
+                            "ucgm_trainer_config",
+                            "ucgm_sampler",
+                            "ucgm_checksum",
+                            "ucgm_data_state",
+                        ]);
                         m.insert(k.into(), json_extreme(r));
                     } else {
                         let k = r.pick(&keys).clone();
@@ -970,6 +978,7 @@ fn without_metadata(bytes: &[u8], drop: &[&str]) -> Vec<u8> {
 struct Seeds {
     weights: Vec<Vec<u8>>,
     checkpoints: Vec<Vec<u8>>,
+    run_checkpoints: Vec<Vec<u8>>,
     shards: Vec<Vec<u8>>,
     pngs: Vec<Vec<u8>>,
     yaml: Vec<Vec<u8>>,
@@ -999,6 +1008,17 @@ fn seeds() -> &'static Seeds {
             let x = ucgm::Rng::new(3).normal_f32(2 * c.image_len());
             t.train_step(&x, &[0, 1]).unwrap();
             checkpoints.push(written(|p| t.save_checkpoint(p).unwrap()));
+        }
+        // `ucgm train` checkpoints (with the data loader's position), before and after a step.
+        let mut run_checkpoints = Vec::new();
+        for steps in [0, 1] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut run = TrainRun::new(run_config(dir.path()), AnyBackend::Cpu(backend()), None, None).unwrap();
+            if steps > 0 {
+                run.run(&mut Quiet).unwrap();
+            }
+            let p = run.save_checkpoint().unwrap();
+            run_checkpoints.push(std::fs::read(p).unwrap());
         }
         let mut shards = Vec::new();
         for (n, seed) in [(2usize, 4u64), (3, 5)] {
@@ -1082,6 +1102,7 @@ sample:
         Seeds {
             weights,
             checkpoints,
+            run_checkpoints,
             shards,
             pngs,
             yaml,
@@ -1176,6 +1197,28 @@ fn run_checkpoint(dir: &Path, input: &[u8], variant: u64) -> Result<(), Error> {
     Ok(())
 }
 
+/// A tiny `ucgm train` run on the built-in data, writing under `dir`.
+fn run_config(dir: &Path) -> RunConfig {
+    RunConfig::from_yaml(&format!(
+        "output_dir: {}
+data: {{source: builtin, image_size: 16, num_classes: 10, channels: 1, train_len: 8}}
+model: {{type: SiT, hidden_size: 8, depth: 1, num_heads: 2, patch_size: 4}}
+train: {{max_steps: 1, global_batch_size: 2, global_seed: 1, ckpt_every: 1, log_every: 1}}
+optimizer: {{type: AdamW, lr: 0.001}}
+",
+        dir.join("run").display()
+    ))
+    .unwrap()
+}
+
+fn run_resume(dir: &Path, input: &[u8], _: u64) -> Result<(), Error> {
+    let p = file_in(dir, "0000001.safetensors", input);
+    let cfg = run_config(dir);
+    resume_point(&cfg, &p)?;
+    TrainRun::new(cfg, AnyBackend::Cpu(backend()), Some(&p), None)?;
+    Ok(())
+}
+
 fn run_preset(_: &Path, input: &[u8], _: u64) -> Result<(), Error> {
     let text = std::str::from_utf8(input).map_err(|e| Error::invalid(e.to_string()))?;
     ucgm::preset::from_json(text)?;
@@ -1243,6 +1286,13 @@ fn targets() -> Vec<Target> {
             seeds: || seeds().checkpoints.clone(),
             mutate: mutate_st_any,
             run: run_checkpoint,
+            alloc_bound: bound_file,
+        },
+        Target {
+            name: "run_resume",
+            seeds: || seeds().run_checkpoints.clone(),
+            mutate: mutate_st_any,
+            run: run_resume,
             alloc_bound: bound_file,
         },
         Target {
@@ -1568,6 +1618,11 @@ fn fuzz_weights() {
 #[test]
 fn fuzz_checkpoint() {
     fuzz_target("checkpoint");
+}
+
+#[test]
+fn fuzz_run_resume() {
+    fuzz_target("run_resume");
 }
 
 #[test]
