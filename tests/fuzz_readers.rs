@@ -1380,7 +1380,7 @@ fn error_kind(e: &Error) -> String {
         } else {
             out.push(c);
         }
-        if out.len() >= 56 {
+        if out.len() >= 100 {
             break;
         }
     }
@@ -1592,6 +1592,10 @@ fn fuzz_target(name: &str) {
         }
     }
     let rep = fuzz(&target(name));
+    // The whole process (every target running at once) stays within 2 GiB resident.
+    let hwm = vm_hwm();
+    println!("fuzz {name}: process peak resident set (VmHWM) so far {:.0} MiB", hwm as f64 / MIB as f64);
+    assert!(hwm < 2 << 30, "fuzz {name}: the process's peak resident set reached {hwm} bytes");
     assert!(
         rep.findings.is_empty(),
         "fuzz {name}: {} findings:\n{}",
