@@ -20,6 +20,12 @@ use std::path::Path;
 use crate::error::{check_len, Error, Result};
 use crate::tensor_file::write_bytes_atomic;
 
+/// Largest image decoded, in pixels (width × height): 8192 × 8192. The size a PNG
+/// header claims is checked against it before any pixel buffer is allocated, so a
+/// hostile file cannot size an allocation beyond 8 bytes (the decoder's buffer, at most
+/// 16-bit RGBA) plus 12 bytes (the float image) per pixel of this limit.
+pub const MAX_IMAGE_PIXELS: usize = 1 << 26;
+
 /// A float image `[C, H, W]` with values in [−1, 1].
 #[derive(Clone, Debug, PartialEq)]
 pub struct FloatImage {
@@ -54,9 +60,25 @@ pub fn decode_png(bytes: &[u8], path: &Path) -> Result<FloatImage> {
     // Palette → RGB, low-bit grayscale → 8 bits, tRNS → alpha; 16 bits kept.
     decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder.read_info().map_err(|e| bad(format!("not a valid PNG: {e}")))?;
+    let (w, h) = (reader.info().width as usize, reader.info().height as usize);
+    if w.saturating_mul(h) > MAX_IMAGE_PIXELS {
+        return Err(bad(format!("image of {w}×{h} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels")));
+    }
+    // The decoder (png 0.18) panics on palettes it does not check: a PLTE length that is
+    // not a multiple of 3 or over 256 entries, or more tRNS entries than colours.
+    if reader.info().color_type == png::ColorType::Indexed {
+        let plte = reader.info().palette.as_ref().map_or(0, |p| p.len());
+        let trns = reader.info().trns.as_ref().map_or(0, |t| t.len());
+        if plte % 3 != 0 || plte > 3 * 256 || trns > plte / 3 {
+            return Err(bad(format!("malformed palette: {plte} PLTE bytes, {trns} tRNS entries")));
+        }
+    }
     let size = reader.output_buffer_size().ok_or_else(|| bad("image too large".into()))?;
-    let mut buf = vec![0u8; size];
-    let info = reader.next_frame(&mut buf).map_err(|e| bad(format!("corrupt PNG data: {e}")))?;
+    let mut buf = crate::limits::try_vec::<u8>("PNG pixel buffer", size)?;
+    // Any other panic of the decoder on malformed data is an error too, not the caller's crash.
+    let info = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next_frame(&mut buf)))
+        .map_err(|_| bad("the PNG decoder failed on malformed data".into()))?
+        .map_err(|e| bad(format!("corrupt PNG data: {e}")))?;
     let (width, height) = (info.width as usize, info.height as usize);
     let (in_channels, out_channels) = match info.color_type {
         png::ColorType::Grayscale => (1, 1),

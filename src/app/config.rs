@@ -183,6 +183,41 @@ pub struct RunConfig {
     pub keep_last: Option<usize>,
 }
 
+/// Largest run description accepted, in bytes (real ones hold a few hundred).
+pub const MAX_CONFIG_BYTES: usize = 1 << 20;
+
+/// Deepest nesting of flow collections (`[` and `{`, counted without regard to quotes)
+/// accepted: the YAML scanner's time grows with the square of it (100 000 levels take a
+/// minute), and the deserializer stops at 128 levels anyway.
+pub const MAX_CONFIG_NESTING: usize = 128;
+
+/// Refuses texts too large or too deeply nested to parse in bounded time.
+fn check_yaml_size(text: &str) -> Result<()> {
+    if text.len() > MAX_CONFIG_BYTES {
+        return Err(Error::invalid(format!(
+            "config: {} bytes, more than the limit of {MAX_CONFIG_BYTES}",
+            text.len()
+        )));
+    }
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for b in text.bytes() {
+        match b {
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    if deepest > MAX_CONFIG_NESTING {
+        return Err(Error::invalid(format!(
+            "config: nested {deepest} levels deep, more than the limit of {MAX_CONFIG_NESTING}"
+        )));
+    }
+    Ok(())
+}
+
 fn default_output_dir() -> PathBuf {
     PathBuf::from("runs")
 }
@@ -199,6 +234,7 @@ impl RunConfig {
     /// were given but that this engine does not implement (see
     /// [`super::config_keys::warning_line`]).
     pub fn from_yaml_with_warnings(text: &str) -> Result<(Self, Vec<&'static ReferenceKey>)> {
+        check_yaml_size(text)?;
         let value: Value = serde_yaml::from_str(text).map_err(|e| Error::invalid(format!("config: {e}")))?;
         let not_implemented = check_keys(&value)?;
         let mut cfg: RunConfig = serde_yaml::from_str(text).map_err(|e| Error::invalid(format!("config: {e}")))?;

@@ -206,9 +206,17 @@ pub fn edit_distance(a: &str, b: &str) -> usize {
     d[a.len()][b.len()]
 }
 
+/// Unknown keys longer than this (in characters) get no suggestion.
+const MAX_SUGGEST_LEN: usize = 64;
+
 /// The known key nearest to the unknown dotted `path`: a close spelling in the same
 /// section, else the same key name in another section, else a close spelling anywhere.
 pub fn suggest(path: &str) -> Option<String> {
+    // No known key is near one this long, and the distances would cost time and memory
+    // in proportion to its length (a megabyte-long key took 20 s and 300 MB).
+    if path.chars().count() > MAX_SUGGEST_LEN {
+        return None;
+    }
     let known = known_keys();
     let (section, key) = path.rsplit_once('.').unwrap_or(("", path));
     let close = |a: &str, b: &str| {

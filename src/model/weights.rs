@@ -169,7 +169,7 @@ pub fn config_of(file: &TensorFile, heads: Option<usize>) -> Result<ModelConfig>
         .get(1)
         .ok_or_else(|| Error::Weights(format!("{path}: pos_embed has shape {pos:?}, expected [1, T, D]")))?;
     let grid = (tokens as f64).sqrt().round() as usize;
-    if grid * grid != tokens {
+    if grid.checked_mul(grid) != Some(tokens) {
         return Err(Error::Weights(format!("{path}: pos_embed has {tokens} tokens, not a square grid")));
     }
     let rope_heads = if arch == Arch::Tit {
@@ -185,9 +185,13 @@ pub fn config_of(file: &TensorFile, heads: Option<usize>) -> Result<ModelConfig>
         .or(rope_heads)
         .or_else(|| heads_for_width(d))
         .ok_or_else(|| Error::invalid(format!("{path}: hidden width {d} is not a named size: pass the number of heads")))?;
+    // (a zero-sized tensor may claim any other dimension: no arithmetic may overflow)
+    let input_size = grid
+        .checked_mul(p)
+        .ok_or_else(|| Error::Weights(format!("{path}: {tokens} tokens of patch {p} overflow the input size")))?;
     let cfg = ModelConfig {
         arch,
-        input_size: grid * p,
+        input_size,
         in_channels: c,
         patch: p,
         hidden: d,
@@ -203,7 +207,20 @@ pub fn config_of(file: &TensorFile, heads: Option<usize>) -> Result<ModelConfig>
 /// failing on a missing, mis-shaped or wrongly typed tensor.
 pub fn read_params(file: &TensorFile, cfg: &ModelConfig, prefix: &str) -> Result<Vec<f32>> {
     let layout = ParamLayout::for_config(cfg);
-    let mut out = vec![0f32; layout.total()];
+    // Every tensor present with its shape before the vector is allocated: its size then
+    // follows from tensors the file holds, not from the configuration it claims.
+    for e in layout.entries() {
+        let name = format!("{prefix}{}", e.name);
+        let shape = file.shape(&name)?;
+        if shape != e.shape {
+            return Err(Error::Weights(format!(
+                "{}: tensor {name:?} has shape {shape:?}, expected {:?}",
+                file.path().display(),
+                e.shape
+            )));
+        }
+    }
+    let mut out = crate::limits::try_vec::<f32>("parameters", layout.total())?;
     for e in layout.entries() {
         let name = format!("{prefix}{}", e.name);
         let v = file.f32_shaped(&name, &e.shape)?;
