@@ -25,12 +25,13 @@ use std::time::Instant;
 use super::config::RunConfig;
 use super::sample::sample_images;
 use super::train::{TrainObserver, TrainRun};
-use crate::data::builtin::{BuiltinShapes, Split};
+use crate::class_metric::{class_frechet_distance, ShapeClassifier};
+use crate::data::builtin::{BuiltinShapes, Split, NUM_CLASSES};
 use crate::engine::{select, AnyModel, BackendRequest};
 use crate::error::{Error, Result};
-use crate::image::write_png_grid;
+use crate::image::write_png_grid_upscaled;
 use crate::metric::FeatureSpace;
-use crate::sampler::{SamplerConfig, Stochasticity};
+use crate::sampler::{time_grid, SamplerConfig, Stochasticity};
 use crate::trainer::{read_weights, CheckpointWeights};
 use crate::transport::TransportKind;
 
@@ -51,6 +52,10 @@ pub struct DemoOptions {
     /// `train.max_steps` are kept as given).
     pub multistep_config: Option<PathBuf>,
     pub fewstep_config: Option<PathBuf>,
+    /// Classifier-free guidance scale of the extra guided multi-step row (0: no such
+    /// row) and the native-time interval where it applies.
+    pub cfg_scale: f64,
+    pub cfg_interval: [f64; 2],
 }
 
 impl Default for DemoOptions {
@@ -65,6 +70,8 @@ impl Default for DemoOptions {
             seed: 0,
             multistep_config: None,
             fewstep_config: None,
+            cfg_scale: 2.0,
+            cfg_interval: [0.0, 1.0],
         }
     }
 }
@@ -74,8 +81,21 @@ impl Default for DemoOptions {
 pub struct QualityRow {
     pub model: &'static str,
     pub steps: usize,
+    /// Classifier-free guidance scale at sampling (0: none).
+    pub cfg_scale: f64,
+    /// Network evaluations per image: steps, plus one more for each guided step (the
+    /// guided step runs the conditional and the unconditional batch).
     pub nfe: usize,
+    /// Fréchet distance to the held-out images.
     pub frechet: f64,
+    /// Fraction of generated images that the fixed shape classifier
+    /// ([`crate::class_metric`]) assigns to the class they were asked for.
+    pub class_accuracy: f64,
+    /// The same per class asked for (10 values).
+    pub per_class_accuracy: Vec<f64>,
+    /// Mean over classes of FD(generated of class k, held-out of class k).
+    pub class_frechet: f64,
+    /// The enlarged grid: one class per column, one seed per row.
     pub grid: PathBuf,
 }
 
@@ -84,10 +104,31 @@ pub struct QualityRow {
 pub struct DemoReport {
     /// FD(train images, held-out images): the floor a perfect model would reach.
     pub real_floor: f64,
+    /// Class-conditional FD(train images, held-out images): its floor.
+    pub real_class_floor: f64,
+    /// Accuracy of the shape classifier on the held-out real images: the ceiling of
+    /// [`QualityRow::class_accuracy`].
+    pub real_class_accuracy: f64,
+    /// Its per-class accuracy on the held-out real images.
+    pub real_per_class_accuracy: Vec<f64>,
     pub rows: Vec<QualityRow>,
+    /// The held-out real grid, laid out as the generated ones.
+    pub real_grid: PathBuf,
+    /// Grid layout: columns (= classes) and rows (= seeds); cells are
+    /// `GRID_SCALE`·16 pixels with `GRID_GAP` pixels between them.
+    pub grid_columns: usize,
+    pub grid_rows: usize,
     pub multistep_secs: f64,
     pub fewstep_secs: f64,
+    pub eval_secs: f64,
 }
+
+/// Nearest-neighbour enlargement of the grids.
+pub const GRID_SCALE: usize = 4;
+/// Black pixels around and between the grids' cells.
+pub const GRID_GAP: usize = 2;
+/// Rows (seeds per class) of the grids.
+pub const GRID_ROWS: usize = 8;
 
 fn multistep_yaml(o: &DemoOptions) -> String {
     format!(
@@ -153,6 +194,13 @@ fn write_config(path: &Path, text: &str) -> Result<RunConfig> {
 
 /// Runs the whole demo.
 pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<DemoReport> {
+    if o.eval_images < 2 * NUM_CLASSES {
+        return Err(Error::invalid(format!(
+            "demo: eval_images must be at least {} (two images per class), got {}",
+            2 * NUM_CLASSES,
+            o.eval_images
+        )));
+    }
     let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| Error::io(p, e));
     let multi_text = match &o.multistep_config {
         Some(p) => read(p)?,
@@ -195,45 +243,108 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
         "evaluating: {} generated vs {} held-out images per figure",
         o.eval_images, o.eval_images
     ));
-    let (held_out, _) = BuiltinShapes::new(Split::HeldOut, 3, o.seed)?
+    let t2 = Instant::now();
+    let shape = [3, 16, 16];
+    let len = 3 * 16 * 16;
+    let (held_out, held_labels) = BuiltinShapes::new(Split::HeldOut, 3, o.seed)?
         .with_len(o.eval_images)?
         .render_all(o.eval_images)?;
-    let (train_imgs, _) = BuiltinShapes::new(Split::Train, 3, o.seed + 7)?
+    let (train_imgs, train_labels) = BuiltinShapes::new(Split::Train, 3, o.seed + 7)?
         .with_len(o.eval_images)?
         .render_all(o.eval_images)?;
-    let space = FeatureSpace::new([3, 16, 16])?;
+    let space = FeatureSpace::new(shape)?;
     let held_stats = space.stats(&held_out)?;
     let real_floor = crate::metric::frechet_distance(&space.stats(&train_imgs)?, &held_stats)?;
-    let labels: Vec<usize> = (0..o.eval_images).map(|i| i % 10).collect();
-    let mut rows = Vec::new();
-    let runs: [(&'static str, &Path, SamplerConfig); 4] = [
+    let real_class_floor = class_frechet_distance(&train_imgs, &train_labels, &held_out, &held_labels, shape, NUM_CLASSES)?;
+    let classifier = ShapeClassifier::builtin()?;
+    let real_score = classifier.score(&held_out, &held_labels)?;
+    observer.on_message(&format!(
+        "shape classifier on {} held-out real images: accuracy {:.3}",
+        o.eval_images, real_score.accuracy
+    ));
+    // Label of image i is i mod 10, so the first GRID_ROWS·10 images fill the grid one
+    // class per column and one seed per row.
+    let labels: Vec<usize> = (0..o.eval_images).map(|i| i % NUM_CLASSES).collect();
+    let grid_rows = GRID_ROWS.min(o.eval_images / NUM_CLASSES).max(1);
+    let grid_n = (grid_rows * NUM_CLASSES).min(o.eval_images);
+    let write_grid = |path: &Path, images: &[f32]| -> Result<()> {
+        write_png_grid_upscaled(path, &images[..grid_n * len], [grid_n, 3, 16, 16], NUM_CLASSES, GRID_GAP, GRID_SCALE)
+    };
+    let mut runs: Vec<(&'static str, &Path, SamplerConfig)> = vec![
         ("multi-step", &multi_ckpt, sampler(30, 0.0, 0.5, [0.001, 0.001])),
-        ("multi-step", &multi_ckpt, sampler(2, 0.0, 0.5, [0.001, 0.001])),
-        ("few-step", &few_ckpt, sampler(1, 1.0, 0.0, [0.001, 0.3])),
-        ("few-step", &few_ckpt, sampler(2, 1.0, 0.0, [0.001, 0.3])),
     ];
+    if o.cfg_scale > 0.0 {
+        let mut guided = sampler(30, 0.0, 0.5, [0.001, 0.001]);
+        guided.cfg_scale = o.cfg_scale;
+        guided.cfg_interval = o.cfg_interval;
+        runs.push(("multi-step", &multi_ckpt, guided));
+    }
+    if let Ok(extra) = std::env::var("UCGM_DEMO_EXTRA_CFG") {
+        for item in extra.split(';').filter(|s| !s.is_empty()) {
+            let v: Vec<f64> = item.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+            if v.len() == 4 {
+                let mut guided = sampler(v[0] as usize, 0.0, 0.5, [0.001, 0.001]);
+                guided.cfg_scale = v[1];
+                guided.cfg_interval = [v[2], v[3]];
+                runs.push(("multi-step", &multi_ckpt, guided));
+            }
+        }
+    }
+    runs.extend([
+        ("multi-step", multi_ckpt.as_path(), sampler(2, 0.0, 0.5, [0.001, 0.001])),
+        ("few-step", few_ckpt.as_path(), sampler(1, 1.0, 0.0, [0.001, 0.3])),
+        ("few-step", few_ckpt.as_path(), sampler(2, 1.0, 0.0, [0.001, 0.3])),
+    ]);
+    let mut rows = Vec::new();
     for (name, ckpt, cfg) in runs {
         let (mcfg, params) = read_weights(ckpt, CheckpointWeights::Ema)?;
         let mut model = AnyModel::from_params(mcfg, backend.clone(), &params)?;
         let images = sample_images(&mut model, &cfg, &labels, o.seed + 1000, None)?;
         let frechet = crate::metric::frechet_distance(&space.stats(&images)?, &held_stats)?;
-        let grid = o.output_dir.join(format!("{}_{}steps.png", name.replace('-', ""), cfg.steps));
-        let n = 40.min(o.eval_images);
-        write_png_grid(&grid, &images[..n * 3 * 16 * 16], [n, 3, 16, 16], 10, 1)?;
+        let class_frechet = class_frechet_distance(&images, &labels, &held_out, &held_labels, shape, NUM_CLASSES)?;
+        let score = classifier.score(&images, &labels)?;
+        let guided_steps = if cfg.cfg_scale > 0.0 {
+            let [lo, hi] = cfg.cfg_interval;
+            time_grid(&cfg)?
+                .native
+                .iter()
+                .filter(|&&t| lo as f32 <= t && t <= hi as f32)
+                .count()
+        } else {
+            0
+        };
+        let tag = if cfg.cfg_scale > 0.0 { format!("_cfg{}", cfg.cfg_scale) } else { String::new() };
+        let grid = o.output_dir.join(format!("{}_{}steps{tag}.png", name.replace('-', ""), cfg.steps));
+        write_grid(&grid, &images)?;
+        observer.on_message(&format!(
+            "{name} {} steps cfg {}: FD {frechet:.3}, class accuracy {:.3}, class FD {class_frechet:.3}",
+            cfg.steps, cfg.cfg_scale, score.accuracy
+        ));
         rows.push(QualityRow {
             model: name,
             steps: cfg.steps,
-            nfe: cfg.steps,
+            cfg_scale: cfg.cfg_scale,
+            nfe: cfg.steps + guided_steps,
             frechet,
+            class_accuracy: score.accuracy,
+            per_class_accuracy: score.per_class,
+            class_frechet,
             grid,
         });
     }
-    let n = 40.min(o.eval_images);
-    write_png_grid(o.output_dir.join("heldout_real.png"), &held_out[..n * 3 * 16 * 16], [n, 3, 16, 16], 10, 1)?;
+    let real_grid = o.output_dir.join("heldout_real.png");
+    write_grid(&real_grid, &held_out)?;
     Ok(DemoReport {
         real_floor,
+        real_class_floor,
+        real_class_accuracy: real_score.accuracy,
+        real_per_class_accuracy: real_score.per_class,
         rows,
+        real_grid,
+        grid_columns: NUM_CLASSES,
+        grid_rows,
         multistep_secs,
         fewstep_secs,
+        eval_secs: t2.elapsed().as_secs_f64(),
     })
 }
