@@ -109,8 +109,8 @@ pub fn shape_features(image: &[f32], shape: [usize; 3]) -> Result<Vec<f32>> {
             let (x0, y0) = (px.floor(), py.floor());
             let (fx, fy) = (px - x0, py - y0);
             let (x0, y0) = (x0 as isize, y0 as isize);
-            out[v * FEATURE_SIDE + u] = (1.0 - fy) * ((1.0 - fx) * at(y0, x0) + fx * at(y0, x0 + 1))
-                + fy * ((1.0 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1));
+            out[v * FEATURE_SIDE + u] =
+                (1.0 - fy) * ((1.0 - fx) * at(y0, x0) + fx * at(y0, x0 + 1)) + fy * ((1.0 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1));
         }
     }
     let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt();
@@ -190,13 +190,7 @@ impl ShapeClassifier {
                     votes[label].1 += d.sqrt();
                 }
                 (0..classes)
-                    .max_by(|&a, &b| {
-                        votes[a]
-                            .0
-                            .cmp(&votes[b].0)
-                            .then(votes[b].1.total_cmp(&votes[a].1))
-                            .then(b.cmp(&a))
-                    })
+                    .max_by(|&a, &b| votes[a].0.cmp(&votes[b].0).then(votes[b].1.total_cmp(&votes[a].1)).then(b.cmp(&a)))
                     .unwrap_or(0)
             })
             .collect())
@@ -255,14 +249,7 @@ impl ClassScore {
 /// FD(images `a` with label k, images `b` with label k) in the feature space of
 /// [`crate::metric`]. A model that ignores labels has a small unconditional FD but a
 /// large class-conditional one. Every class needs at least 2 images in both sets.
-pub fn class_frechet_distance(
-    a: &[f32],
-    a_labels: &[usize],
-    b: &[f32],
-    b_labels: &[usize],
-    shape: [usize; 3],
-    num_classes: usize,
-) -> Result<f64> {
+pub fn class_frechet_distance(a: &[f32], a_labels: &[usize], b: &[f32], b_labels: &[usize], shape: [usize; 3], num_classes: usize) -> Result<f64> {
     let len = shape.iter().product::<usize>();
     check_len("class FD: first set", a.len(), a_labels.len() * len)?;
     check_len("class FD: second set", b.len(), b_labels.len() * len)?;

@@ -86,10 +86,10 @@ enum Command {
         #[arg(long, default_value = "runs/demo")]
         out: PathBuf,
         /// Training steps of stage 1 (multi-step model).
-        #[arg(long, default_value_t = 1500)]
+        #[arg(long, default_value_t = 5000)]
         multistep_steps: u64,
         /// Training steps of stage 2 (few-step tuning, λ = 1).
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 500)]
         fewstep_steps: u64,
         /// Images per training step.
         #[arg(long, default_value_t = 32)]
@@ -107,7 +107,7 @@ enum Command {
         #[arg(long)]
         fewstep_config: Option<PathBuf>,
         /// Classifier-free guidance scale of the guided multi-step row (0: no such row).
-        #[arg(long, default_value_t = 2.0)]
+        #[arg(long, default_value_t = 1.5)]
         cfg_scale: f64,
         /// Native-time interval where that guidance applies: two numbers, `LO,HI`.
         #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [0.0, 1.0])]
@@ -400,7 +400,10 @@ fn run(cli: Cli) -> Result<()> {
                  asked for (higher is better); class FD: mean over classes of the FD within the class",
                 n = o.eval_images
             );
-            println!("{:<12} {:>5} {:>5} {:>4} {:>9} {:>10} {:>9}   grid", "model", "steps", "cfg", "NFE", "FD", "class acc", "class FD");
+            println!(
+                "{:<12} {:>5} {:>5} {:>4} {:>9} {:>10} {:>9}   grid",
+                "model", "steps", "cfg", "NFE", "FD", "class acc", "class FD"
+            );
             for r in &report.rows {
                 let cfg = if r.cfg_scale > 0.0 { format!("{}", r.cfg_scale) } else { "-".into() };
                 println!(
