@@ -432,13 +432,13 @@ fn run(cli: Cli) -> Result<()> {
             println!("(real: FD and class FD between train and held-out images = the floor; class acc of held-out images = the ceiling)");
             let names = ucgm::data::builtin::CLASS_NAMES;
             println!("per-class accuracy (class asked for):");
-            print!("{:<18}", "");
+            print!("{:<22}", "");
             for n in names {
                 print!(" {:>8}", n);
             }
             println!();
             let line = |label: String, v: &[f64]| {
-                print!("{label:<18}");
+                print!("{label:<22}");
                 for x in v {
                     print!(" {:>7.0}%", 100.0 * x);
                 }
