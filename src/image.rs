@@ -225,6 +225,47 @@ pub fn write_png_grid(
     make_grid(images, shape, columns, padding)?.write_png(path)
 }
 
+/// Enlarges images `[B, C, H, W]` by an integer `factor` with nearest-neighbour
+/// sampling (every pixel becomes a `factor`×`factor` block), giving
+/// `[B, C, H·factor, W·factor]`: small images stay crisp when shown on a screen.
+pub fn upscale_nearest(
+    images: &[f32], // [B, C, H, W]
+    shape: [usize; 4],
+    factor: usize,
+) -> Result<Vec<f32>> {
+    let [b, c, h, w] = shape;
+    if factor == 0 {
+        return Err(Error::invalid("upscale_nearest: factor must be at least 1"));
+    }
+    check_len("upscale_nearest: images", images.len(), b * c * h * w)?;
+    let (oh, ow) = (h * factor, w * factor);
+    let mut out = vec![0.0f32; b * c * oh * ow];
+    for (plane, dst) in images.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
+        for y in 0..oh {
+            for x in 0..ow {
+                dst[y * ow + x] = plane[(y / factor) * w + x / factor];
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Writes `B` images `[B, C, H, W]` as one PNG grid enlarged `factor` times with
+/// nearest-neighbour sampling ([`upscale_nearest`]), `columns` per row and `padding`
+/// black pixels around and between the enlarged images.
+pub fn write_png_grid_upscaled(
+    path: impl AsRef<Path>,
+    images: &[f32], // [B, C, H, W]
+    shape: [usize; 4],
+    columns: usize,
+    padding: usize,
+    factor: usize,
+) -> Result<()> {
+    let [b, c, h, w] = shape;
+    let big = upscale_nearest(images, shape, factor)?;
+    write_png_grid(path, &big, [b, c, h * factor, w * factor], columns, padding)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,5 +312,21 @@ mod tests {
         let mut y = x;
         y[5] = f32::NAN;
         assert!(matches!(make_grid(&y, [2, 1, 2, 2], 1, 1), Err(Error::NonFinite(_))));
+    }
+
+    #[test]
+    fn nearest_upscaling_repeats_pixels() {
+        // One 1×2×2 image ×3 → 6×6 with 3×3 blocks.
+        let img = [-1.0, 1.0, 0.0, 0.5];
+        let big = upscale_nearest(&img, [1, 1, 2, 2], 3).unwrap();
+        assert_eq!(big.len(), 36);
+        assert_eq!(big[0], -1.0);
+        assert_eq!(big[2], -1.0);
+        assert_eq!(big[3], 1.0);
+        assert_eq!(big[5 * 6 + 5], 0.5);
+        assert_eq!(big[3 * 6], 0.0);
+        assert!(matches!(upscale_nearest(&img, [1, 1, 2, 2], 0), Err(Error::InvalidArgument(_))));
+        let g = make_grid(&big, [1, 1, 6, 6], 1, 2).unwrap();
+        assert_eq!((g.width, g.height), (10, 10));
     }
 }

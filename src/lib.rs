@@ -27,6 +27,7 @@
 pub mod app;
 pub mod backend;
 pub mod capi;
+pub mod class_metric;
 pub mod control;
 pub mod data;
 pub mod denoiser;

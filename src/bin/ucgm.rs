@@ -86,10 +86,10 @@ enum Command {
         #[arg(long, default_value = "runs/demo")]
         out: PathBuf,
         /// Training steps of stage 1 (multi-step model).
-        #[arg(long, default_value_t = 1500)]
+        #[arg(long, default_value_t = 5000)]
         multistep_steps: u64,
         /// Training steps of stage 2 (few-step tuning, λ = 1).
-        #[arg(long, default_value_t = 300)]
+        #[arg(long, default_value_t = 500)]
         fewstep_steps: u64,
         /// Images per training step.
         #[arg(long, default_value_t = 32)]
@@ -106,6 +106,12 @@ enum Command {
         /// Use this YAML for stage 2 (few-step tuning) instead of the built-in one.
         #[arg(long)]
         fewstep_config: Option<PathBuf>,
+        /// Classifier-free guidance scale of the guided multi-step row (0: no such row).
+        #[arg(long, default_value_t = 1.5)]
+        cfg_scale: f64,
+        /// Native-time interval where that guidance applies: two numbers, `LO,HI`.
+        #[arg(long, value_delimiter = ',', num_args = 2, default_values_t = [0.0, 1.0])]
+        cfg_interval: Vec<f64>,
     },
     /// Train from a YAML config (keys as the reference's: model, train, optimizer, transport, sample).
     Train {
@@ -367,6 +373,8 @@ fn run(cli: Cli) -> Result<()> {
             seed,
             multistep_config,
             fewstep_config,
+            cfg_scale,
+            cfg_interval,
         } => {
             let o = DemoOptions {
                 output_dir: out,
@@ -378,21 +386,76 @@ fn run(cli: Cli) -> Result<()> {
                 seed,
                 multistep_config,
                 fewstep_config,
+                cfg_scale,
+                cfg_interval: [cfg_interval[0], cfg_interval[1]],
             };
             let report = run_demo(&o, &mut Bar { bar: None })?;
             println!(
-                "\nUCGM demo: TiT (D 128, depth 4) on shapes-10 (3×16×16); training {:.0} s multi-step + {:.0} s few-step",
-                report.multistep_secs, report.fewstep_secs
+                "\nUCGM demo: TiT on shapes-10 (3×16×16); training {:.0} s multi-step + {:.0} s few-step, evaluation {:.0} s",
+                report.multistep_secs, report.fewstep_secs, report.eval_secs
             );
             println!(
-                "quality: Fréchet distance to {} held-out images (pooled-pixel features, 64-d projection; lower is better)",
-                o.eval_images
+                "quality: {n} generated images per row vs {n} held-out images. FD: Fréchet distance (pooled-pixel features, \
+                 64-d projection; lower is better); class acc: share of images the fixed shape classifier puts in the class \
+                 asked for (higher is better); class FD: mean over classes of the FD within the class",
+                n = o.eval_images
             );
-            println!("{:<12} {:>6} {:>10}   grid", "model", "steps", "FD");
+            println!(
+                "{:<12} {:>5} {:>5} {:>4} {:>9} {:>10} {:>9}   grid",
+                "model", "steps", "cfg", "NFE", "FD", "class acc", "class FD"
+            );
             for r in &report.rows {
-                println!("{:<12} {:>6} {:>10.3}   {}", r.model, r.steps, r.frechet, r.grid.display());
+                let cfg = if r.cfg_scale > 0.0 { format!("{}", r.cfg_scale) } else { "-".into() };
+                println!(
+                    "{:<12} {:>5} {:>5} {:>4} {:>9.3} {:>9.1}% {:>9.3}   {}",
+                    r.model,
+                    r.steps,
+                    cfg,
+                    r.nfe,
+                    r.frechet,
+                    100.0 * r.class_accuracy,
+                    r.class_frechet,
+                    r.grid.display()
+                );
             }
-            println!("{:<12} {:>6} {:>10.3}   (two sets of real images: the floor)", "real", "-", report.real_floor);
+            println!(
+                "{:<12} {:>5} {:>5} {:>4} {:>9.3} {:>9.1}% {:>9.3}   {}",
+                "real",
+                "-",
+                "-",
+                "-",
+                report.real_floor,
+                100.0 * report.real_class_accuracy,
+                report.real_class_floor,
+                report.real_grid.display()
+            );
+            println!("(real: FD and class FD between train and held-out images = the floor; class acc of held-out images = the ceiling)");
+            let names = ucgm::data::builtin::CLASS_NAMES;
+            println!("per-class accuracy (class asked for):");
+            print!("{:<22}", "");
+            for n in names {
+                print!(" {:>8}", n);
+            }
+            println!();
+            let line = |label: String, v: &[f64]| {
+                print!("{label:<22}");
+                for x in v {
+                    print!(" {:>7.0}%", 100.0 * x);
+                }
+                println!();
+            };
+            for r in &report.rows {
+                let cfg = if r.cfg_scale > 0.0 { format!(" cfg {}", r.cfg_scale) } else { String::new() };
+                line(format!("{} {}{cfg}", r.model, r.steps), &r.per_class_accuracy);
+            }
+            line("real (held-out)".into(), &report.real_per_class_accuracy);
+            println!(
+                "grids: {} columns (one class each: {}), {} rows (seeds), enlarged {}× (nearest neighbour)",
+                report.grid_columns,
+                names.join(", "),
+                report.grid_rows,
+                ucgm::app::demo::GRID_SCALE
+            );
             Ok(())
         }
         Command::Train {
