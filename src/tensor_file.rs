@@ -80,13 +80,31 @@ pub struct TensorFile {
 impl TensorFile {
     /// Opens a file: header validated, checksum (when stored) verified by streaming.
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let tf = Self::open_header(path)?;
+        if let Some(stored) = tf.metadata.get(CHECKSUM_KEY) {
+            let computed = tf.compute_checksum()?;
+            if *stored != computed {
+                return Err(Error::format(
+                    &tf.path,
+                    format!("checksum mismatch: the tensor data is damaged (stored {stored}, computed {computed})"),
+                ));
+            }
+        }
+        Ok(tf)
+    }
+
+    /// Opens a file reading and validating only its header: no tensor data is read and
+    /// the checksum is not verified (for checks of a large file's metadata before it
+    /// is loaded with [`TensorFile::open`]).
+    pub fn open_header(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
         let bad = |msg: String| Error::format(&path, format!("not a valid safetensors file: {msg}"));
         let file = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
-        let file_len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        if file.metadata().map(|m| m.is_dir()).unwrap_or(false) {
+        let meta = file.metadata().map_err(|e| Error::io(&path, e))?;
+        if meta.is_dir() {
             return Err(Error::io(&path, std::io::Error::other("is a directory")));
         }
+        let file_len = meta.len();
         let mut len8 = [0u8; 8];
         read_at(&file, &mut len8, 0).map_err(|_| bad(format!("{file_len} bytes: too short for a header")))?;
         let n = u64::from_le_bytes(len8);
@@ -157,23 +175,13 @@ impl TensorFile {
         }
         let mut names: Vec<String> = entries.keys().cloned().collect();
         names.sort();
-        let tf = TensorFile {
+        Ok(TensorFile {
             path,
             file,
             metadata,
             names,
             entries,
-        };
-        if let Some(stored) = tf.metadata.get(CHECKSUM_KEY) {
-            let computed = tf.compute_checksum()?;
-            if *stored != computed {
-                return Err(Error::format(
-                    &tf.path,
-                    format!("checksum mismatch: the tensor data is damaged (stored {stored}, computed {computed})"),
-                ));
-            }
-        }
-        Ok(tf)
+        })
     }
 
     /// The checksum of the file's tensors, streamed in chunks.

@@ -26,6 +26,8 @@
 //! `UCGM_FUZZ_TARGETS` (comma-separated names) tune a run, e.g. a long local one:
 //! `UCGM_FUZZ_ITERS=1000000 UCGM_FUZZ_SECS=600 cargo test --release --test fuzz_readers -- --nocapture`.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
@@ -131,16 +133,6 @@ fn alloc_reset() {
 /// (largest single request, peak live bytes above the level at the last reset) on this thread.
 fn alloc_stats(base_live: isize) -> (usize, usize) {
     (LARGEST.with(|c| c.get()), (PEAK.with(|p| p.get()) - base_live).max(0) as usize)
-}
-
-/// The process's peak resident set (VmHWM), in bytes.
-fn vm_hwm() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|k| k.parse::<u64>().ok())
-        .map_or(0, |k| k * 1024)
 }
 
 const MIB: usize = 1 << 20;
@@ -1593,7 +1585,7 @@ fn fuzz_target(name: &str) {
     }
     let rep = fuzz(&target(name));
     // The whole process (every target running at once) stays within 2 GiB resident.
-    let hwm = vm_hwm();
+    let hwm = common::peak_rss();
     println!("fuzz {name}: process peak resident set (VmHWM) so far {:.0} MiB", hwm as f64 / MIB as f64);
     assert!(hwm < 2 << 30, "fuzz {name}: the process's peak resident set reached {hwm} bytes");
     assert!(
@@ -1693,7 +1685,7 @@ fn regressions_fail_cleanly() {
 /// thread's live heap may grow past `limit` bytes.
 fn assert_refused_small(what: &str, limit: usize, f: impl FnOnce() -> Result<(), Error>) {
     let base = LIVE.with(|l| l.get());
-    let hwm = vm_hwm();
+    let hwm = common::peak_rss();
     alloc_reset();
     let start = Instant::now();
     let res = f();
@@ -1705,7 +1697,7 @@ fn assert_refused_small(what: &str, limit: usize, f: impl FnOnce() -> Result<(),
         "{what}: refused in {:.4} s, largest allocation {largest} bytes, peak heap {peak} bytes, VmHWM {:.1} → {:.1} MiB: {e}",
         secs,
         hwm as f64 / MIB as f64,
-        vm_hwm() as f64 / MIB as f64
+        common::peak_rss() as f64 / MIB as f64
     );
     assert!(secs < 2.0, "{what}: {secs} s");
     assert!(

@@ -4,6 +4,8 @@
 //! a file's claims before allocating; and the reported bytes follow the layout's
 //! arithmetic for an XL-shaped model at reduced depth.
 
+mod common;
+
 use ucgm::model::weights;
 use ucgm::{Arch, CpuBackend, Model, ModelConfig, ParamLayout, Rng};
 
@@ -94,16 +96,6 @@ fn xl_shaped_model_at_reduced_depth_reports_its_bytes() {
     assert_eq!(m.weight_bytes(), 4 * (n + largest), "sampling adds no parameter-sized buffer");
 }
 
-/// Peak resident memory of this process (VmHWM), in bytes.
-fn peak_rss() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
-}
-
 /// A safetensors file whose header is `header` (JSON) followed by `data`.
 fn raw_file(path: &std::path::Path, header: &str, data: &[u8]) {
     let mut b = (header.len() as u64).to_le_bytes().to_vec();
@@ -116,7 +108,7 @@ fn raw_file(path: &std::path::Path, header: &str, data: &[u8]) {
 fn hostile_headers_fail_before_any_large_allocation() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("h.safetensors");
-    let before = peak_rss();
+    let before = common::peak_rss();
     let tb = 1u64 << 40;
     let cases = [
         // A 1 TB f32 tensor in a 16-byte file.
@@ -147,6 +139,6 @@ fn hostile_headers_fail_before_any_large_allocation() {
     b.extend_from_slice(b"{}");
     std::fs::write(&p, b).unwrap();
     assert!(matches!(ucgm::tensor_file::TensorFile::open(&p), Err(ucgm::Error::Format { .. })));
-    let grown = peak_rss().saturating_sub(before);
+    let grown = common::peak_rss().saturating_sub(before);
     assert!(grown < 64 << 20, "peak resident memory grew by {grown} bytes");
 }

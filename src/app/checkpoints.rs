@@ -16,7 +16,7 @@
 //!   written yet) are removed; those of a live process are left alone.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -234,25 +234,8 @@ pub fn resolve_resume(arg: &Path, output_dir: &Path) -> Result<PathBuf> {
 /// The `__metadata__` map of a safetensors file, reading only its header (a checkpoint
 /// can be gigabytes; this is for checks before it is loaded).
 pub fn read_header_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
-    let bad = |m: String| Error::format(path, format!("not a valid safetensors file: {m}"));
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|e| bad(e.to_string()))?;
-    let len = u64::from_le_bytes(len);
-    if len > 100 << 20 {
-        return Err(bad(format!("header of {len} bytes")));
-    }
-    let mut header = vec![0u8; len as usize];
-    f.read_exact(&mut header).map_err(|e| bad(e.to_string()))?;
-    let value: serde_json::Value = serde_json::from_slice(&header).map_err(|e| bad(e.to_string()))?;
-    let mut out = BTreeMap::new();
-    if let Some(meta) = value.get("__metadata__").and_then(|m| m.as_object()) {
-        for (k, v) in meta {
-            let v = v.as_str().ok_or_else(|| bad(format!("metadata {k} is not a string")))?;
-            out.insert(k.clone(), v.to_string());
-        }
-    }
-    Ok(out)
+    let file = crate::tensor_file::TensorFile::open_header(path)?;
+    Ok(file.metadata().iter().map(|(k, v)| (k.clone(), v.clone())).collect())
 }
 
 /// Keeps the newest `keep` step checkpoints (by step) in `dir`: `just_written` always

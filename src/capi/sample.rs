@@ -247,6 +247,7 @@ pub unsafe extern "C" fn ucgm_sample(model: *mut ucgm_model, steps: u32, out: *m
             p.seed = s.seed;
             Ok(p)
         },
+        true, // the handle's seed advances per ucgm_sample call
         out,
         out_len,
         ptr::null_mut(),
@@ -329,6 +330,7 @@ pub unsafe extern "C" fn ucgm_sample_ext(
         "ucgm_sample_ext",
         model,
         |_| params::read_params(params),
+        false,
         out,
         out_len,
         trajectory,
@@ -342,6 +344,7 @@ unsafe fn run(
     fname: &str,
     model: *mut ucgm_model,
     params: impl FnOnce(&ModelState) -> Result<ucgm_sample_params>,
+    advance_seed: bool,
     out: *mut f32,
     out_len: usize,
     trajectory: *mut f32,
@@ -419,8 +422,8 @@ unsafe fn run(
         };
         let start = Instant::now();
         let res = sample(&mut s.model, &z, &labels, &cfg, &mut noise_src, &mut ctl)?;
-        if fname == "ucgm_sample" {
-            s.seed = s.seed.wrapping_add(1); // the handle's seed advances per ucgm_sample call
+        if advance_seed {
+            s.seed = s.seed.wrapping_add(1);
         }
         let drawn = noise_src.tensors_drawn();
         out.copy_from_slice(&res.sample);

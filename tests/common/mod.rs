@@ -48,3 +48,14 @@ pub fn assert_close(name: &str, out: &[f32], reference: &[f32], tol: f64) {
         reference[wi]
     );
 }
+
+/// The process's peak resident set (VmHWM from /proc/self/status), in bytes; 0 where
+/// it cannot be read.
+pub fn peak_rss() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|k| k.parse::<u64>().ok())
+        .map_or(0, |k| k * 1024)
+}
