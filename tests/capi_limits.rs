@@ -67,6 +67,20 @@ fn thread_and_step_limits_at_their_edges() {
 }
 
 #[test]
+fn models_larger_than_memory_are_out_of_memory_not_an_abort() {
+    // Within ModelConfig's plausibility bounds, but 3.3 T parameters (13 TB).
+    let mut p = tiny_params(UCGM_ARCH_SIT, 1, 1);
+    p.hidden = 65536;
+    p.heads = 64;
+    p.depth = 64;
+    let mut out = ptr::null_mut();
+    let s = unsafe { ucgm_model_create(&p, &mut out) };
+    assert_eq!(s, UCGM_STATUS_OUT_OF_MEMORY, "{}", last_error());
+    assert!(out.is_null());
+    assert!(last_error().contains("model parameters") && last_error().contains("GiB"), "{}", last_error());
+}
+
+#[test]
 fn buffers_larger_than_memory_are_out_of_memory_not_an_abort() {
     let m = Model::tiny_random(UCGM_ARCH_SIT, 4, 1);
     // A caller "buffer" of 2^30 images (1 TiB): address space reserved, never touched by

@@ -142,3 +142,12 @@ fn hostile_headers_fail_before_any_large_allocation() {
     let grown = common::peak_rss().saturating_sub(before);
     assert!(grown < 64 << 20, "peak resident memory grew by {grown} bytes");
 }
+
+#[test]
+fn backend_buffers_larger_than_memory_are_refused_before_allocation() {
+    use ucgm::Backend;
+    let be = CpuBackend::<f32>::new(1).unwrap();
+    let e = be.zeros(1 << 40).err().expect("a 4 TiB buffer was allocated");
+    assert!(matches!(e, ucgm::Error::OutOfMemory(_)), "{e}");
+    assert_eq!(be.zeros(16).unwrap(), vec![0.0; 16]);
+}

@@ -51,6 +51,8 @@ impl<B: Backend + Clone> Model<B> {
     pub fn init(cfg: ModelConfig, backend: B, seed: u64) -> Result<Self> {
         cfg.validate()?;
         let layout = ParamLayout::for_config(&cfg);
+        // The initial values and the parameter buffer, before either is allocated.
+        crate::limits::check_bytes("model parameters", layout.total(), 8)?;
         let p = init::reference_init(&layout, seed);
         Self::from_params_owned(cfg, backend, p)
     }

@@ -145,9 +145,9 @@ impl<T: Elem> Backend for CpuBackend<T> {
     }
 
     fn zeros(&self, len: usize) -> Result<Vec<T>> {
-        let mut v = Vec::new();
-        v.try_reserve_exact(len)
-            .map_err(|_| Error::Backend(format!("out of memory allocating {len} elements")))?;
+        // Checked against physical memory first: an over-committed allocation would only
+        // fail when touched, by the kernel's OOM killer.
+        let mut v = crate::limits::try_with_capacity("a CPU buffer", len)?;
         v.resize(len, T::zero());
         Ok(v)
     }
