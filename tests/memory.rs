@@ -147,7 +147,7 @@ fn hostile_headers_fail_before_any_large_allocation() {
 fn backend_buffers_larger_than_memory_are_refused_before_allocation() {
     use ucgm::Backend;
     let be = CpuBackend::<f32>::new(1).unwrap();
-    let e = be.zeros(1 << 40).err().expect("a 4 TiB buffer was allocated");
+    let e = be.zeros(1 << 40).expect_err("a 4 TiB buffer was allocated");
     assert!(matches!(e, ucgm::Error::OutOfMemory(_)), "{e}");
     assert_eq!(be.zeros(16).unwrap(), vec![0.0; 16]);
 }
