@@ -38,8 +38,11 @@ pub struct ParamLayout {
 }
 
 impl ParamLayout {
-    /// Builds the layout of a SiT or TiT network.
+    /// Builds the layout of a network (SiT, TiT, LightningDiT or DDT).
     pub fn for_config(cfg: &ModelConfig) -> Self {
+        if let Arch::Ddt { .. } = cfg.arch {
+            return Self::ddt(cfg);
+        }
         let (d, k) = (cfg.hidden, cfg.num_classes);
         let mut b = Builder::default();
         b.push("x_embedder.proj.weight", vec![d, cfg.in_channels, cfg.patch, cfg.patch]);
@@ -48,25 +51,71 @@ impl ParamLayout {
         b.linear("t_embedder.mlp.2", d, d);
         b.push("y_embedder.embedding_table.weight", vec![k + 1, d]);
         let h = cfg.mlp_hidden();
+        let norm_w = cfg.arch.has_norm_weights();
         for i in 0..cfg.depth {
             let p = format!("blocks.{i}");
+            if norm_w {
+                b.push(&format!("{p}.norm1.weight"), vec![d]);
+                b.push(&format!("{p}.norm2.weight"), vec![d]);
+            }
             b.linear(&format!("{p}.adaLN_modulation.1"), d, 6 * d);
             b.linear(&format!("{p}.attn.qkv"), d, 3 * d);
             b.linear(&format!("{p}.attn.proj"), d, d);
-            match cfg.arch {
-                Arch::Sit => {
-                    b.linear(&format!("{p}.mlp.fc1"), d, h);
-                    b.linear(&format!("{p}.mlp.fc2"), h, d);
-                }
-                Arch::Tit => {
-                    b.linear(&format!("{p}.mlp.w12"), d, 2 * h);
-                    b.linear(&format!("{p}.mlp.w3"), h, d);
-                }
+            if cfg.arch.uses_swiglu() {
+                b.linear(&format!("{p}.mlp.w12"), d, 2 * h);
+                b.linear(&format!("{p}.mlp.w3"), h, d);
+            } else {
+                b.linear(&format!("{p}.mlp.fc1"), d, h);
+                b.linear(&format!("{p}.mlp.fc2"), h, d);
             }
+        }
+        if norm_w {
+            b.push("final_layer.norm_final.weight", vec![d]);
         }
         b.linear("final_layer.adaLN_modulation.1", d, 2 * d);
         b.linear("final_layer.linear", d, cfg.patch_dim());
         b.finish()
+    }
+
+    /// DDT's layout. Bias-free Linears have no `.bias` entry; within a block `mlp.w1` and
+    /// `mlp.w3` are adjacent ([w1; w3] is one [2M, D] weight: the SwiGLU's [x₁ | x₂]),
+    /// as are `attn.q_norm.weight` and `attn.k_norm.weight` ([2·d_h]).
+    fn ddt(cfg: &ModelConfig) -> Self {
+        let (d, k, pd, h, dh) = (cfg.hidden, cfg.num_classes, cfg.patch_dim(), cfg.mlp_hidden(), cfg.head_dim());
+        let mut b = Builder::default();
+        b.linear("x_embedder.proj", pd, d);
+        b.linear("s_embedder.proj", pd, d);
+        b.linear("t_embedder.mlp.0", 256, d);
+        b.linear("t_embedder.mlp.2", d, d);
+        b.push("y_embedder.embedding_table.weight", vec![k + 1, d]);
+        for i in 0..cfg.depth {
+            let p = format!("blocks.{i}");
+            b.push(&format!("{p}.norm1.weight"), vec![d]);
+            b.push(&format!("{p}.norm2.weight"), vec![d]);
+            b.linear(&format!("{p}.adaLN_modulation.0"), d, 6 * d);
+            b.push(&format!("{p}.attn.qkv.weight"), vec![3 * d, d]);
+            b.push(&format!("{p}.attn.q_norm.weight"), vec![dh]);
+            b.push(&format!("{p}.attn.k_norm.weight"), vec![dh]);
+            b.linear(&format!("{p}.attn.proj"), d, d);
+            b.push(&format!("{p}.mlp.w1.weight"), vec![h, d]);
+            b.push(&format!("{p}.mlp.w3.weight"), vec![h, d]);
+            b.push(&format!("{p}.mlp.w2.weight"), vec![d, h]);
+        }
+        b.linear("final_layer.adaLN_modulation.0", d, 2 * d);
+        b.linear("final_layer.linear", d, pd);
+        b.finish()
+    }
+
+    /// The range of one tensor; panics on an unknown name (layout names are internal).
+    pub fn range_of(&self, name: &str) -> Range<usize> {
+        self.get(name).unwrap_or_else(|| panic!("layout has no tensor {name}")).range()
+    }
+
+    /// The range spanning the adjacent tensors `first` and `second` (e.g. DDT's w1 | w3).
+    pub fn span(&self, first: &str, second: &str) -> Range<usize> {
+        let (a, b) = (self.range_of(first), self.range_of(second));
+        assert_eq!(a.end, b.start, "{first} and {second} are not adjacent");
+        a.start..b.end
     }
 
     /// All entries in buffer order.

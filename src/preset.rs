@@ -70,6 +70,7 @@ pub fn from_json(text: &str) -> Result<SamplerConfig> {
         rfba_gap_steps: s.rfba_gap_steps,
         cfg_scale: s.cfg_scale,
         cfg_interval: s.cfg_interval,
+        cfg_channels: None,
         return_trajectory: false,
     };
     cfg.validate()?;
@@ -125,6 +126,7 @@ mod tests {
             rfba_gap_steps: [0.001, 0.6],
             cfg_scale: 1.5,
             cfg_interval: [0.0, 0.7],
+            cfg_channels: None,
             return_trajectory: false,
         };
         assert_eq!(from_json(&to_json(&cfg).unwrap()).unwrap(), cfg);

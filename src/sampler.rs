@@ -103,6 +103,12 @@ pub struct SamplerConfig {
     pub cfg_scale: f64,
     /// Native-time interval [lo, hi] (inclusive) where guidance is applied.
     pub cfg_interval: [f64; 2],
+    /// Guidance acts on the first this many channels only; the others keep the
+    /// conditional prediction. `None` (the general rule): every channel. `Some(3)` is
+    /// LightningDiT's `forward_with_cfg` quirk (`out[:, :3]`), which its released FIDs
+    /// were measured with; the LightningDiT configurations turn it on
+    /// ([`crate::Arch::cfg_channels`]).
+    pub cfg_channels: Option<usize>,
     /// Also return the whole trajectory `[n + 1, B, C, H, W]` (entry 0 = z).
     pub return_trajectory: bool,
 }
@@ -119,6 +125,7 @@ impl Default for SamplerConfig {
             rfba_gap_steps: [0.0, 0.0],
             cfg_scale: 0.0,
             cfg_interval: [0.0, 1.0],
+            cfg_channels: None,
             return_trajectory: false,
         }
     }
@@ -536,6 +543,77 @@ impl Stage {
     }
 }
 
+/// out = F_u + s·(F_c − F_u) on the first `channels` channels of every image (all when
+/// None), F_c elsewhere. cond, uncond, out: `[B, C, H, W]`; shape = [C, H, W].
+fn guide(cond: &[f32], uncond: &[f32], scale: f32, channels: Option<usize>, shape: [usize; 3], out: &mut [f32]) {
+    let [c, h, w] = shape;
+    let plane = h * w;
+    let guided = channels.map_or(c, |k| k.min(c)) * plane;
+    for (k, ((o, &fc), &fu)) in out.iter_mut().zip(cond).zip(uncond).enumerate() {
+        *o = if k % (c * plane) < guided { fu + scale * (fc - fu) } else { fc };
+    }
+}
+
+/// The reference's `forward_with_cfg` on a stacked batch, as a network: the caller
+/// passes x = [x₁; x₂] (2B images) with labels [y; null] and samples without the
+/// sampler's own guidance (`cfg_scale` 0). When the first native time lies in the
+/// interval (inclusive), the network runs on [x₁; x₁] with all 2B labels and the output
+/// is [G, F_c(rest); G, F_u(rest)] (G = F_u + s·(F_c − F_u) on the guided channels);
+/// otherwise it runs on x₁ with the first B labels and returns [F_c; F_c]. x₂ is never
+/// read: the reference's sampler evolves it, so whole reference trajectories
+/// (`sampling_loop` on a CFG stack) are reproduced with this wrapper.
+pub struct StackedGuidance<'a> {
+    pub net: &'a mut dyn Denoiser,
+    /// Guidance scale s.
+    pub scale: f32,
+    /// Native-time interval [lo, hi] (inclusive).
+    pub interval: [f32; 2],
+    /// Guided channels per image (None: all; LightningDiT: Some(3)).
+    pub channels: Option<usize>,
+}
+
+impl Denoiser for StackedGuidance<'_> {
+    fn sample_shape(&self) -> [usize; 3] {
+        self.net.sample_shape()
+    }
+    fn num_classes(&self) -> usize {
+        self.net.num_classes()
+    }
+    /// x, out: `[2B, C, H, W]`; t, labels: `[2B]`.
+    fn eval(&mut self, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
+        if t.len() % 2 != 0 || t.is_empty() {
+            return Err(Error::invalid(format!("a guidance stack needs an even, non-zero batch, got {}", t.len())));
+        }
+        let (b, half) = (t.len() / 2, x.len() / 2);
+        let t0 = t[0];
+        if self.interval[0] <= t0 && t0 <= self.interval[1] {
+            let mut xx = Vec::with_capacity(x.len());
+            xx.extend_from_slice(&x[..half]);
+            xx.extend_from_slice(&x[..half]);
+            let mut f = vec![0f32; x.len()];
+            self.net.eval(&xx, t, labels, &mut f)?;
+            let (cond, uncond) = f.split_at(half);
+            let shape = self.net.sample_shape();
+            let (o1, o2) = out.split_at_mut(half);
+            guide(cond, uncond, self.scale, self.channels, shape, o1);
+            guide(cond, uncond, self.scale, self.channels, shape, o2);
+            // The second half keeps the unconditional values on the unguided channels.
+            let [c, h, w] = shape;
+            let guided = self.channels.map_or(c, |k| k.min(c)) * h * w;
+            for (k, (o, &fu)) in o2.iter_mut().zip(uncond).enumerate() {
+                if k % (c * h * w) >= guided {
+                    *o = fu;
+                }
+            }
+        } else {
+            let (o1, o2) = out.split_at_mut(half);
+            self.net.eval(&x[..half], &t[..b], &labels[..b], o1)?;
+            o2.copy_from_slice(o1);
+        }
+        Ok(())
+    }
+}
+
 /// The network as the sampler sees it: optional classifier-free guidance (the
 /// reference's `forward_with_cfg`) and evaluation counters.
 struct Network<'a> {
@@ -549,6 +627,8 @@ struct Network<'a> {
 struct Guidance {
     scale: f32,
     interval: [f32; 2],
+    /// Guided channels per image (None: all).
+    channels: Option<usize>,
     x: Vec<f32>,        // [2B, C, H, W]
     t: Vec<f32>,        // [2B]
     labels: Vec<usize>, // [2B]
@@ -560,6 +640,7 @@ impl<'a> Network<'a> {
         let guidance = (cfg.cfg_scale > 0.0).then(|| Guidance {
             scale: cfg.cfg_scale as f32,
             interval: [cfg.cfg_interval[0] as f32, cfg.cfg_interval[1] as f32],
+            channels: cfg.cfg_channels,
             x: vec![0.0; 2 * numel],
             t: vec![],
             labels: vec![],
@@ -608,9 +689,7 @@ impl Denoiser for Network<'_> {
         g.labels.extend(std::iter::repeat_n(null_class, labels.len()));
         self.net.eval(&g.x, &g.t, &g.labels, &mut g.f)?;
         let (cond, uncond) = g.f.split_at(numel);
-        for ((o, &fc), &fu) in out.iter_mut().zip(cond).zip(uncond) {
-            *o = fu + g.scale * (fc - fu);
-        }
+        guide(cond, uncond, g.scale, g.channels, self.net.sample_shape(), out);
         Ok(())
     }
 }

@@ -357,6 +357,7 @@ fn sampling_is_the_engine_sampler_with_the_documented_draws() {
         rfba_gap_steps: [0.01, 0.02],
         cfg_scale: 1.5,
         cfg_interval: [0.1, 0.8],
+        cfg_channels: None,
         return_trajectory: false,
     };
     assert!(m.sample(&p).unwrap() == engine_sample(&mut twin, &cfg, 3, 42));

@@ -238,6 +238,7 @@ fn sampling_matches_cpu_and_reference() {
                 rfba_gap_steps: [0.001, 0.001],
                 cfg_scale: 0.0,
                 cfg_interval: [0.0, 1.0],
+                cfg_channels: None,
                 return_trajectory: true,
             };
             let g = sample(&mut gm, &z, &labels, &cfg, &mut NoiseSource::provided(&[]), &mut RunControl::default()).unwrap();

@@ -229,25 +229,29 @@ fn norm_mod_matches_cpu() {
         any::<bool>(),
         any::<bool>(),
         any::<bool>(),
-        any::<u64>(),
+        (any::<bool>(), any::<u64>()),
     );
-    run_prop("norm_mod", strat, |(b, t, d, rms, with_stats, swap, seed)| {
+    run_prop("norm_mod", strat, |(b, t, d, rms, with_stats, swap, (weighted, seed))| {
         let kind = if rms { NormKind::RmsNorm } else { NormKind::LayerNorm };
         let stride = 6 * d;
         let (shift_col, scale_col) = if swap { (4 * d, d) } else { (0, d) };
         let rows = b * t;
         let x: Vec<f32> = randn(seed, rows * d).iter().map(|v| v * 3.0 + 0.5).collect();
         let ada = randn(seed + 1, b * stride);
+        // The learned norm weight of LightningDiT / DDT (None: TiT's parameter-free norm).
+        let w: Vec<f32> = randn(seed + 5, d).iter().map(|v| 1.0 + 0.3 * v).collect();
+        let wopt = weighted.then_some(&w[..]);
         let mut y_cpu = vec![0f32; rows * d];
         let mut st_cpu = vec![0f32; rows * 2];
-        cpu.norm_mod_fwd(kind, &x, &ada, stride, shift_col, scale_col, &mut y_cpu, Some(&mut st_cpu), b, t, d);
-        let (gx, gada) = (up(&be, &x), up(&be, &ada));
+        cpu.norm_mod_fwd(kind, &x, wopt, &ada, stride, shift_col, scale_col, &mut y_cpu, Some(&mut st_cpu), b, t, d);
+        let (gx, gada, gw) = (up(&be, &x), up(&be, &ada), up(&be, &w));
         let mut gy = poisoned(&be, rows * d);
         let mut gst = poisoned(&be, rows * 2);
         let st_view = with_stats.then(|| be.dst(&mut gst, 0..rows * 2));
         be.norm_mod_fwd(
             kind,
             be.src(&gx, 0..rows * d),
+            weighted.then(|| be.src(&gw, 0..d)),
             be.src(&gada, 0..b * stride),
             stride,
             shift_col,
@@ -266,13 +270,33 @@ fn norm_mod_matches_cpu() {
         let dy = randn(seed + 2, rows * d);
         let (dx0, dada0) = (randn(seed + 3, rows * d), randn(seed + 4, b * stride));
         let (mut dx_cpu, mut dada_cpu) = (dx0.clone(), dada0.clone());
-        cpu.norm_mod_bwd(kind, &dy, &x, &ada, stride, shift_col, scale_col, &st_cpu, &mut dx_cpu, &mut dada_cpu, b, t, d);
+        let dw0 = randn(seed + 6, d);
+        let mut dw_cpu = dw0.clone();
+        cpu.norm_mod_bwd(
+            kind,
+            &dy,
+            &x,
+            wopt,
+            weighted.then_some(&mut dw_cpu[..]),
+            &ada,
+            stride,
+            shift_col,
+            scale_col,
+            &st_cpu,
+            &mut dx_cpu,
+            &mut dada_cpu,
+            b,
+            t,
+            d,
+        );
         let (gdy, gst_ref) = (up(&be, &dy), up(&be, &st_cpu));
-        let (mut gdx, mut gdada) = (up(&be, &dx0), up(&be, &dada0));
+        let (mut gdx, mut gdada, mut gdw) = (up(&be, &dx0), up(&be, &dada0), up(&be, &dw0));
         be.norm_mod_bwd(
             kind,
             be.src(&gdy, 0..rows * d),
             be.src(&gx, 0..rows * d),
+            weighted.then(|| be.src(&gw, 0..d)),
+            weighted.then(|| be.dst(&mut gdw, 0..d)),
             be.src(&gada, 0..b * stride),
             stride,
             shift_col,
@@ -286,6 +310,59 @@ fn norm_mod_matches_cpu() {
         );
         check("norm dx", &down(&be, &gdx), &dx_cpu, NORMS)?;
         check("norm dada", &down(&be, &gdada), &dada_cpu, NORMS)?;
+        check("norm dweight", &down(&be, &gdw), &dw_cpu, NORMS)?;
+        Ok(())
+    });
+}
+
+#[test]
+fn qk_norm_matches_cpu() {
+    let Some(be) = gpu("qk_norm_matches_cpu") else { return };
+    let cpu = cpu();
+    let strat = (
+        select(vec![1usize, 2, 5]),
+        select(vec![1usize, 2, 3]),
+        select(vec![4usize, 8, 16, 36]),
+        any::<bool>(),
+        any::<u64>(),
+    );
+    run_prop("qk_norm", strat, |(n, heads, dh, with_stats, seed)| {
+        let w3 = n * 3 * heads * dh;
+        let qkv: Vec<f32> = randn(seed, w3).iter().map(|v| v * 2.0 + 0.3).collect();
+        let qkw: Vec<f32> = randn(seed + 1, 2 * dh).iter().map(|v| 1.0 + 0.3 * v).collect();
+        let mut out_cpu = vec![0f32; w3];
+        let mut st_cpu = vec![0f32; n * 2 * heads];
+        cpu.qk_norm_fwd(&qkv, &qkw, &mut out_cpu, Some(&mut st_cpu), n, heads, dh);
+        let (gqkv, gw) = (up(&be, &qkv), up(&be, &qkw));
+        let mut gout = poisoned(&be, w3);
+        let mut gst = poisoned(&be, n * 2 * heads);
+        let st_view = with_stats.then(|| be.dst(&mut gst, 0..n * 2 * heads));
+        be.qk_norm_fwd(be.src(&gqkv, 0..w3), be.src(&gw, 0..2 * dh), be.dst(&mut gout, 0..w3), st_view, n, heads, dh);
+        check("qk_norm out", &down(&be, &gout), &out_cpu, NORMS)?;
+        if with_stats {
+            check("qk_norm stats", &down(&be, &gst), &st_cpu, NORMS)?;
+        }
+        let dout = randn(seed + 2, w3);
+        let dw0 = randn(seed + 3, 2 * dh);
+        let mut dqkv_cpu = vec![0f32; w3];
+        let mut dw_cpu = dw0.clone();
+        cpu.qk_norm_bwd(&dout, &qkv, &qkw, &st_cpu, &mut dqkv_cpu, &mut dw_cpu, n, heads, dh);
+        let (gdout, gst_ref) = (up(&be, &dout), up(&be, &st_cpu));
+        let mut gdqkv = poisoned(&be, w3);
+        let mut gdw = up(&be, &dw0);
+        be.qk_norm_bwd(
+            be.src(&gdout, 0..w3),
+            be.src(&gqkv, 0..w3),
+            be.src(&gw, 0..2 * dh),
+            be.src(&gst_ref, 0..n * 2 * heads),
+            be.dst(&mut gdqkv, 0..w3),
+            be.dst(&mut gdw, 0..2 * dh),
+            n,
+            heads,
+            dh,
+        );
+        check("qk_norm dqkv", &down(&be, &gdqkv), &dqkv_cpu, NORMS)?;
+        check("qk_norm dqkw", &down(&be, &gdw), &dw_cpu, NORMS)?;
         Ok(())
     });
 }

@@ -79,21 +79,90 @@ fn norm_modulate() {
             let inputs = vec![randn(&mut rng, bs * t * d, 1.0), randn(&mut rng, bs * stride, 0.5)];
             let fwd = |x: &Inputs| {
                 let mut y = vec![0.0; bs * t * d];
-                b.norm_mod_fwd(kind, &x[0], &x[1], stride, 1, d + 1, &mut y, None, bs, t, d);
+                b.norm_mod_fwd(kind, &x[0], None, &x[1], stride, 1, d + 1, &mut y, None, bs, t, d);
                 y
             };
             let bwd = |x: &Inputs, dy: &[f64]| {
                 let mut y = vec![0.0; bs * t * d];
                 let mut st = vec![0.0; bs * t * 2];
-                b.norm_mod_fwd(kind, &x[0], &x[1], stride, 1, d + 1, &mut y, Some(&mut st), bs, t, d);
+                b.norm_mod_fwd(kind, &x[0], None, &x[1], stride, 1, d + 1, &mut y, Some(&mut st), bs, t, d);
                 let mut dx = vec![0.0; bs * t * d];
                 let mut da = vec![0.0; bs * stride];
-                b.norm_mod_bwd(kind, dy, &x[0], &x[1], stride, 1, d + 1, &st, &mut dx, &mut da, bs, t, d);
+                b.norm_mod_bwd(kind, dy, &x[0], None, None, &x[1], stride, 1, d + 1, &st, &mut dx, &mut da, bs, t, d);
                 vec![dx, da]
             };
             // d = 2 LayerNorm is degenerate (normalized values ±1) but still differentiable.
             fd_check(&format!("{kind:?} {bs}x{t}x{d}"), inputs, &[0, 1], &fwd, &bwd);
         }
+    }
+}
+
+/// The learned norm weight (LightningDiT, DDT): gradients for x, ada and the weight.
+#[test]
+fn norm_modulate_with_weight() {
+    for kind in [NormKind::LayerNorm, NormKind::RmsNorm] {
+        for &(bs, t, d) in &[(1, 1, 3), (2, 3, 7), (3, 5, 2)] {
+            let b = be();
+            let mut rng = Rng::new(3);
+            let stride = 3 * d + 1;
+            let w: Vec<f64> = randn(&mut rng, d, 0.3).iter().map(|v| 1.0 + v).collect();
+            let inputs = vec![randn(&mut rng, bs * t * d, 1.0), randn(&mut rng, bs * stride, 0.5), w];
+            let fwd = |x: &Inputs| {
+                let mut y = vec![0.0; bs * t * d];
+                b.norm_mod_fwd(kind, &x[0], Some(&x[2]), &x[1], stride, 1, d + 1, &mut y, None, bs, t, d);
+                y
+            };
+            let bwd = |x: &Inputs, dy: &[f64]| {
+                let mut y = vec![0.0; bs * t * d];
+                let mut st = vec![0.0; bs * t * 2];
+                b.norm_mod_fwd(kind, &x[0], Some(&x[2]), &x[1], stride, 1, d + 1, &mut y, Some(&mut st), bs, t, d);
+                let (mut dx, mut da, mut dw) = (vec![0.0; bs * t * d], vec![0.0; bs * stride], vec![0.0; d]);
+                b.norm_mod_bwd(
+                    kind,
+                    dy,
+                    &x[0],
+                    Some(&x[2]),
+                    Some(&mut dw),
+                    &x[1],
+                    stride,
+                    1,
+                    d + 1,
+                    &st,
+                    &mut dx,
+                    &mut da,
+                    bs,
+                    t,
+                    d,
+                );
+                vec![dx, da, dw]
+            };
+            fd_check(&format!("weighted {kind:?} {bs}x{t}x{d}"), inputs, &[0, 1, 2], &fwd, &bwd);
+        }
+    }
+}
+
+/// DDT's qk RMSNorm with weights.
+#[test]
+fn qk_norm() {
+    for &(n, heads, dh) in &[(1, 1, 4), (3, 2, 6)] {
+        let b = be();
+        let mut rng = Rng::new(4);
+        let w: Vec<f64> = randn(&mut rng, 2 * dh, 0.3).iter().map(|v| 1.0 + v).collect();
+        let inputs = vec![randn(&mut rng, n * 3 * heads * dh, 1.0), w];
+        let fwd = |x: &Inputs| {
+            let mut y = vec![0.0; n * 3 * heads * dh];
+            b.qk_norm_fwd(&x[0], &x[1], &mut y, None, n, heads, dh);
+            y
+        };
+        let bwd = |x: &Inputs, dy: &[f64]| {
+            let mut y = vec![0.0; n * 3 * heads * dh];
+            let mut st = vec![0.0; n * 2 * heads];
+            b.qk_norm_fwd(&x[0], &x[1], &mut y, Some(&mut st), n, heads, dh);
+            let (mut dx, mut dw) = (vec![0.0; n * 3 * heads * dh], vec![0.0; 2 * dh]);
+            b.qk_norm_bwd(dy, &x[0], &x[1], &st, &mut dx, &mut dw, n, heads, dh);
+            vec![dx, dw]
+        };
+        fd_check(&format!("qk_norm {n}x{heads}x{dh}"), inputs, &[0, 1], &fwd, &bwd);
     }
 }
 

@@ -44,6 +44,7 @@ fn check(prefix: &str) {
             rfba_gap_steps: [0.001, 0.001],
             cfg_scale: 0.0,
             cfg_interval: [0.0, 1.0],
+            cfg_channels: None,
             return_trajectory: true,
         };
         let out = sample(&mut model, &z, &labels, &cfg, &mut NoiseSource::provided(&[]), &mut RunControl::default()).unwrap();

@@ -152,6 +152,7 @@ impl SampleSection {
             rfba_gap_steps: self.rfba_gap_steps,
             cfg_scale: self.cfg_scale,
             cfg_interval: self.cfg_interval,
+            cfg_channels: None,
             return_trajectory: false,
         };
         cfg.validate()?;

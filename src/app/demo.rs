@@ -191,6 +191,7 @@ fn sampler(steps: usize, rho: f64, kappa: f64, gaps: [f64; 2]) -> SamplerConfig 
         rfba_gap_steps: gaps,
         cfg_scale: 0.0,
         cfg_interval: [0.0, 1.0],
+        cfg_channels: None,
         return_trajectory: false,
     }
 }

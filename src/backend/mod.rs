@@ -26,7 +26,8 @@ use crate::error::Result;
 pub enum NormKind {
     /// LayerNorm without affine parameters, eps 1e-6 (SiT).
     LayerNorm,
-    /// Parameter-free RMSNorm, eps 1e-6 (TiT).
+    /// RMSNorm, eps 1e-6 (TiT; LightningDiT and DDT add a learned weight, passed to the
+    /// op separately).
     RmsNorm,
 }
 
@@ -155,13 +156,16 @@ pub trait Backend: Send + Sync {
     );
 
     // ---------------------------------------------------------------- norms + adaLN
-    /// y[b, t, :] = norm(x[b, t, :]) ⊙ (1 + ada[b, scale_col..+D]) + ada[b, shift_col..+D].
-    /// x, y: [B·T, D]; ada: [B, ada_stride]; stats (saved for backward, may be None):
-    /// [B·T, 2] = (mean, 1/σ) for LayerNorm, (0, 1/rms) for RMSNorm.
+    /// y[b, t, :] = norm(x[b, t, :]) ⊙ w ⊙ (1 + ada[b, scale_col..+D]) + ada[b, shift_col..+D].
+    /// x, y: [B·T, D]; weight w: [D] (the norm's learned weight; None = 1); ada:
+    /// [B, ada_stride]; stats (saved for backward, may be None): [B·T, 2] = (mean, 1/σ)
+    /// for LayerNorm, (0, 1/rms) for RMSNorm. Token-wise modulation (one ada row per
+    /// token) is b = B·T, t = 1.
     fn norm_mod_fwd(
         &self,
         kind: NormKind,
         x: Self::Src<'_>,
+        weight: Option<Self::Src<'_>>,
         ada: Self::Src<'_>,
         ada_stride: usize,
         shift_col: usize,
@@ -173,12 +177,15 @@ pub trait Backend: Send + Sync {
         d: usize,
     );
     /// Backward of `norm_mod_fwd`: dx [B·T, D] accumulate; dada [B, ada_stride]
-    /// accumulate at the shift and scale columns.
+    /// accumulate at the shift and scale columns; dweight [D] accumulate (given iff
+    /// `weight` is).
     fn norm_mod_bwd(
         &self,
         kind: NormKind,
         dy: Self::Src<'_>,
         x: Self::Src<'_>,
+        weight: Option<Self::Src<'_>>,
+        dweight: Option<Self::Dst<'_>>,
         ada: Self::Src<'_>,
         ada_stride: usize,
         shift_col: usize,
@@ -206,6 +213,27 @@ pub trait Backend: Send + Sync {
         b: usize,
         t: usize,
         d: usize,
+    );
+
+    /// DDT's qk-norm: RMSNorm (eps 1e-6) with a learned weight on every head of q and k.
+    /// qkv, out: [N, 3D] laid out (3, H, d_h) per row; out = qkv with each q head
+    /// replaced by rms_norm(q)⊙qw and each k head by rms_norm(k)⊙kw, v copied.
+    /// qkw: [2·d_h] = [qw | kw]; stats (for the backward, may be None): [N, 2H] = 1/rms
+    /// of the q heads then the k heads.
+    fn qk_norm_fwd(&self, qkv: Self::Src<'_>, qkw: Self::Src<'_>, out: Self::Dst<'_>, stats: Option<Self::Dst<'_>>, n: usize, heads: usize, head_dim: usize);
+    /// Backward of `qk_norm_fwd`: dqkv [N, 3D] assign (the v part is dout's); dqkw
+    /// [2·d_h] accumulate (rows in order).
+    fn qk_norm_bwd(
+        &self,
+        dout: Self::Src<'_>,
+        qkv: Self::Src<'_>,
+        qkw: Self::Src<'_>,
+        stats: Self::Src<'_>,
+        dqkv: Self::Dst<'_>,
+        dqkw: Self::Dst<'_>,
+        n: usize,
+        heads: usize,
+        head_dim: usize,
     );
 
     // ---------------------------------------------------------------- attention

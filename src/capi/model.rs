@@ -25,6 +25,12 @@ pub type ucgm_arch = i32;
 pub const UCGM_ARCH_SIT: ucgm_arch = 0;
 /// UCGM's TiT (RMSNorm, qk-norm, 2-D RoPE, SwiGLU).
 pub const UCGM_ARCH_TIT: ucgm_arch = 1;
+/// LightningDiT (TiT's layers with learned RMSNorm weights, qk-norm off); its guidance
+/// acts on channels 0–2 only.
+pub const UCGM_ARCH_LIGHTNINGDIT: ucgm_arch = 2;
+/// DDT, the encoder–decoder DiT (loaded from weights only: its encoder depth is not a
+/// creation parameter).
+pub const UCGM_ARCH_DDT: ucgm_arch = 3;
 
 /// Largest accepted thread count (`crate::limits::MAX_THREADS`).
 const MAX_THREADS: i32 = crate::limits::MAX_THREADS as i32;
@@ -45,7 +51,7 @@ pub struct ucgm_model_params {
     /// 1, 2 or 4); `arch`, `patch`, `hidden`, `depth` and `heads` are then ignored. NULL
     /// (default): the custom shape below. Ignored by load.
     pub name: *const c_char,
-    /// Create: `UCGM_ARCH_SIT` or `UCGM_ARCH_TIT` (default TiT).
+    /// Create: `UCGM_ARCH_SIT`, `UCGM_ARCH_TIT` or `UCGM_ARCH_LIGHTNINGDIT` (default TiT).
     pub arch: ucgm_arch,
     /// Create: side of the square input (default 32).
     pub input_size: u32,
@@ -153,7 +159,7 @@ unsafe impl Versioned for ucgm_model_params {
 pub struct ucgm_model_info {
     /// Set by the caller to `sizeof(ucgm_model_info)`.
     pub struct_size: usize,
-    /// `UCGM_ARCH_SIT` or `UCGM_ARCH_TIT`.
+    /// `UCGM_ARCH_SIT`, `UCGM_ARCH_TIT`, `UCGM_ARCH_LIGHTNINGDIT` or `UCGM_ARCH_DDT`.
     pub arch: ucgm_arch,
     /// Side H = W of one sample.
     pub input_size: u32,
@@ -280,12 +286,19 @@ impl AsHandle for ucgm_model {
     }
 }
 
-const ARCHS: [(i32, &str, Arch); 2] = [(UCGM_ARCH_SIT, "UCGM_ARCH_SIT", Arch::Sit), (UCGM_ARCH_TIT, "UCGM_ARCH_TIT", Arch::Tit)];
+/// The families `ucgm_model_create` builds (DDT is loaded from weights only).
+const ARCHS: [(i32, &str, Arch); 3] = [
+    (UCGM_ARCH_SIT, "UCGM_ARCH_SIT", Arch::Sit),
+    (UCGM_ARCH_TIT, "UCGM_ARCH_TIT", Arch::Tit),
+    (UCGM_ARCH_LIGHTNINGDIT, "UCGM_ARCH_LIGHTNINGDIT", Arch::LightningDit),
+];
 
 fn arch_code(a: Arch) -> ucgm_arch {
     match a {
         Arch::Sit => UCGM_ARCH_SIT,
         Arch::Tit => UCGM_ARCH_TIT,
+        Arch::LightningDit => UCGM_ARCH_LIGHTNINGDIT,
+        Arch::Ddt { .. } => UCGM_ARCH_DDT,
     }
 }
 

@@ -171,6 +171,7 @@ fn sampler_config(p: &ucgm_sample_params) -> Result<SamplerConfig> {
         rfba_gap_steps: params::finite_all("ucgm_sample_params.rfba_gap_steps", p.rfba_gap_steps)?,
         cfg_scale: params::finite("ucgm_sample_params.cfg_scale", p.cfg_scale)?,
         cfg_interval: params::finite_all("ucgm_sample_params.cfg_interval", p.cfg_interval)?,
+        cfg_channels: None,
         return_trajectory: false,
     };
     cfg.validate()?;

@@ -9,7 +9,8 @@ use crate::model::embed::TIME_FEATURES;
 
 /// Per-block activations (BT = B·T tokens, D hidden, M = MLP hidden).
 pub struct BlockActs<B: Backend> {
-    /// adaLN output [B, 6D]: shift₁, scale₁, gate₁, shift₂, scale₂, gate₂.
+    /// adaLN output [B, 6D] (DDT: [BT, 6D], per token for the decoder blocks): shift₁,
+    /// scale₁, gate₁, shift₂, scale₂, gate₂.
     pub ada: B::Buf,
     /// Modulated norm₁ output [BT, D].
     pub n1: B::Buf,
@@ -17,6 +18,10 @@ pub struct BlockActs<B: Backend> {
     pub stats1: B::Buf,
     /// qkv projection [BT, 3D].
     pub qkv: B::Buf,
+    /// DDT: qkv after the qk RMSNorm [BT, 3D] (empty for the other families).
+    pub qkn: B::Buf,
+    /// DDT: 1/rms of every q and k head [BT, 2H] (training only).
+    pub qk_stats: B::Buf,
     /// Attention cache for the backward (training only) [`AttnDims::cache_len`].
     pub cache: B::Buf,
     /// Attention output before `proj` [BT, D].
@@ -70,6 +75,38 @@ pub struct Acts<B: Backend> {
     pub tok_out: B::Buf,
     /// Output image [B, C, H, W].
     pub out: B::Buf,
+    /// DDT's extra activations (None for the other families).
+    pub ddt: Option<DdtActs<B>>,
+}
+
+/// DDT's activations besides the shared ones.
+pub struct DdtActs<B: Backend> {
+    /// Timestep embedding t [B, D] (before the label is added).
+    pub temb: B::Buf,
+    /// Encoder output + t per token [BT, D].
+    pub s_pre: B::Buf,
+    /// s = SiLU(t + encoder output) [BT, D]: the decoder's token-wise condition.
+    pub s_act: B::Buf,
+    /// Sample index of every token [BT] (b repeated T times): broadcasting t over the
+    /// tokens is a gather of these rows.
+    pub tok_batch: Vec<usize>,
+}
+
+/// Rows of the adaLN outputs: one per image, or (DDT) one per token.
+pub fn ada_rows(cfg: &ModelConfig, batch: usize) -> usize {
+    match cfg.arch {
+        Arch::Ddt { .. } => batch * cfg.tokens(),
+        _ => batch,
+    }
+}
+
+/// Residual-stream snapshots a training forward keeps: 2·depth + 1 (DDT: + 1, the
+/// decoder starts a new stream).
+pub fn residual_snapshots(cfg: &ModelConfig) -> usize {
+    match cfg.arch {
+        Arch::Ddt { .. } => 2 * cfg.depth + 2,
+        _ => 2 * cfg.depth + 1,
+    }
 }
 
 impl<B: Backend> Acts<B> {
@@ -77,16 +114,20 @@ impl<B: Backend> Acts<B> {
     pub fn new(be: &B, cfg: &ModelConfig, batch: usize, train: bool) -> Result<Self> {
         let (d, bt) = (cfg.hidden, batch * cfg.tokens());
         let m = cfg.mlp_hidden();
-        let m_in = if cfg.arch == Arch::Tit { 2 * m } else { m };
+        let m_in = if cfg.arch.uses_swiglu() { 2 * m } else { m };
         let dims = attn_dims(cfg, batch);
+        let ddt = matches!(cfg.arch, Arch::Ddt { .. });
+        let ar = ada_rows(cfg, batch);
         let n_blocks = if train { cfg.depth } else { 1 };
         let mut blocks = Vec::with_capacity(n_blocks);
         for _ in 0..n_blocks {
             blocks.push(BlockActs {
-                ada: be.zeros(batch * 6 * d)?,
+                ada: be.zeros(ar * 6 * d)?,
                 n1: be.zeros(bt * d)?,
                 stats1: be.zeros(bt * 2)?,
                 qkv: be.zeros(bt * 3 * d)?,
+                qkn: be.zeros(if ddt { bt * 3 * d } else { 0 })?,
+                qk_stats: be.zeros(if ddt && train { bt * 2 * cfg.heads } else { 0 })?,
                 cache: be.zeros(if train { dims.cache_len() } else { 0 })?,
                 att: be.zeros(bt * d)?,
                 proj: be.zeros(bt * d)?,
@@ -97,7 +138,17 @@ impl<B: Backend> Acts<B> {
                 m2: be.zeros(bt * d)?,
             });
         }
-        let n_h = if train { 2 * cfg.depth + 1 } else { 1 };
+        let n_h = if train { residual_snapshots(cfg) } else { 1 };
+        let ddt_acts = if ddt {
+            Some(DdtActs {
+                temb: be.zeros(batch * d)?,
+                s_pre: be.zeros(bt * d)?,
+                s_act: be.zeros(bt * d)?,
+                tok_batch: (0..bt).map(|r| r / cfg.tokens()).collect(),
+            })
+        } else {
+            None
+        };
         let hs = (0..n_h).map(|_| be.zeros(bt * d)).collect::<Result<Vec<_>>>()?;
         Ok(Acts {
             batch,
@@ -112,25 +163,27 @@ impl<B: Backend> Acts<B> {
             sc: be.zeros(batch * d)?,
             hs,
             blocks,
-            f_ada: be.zeros(batch * 2 * d)?,
+            f_ada: be.zeros(ar * 2 * d)?,
             nf: be.zeros(bt * d)?,
             stats_f: be.zeros(bt * 2)?,
             tok_out: be.zeros(bt * cfg.patch_dim())?,
             out: be.zeros(batch * cfg.image_len())?,
+            ddt: ddt_acts,
         })
     }
 }
 
 /// Attention sizes of a configuration at a batch size.
 pub fn attn_dims(cfg: &ModelConfig, batch: usize) -> AttnDims {
-    let tit = cfg.arch == Arch::Tit;
     AttnDims {
         batch,
         tokens: cfg.tokens(),
         heads: cfg.heads,
         head_dim: cfg.head_dim(),
-        qk_norm: tit,
-        rope: tit,
+        // LightningDiT's released configs have qk-norm off; DDT's (with weights) is the
+        // separate `qk_norm_fwd` op before the attention.
+        qk_norm: cfg.arch == Arch::Tit,
+        rope: cfg.arch.uses_rope(),
     }
 }
 
@@ -142,7 +195,7 @@ pub struct GradScratch<B: Backend> {
     /// Two wide scratch buffers [BT, max(3D, 2M)].
     pub wide1: B::Buf,
     pub wide2: B::Buf,
-    /// Gradient of an adaLN output [B, 6D].
+    /// Gradient of an adaLN output [B, 6D] (DDT: [BT, 6D]).
     pub dada: B::Buf,
     /// Gradient of SiLU(c), accumulated over all adaLN Linears [B, D].
     pub dsc: B::Buf,
@@ -156,6 +209,13 @@ pub struct GradScratch<B: Backend> {
     pub dimg: B::Buf,
     /// Gradient of the output image [B, C, H, W] (uploaded).
     pub dout: B::Buf,
+    /// DDT: gradient of s = SiLU(t + encoder output) [BT, D], accumulated over the
+    /// decoder's adaLN Linears and the final layer (empty otherwise).
+    pub ds: B::Buf,
+    /// DDT: gradient of the timestep embedding [B, D].
+    pub dtemb: B::Buf,
+    /// DDT: gradient of the patch rows through `s_embedder` [BT, C·p·p].
+    pub dpatch2: B::Buf,
 }
 
 impl<B: Backend> GradScratch<B> {
@@ -164,18 +224,23 @@ impl<B: Backend> GradScratch<B> {
         let (d, bt) = (cfg.hidden, batch * cfg.tokens());
         let m = cfg.mlp_hidden();
         let wide = bt * (3 * d).max(2 * m).max(d);
+        let ddt = matches!(cfg.arch, Arch::Ddt { .. });
+        let some = |n: usize| if ddt { n } else { 0 };
         Ok(GradScratch {
             batch,
             dh: be.zeros(bt * d)?,
             wide1: be.zeros(wide)?,
             wide2: be.zeros(wide)?,
-            dada: be.zeros(batch * 6 * d)?,
+            dada: be.zeros(ada_rows(cfg, batch) * 6 * d)?,
             dsc: be.zeros(batch * d)?,
             small: be.zeros(batch * d)?,
             dtok: be.zeros(bt * cfg.patch_dim())?,
             dpatch: be.zeros(bt * cfg.patch_dim())?,
             dimg: be.zeros(batch * cfg.image_len())?,
             dout: be.zeros(batch * cfg.image_len())?,
+            ds: be.zeros(some(bt * d))?,
+            dtemb: be.zeros(some(batch * d))?,
+            dpatch2: be.zeros(some(bt * cfg.patch_dim()))?,
         })
     }
 }

@@ -1,6 +1,7 @@
-//! Network configuration: the two families (SiT, TiT), the named sizes S/B/L/XL with
-//! patch 1/2/4, and any custom shape. Derived sizes (tokens, head dim, MLP width) are
-//! computed here and nowhere else.
+//! Network configuration: the families (SiT, TiT, and the pre-trained LightningDiT and
+//! DDT), the named sizes (S/B/L/XL with patch 1/2/4; LightningDiT also 1p0B/1p6B; DDT
+//! XL), and any custom shape. Derived sizes (tokens, head dim, MLP width) are computed
+//! here and nowhere else.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,14 +14,62 @@ pub enum Arch {
     Sit,
     /// UCGM's TiT: RMSNorm, qk-norm, 2-D RoPE, SwiGLU MLP.
     Tit,
+    /// LightningDiT (reference `networks/lightningdit.py`, the released XL/1 options):
+    /// TiT's layers with a learned RMSNorm weight (norm1, norm2, final norm), qk-norm off,
+    /// the label embedding always used (K + 1 rows, row K = null).
+    LightningDit,
+    /// DDT (reference `networks/ddt.py`): the first `encoder_depth` of the `depth` blocks
+    /// are encoder blocks over `s_embedder` tokens (modulated per image by SiLU(t + y));
+    /// the rest are decoder blocks over `x_embedder` tokens, modulated per token by
+    /// SiLU(t + s). RMSNorm and qk RMSNorm with weights, bias-free SwiGLU and qkv, 2-D
+    /// RoPE on positions linspace(0, 16, L), no position embedding.
+    Ddt {
+        /// Encoder blocks (`num_encoder_blocks`); XL: 22 of 28.
+        encoder_depth: usize,
+    },
 }
 
 impl Arch {
-    /// Reference name prefix ("SiT" / "TiT").
+    /// Reference name prefix ("SiT", "TiT", "LightningDiT", "DDT").
     pub fn name(self) -> &'static str {
         match self {
             Arch::Sit => "SiT",
             Arch::Tit => "TiT",
+            Arch::LightningDit => "LightningDiT",
+            Arch::Ddt { .. } => "DDT",
+        }
+    }
+
+    /// Whether the blocks use 2-D RoPE.
+    pub fn uses_rope(self) -> bool {
+        !matches!(self, Arch::Sit)
+    }
+
+    /// Whether the MLP is a SwiGLU (first Linear [2M, D] = [x₁ | x₂]).
+    pub fn uses_swiglu(self) -> bool {
+        !matches!(self, Arch::Sit)
+    }
+
+    /// Whether the RMSNorms carry a learned weight.
+    pub fn has_norm_weights(self) -> bool {
+        matches!(self, Arch::LightningDit | Arch::Ddt { .. })
+    }
+
+    /// Max period of the sinusoidal timestep features (DDT: 10; the others 10000).
+    pub fn time_max_period(self) -> f32 {
+        match self {
+            Arch::Ddt { .. } => 10.0,
+            _ => 10000.0,
+        }
+    }
+
+    /// Classifier-free guidance acts on the first this many output channels (None: all).
+    /// LightningDiT's `forward_with_cfg` guides channels 0–2 only, the setting its
+    /// released FIDs were measured with; every other network guides all channels.
+    pub fn cfg_channels(self) -> Option<usize> {
+        match self {
+            Arch::LightningDit => Some(3),
+            _ => None,
         }
     }
 }
@@ -46,14 +95,29 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    /// A named size: `S`, `B`, `L`, `XL` (case-insensitive), with patch 1, 2 or 4.
+    /// A named size: `S`, `B`, `L`, `XL` (case-insensitive; LightningDiT also `1p0B` and
+    /// `1p6B`; DDT only `XL`, with 22 encoder blocks whatever `arch` says), with patch 1, 2
+    /// or 4.
     pub fn named(arch: Arch, size: &str, patch: usize, input_size: usize, in_channels: usize, num_classes: usize) -> Result<Self> {
-        let (depth, hidden, heads) = match size.to_ascii_uppercase().as_str() {
-            "S" => (12, 384, 6),
-            "B" => (12, 768, 12),
-            "L" => (24, 1024, 16),
-            "XL" => (28, 1152, 16),
-            other => return Err(Error::invalid(format!("unknown model size {other:?} (expected S, B, L or XL)"))),
+        let up = size.to_ascii_uppercase();
+        let (depth, hidden, heads) = match (up.as_str(), arch) {
+            ("S", Arch::Sit | Arch::Tit | Arch::LightningDit) => (12, 384, 6),
+            ("B", Arch::Sit | Arch::Tit | Arch::LightningDit) => (12, 768, 12),
+            ("L", Arch::Sit | Arch::Tit | Arch::LightningDit) => (24, 1024, 16),
+            ("XL", _) => (28, 1152, 16),
+            ("1P0B", Arch::LightningDit) => (24, 1536, 24),
+            ("1P6B", Arch::LightningDit) => (28, 1792, 28),
+            (other, Arch::Ddt { .. }) => return Err(Error::invalid(format!("unknown DDT size {other:?} (the reference defines XL)"))),
+            (other, Arch::LightningDit) => {
+                return Err(Error::invalid(format!(
+                    "unknown LightningDiT size {other:?} (expected S, B, L, XL, 1p0B or 1p6B)"
+                )))
+            }
+            (other, _) => return Err(Error::invalid(format!("unknown model size {other:?} (expected S, B, L or XL)"))),
+        };
+        let arch = match arch {
+            Arch::Ddt { .. } => Arch::Ddt { encoder_depth: 22 },
+            a => a,
         };
         if ![1, 2, 4].contains(&patch) {
             return Err(Error::invalid(format!("named sizes use patch 1, 2 or 4, got {patch}")));
@@ -72,14 +136,17 @@ impl ModelConfig {
         Ok(cfg)
     }
 
-    /// Parses a reference model name such as `TiT-XL/2` or `SiT-S/2`.
+    /// Parses a reference model name such as `TiT-XL/2`, `SiT-S/2`, `LightningDiT-XL/1`
+    /// or `DDT-XL/2`.
     pub fn from_name(name: &str, input_size: usize, in_channels: usize, num_classes: usize) -> Result<Self> {
-        let bad = || Error::invalid(format!("model name {name:?}: expected e.g. TiT-XL/2 or SiT-S/2"));
+        let bad = || Error::invalid(format!("model name {name:?}: expected e.g. TiT-XL/2, SiT-S/2, LightningDiT-XL/1 or DDT-XL/2"));
         let (fam, rest) = name.split_once('-').ok_or_else(bad)?;
         let (size, patch) = rest.split_once('/').ok_or_else(bad)?;
         let arch = match fam.to_ascii_lowercase().as_str() {
             "sit" => Arch::Sit,
             "tit" => Arch::Tit,
+            "lightningdit" => Arch::LightningDit,
+            "ddt" => Arch::Ddt { encoder_depth: 22 },
             _ => return Err(bad()),
         };
         let patch: usize = patch.parse().map_err(|_| bad())?;
@@ -119,8 +186,13 @@ impl ModelConfig {
         if self.hidden % 4 != 0 {
             return fail(format!("hidden {} must be divisible by 4 (2-D sin-cos position embedding)", self.hidden));
         }
-        if self.arch == Arch::Tit && self.head_dim() % 4 != 0 {
-            return fail(format!("TiT head dim {} must be divisible by 4 (2-D RoPE)", self.head_dim()));
+        if self.arch.uses_rope() && self.head_dim() % 4 != 0 {
+            return fail(format!("{} head dim {} must be divisible by 4 (2-D RoPE)", self.arch.name(), self.head_dim()));
+        }
+        if let Arch::Ddt { encoder_depth } = self.arch {
+            if encoder_depth > self.depth {
+                return fail(format!("DDT encoder depth {encoder_depth} exceeds the {} blocks", self.depth));
+            }
         }
         let big = 1usize << 20;
         if self.input_size > 4096 || self.in_channels > 4096 || self.hidden > big || self.depth > 1024 || self.num_classes > big {
@@ -141,11 +213,13 @@ impl ModelConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden / self.heads
     }
-    /// MLP hidden width: 4D for SiT, int(2/3·4D) for TiT's SwiGLU.
+    /// MLP hidden width: 4D for SiT, int(2/3·4D) for the SwiGLUs of TiT and LightningDiT,
+    /// int(2·4D/3) for DDT's.
     pub fn mlp_hidden(&self) -> usize {
         match self.arch {
             Arch::Sit => 4 * self.hidden,
-            Arch::Tit => (2.0 / 3.0 * (4 * self.hidden) as f64) as usize,
+            Arch::Tit | Arch::LightningDit => (2.0 / 3.0 * (4 * self.hidden) as f64) as usize,
+            Arch::Ddt { .. } => 2 * (4 * self.hidden) / 3,
         }
     }
     /// Values per token in a patch: C·p².
@@ -159,18 +233,26 @@ impl ModelConfig {
     /// Whether the class embedding is added to the conditioning (TiT needs K ≥ 2).
     pub fn uses_labels(&self) -> bool {
         match self.arch {
-            Arch::Sit => true,
             Arch::Tit => self.num_classes >= 2,
+            _ => true,
         }
+    }
+    /// Encoder blocks of a DDT (0 for the other families).
+    pub fn encoder_depth(&self) -> usize {
+        match self.arch {
+            Arch::Ddt { encoder_depth } => encoder_depth,
+            _ => 0,
+        }
+    }
+    /// Whether the model adds the sin-cos position embedding (all but DDT).
+    pub fn uses_pos_embed(&self) -> bool {
+        !matches!(self.arch, Arch::Ddt { .. })
     }
     /// Counted FLOPs of one forward pass per image (matrix products and attention).
     pub fn forward_flops(&self) -> f64 {
         let (d, t) = (self.hidden as f64, self.tokens() as f64);
         let mlp = self.mlp_hidden() as f64;
-        let mlp_in = match self.arch {
-            Arch::Sit => mlp,
-            Arch::Tit => 2.0 * mlp,
-        };
+        let mlp_in = if self.arch.uses_swiglu() { 2.0 * mlp } else { mlp };
         let per_block = 2.0 * t * (3.0 * d * d + d * d + d * mlp_in + mlp * d) + 4.0 * t * t * d + 2.0 * 6.0 * d * d;
         let embed = 2.0 * t * d * self.patch_dim() as f64 + 2.0 * t * d * self.patch_dim() as f64 + 2.0 * (256.0 * d + d * d) + 2.0 * 2.0 * d * d;
         per_block * self.depth as f64 + embed

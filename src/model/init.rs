@@ -15,6 +15,10 @@ pub fn reference_init(layout: &ParamLayout, seed: u64) -> Vec<f32> {
         if name.ends_with(".bias") || name.contains("adaLN_modulation") || name.starts_with("final_layer.linear") {
             continue; // zeros
         }
+        if e.shape.len() == 1 {
+            dst.fill(1.0); // RMSNorm weights (LightningDiT, DDT) start at one
+            continue;
+        }
         if name.starts_with("t_embedder.mlp") || name.starts_with("y_embedder") {
             rng.fill_normal(dst);
             dst.iter_mut().for_each(|v| *v *= 0.02);

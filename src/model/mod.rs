@@ -1,9 +1,11 @@
-//! SiT and TiT networks with their parameters on a backend: construction (reference
-//! init or safetensors weights), inference, training forward and hand-written backward.
-//! The layers themselves are in [`network`]; the activation workspace in [`acts`].
+//! SiT, TiT, LightningDiT and DDT networks with their parameters on a backend:
+//! construction (reference init or safetensors weights), inference, training forward and
+//! hand-written backward. The layers themselves are in [`network`] (DDT's in [`ddt`]);
+//! the activation workspace in [`acts`].
 
 pub mod acts;
 pub mod config;
+pub mod ddt;
 pub mod embed;
 pub mod init;
 pub mod network;
@@ -78,9 +80,10 @@ impl<B: Backend + Clone> Model<B> {
         cfg.validate()?;
         let layout = ParamLayout::for_config(&cfg);
         let ranges = Ranges::new(&cfg, &layout);
-        let pos = embed::pos_embed(&cfg);
+        let pos = if cfg.uses_pos_embed() { embed::pos_embed(&cfg) } else { vec![0.0] };
         let (cos, sin) = match cfg.arch {
-            Arch::Tit => embed::rope_tables(&cfg),
+            Arch::Tit | Arch::LightningDit => embed::rope_tables(&cfg),
+            Arch::Ddt { .. } => embed::ddt_rope_tables(&cfg),
             Arch::Sit => (vec![0.0], vec![0.0]),
         };
         let fixed = Fixed {
@@ -309,7 +312,8 @@ impl<B: Backend + Clone> Model<B> {
             self.acts = Some(Acts::new(&self.backend, &self.cfg, b, train)?);
         }
         let acts = self.acts.as_mut().expect("acts");
-        self.backend.write(&mut acts.tfeat, 0, &embed::timestep_features(t))?;
+        self.backend
+            .write(&mut acts.tfeat, 0, &embed::timestep_features(t, self.cfg.arch.time_max_period()))?;
         Ok(b)
     }
 

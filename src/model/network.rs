@@ -1,5 +1,8 @@
-//! The SiT / TiT network as one static stack of layers, forward and hand-written
-//! backward side by side (the llm.c way), written once over the [`Backend`] ops.
+//! The SiT / TiT / LightningDiT network as one static stack of layers, forward and
+//! hand-written backward side by side (the llm.c way), written once over the [`Backend`]
+//! ops. LightningDiT is TiT's stack with a learned weight in every RMSNorm and qk-norm
+//! off. DDT's encoder–decoder stack is in [`crate::model::ddt`]; [`forward`] and
+//! [`backward`] hand it over.
 //!
 //! Forward:  patches → x_embedder (+ pos_embed) → h;  t → features → Linear → SiLU →
 //! Linear (+ label embedding) → c;  sc = SiLU(c);  per block: ada = Linear(sc) →
@@ -17,7 +20,8 @@ use crate::layout::ParamLayout;
 use crate::model::acts::{attn_dims, Acts, GradScratch};
 use crate::model::config::{Arch, ModelConfig};
 
-/// Parameter ranges of one block (each a Linear's `[W | b]`).
+/// Parameter ranges of one block: each Linear's `[W | b]` (`[W]` alone for DDT's
+/// bias-free qkv and MLP), and the norm weights of the families that have them.
 #[derive(Clone, Debug)]
 pub struct BlockRanges {
     pub ada: Range<usize>,
@@ -25,32 +29,72 @@ pub struct BlockRanges {
     pub proj: Range<usize>,
     pub mlp_in: Range<usize>,
     pub mlp_out: Range<usize>,
+    /// RMSNorm weights [D] (LightningDiT, DDT).
+    pub norm1: Option<Range<usize>>,
+    pub norm2: Option<Range<usize>>,
+    /// DDT: [q_norm.weight | k_norm.weight] [2·d_h].
+    pub qk_norm: Option<Range<usize>>,
 }
 
 /// Parameter ranges of the whole network, resolved once from the layout.
 #[derive(Clone, Debug)]
 pub struct Ranges {
     pub x_emb: Range<usize>,
+    /// DDT's `s_embedder.proj`.
+    pub s_emb: Option<Range<usize>>,
     pub t0: Range<usize>,
     pub t2: Range<usize>,
     pub y_table: Range<usize>,
     pub blocks: Vec<BlockRanges>,
     pub f_ada: Range<usize>,
     pub f_lin: Range<usize>,
+    /// LightningDiT's final RMSNorm weight [D].
+    pub f_norm: Option<Range<usize>>,
 }
 
 impl Ranges {
     /// Resolves the ranges of `cfg` in `layout`.
     pub fn new(cfg: &ModelConfig, layout: &ParamLayout) -> Self {
-        let (mi, mo) = match cfg.arch {
-            Arch::Sit => ("mlp.fc1", "mlp.fc2"),
-            Arch::Tit => ("mlp.w12", "mlp.w3"),
+        if let Arch::Ddt { .. } = cfg.arch {
+            return Ranges {
+                x_emb: layout.linear_range("x_embedder.proj"),
+                s_emb: Some(layout.linear_range("s_embedder.proj")),
+                t0: layout.linear_range("t_embedder.mlp.0"),
+                t2: layout.linear_range("t_embedder.mlp.2"),
+                y_table: layout.range_of("y_embedder.embedding_table.weight"),
+                blocks: (0..cfg.depth)
+                    .map(|i| {
+                        let p = format!("blocks.{i}");
+                        BlockRanges {
+                            ada: layout.linear_range(&format!("{p}.adaLN_modulation.0")),
+                            qkv: layout.range_of(&format!("{p}.attn.qkv.weight")),
+                            proj: layout.linear_range(&format!("{p}.attn.proj")),
+                            mlp_in: layout.span(&format!("{p}.mlp.w1.weight"), &format!("{p}.mlp.w3.weight")),
+                            mlp_out: layout.range_of(&format!("{p}.mlp.w2.weight")),
+                            norm1: Some(layout.range_of(&format!("{p}.norm1.weight"))),
+                            norm2: Some(layout.range_of(&format!("{p}.norm2.weight"))),
+                            qk_norm: Some(layout.span(&format!("{p}.attn.q_norm.weight"), &format!("{p}.attn.k_norm.weight"))),
+                        }
+                    })
+                    .collect(),
+                f_ada: layout.linear_range("final_layer.adaLN_modulation.0"),
+                f_lin: layout.linear_range("final_layer.linear"),
+                f_norm: None,
+            };
+        }
+        let (mi, mo) = if cfg.arch.uses_swiglu() {
+            ("mlp.w12", "mlp.w3")
+        } else {
+            ("mlp.fc1", "mlp.fc2")
         };
+        let nw = cfg.arch.has_norm_weights();
+        let norm = |name: String| nw.then(|| layout.range_of(&name));
         Ranges {
             x_emb: layout.linear_range("x_embedder.proj"),
+            s_emb: None,
             t0: layout.linear_range("t_embedder.mlp.0"),
             t2: layout.linear_range("t_embedder.mlp.2"),
-            y_table: layout.get("y_embedder.embedding_table.weight").expect("layout").range(),
+            y_table: layout.range_of("y_embedder.embedding_table.weight"),
             blocks: (0..cfg.depth)
                 .map(|i| BlockRanges {
                     ada: layout.linear_range(&format!("blocks.{i}.adaLN_modulation.1")),
@@ -58,20 +102,32 @@ impl Ranges {
                     proj: layout.linear_range(&format!("blocks.{i}.attn.proj")),
                     mlp_in: layout.linear_range(&format!("blocks.{i}.{mi}")),
                     mlp_out: layout.linear_range(&format!("blocks.{i}.{mo}")),
+                    norm1: norm(format!("blocks.{i}.norm1.weight")),
+                    norm2: norm(format!("blocks.{i}.norm2.weight")),
+                    qk_norm: None,
                 })
                 .collect(),
             f_ada: layout.linear_range("final_layer.adaLN_modulation.1"),
             f_lin: layout.linear_range("final_layer.linear"),
+            f_norm: norm("final_layer.norm_final.weight".to_string()),
         }
     }
+}
+
+/// Whether a Linear's parameter range `[W | b]` holds a bias (W being [o, i]).
+pub fn has_bias(rg: &Range<usize>, i: usize, o: usize) -> bool {
+    rg.len() == o * i + o
 }
 
 impl Ranges {
     /// Every Linear as (`[W | b]` range, in features, out features).
     pub fn linears(&self, cfg: &ModelConfig) -> Vec<(Range<usize>, usize, usize)> {
         let (d, m) = (cfg.hidden, cfg.mlp_hidden());
-        let m_in = if cfg.arch == Arch::Tit { 2 * m } else { m };
+        let m_in = if cfg.arch.uses_swiglu() { 2 * m } else { m };
         let mut v = vec![(self.x_emb.clone(), cfg.patch_dim(), d), (self.t0.clone(), 256, d), (self.t2.clone(), d, d)];
+        if let Some(s) = &self.s_emb {
+            v.push((s.clone(), cfg.patch_dim(), d));
+        }
         for b in &self.blocks {
             v.extend([
                 (b.ada.clone(), d, 6 * d),
@@ -108,7 +164,7 @@ pub struct Fixed<B: Backend> {
 fn norm_kind(cfg: &ModelConfig) -> NormKind {
     match cfg.arch {
         Arch::Sit => NormKind::LayerNorm,
-        Arch::Tit => NormKind::RmsNorm,
+        _ => NormKind::RmsNorm,
     }
 }
 
@@ -136,6 +192,7 @@ fn pair<T>(v: &mut [T], a: usize, b: usize) -> (&T, &mut T) {
 /// Runs the forward pass. Inputs must already be in `acts.img` and `acts.tfeat`;
 /// the result is left in `acts.out` [B, C, H, W].
 /// `wt`, when given, holds the Linear weights transposed (see [`transpose_weights`]).
+#[allow(clippy::too_many_arguments)]
 pub fn forward<B: Backend>(
     be: &B,
     cfg: &ModelConfig,
@@ -146,12 +203,16 @@ pub fn forward<B: Backend>(
     acts: &mut Acts<B>,
     labels: &[usize],
 ) {
+    if let Arch::Ddt { .. } = cfg.arch {
+        return crate::model::ddt::forward(be, cfg, r, params, wt, fixed, acts, labels);
+    }
     let (b, t, d, c, p, side) = (acts.batch, cfg.tokens(), cfg.hidden, cfg.in_channels, cfg.patch, cfg.input_size);
     let bt = b * t;
     let (m, kind, train) = (cfg.mlp_hidden(), norm_kind(cfg), acts.train);
-    let m_in = if cfg.arch == Arch::Tit { 2 * m } else { m };
+    let m_in = if cfg.arch.uses_swiglu() { 2 * m } else { m };
     let all = |x: &B::Buf| 0..be.len(x);
     let w = |rg: &Range<usize>| be.src(params, rg.clone());
+    let nw = |rg: &Option<Range<usize>>| rg.as_ref().map(|rg| be.src(params, rg.clone()));
     let lin = |x: B::Src<'_>, rg: &Range<usize>, y: B::Dst<'_>, n: usize, i: usize, o: usize| match wt {
         Some(wt) => be.linear_fwd_t(x, be.src(wt, rg.clone()), true, y, n, i, o),
         None => be.linear_fwd(x, be.src(params, rg.clone()), true, y, n, i, o),
@@ -193,6 +254,7 @@ pub fn forward<B: Backend>(
         be.norm_mod_fwd(
             kind,
             be.src(&acts.hs[h_in], 0..bt * d),
+            nw(&br.norm1),
             be.src(&ba.ada, 0..b * 6 * d),
             6 * d,
             0,
@@ -232,6 +294,7 @@ pub fn forward<B: Backend>(
         be.norm_mod_fwd(
             kind,
             be.src(&acts.hs[h_mid], 0..bt * d),
+            nw(&br.norm2),
             be.src(&ba.ada, 0..b * 6 * d),
             6 * d,
             3 * d,
@@ -243,9 +306,10 @@ pub fn forward<B: Backend>(
             d,
         );
         lin(be.src(&ba.n2, 0..bt * d), &br.mlp_in, be.dst(&mut ba.m1, 0..bt * m_in), bt, d, m_in);
-        match cfg.arch {
-            Arch::Sit => be.gelu_tanh_fwd(be.src(&ba.m1, 0..bt * m), be.dst(&mut ba.m_act, 0..bt * m)),
-            Arch::Tit => be.swiglu_fwd(be.src(&ba.m1, 0..bt * m_in), be.dst(&mut ba.m_act, 0..bt * m), bt, m),
+        if cfg.arch.uses_swiglu() {
+            be.swiglu_fwd(be.src(&ba.m1, 0..bt * m_in), be.dst(&mut ba.m_act, 0..bt * m), bt, m);
+        } else {
+            be.gelu_tanh_fwd(be.src(&ba.m1, 0..bt * m), be.dst(&mut ba.m_act, 0..bt * m));
         }
         lin(be.src(&ba.m_act, 0..bt * m), &br.mlp_out, be.dst(&mut ba.m2, 0..bt * d), bt, m, d);
         if train {
@@ -271,6 +335,7 @@ pub fn forward<B: Backend>(
     be.norm_mod_fwd(
         kind,
         be.src(&acts.hs[h_last], 0..bt * d),
+        nw(&r.f_norm),
         be.src(&acts.f_ada, 0..b * 2 * d),
         2 * d,
         0,
@@ -301,11 +366,15 @@ pub fn backward<B: Backend>(
     want_dx: bool,
 ) {
     assert!(acts.train, "backward needs a training-mode forward");
+    if let Arch::Ddt { .. } = cfg.arch {
+        return crate::model::ddt::backward(be, cfg, r, params, fixed, acts, labels, grads, g, want_dx);
+    }
     let (b, t, d, c, p, side) = (acts.batch, cfg.tokens(), cfg.hidden, cfg.in_channels, cfg.patch, cfg.input_size);
     let bt = b * t;
     let (m, kind, pd) = (cfg.mlp_hidden(), norm_kind(cfg), cfg.patch_dim());
-    let m_in = if cfg.arch == Arch::Tit { 2 * m } else { m };
+    let m_in = if cfg.arch.uses_swiglu() { 2 * m } else { m };
     let w = |rg: &Range<usize>| be.src(params, rg.clone());
+    let nw = |rg: &Option<Range<usize>>| rg.as_ref().map(|rg| be.src(params, rg.clone()));
     let dims = attn_dims(cfg, b);
     let img = b * cfg.image_len();
 
@@ -329,6 +398,8 @@ pub fn backward<B: Backend>(
         kind,
         be.src(&g.wide1, 0..bt * d),
         be.src(&acts.hs[h_last], 0..bt * d),
+        nw(&r.f_norm),
+        r.f_norm.as_ref().map(|rg| be.dst(grads, rg.clone())),
         be.src(&acts.f_ada, 0..b * 2 * d),
         2 * d,
         0,
@@ -380,15 +451,16 @@ pub fn backward<B: Backend>(
             m,
             d,
         );
-        match cfg.arch {
-            Arch::Sit => be.gelu_tanh_bwd(be.src(&ba.m1, 0..bt * m), be.src(&g.wide2, 0..bt * m), be.dst(&mut g.wide1, 0..bt * m)),
-            Arch::Tit => be.swiglu_bwd(
+        if cfg.arch.uses_swiglu() {
+            be.swiglu_bwd(
                 be.src(&ba.m1, 0..bt * m_in),
                 be.src(&g.wide2, 0..bt * m),
                 be.dst(&mut g.wide1, 0..bt * m_in),
                 bt,
                 m,
-            ),
+            );
+        } else {
+            be.gelu_tanh_bwd(be.src(&ba.m1, 0..bt * m), be.src(&g.wide2, 0..bt * m), be.dst(&mut g.wide1, 0..bt * m));
         }
         be.linear_bwd(
             be.src(&g.wide1, 0..bt * m_in),
@@ -405,6 +477,8 @@ pub fn backward<B: Backend>(
             kind,
             be.src(&g.wide2, 0..bt * d),
             be.src(&acts.hs[h_mid], 0..bt * d),
+            nw(&br.norm2),
+            br.norm2.as_ref().map(|rg| be.dst(grads, rg.clone())),
             be.src(&ba.ada, 0..b * 6 * d),
             6 * d,
             3 * d,
@@ -464,6 +538,8 @@ pub fn backward<B: Backend>(
             kind,
             be.src(&g.wide2, 0..bt * d),
             be.src(&acts.hs[h_in], 0..bt * d),
+            nw(&br.norm1),
+            br.norm1.as_ref().map(|rg| be.dst(grads, rg.clone())),
             be.src(&ba.ada, 0..b * 6 * d),
             6 * d,
             0,

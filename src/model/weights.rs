@@ -147,6 +147,12 @@ pub fn config_of(file: &TensorFile, heads: Option<usize>) -> Result<ModelConfig>
         cfg.validate()?;
         return Ok(cfg);
     }
+    if file.contains("s_embedder.proj.weight") {
+        return Err(Error::Weights(format!(
+            "{path}: a DDT checkpoint (it has s_embedder.proj.weight), which does not record its patch size, input size or \
+             encoder depth: name the model (e.g. DDT-XL/2 with its input size) or give the configuration"
+        )));
+    }
     let xw = file.shape("x_embedder.proj.weight")?;
     if xw.len() != 4 || xw[2] != xw[3] {
         return Err(Error::Weights(format!(
@@ -161,7 +167,11 @@ pub fn config_of(file: &TensorFile, heads: Option<usize>) -> Result<ModelConfig>
         )));
     }
     let depth = (0..).take_while(|i| file.contains(&format!("blocks.{i}.attn.qkv.weight"))).count();
-    let arch = if file.contains("blocks.0.mlp.w12.weight") { Arch::Tit } else { Arch::Sit };
+    let arch = match (file.contains("blocks.0.mlp.w12.weight"), file.contains("blocks.0.norm1.weight")) {
+        (true, true) => Arch::LightningDit,
+        (true, false) => Arch::Tit,
+        (false, _) => Arch::Sit,
+    };
     let pos = file
         .shape("pos_embed")
         .map_err(|_| Error::Weights(format!("{path}: no pos_embed and no {CONFIG_KEY} metadata: cannot tell the input size")))?;
@@ -172,7 +182,7 @@ pub fn config_of(file: &TensorFile, heads: Option<usize>) -> Result<ModelConfig>
     if grid.checked_mul(grid) != Some(tokens) {
         return Err(Error::Weights(format!("{path}: pos_embed has {tokens} tokens, not a square grid")));
     }
-    let rope_heads = if arch == Arch::Tit {
+    let rope_heads = if arch.uses_rope() {
         file.shape("feat_rope.freqs_cos")
             .ok()
             .and_then(|s| s.get(1).copied())
@@ -203,20 +213,48 @@ pub fn config_of(file: &TensorFile, heads: Option<usize>) -> Result<ModelConfig>
     Ok(cfg)
 }
 
+/// Words for the architecture a configuration guesses, for error messages:
+/// "LightningDiT (depth 2, hidden 64, 4 heads, patch 1, 32 channels, 10 classes)".
+pub fn describe_guess(cfg: &ModelConfig) -> String {
+    let enc = match cfg.arch {
+        Arch::Ddt { encoder_depth } => format!(", {encoder_depth} encoder blocks"),
+        _ => String::new(),
+    };
+    format!(
+        "{} (depth {}{enc}, hidden {}, {} heads, patch {}, {} channels, {} classes)",
+        cfg.arch.name(),
+        cfg.depth,
+        cfg.hidden,
+        cfg.heads,
+        cfg.patch,
+        cfg.in_channels,
+        cfg.num_classes
+    )
+}
+
 /// Reads every parameter of `cfg` (names prefixed by `prefix`) into a flat vector,
-/// failing on a missing, mis-shaped or wrongly typed tensor.
+/// failing on a missing, mis-shaped or wrongly typed tensor; the error names the tensor
+/// and the architecture guessed for the file.
 pub fn read_params(file: &TensorFile, cfg: &ModelConfig, prefix: &str) -> Result<Vec<f32>> {
     let layout = ParamLayout::for_config(cfg);
     // Every tensor present with its shape before the vector is allocated: its size then
     // follows from tensors the file holds, not from the configuration it claims.
     for e in layout.entries() {
         let name = format!("{prefix}{}", e.name);
+        if !file.contains(&name) {
+            return Err(Error::Weights(format!(
+                "{}: tensor {name:?} of {} is missing: the checkpoint fits no known architecture",
+                file.path().display(),
+                describe_guess(cfg)
+            )));
+        }
         let shape = file.shape(&name)?;
         if shape != e.shape {
             return Err(Error::Weights(format!(
-                "{}: tensor {name:?} has shape {shape:?}, expected {:?}",
+                "{}: tensor {name:?} has shape {shape:?}, expected {:?} for {}",
                 file.path().display(),
-                e.shape
+                e.shape,
+                describe_guess(cfg)
             )));
         }
     }
@@ -238,15 +276,15 @@ pub fn check_no_extras(file: &TensorFile, cfg: &ModelConfig) -> Result<()> {
             continue;
         }
         let want = match n.as_str() {
-            "pos_embed" => vec![1, cfg.tokens(), cfg.hidden],
-            "feat_rope.freqs_cos" | "feat_rope.freqs_sin" if cfg.arch == Arch::Tit => {
+            "pos_embed" if cfg.uses_pos_embed() => vec![1, cfg.tokens(), cfg.hidden],
+            "feat_rope.freqs_cos" | "feat_rope.freqs_sin" if matches!(cfg.arch, Arch::Tit | Arch::LightningDit) => {
                 vec![cfg.tokens(), cfg.head_dim()]
             }
             _ => {
                 return Err(Error::Weights(format!(
-                    "{}: unexpected tensor {n:?} (not a parameter of {} with this configuration)",
+                    "{}: unexpected tensor {n:?} (not a parameter of {})",
                     file.path().display(),
-                    cfg.arch.name()
+                    describe_guess(cfg)
                 )))
             }
         };
@@ -263,8 +301,11 @@ pub fn check_no_extras(file: &TensorFile, cfg: &ModelConfig) -> Result<()> {
 
 /// The frozen buffers of a configuration as (name, shape, data).
 pub fn buffers(cfg: &ModelConfig) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    if !cfg.uses_pos_embed() {
+        return vec![]; // DDT: its RoPE table is computed in forward, not stored
+    }
     let mut v = vec![("pos_embed".to_string(), vec![1, cfg.tokens(), cfg.hidden], embed::pos_embed(cfg))];
-    if cfg.arch == Arch::Tit {
+    if matches!(cfg.arch, Arch::Tit | Arch::LightningDit) {
         let (c, s) = embed::rope_tables(cfg);
         v.push(("feat_rope.freqs_cos".into(), vec![cfg.tokens(), cfg.head_dim()], c));
         v.push(("feat_rope.freqs_sin".into(), vec![cfg.tokens(), cfg.head_dim()], s));

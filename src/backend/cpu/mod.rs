@@ -217,6 +217,7 @@ impl<T: Elem> Backend for CpuBackend<T> {
         &self,
         kind: NormKind,
         x: &[T],
+        weight: Option<&[T]>,
         ada: &[T],
         ada_stride: usize,
         shift_col: usize,
@@ -228,6 +229,7 @@ impl<T: Elem> Backend for CpuBackend<T> {
         d: usize,
     ) {
         let m = norm::Modulation {
+            weight,
             ada,
             stride: ada_stride,
             shift_col,
@@ -240,6 +242,8 @@ impl<T: Elem> Backend for CpuBackend<T> {
         kind: NormKind,
         dy: &[T],
         x: &[T],
+        weight: Option<&[T]>,
+        dweight: Option<&mut [T]>,
         ada: &[T],
         ada_stride: usize,
         shift_col: usize,
@@ -252,12 +256,19 @@ impl<T: Elem> Backend for CpuBackend<T> {
         d: usize,
     ) {
         let m = norm::Modulation {
+            weight,
             ada,
             stride: ada_stride,
             shift_col,
             scale_col,
         };
-        self.install(|| norm::backward(kind, dy, x, &m, stats, dx, dada, b, t, d));
+        self.install(|| norm::backward(kind, dy, x, &m, stats, dx, dada, dweight, b, t, d));
+    }
+    fn qk_norm_fwd(&self, qkv: &[T], qkw: &[T], out: &mut [T], stats: Option<&mut [T]>, n: usize, heads: usize, head_dim: usize) {
+        self.install(|| norm::qk_norm_forward(qkv, qkw, out, stats, n, heads, head_dim));
+    }
+    fn qk_norm_bwd(&self, dout: &[T], qkv: &[T], qkw: &[T], stats: &[T], dqkv: &mut [T], dqkw: &mut [T], n: usize, heads: usize, head_dim: usize) {
+        self.install(|| norm::qk_norm_backward(dout, qkv, qkw, stats, dqkv, dqkw, n, heads, head_dim));
     }
     fn gate_residual_fwd(&self, y: &[T], ada: &[T], ada_stride: usize, gate_col: usize, h: &mut [T], b: usize, t: usize, d: usize) {
         self.install(|| norm::gate_residual_forward(y, ada, ada_stride, gate_col, h, b, t, d));

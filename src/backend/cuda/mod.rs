@@ -388,6 +388,7 @@ impl Backend for CudaBackend {
         &self,
         kind: NormKind,
         x: CudaView<'_, f32>,
+        weight: Option<CudaView<'_, f32>>,
         ada: CudaView<'_, f32>,
         ada_stride: usize,
         shift_col: usize,
@@ -398,13 +399,15 @@ impl Backend for CudaBackend {
         t: usize,
         d: usize,
     ) {
-        self.norm_mod_fwd_impl(kind, x, ada, ada_stride, shift_col, scale_col, y, stats, b, t, d);
+        self.norm_mod_fwd_impl(kind, x, weight, ada, ada_stride, shift_col, scale_col, y, stats, b, t, d);
     }
     fn norm_mod_bwd(
         &self,
         kind: NormKind,
         dy: CudaView<'_, f32>,
         x: CudaView<'_, f32>,
+        weight: Option<CudaView<'_, f32>>,
+        dweight: Option<CudaViewMut<'_, f32>>,
         ada: CudaView<'_, f32>,
         ada_stride: usize,
         shift_col: usize,
@@ -416,7 +419,33 @@ impl Backend for CudaBackend {
         t: usize,
         d: usize,
     ) {
-        self.norm_mod_bwd_impl(kind, dy, x, ada, ada_stride, shift_col, scale_col, stats, dx, dada, b, t, d);
+        self.norm_mod_bwd_impl(kind, dy, x, weight, dweight, ada, ada_stride, shift_col, scale_col, stats, dx, dada, b, t, d);
+    }
+    fn qk_norm_fwd(
+        &self,
+        qkv: CudaView<'_, f32>,
+        qkw: CudaView<'_, f32>,
+        out: CudaViewMut<'_, f32>,
+        stats: Option<CudaViewMut<'_, f32>>,
+        n: usize,
+        heads: usize,
+        head_dim: usize,
+    ) {
+        self.qk_norm_fwd_impl(qkv, qkw, out, stats, n, heads, head_dim);
+    }
+    fn qk_norm_bwd(
+        &self,
+        dout: CudaView<'_, f32>,
+        qkv: CudaView<'_, f32>,
+        qkw: CudaView<'_, f32>,
+        stats: CudaView<'_, f32>,
+        dqkv: CudaViewMut<'_, f32>,
+        dqkw: CudaViewMut<'_, f32>,
+        n: usize,
+        heads: usize,
+        head_dim: usize,
+    ) {
+        self.qk_norm_bwd_impl(dout, qkv, qkw, stats, dqkv, dqkw, n, heads, head_dim);
     }
     fn gate_residual_fwd(
         &self,

@@ -17,12 +17,13 @@ fn ada_need(b: usize, stride: usize, col: usize, d: usize) -> usize {
 }
 
 impl CudaBackend {
-    /// x, y: [b·t, d]; ada: [b, stride]; stats: [b·t, 2] (see the trait).
+    /// x, y: [b·t, d]; weight: [d]; ada: [b, stride]; stats: [b·t, 2] (see the trait).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn norm_mod_fwd_impl(
         &self,
         kind: NormKind,
         x: CudaView<'_, f32>,
+        weight: Option<CudaView<'_, f32>>,
         ada: CudaView<'_, f32>,
         stride: usize,
         shift_col: usize,
@@ -39,12 +40,17 @@ impl CudaBackend {
         if let Some(s) = &stats {
             lens.push(("stats", s.len(), nrows * 2));
         }
+        if let Some(w) = &weight {
+            lens.push(("weight", w.len(), d));
+        }
         if !self.lens_ok("norm_mod_fwd", &lens) {
             return;
         }
         let ps = stats.as_ref().map_or(0, |s| self.ptr(s));
+        let pw = weight.as_ref().map_or(0, |w| self.ptr(w));
         let args = [
             Arg::P(self.ptr(&x)),
+            Arg::P(pw),
             Arg::P(self.ptr(&ada)),
             Arg::P(self.ptr(&y)),
             Arg::P(ps),
@@ -59,13 +65,16 @@ impl CudaBackend {
         self.launch(Kernel::NormModFwd, rows(nrows), nrows * d, &args);
     }
 
-    /// dx [b·t, d] accumulate; dada [b, stride] accumulate at the shift and scale columns.
+    /// dx [b·t, d] accumulate; dada [b, stride] accumulate at the shift and scale columns;
+    /// dweight [d] accumulate (with weight [d]).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn norm_mod_bwd_impl(
         &self,
         kind: NormKind,
         dy: CudaView<'_, f32>,
         x: CudaView<'_, f32>,
+        weight: Option<CudaView<'_, f32>>,
+        dweight: Option<CudaViewMut<'_, f32>>,
         ada: CudaView<'_, f32>,
         stride: usize,
         shift_col: usize,
@@ -85,7 +94,11 @@ impl CudaBackend {
             ));
             return;
         }
-        let lens = [
+        if weight.is_some() != dweight.is_some() {
+            self.fail("norm_mod_bwd: weight and dweight must be given together");
+            return;
+        }
+        let mut lens = vec![
             ("dy", dy.len(), nrows * d),
             ("x", x.len(), nrows * d),
             ("ada", ada.len(), ada_len),
@@ -93,14 +106,20 @@ impl CudaBackend {
             ("dx", dx.len(), nrows * d),
             ("dada", dada.len(), ada_len),
         ];
+        if let (Some(w), Some(dw)) = (&weight, &dweight) {
+            lens.push(("weight", w.len(), d));
+            lens.push(("dweight", dw.len(), d));
+        }
         if !self.lens_ok("norm_mod_bwd", &lens) {
             return;
         }
         let (pdy, px, pada, pst, pdx, pdada) = (self.ptr(&dy), self.ptr(&x), self.ptr(&ada), self.ptr(&stats), self.ptr(&dx), self.ptr(&dada));
+        let pw = weight.as_ref().map_or(0, |w| self.ptr(w));
         let inv_d = (1.0 / d.max(1) as f64) as f32;
         let args = [
             Arg::P(pdy),
             Arg::P(px),
+            Arg::P(pw),
             Arg::P(pada),
             Arg::P(pst),
             Arg::P(pdx),
@@ -117,6 +136,7 @@ impl CudaBackend {
         let args = [
             Arg::P(pdy),
             Arg::P(px),
+            Arg::P(pw),
             Arg::P(pst),
             Arg::P(pdada),
             i(n),
@@ -127,6 +147,82 @@ impl CudaBackend {
             i(scale_col),
         ];
         self.launch(Kernel::NormModBwdAda, elems(n), n * t, &args);
+        if let Some(dw) = &dweight {
+            let args = [
+                Arg::P(pdy),
+                Arg::P(px),
+                Arg::P(pada),
+                Arg::P(pst),
+                Arg::P(self.ptr(dw)),
+                i(nrows),
+                i(t),
+                i(d),
+                i(stride),
+                i(scale_col),
+            ];
+            self.launch(Kernel::NormWeightBwd, elems(d), nrows * d, &args);
+        }
+    }
+
+    /// DDT qk-norm (see the trait). qkv, out: [n, 3·heads·dh]; qkw: [2·dh]; stats: [n, 2·heads].
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn qk_norm_fwd_impl(
+        &self,
+        qkv: CudaView<'_, f32>,
+        qkw: CudaView<'_, f32>,
+        mut out: CudaViewMut<'_, f32>,
+        stats: Option<CudaViewMut<'_, f32>>,
+        n: usize,
+        heads: usize,
+        dh: usize,
+    ) {
+        let w3 = n * 3 * heads * dh;
+        let mut lens = vec![("qkv", qkv.len(), w3), ("qkw", qkw.len(), 2 * dh), ("out", out.len(), w3)];
+        if let Some(s) = &stats {
+            lens.push(("stats", s.len(), n * 2 * heads));
+        }
+        if !self.lens_ok("qk_norm_fwd", &lens) {
+            return;
+        }
+        self.copy_impl(qkv.slice(0..w3), out.slice_mut(0..w3));
+        let ps = stats.as_ref().map_or(0, |s| self.ptr(s));
+        let args = [Arg::P(self.ptr(&out)), Arg::P(self.ptr(&qkw)), Arg::P(ps), i(n), i(heads), i(dh)];
+        self.launch(Kernel::QkNormFwd, rows(n * 2 * heads), n * 2 * heads * dh, &args);
+    }
+
+    /// Backward of the qk-norm: dqkv [n, 3·heads·dh] assign; dqkw [2·dh] accumulate.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn qk_norm_bwd_impl(
+        &self,
+        dout: CudaView<'_, f32>,
+        qkv: CudaView<'_, f32>,
+        qkw: CudaView<'_, f32>,
+        stats: CudaView<'_, f32>,
+        mut dqkv: CudaViewMut<'_, f32>,
+        dqkw: CudaViewMut<'_, f32>,
+        n: usize,
+        heads: usize,
+        dh: usize,
+    ) {
+        let w3 = n * 3 * heads * dh;
+        let lens = [
+            ("dout", dout.len(), w3),
+            ("qkv", qkv.len(), w3),
+            ("qkw", qkw.len(), 2 * dh),
+            ("stats", stats.len(), n * 2 * heads),
+            ("dqkv", dqkv.len(), w3),
+            ("dqkw", dqkw.len(), 2 * dh),
+        ];
+        if !self.lens_ok("qk_norm_bwd", &lens) {
+            return;
+        }
+        self.copy_impl(dout.slice(0..w3), dqkv.slice_mut(0..w3));
+        let inv_d = (1.0 / dh.max(1) as f64) as f32;
+        let (pg, px, pw, pst) = (self.ptr(&dqkv), self.ptr(&qkv), self.ptr(&qkw), self.ptr(&stats));
+        let args = [Arg::P(pg), Arg::P(px), Arg::P(pw), Arg::P(pst), i(n), i(heads), i(dh), Arg::F(inv_d)];
+        self.launch(Kernel::QkNormBwdDx, rows(n * 2 * heads), n * 2 * heads * dh, &args);
+        let args = [Arg::P(self.ptr(&dout)), Arg::P(px), Arg::P(pst), Arg::P(self.ptr(&dqkw)), i(n), i(heads), i(dh)];
+        self.launch(Kernel::QkNormBwdW, elems(2 * dh), n * heads * 2 * dh, &args);
     }
 
     /// h[b, t, :] += ada[b, gate_col..+d] ⊙ y[b, t, :]. y, h: [b·t, d]; ada: [b, stride].

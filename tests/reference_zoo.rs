@@ -1,0 +1,217 @@
+//! The pre-trained families (LightningDiT, DDT) reproduce the reference PyTorch code on
+//! `../shared/reference/zoo/*`: every raw forward `F_t*`, the null-label forward, the
+//! guided forwards `Fcfg_t*` (the reference's `forward_with_cfg` on a stacked batch,
+//! LightningDiT guiding channels 0–2 only) and every `<run>__samples` trajectory of
+//! UCGM-S, each with rel-L2 ≤ 1e-5, driven through the public API as a user would.
+
+mod common;
+
+use common::{assert_close, reference};
+use ucgm::control::RunControl;
+use ucgm::denoiser::Denoiser;
+use ucgm::model::weights;
+use ucgm::sampler::{sample, NoiseSource, SamplerConfig, StackedGuidance, Stochasticity};
+use ucgm::tensor_file::TensorFile;
+use ucgm::transport::TransportKind;
+use ucgm::{Arch, CpuBackend, Model, ModelConfig};
+
+/// The tiny DDT of the reference tensors (its weights do not record the patch size,
+/// input size or encoder depth).
+fn ddt_tiny() -> ModelConfig {
+    ModelConfig {
+        arch: Arch::Ddt { encoder_depth: 2 },
+        input_size: 8,
+        in_channels: 4,
+        patch: 2,
+        hidden: 64,
+        depth: 3,
+        heads: 4,
+        num_classes: 10,
+    }
+}
+
+fn load(family: &str) -> Model<CpuBackend<f32>> {
+    let be = CpuBackend::<f32>::new(2).unwrap();
+    let path = reference(&format!("zoo/{family}_tiny_weights.safetensors"));
+    match family {
+        "ddt" => Model::load_with_config(path, ddt_tiny(), be).unwrap(),
+        _ => Model::load(path, be, None).unwrap(),
+    }
+}
+
+struct Io {
+    f: TensorFile,
+    z: Vec<f32>,
+    labels: Vec<usize>,
+}
+
+fn io(family: &str) -> Io {
+    let f = TensorFile::open(reference(&format!("zoo/{family}_tiny_io.safetensors"))).unwrap();
+    let z = f.f32("z").unwrap().1;
+    let labels = f.i64("y").unwrap().1.iter().map(|&v| v as usize).collect();
+    Io { f, z, labels }
+}
+
+fn check_forward(family: &str) {
+    let mut model = load(family);
+    let Io { f, z, labels } = io(family);
+    let mut out = vec![0f32; z.len()];
+    for tname in ["0.0", "0.25", "0.5", "0.999", "1.0"] {
+        let tv: f32 = tname.parse().unwrap();
+        model.forward(&z, &[tv, tv], &labels, &mut out).unwrap();
+        assert_close(&format!("{family} F_t{tname}"), &out, &f.f32(&format!("F_t{tname}")).unwrap().1, 1e-5);
+    }
+    model.forward(&z, &[0.5, 0.5], &[10, 10], &mut out).unwrap();
+    let want = f.f32("F_t0.5_null").unwrap().1;
+    assert_close(&format!("{family} F_t0.5_null"), &out, &want, 1e-5);
+    // The training-mode forward (plain weight layout) as well.
+    model.forward_train(&z, &[0.5, 0.5], &[10, 10], &mut out).unwrap();
+    assert_close(&format!("{family} F_t0.5_null (training forward)"), &out, &want, 1e-5);
+}
+
+/// (scale, interval, guided channels, t inside, t outside) of the released configs.
+fn guidance(family: &str, arch: Arch) -> (f32, [f32; 2], Option<usize>, &'static str, &'static str) {
+    match family {
+        "lightningdit" => (6.7, [0.125, 1.0], arch.cfg_channels(), "0.5", "0.075"),
+        _ => (2.0, [0.3, 1.0], arch.cfg_channels(), "0.5", "0.25"),
+    }
+}
+
+fn check_cfg_forward(family: &str) {
+    let mut model = load(family);
+    let arch = model.config().arch;
+    let Io { f, z, labels } = io(family);
+    let (scale, interval, channels, tin, tout) = guidance(family, arch);
+    let zz: Vec<f32> = z.iter().chain(&z).copied().collect();
+    let yy = [labels[0], labels[1], 10, 10];
+    for tname in [tin, tout] {
+        let tv: f32 = tname.parse().unwrap();
+        let mut net = StackedGuidance {
+            net: &mut model,
+            scale,
+            interval,
+            channels,
+        };
+        let mut out = vec![0f32; zz.len()];
+        net.eval(&zz, &[tv; 4], &yy, &mut out).unwrap();
+        assert_close(&format!("{family} Fcfg_t{tname}"), &out, &f.f32(&format!("Fcfg_t{tname}")).unwrap().1, 1e-5);
+    }
+}
+
+fn sampler_cfg(steps: usize, kappa: f64, tdc: [f64; 3]) -> SamplerConfig {
+    SamplerConfig {
+        transport: TransportKind::ReLinear,
+        steps,
+        order: 1,
+        stochasticity: Stochasticity::Fixed(0.0),
+        extrapolation: kappa,
+        time_dist_ctrl: tdc,
+        rfba_gap_steps: [0.001, 0.001],
+        return_trajectory: true,
+        ..Default::default()
+    }
+}
+
+fn check_sampler(family: &str) {
+    let mut model = load(family);
+    let arch = model.config().arch;
+    let Io { f, z, labels } = io(family);
+    let (kappa, run6) = match family {
+        "lightningdit" => (0.5, "relin_s6_k05_kuma"),
+        _ => (0.28, "relin_s6_k028_kuma"),
+    };
+    let warp = [1.17, 0.8, 1.1];
+    for (run, cfg) in [("relin_s4", sampler_cfg(4, 0.0, [1.0; 3])), (run6, sampler_cfg(6, kappa, warp))] {
+        let out = sample(&mut model, &z, &labels, &cfg, &mut NoiseSource::provided(&[]), &mut RunControl::default()).unwrap();
+        let want = f.f32(&format!("{run}__samples")).unwrap().1;
+        assert_close(&format!("{family} {run} trajectory"), &out.trajectory.unwrap(), &want, 1e-5);
+    }
+
+    // The guided run: the reference's stack [z; z] with labels [y; null] through its
+    // forward_with_cfg, whole trajectory (both halves).
+    let (scale, interval, channels, _, _) = guidance(family, arch);
+    let run = match family {
+        "lightningdit" => "relin_s6_k05_kuma_cfg6.7",
+        _ => "relin_s6_k028_kuma_cfg2",
+    };
+    let want = f.f32(&format!("{run}__samples")).unwrap().1;
+    let zz: Vec<f32> = z.iter().chain(&z).copied().collect();
+    let yy = [labels[0], labels[1], 10, 10];
+    let mut net = StackedGuidance {
+        net: &mut model,
+        scale,
+        interval,
+        channels,
+    };
+    let cfg = sampler_cfg(6, kappa, warp);
+    let out = sample(&mut net, &zz, &yy, &cfg, &mut NoiseSource::provided(&[]), &mut RunControl::default()).unwrap();
+    assert_close(&format!("{family} {run} trajectory (stack)"), &out.trajectory.unwrap(), &want, 1e-5);
+
+    // The engine's own guidance (batch B, the released config's channels) gives the first
+    // B images of that stack: what `eval.py` keeps.
+    let guided = SamplerConfig {
+        cfg_scale: scale as f64,
+        cfg_interval: [interval[0] as f64, interval[1] as f64],
+        cfg_channels: channels,
+        ..sampler_cfg(6, kappa, warp)
+    };
+    let out = sample(&mut model, &z, &labels, &guided, &mut NoiseSource::provided(&[]), &mut RunControl::default()).unwrap();
+    let traj = out.trajectory.unwrap();
+    let n = z.len();
+    let first: Vec<f32> = want.chunks(2 * n).flat_map(|step| step[..n].to_vec()).collect();
+    assert_close(&format!("{family} {run} trajectory (engine guidance)"), &traj, &first, 1e-5);
+    assert_eq!(out.guided_evals, if family == "lightningdit" { 4 } else { 3 });
+}
+
+#[test]
+fn lightningdit_forward_matches_reference() {
+    check_forward("lightningdit");
+}
+
+#[test]
+fn lightningdit_guided_forward_matches_reference() {
+    check_cfg_forward("lightningdit");
+}
+
+#[test]
+fn lightningdit_sampler_matches_reference() {
+    check_sampler("lightningdit");
+}
+
+#[test]
+fn ddt_forward_matches_reference() {
+    check_forward("ddt");
+}
+
+#[test]
+fn ddt_guided_forward_matches_reference() {
+    check_cfg_forward("ddt");
+}
+
+#[test]
+fn ddt_sampler_matches_reference() {
+    check_sampler("ddt");
+}
+
+#[test]
+fn lightningdit_config_is_inferred_and_buffers_match() {
+    let model = load("lightningdit");
+    let cfg = model.config().clone();
+    assert_eq!(
+        cfg,
+        ModelConfig {
+            arch: Arch::LightningDit,
+            input_size: 4,
+            in_channels: 32,
+            patch: 1,
+            hidden: 64,
+            depth: 2,
+            heads: 4,
+            num_classes: 10,
+        }
+    );
+    let f = TensorFile::open(reference("zoo/lightningdit_tiny_weights.safetensors")).unwrap();
+    for (name, shape, data) in weights::buffers(&cfg) {
+        assert_close(&format!("lightningdit {name}"), &data, &f.f32_shaped(&name, &shape).unwrap(), 1e-6);
+    }
+}
