@@ -1,6 +1,6 @@
 //! Finite-difference gradient checks of the whole network in f64 (design.md §5.1).
 //!
-//! For a tiny SiT and a tiny TiT with random (non-zero) weights, the loss
+//! For a tiny SiT, TiT, LightningDiT and DDT (encoder and decoder blocks) with random (non-zero) weights, the loss
 //! L = Σ dout ⊙ F(x, t, y) with a random dout is differentiated by central differences
 //! (ε = 1e-5) at sampled entries of every parameter tensor and of the input, and compared
 //! with the hand-written backward: max|fd − an| / max|an| ≤ 1e-6 per tensor.
@@ -37,7 +37,11 @@ fn loss(model: &mut Model<CpuBackend<f64>>, x: &Vec<f64>, t: &[f32], labels: &[u
 }
 
 fn check(arch: Arch) {
-    let cfg = tiny(arch);
+    check_cfg(tiny(arch));
+}
+
+fn check_cfg(cfg: ModelConfig) {
+    let arch = cfg.arch;
     let be = CpuBackend::<f64>::new(2).unwrap();
     let mut rng = Rng::new(11);
     let n = ucgm::ParamLayout::for_config(&cfg).total();
@@ -103,4 +107,18 @@ fn sit_gradients_match_finite_differences() {
 #[test]
 fn tit_gradients_match_finite_differences() {
     check(Arch::Tit);
+}
+
+#[test]
+fn lightningdit_gradients_match_finite_differences() {
+    check(Arch::LightningDit);
+}
+
+#[test]
+fn ddt_gradients_match_finite_differences() {
+    // Two encoder blocks (per-image modulation) and one decoder block (per-token).
+    check_cfg(ModelConfig {
+        depth: 3,
+        ..tiny(Arch::Ddt { encoder_depth: 2 })
+    });
 }
