@@ -215,3 +215,86 @@ fn lightningdit_config_is_inferred_and_buffers_match() {
         assert_close(&format!("lightningdit {name}"), &data, &f.f32_shaped(&name, &shape).unwrap(), 1e-6);
     }
 }
+
+/// Parameter counts of the named sizes equal the reference's trainable parameters
+/// (`sum(p.numel() for p in model.parameters() if p.requires_grad)` of
+/// `LightningDiT_models[...]` / `DDT_models[...]` with 1000 classes; LightningDiT on the
+/// 32-channel 16×16 VA-VAE latent, DDT on the 4-channel SD-VAE latent; LightningDiT's
+/// frozen `pos_embed` parameter is a computed buffer here).
+#[test]
+fn named_sizes_match_reference_parameter_counts() {
+    let count = |name: &str, input: usize, channels: usize| {
+        let cfg = ModelConfig::from_name(name, input, channels, 1000).unwrap();
+        ucgm::ParamLayout::for_config(&cfg).total()
+    };
+    assert_eq!(count("LightningDiT-XL/1", 16, 32), 674_961_824);
+    assert_eq!(count("LightningDiT-XL/2", 16, 32), 675_183_104);
+    assert_eq!(count("LightningDiT-B/1", 16, 32), 130_359_584);
+    // DDT stores no position table: the count does not depend on the input size.
+    assert_eq!(count("DDT-XL/2", 32, 4), 674_646_352);
+    assert_eq!(count("DDT-XL/2", 64, 4), 674_646_352);
+    let ddt = ModelConfig::from_name("DDT-XL/2", 32, 4, 1000).unwrap();
+    assert_eq!(
+        (ddt.arch, ddt.depth, ddt.heads, ddt.mlp_hidden()),
+        (Arch::Ddt { encoder_depth: 22 }, 28, 16, 3072)
+    );
+}
+
+/// A checkpoint that fits no known architecture: the error names the tensor that
+/// disagrees and the architecture guessed from the others.
+#[test]
+fn checkpoint_of_no_known_architecture_is_refused_naming_tensor_and_guess() {
+    use ucgm::tensor_file::{write_atomic, TensorOut};
+    let src = TensorFile::open(reference("zoo/lightningdit_tiny_weights.safetensors")).unwrap();
+    let dir = std::env::temp_dir().join(format!("ucgm_zoo_bad_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let names: Vec<String> = src.names().to_vec();
+    let data: Vec<(String, Vec<usize>, Vec<f32>)> = names
+        .iter()
+        .map(|n| {
+            let (shape, v) = src.f32(n).unwrap();
+            (n.clone(), shape, v)
+        })
+        .collect();
+    // blocks.1.norm2.weight one element short: the rest still says LightningDiT.
+    let bad = dir.join("bad_norm.safetensors");
+    let tensors: Vec<TensorOut<'_>> = data
+        .iter()
+        .map(|(n, s, v)| {
+            if n == "blocks.1.norm2.weight" {
+                TensorOut::f32(n.clone(), vec![s[0] - 1], &v[1..])
+            } else {
+                TensorOut::f32(n.clone(), s.clone(), v)
+            }
+        })
+        .collect();
+    write_atomic(&bad, &tensors, &Default::default()).unwrap();
+    let e = Model::load(&bad, CpuBackend::<f32>::new(1).unwrap(), None).err().expect("refused").to_string();
+    assert!(
+        e.contains("blocks.1.norm2.weight") && e.contains("[63]") && e.contains("LightningDiT (depth 2"),
+        "{e}"
+    );
+    // A missing tensor (blocks.0.norm1.weight kept, blocks.1.norm1.weight dropped).
+    let missing = dir.join("missing.safetensors");
+    let tensors: Vec<TensorOut<'_>> = data
+        .iter()
+        .filter(|(n, _, _)| n != "blocks.1.norm1.weight")
+        .map(|(n, s, v)| TensorOut::f32(n.clone(), s.clone(), v))
+        .collect();
+    write_atomic(&missing, &tensors, &Default::default()).unwrap();
+    let e = Model::load(&missing, CpuBackend::<f32>::new(1).unwrap(), None)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(
+        e.contains("blocks.1.norm1.weight") && e.contains("missing") && e.contains("LightningDiT"),
+        "{e}"
+    );
+    // DDT weights do not say their patch size, input size or encoder depth.
+    let e = Model::load(reference("zoo/ddt_tiny_weights.safetensors"), CpuBackend::<f32>::new(1).unwrap(), None)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("DDT") && e.contains("s_embedder.proj.weight") && e.contains("DDT-XL/2"), "{e}");
+    std::fs::remove_dir_all(&dir).ok();
+}
