@@ -1,9 +1,14 @@
 #!/usr/bin/env python3
-"""Convert a PyTorch UCGM / SiT checkpoint (.pt) into a safetensors weights file that
-`ucgm` loads with no renaming.
+"""Convert a PyTorch UCGM / SiT / LightningDiT / DDT checkpoint (.pt) into a safetensors
+weights file that `ucgm` loads with no renaming.
 
     python3 scripts/convert_pt.py CKPT.pt OUT.safetensors [--key ema] \
         [--model TiT-XL/2 --input-size 32 --in-channels 4 --num-classes 1000]
+
+    # the released pre-trained networks UCGM-S is applied to in the paper:
+    python3 scripts/convert_pt.py lightningdit-xl-imagenet256-800ep.pt ld.safetensors \
+        --model LightningDiT-XL/1 --input-size 16 --in-channels 32
+    python3 scripts/convert_pt.py ddt_xl.pt ddt.safetensors --model DDT-XL/2 --input-size 32
 
 * The reference's training checkpoints hold `model`, `ema`, `opt`, `unigen`, `config`;
   `--key ema` (the default when present) picks the sampling EMA weights, `--key model`
@@ -13,7 +18,9 @@
   on load).
 * With --model, the configuration is stored in the `ucgm_config` metadata; without it,
   ucgm infers the configuration from the tensor shapes (and needs --heads for widths
-  that are not a named size).
+  that are not a named size). DDT weights do not record their patch size, input size or
+  encoder depth: convert them with --model DDT-XL/2 (or sample with `ucgm sample
+  --config` and the reference's sampling config).
 
 Needs: torch, safetensors (pip install torch safetensors).
 """
@@ -28,7 +35,7 @@ def main() -> int:
     p.add_argument("output")
     p.add_argument("--key", default=None, help="checkpoint entry to convert (default: ema, else model, else the whole file)")
     p.add_argument("--dtype", default="f32", choices=["f32", "f16", "bf16"])
-    p.add_argument("--model", default=None, help="reference model name, e.g. TiT-XL/2 or SiT-XL/2")
+    p.add_argument("--model", default=None, help="reference model name, e.g. TiT-XL/2, SiT-XL/2, LightningDiT-XL/1, DDT-XL/2")
     p.add_argument("--input-size", type=int, default=32)
     p.add_argument("--in-channels", type=int, default=4)
     p.add_argument("--num-classes", type=int, default=1000)
@@ -68,9 +75,13 @@ def main() -> int:
     if args.model:
         family, rest = args.model.split("-", 1)
         size, patch = rest.split("/")
-        depth, hidden, heads = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16)}[size.upper()]
+        sizes = {"S": (12, 384, 6), "B": (12, 768, 12), "L": (24, 1024, 16), "XL": (28, 1152, 16),
+                 "1P0B": (24, 1536, 24), "1P6B": (28, 1792, 28)}
+        depth, hidden, heads = sizes[size.upper()]
+        arch = {"sit": "Sit", "tit": "Tit", "lightningdit": "LightningDit",
+                "ddt": {"Ddt": {"encoder_depth": 22}}}[family.lower()]
         meta["ucgm_config"] = json.dumps({
-            "arch": {"sit": "Sit", "tit": "Tit"}[family.lower()],
+            "arch": arch,
             "input_size": args.input_size, "in_channels": args.in_channels, "patch": int(patch),
             "hidden": hidden, "depth": depth, "heads": heads, "num_classes": args.num_classes,
         })

@@ -83,6 +83,8 @@ pub struct ModelSection {
     pub depth: Option<usize>,
     pub num_heads: Option<usize>,
     pub patch_size: Option<usize>,
+    /// DDT with a custom shape: how many of the `depth` blocks are encoder blocks.
+    pub num_encoder_blocks: Option<usize>,
 }
 
 impl Default for ModelSection {
@@ -94,6 +96,7 @@ impl Default for ModelSection {
             depth: Some(4),
             num_heads: Some(4),
             patch_size: Some(2),
+            num_encoder_blocks: None,
         }
     }
 }
@@ -224,6 +227,26 @@ fn default_output_dir() -> PathBuf {
 }
 
 impl RunConfig {
+    /// The network and the sampler settings of a reference *sampling* config
+    /// (`configs/sampling_multi_steps/*.yaml`): its `model:` (with `data:` and `vae:`),
+    /// `transport.type` and `sample:` sections. Such a file has no `optimizer:`; one is
+    /// assumed (it plays no part in sampling).
+    pub fn sampling_from_yaml(text: &str) -> Result<(ModelConfig, SamplerConfig)> {
+        check_yaml_size(text)?;
+        let mut value: Value = serde_yaml::from_str(text).map_err(|e| Error::invalid(format!("config: {e}")))?;
+        if let Value::Mapping(m) = &mut value {
+            let key = Value::String("optimizer".into());
+            if !m.contains_key(&key) {
+                let opt: Value = serde_yaml::from_str("{type: AdamW, lr: 0.0001}").map_err(|e| Error::Internal(e.to_string()))?;
+                m.insert(key, opt);
+            }
+        }
+        let text = serde_yaml::to_string(&value).map_err(|e| Error::Internal(e.to_string()))?;
+        let run = Self::from_yaml(&text)?;
+        let transport = run.trainer.transport.transport_type.parse::<TransportKind>()?;
+        Ok((run.model_config()?, run.sample.sampler(transport)?))
+    }
+
     /// Parses and validates a YAML run description (reference-only keys are accepted and
     /// ignored; see [`RunConfig::from_yaml_with_warnings`] to learn which).
     pub fn from_yaml(text: &str) -> Result<Self> {
@@ -360,9 +383,16 @@ impl RunConfig {
         let arch = match m.model_type.to_ascii_lowercase().as_str() {
             "tit" => Arch::Tit,
             "sit" => Arch::Sit,
+            "lightningdit" => Arch::LightningDit,
+            "ddt" => Arch::Ddt {
+                encoder_depth: m
+                    .num_encoder_blocks
+                    .ok_or_else(|| Error::invalid("model.num_encoder_blocks is required for a custom DDT"))?,
+            },
             other => {
                 return Err(Error::invalid(format!(
-                    "model.type {other:?}: expected e.g. TiT-XL/2, or TiT / SiT with a custom shape"
+                    "model.type {other:?}: expected e.g. TiT-XL/2, LightningDiT-XL/1, DDT-XL/2, or TiT / SiT / LightningDiT / DDT \
+                     with a custom shape"
                 )))
             }
         };

@@ -19,7 +19,10 @@ pub const ENGINE_KEYS: &[(&str, &[&str])] = &[
     ),
     ("data", &["source", "data_path", "image_size", "num_classes", "channels", "train_len"]),
     ("vae", &["downsample_ratio"]),
-    ("model", &["type", "in_chans", "hidden_size", "depth", "num_heads", "patch_size"]),
+    (
+        "model",
+        &["type", "in_chans", "hidden_size", "depth", "num_heads", "patch_size", "num_encoder_blocks"],
+    ),
     (
         "train",
         &[

@@ -170,6 +170,18 @@ struct SampleArgs {
     /// Attention heads, for weights files whose width is not a named size.
     #[arg(long)]
     heads: Option<usize>,
+    /// A reference sampling config (e.g. the reference's
+    /// configs/sampling_multi_steps/in1k256_lightningdit_xl_vavae_relinear.yaml): its
+    /// `model:` (with `data:` and `vae:`) names the network — needed for DDT weights,
+    /// which do not record their shape — and its `transport:` and `sample:` give the
+    /// sampler settings (flags still override).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Guidance acts on the first N channels only, or `all`. Default: the network's own
+    /// rule (LightningDiT: 3, its reference's quirk that its released FIDs were measured
+    /// with; all channels for every other network).
+    #[arg(long)]
+    cfg_channels: Option<String>,
     /// Ignore the file's sampler preset: unset settings take the defaults below.
     #[arg(long)]
     no_preset: bool,
@@ -250,6 +262,17 @@ impl SampleArgs {
         }
         if let Some(v) = self.cfg_interval {
             cfg.cfg_interval = v;
+        }
+        if let Some(c) = &self.cfg_channels {
+            cfg.cfg_channels = match c.trim() {
+                a if a.eq_ignore_ascii_case("all") => None,
+                n => Some(
+                    n.parse::<usize>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .ok_or_else(|| Error::invalid(format!("--cfg-channels {c:?}: a channel count ≥ 1 or all")))?,
+                ),
+            };
         }
         cfg.validate()?;
         Ok(cfg)
@@ -506,7 +529,21 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
-    let w = load_for_sampling(&args.ckpt, &args.weights, args.heads)?;
+    // A reference sampling config names the network and gives the sampler settings.
+    let reference = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+            Some(RunConfig::sampling_from_yaml(&text).map_err(|e| Error::invalid(format!("{}: {e}", path.display())))?)
+        }
+        None => None,
+    };
+    let w = match &reference {
+        Some((mc, _)) => {
+            let which = args.weights.parse::<weights::CheckpointWeights>()?;
+            weights::load_file_as(&args.ckpt, mc, Some(which))?
+        }
+        None => load_for_sampling(&args.ckpt, &args.weights, args.heads)?,
+    };
     let mc = w.cfg.clone();
     let stored = if args.no_preset {
         None
@@ -516,7 +553,16 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
     if let Some(p) = &stored {
         eprintln!("sampler preset from {}: {}", args.ckpt.display(), preset::describe(p));
     }
-    let cfg = args.sampler(stored.unwrap_or_else(cli_sampler_defaults))?;
+    let base = match reference {
+        Some((_, sampler)) => sampler,
+        None => stored.unwrap_or_else(cli_sampler_defaults),
+    };
+    // The network's guidance rule (LightningDiT: channels 0–2), unless --cfg-channels says.
+    let base = SamplerConfig {
+        cfg_channels: mc.arch.cfg_channels(),
+        ..base
+    };
+    let cfg = args.sampler(base)?;
     let n = args.n;
     if n == 0 {
         return Err(Error::invalid("--n must be at least 1"));

@@ -356,6 +356,8 @@ unsafe fn run(
         let p = &params(s)?;
         let mut cfg = sampler_config(p)?;
         let mc = s.model.config().clone();
+        // LightningDiT guides channels 0–2 only, as its reference (and released FIDs) do.
+        cfg.cfg_channels = mc.arch.cfg_channels();
         let batch = p.batch as usize;
         let numel = params::elements("samples", &[batch, mc.image_len()])?;
         params::check_buffer_len("out", out_len, numel)?;

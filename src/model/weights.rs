@@ -119,6 +119,34 @@ pub fn load_file(path: &Path, heads: Option<usize>, which: Option<CheckpointWeig
     })
 }
 
+/// Reads a weights file or a training checkpoint (its `which` set, default the EMA) for
+/// a configuration given by the caller — a named model (e.g. `DDT-XL/2`, whose weights
+/// do not record their patch size, input size or encoder depth) — strictly by name
+/// and shape.
+pub fn load_file_as(path: &Path, cfg: &ModelConfig, which: Option<CheckpointWeights>) -> Result<LoadedWeights> {
+    let file = TensorFile::open(path)?;
+    cfg.validate()?;
+    let checkpoint = if is_checkpoint(&file) {
+        Some(which.unwrap_or(CheckpointWeights::Ema))
+    } else {
+        if which == Some(CheckpointWeights::Mod) {
+            return Err(Error::invalid(format!(
+                "{}: mod weights asked for, but this is a plain weights file, not a training checkpoint",
+                path.display()
+            )));
+        }
+        check_no_extras(&file, cfg)?;
+        None
+    };
+    let params = read_params(&file, cfg, checkpoint.map_or("", |w| w.prefix()))?;
+    Ok(LoadedWeights {
+        cfg: cfg.clone(),
+        params,
+        metadata: file.metadata().clone(),
+        checkpoint,
+    })
+}
+
 /// Frozen buffers a reference checkpoint carries besides the parameters.
 pub const BUFFERS: [&str; 3] = ["pos_embed", "feat_rope.freqs_cos", "feat_rope.freqs_sin"];
 
