@@ -9,6 +9,7 @@ pub mod ddt;
 pub mod embed;
 pub mod init;
 pub mod network;
+pub mod vae;
 pub mod weights;
 
 use std::path::Path;
