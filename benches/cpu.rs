@@ -5,7 +5,12 @@
 //! and GFLOP/s from counted FLOPs (a DiT-S/2 forward is 12.1 GFLOP; a training step is
 //! counted as 3× the forward).
 //!
-//! `UCGM_BENCH_QUICK=1` shortens every measurement (used by CI, which only prints).
+//! Forward-only rows at batch 1 for the pre-trained XL networks of the paper's UCGM-S
+//! results: LightningDiT-XL/1 (32×16×16 VA-VAE latent) and DDT-XL/2 (4×32×32), weights
+//! built in memory (about 2.7 GB each, plus the transposed inference copy).
+//!
+//! `UCGM_BENCH_QUICK=1` shortens every measurement (used by CI, which only prints) and
+//! leaves the XL rows out unless `UCGM_BENCH_ZOO=1`.
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +22,8 @@ struct Case {
     name: &'static str,
     cfg: ModelConfig,
     batch: usize,
+    /// Forward only (no training-step row): the pre-trained XL networks.
+    forward_only: bool,
 }
 
 fn cases() -> Vec<Case> {
@@ -36,23 +43,44 @@ fn cases() -> Vec<Case> {
             name: "tiny",
             cfg: tiny.clone(),
             batch: 1,
+            forward_only: false,
         },
         Case {
             name: "tiny",
             cfg: tiny,
             batch: 32,
+            forward_only: false,
         },
         Case {
             name: "S/2",
             cfg: s2.clone(),
             batch: 1,
+            forward_only: false,
         },
         Case {
             name: "S/2",
             cfg: s2,
             batch: 8,
+            forward_only: false,
+        },
+        // The pre-trained XL networks of the paper's UCGM-S results, on their released
+        // latents (weights built in memory), batch 1 forward. UCGM_BENCH_QUICK=1 skips them.
+        Case {
+            name: "LightningDiT-XL/1",
+            cfg: ModelConfig::from_name("LightningDiT-XL/1", 16, 32, 1000).unwrap(),
+            batch: 1,
+            forward_only: true,
+        },
+        Case {
+            name: "DDT-XL/2",
+            cfg: ModelConfig::from_name("DDT-XL/2", 32, 4, 1000).unwrap(),
+            batch: 1,
+            forward_only: true,
         },
     ]
+    .into_iter()
+    .filter(|c| !(c.forward_only && quick() && std::env::var("UCGM_BENCH_ZOO").is_err()))
+    .collect()
 }
 
 fn quick() -> bool {
@@ -82,10 +110,11 @@ struct Step {
 }
 
 impl Step {
-    fn new(cfg: &ModelConfig, batch: usize) -> Self {
+    fn new(cfg: &ModelConfig, batch: usize, train: bool) -> Self {
         let model = model(cfg);
         let mut rng = Rng::new(2);
-        let n = model.layout().total();
+        // AdamW moments only for the training rows.
+        let n = if train { model.layout().total() } else { 0 };
         Step {
             x: rng.normal_f32(batch * cfg.image_len()),
             t: (0..batch).map(|i| (i as f32 + 0.5) / batch as f32).collect(),
@@ -129,8 +158,8 @@ fn bench(c: &mut Criterion, train: bool) {
     } else {
         g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
     }
-    for case in cases() {
-        let mut s = Step::new(&case.cfg, case.batch);
+    for case in cases().into_iter().filter(|c| !(train && c.forward_only)) {
+        let mut s = Step::new(&case.cfg, case.batch, train);
         g.throughput(Throughput::Elements(case.batch as u64));
         g.bench_function(BenchmarkId::new(case.name, format!("batch{}", case.batch)), |b| {
             b.iter(|| if train { s.train() } else { s.forward() })
@@ -164,16 +193,16 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
 fn summary() {
     let threads = CpuBackend::<f32>::new(0).unwrap().threads();
     println!("\nucgm CPU summary ({threads} threads; median of runs; FLOPs counted, train step = 3× forward)");
-    println!("{:<16} {:<7} {:>6} {:>12} {:>10}", "bench", "model", "batch", "ms/image", "GFLOP/s");
+    println!("{:<16} {:<17} {:>6} {:>12} {:>10}", "bench", "model", "batch", "ms/image", "GFLOP/s");
     for train in [false, true] {
-        for case in cases() {
-            let mut s = Step::new(&case.cfg, case.batch);
+        for case in cases().into_iter().filter(|c| !(train && c.forward_only)) {
+            let mut s = Step::new(&case.cfg, case.batch, train);
             let reps = if quick() { 3 } else { 7 };
             let secs = median_secs(reps, || if train { s.train() } else { s.forward() });
             let flops = case.cfg.forward_flops() * case.batch as f64 * if train { 3.0 } else { 1.0 };
             let name = if train { "cpu_train_step" } else { "cpu_forward" };
             println!(
-                "{:<16} {:<7} {:>6} {:>12.2} {:>10.1}",
+                "{:<16} {:<17} {:>6} {:>12.2} {:>10.1}",
                 name,
                 case.name,
                 case.batch,

@@ -65,6 +65,9 @@ const TRAIN_BATCH: usize = 64;
 /// Model sizes benchmarked (SiT = the standard DiT block), in table order.
 const FORWARD_MODELS: [&str; 3] = ["S/2", "B/2", "XL/2"];
 const TRAIN_MODELS: [&str; 1] = ["XL/2"];
+/// The pre-trained families UCGM-S is applied to (forward only), each on its released
+/// latent: (name, latent side, latent channels).
+const ZOO_MODELS: [(&str, usize, usize); 2] = [("LightningDiT-XL/1", 16, 32), ("DDT-XL/2", 32, 4)];
 
 /// A training step's counted FLOPs per forward FLOP (forward + a backward of twice the work).
 const TRAIN_STEP_FLOPS_PER_FORWARD: f64 = 3.0;
@@ -154,6 +157,9 @@ impl Case {
         if smoke() {
             return ModelConfig::reference_tiny(Arch::Sit);
         }
+        if let Some(&(name, side, channels)) = ZOO_MODELS.iter().find(|z| z.0 == self.model) {
+            return ModelConfig::from_name(name, side, channels, NUM_CLASSES).expect("named zoo size");
+        }
         ModelConfig::from_name(&format!("SiT-{}", self.model), LATENT_SIDE, LATENT_CHANNELS, NUM_CLASSES).expect("named DiT size")
     }
 
@@ -192,6 +198,16 @@ fn cases() -> Vec<Case> {
                     precision,
                 });
             }
+        }
+    }
+    for (model, _, _) in ZOO_MODELS {
+        for precision in PRECISIONS {
+            v.push(Case {
+                workload: Workload::Forward,
+                model,
+                batch: if smoke() { SMOKE_BATCH } else { FORWARD_BATCH },
+                precision,
+            });
         }
     }
     v
@@ -289,10 +305,18 @@ fn estimated_device_bytes(case: &Case) -> f64 {
     let train = case.workload == Workload::TrainStep;
     let (b, d, m) = (case.batch, cfg.hidden, cfg.mlp_hidden());
     let bt = b * cfg.tokens();
-    let m_in = if cfg.arch == Arch::Tit { 2 * m } else { m };
+    let m_in = if cfg.arch.uses_swiglu() { 2 * m } else { m };
     let dims = attn_dims(&cfg, b);
-    // ada, n1, stats1, qkv, cache, att, proj, n2, stats2, m1, m_act, m2.
-    let block = b * 6 * d + bt * d * 5 + bt * 2 * 2 + bt * 3 * d + bt * m_in + bt * m + if train { dims.cache_len() } else { 0 };
+    // ada (DDT: per token), n1, stats1, qkv (DDT: + qk-normed copy), cache, att, proj, n2,
+    // stats2, m1, m_act, m2.
+    let ddt = matches!(cfg.arch, Arch::Ddt { .. });
+    let block = if ddt { bt * 6 * d + bt * 3 * d } else { b * 6 * d }
+        + bt * d * 5
+        + bt * 2 * 2
+        + bt * 3 * d
+        + bt * m_in
+        + bt * m
+        + if train { dims.cache_len() } else { 0 };
     let blocks = if train { cfg.depth } else { 1 };
     let residuals = if train { 2 * cfg.depth + 1 } else { 1 };
     let images = b * cfg.image_len();

@@ -207,7 +207,7 @@ typedef struct ucgm_model_params {
     // 1, 2 or 4); `arch`, `patch`, `hidden`, `depth` and `heads` are then ignored. NULL
     // (default): the custom shape below. Ignored by load.
     const char *name;
-    // Create: `UCGM_ARCH_SIT` or `UCGM_ARCH_TIT` (default TiT).
+    // Create: `UCGM_ARCH_SIT`, `UCGM_ARCH_TIT` or `UCGM_ARCH_LIGHTNINGDIT` (default TiT).
     ucgm_arch arch;
     // Create: side of the square input (default 32).
     uint32_t input_size;
@@ -263,7 +263,7 @@ typedef struct ucgm_model_params {
 typedef struct ucgm_model_info {
     // Set by the caller to `sizeof(ucgm_model_info)`.
     size_t struct_size;
-    // `UCGM_ARCH_SIT` or `UCGM_ARCH_TIT`.
+    // `UCGM_ARCH_SIT`, `UCGM_ARCH_TIT`, `UCGM_ARCH_LIGHTNINGDIT` or `UCGM_ARCH_DDT`.
     ucgm_arch arch;
     // Side H = W of one sample.
     uint32_t input_size;
@@ -343,7 +343,9 @@ typedef struct ucgm_sample_params {
     double time_dist_ctrl[3];
     // Grid gaps [g0, g1] at the noise and data ends.
     double rfba_gap_steps[2];
-    // Classifier-free guidance scale (0 = off).
+    // Classifier-free guidance scale (0 = off). A `UCGM_ARCH_LIGHTNINGDIT` model guides
+    // output channels 0–2 only (its reference's rule, which its released FIDs were
+    // measured with); every other network guides all channels.
     double cfg_scale;
     // Native-time interval [lo, hi] (inclusive) where guidance applies.
     double cfg_interval[2];
@@ -546,6 +548,14 @@ typedef int32_t ucgm_weights;
 
 // UCGM's TiT (RMSNorm, qk-norm, 2-D RoPE, SwiGLU).
 #define UCGM_ARCH_TIT 1
+
+// LightningDiT (TiT's layers with learned RMSNorm weights, qk-norm off); its guidance
+// acts on channels 0–2 only.
+#define UCGM_ARCH_LIGHTNINGDIT 2
+
+// DDT, the encoder–decoder DiT (loaded from weights only: its encoder depth is not a
+// creation parameter).
+#define UCGM_ARCH_DDT 3
 
 // The sampling EMA (default).
 #define UCGM_CHECKPOINT_EMA 0

@@ -1,4 +1,4 @@
-//! Whole networks on the CUDA backend: tiny SiT and TiT forward and per-parameter
+//! Whole networks on the CUDA backend: tiny SiT, TiT, LightningDiT and DDT forward and per-parameter
 //! gradients against `Model<CpuBackend>` (NMSE ≤ 1e-8), the reference tensors of
 //! `../shared/reference` (every `F_t*`, rel-L2 ≤ 1e-5), a few sampling steps and AdamW
 //! training steps against the CPU (NMSE ≤ 1e-6), and bit-reproducibility of a training
@@ -113,6 +113,60 @@ fn sit_forward_and_gradients_match_cpu() {
     let Some(be) = gpu("sit_forward_and_gradients_match_cpu") else { return };
     for cfg in configs(Arch::Sit) {
         forward_and_grads(&be, &cfg, 11);
+    }
+}
+
+#[test]
+fn lightningdit_forward_and_gradients_match_cpu() {
+    let Some(be) = gpu("lightningdit_forward_and_gradients_match_cpu") else {
+        return;
+    };
+    for cfg in configs(Arch::LightningDit) {
+        forward_and_grads(&be, &cfg, 13);
+    }
+}
+
+#[test]
+fn ddt_forward_and_gradients_match_cpu() {
+    let Some(be) = gpu("ddt_forward_and_gradients_match_cpu") else { return };
+    // depth 2: one encoder block (per-image modulation), one decoder block (per token).
+    for cfg in configs(Arch::Ddt { encoder_depth: 1 }) {
+        forward_and_grads(&be, &cfg, 14);
+    }
+}
+
+/// The zoo's reference tensors (`../shared/reference/zoo`) on CUDA: every `F_t*` of the
+/// tiny LightningDiT and DDT, rel-L2 ≤ 1e-5.
+#[test]
+fn zoo_reference_outputs_reproduced() {
+    let Some(be) = gpu("zoo_reference_outputs_reproduced") else { return };
+    let ddt = ModelConfig {
+        arch: Arch::Ddt { encoder_depth: 2 },
+        input_size: 8,
+        in_channels: 4,
+        patch: 2,
+        hidden: 64,
+        depth: 3,
+        heads: 4,
+        num_classes: 10,
+    };
+    for family in ["lightningdit", "ddt"] {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/zoo");
+        let w = dir.join(format!("{family}_tiny_weights.safetensors"));
+        let mut m = match family {
+            "ddt" => Model::load_with_config(&w, ddt.clone(), be.clone()).unwrap(),
+            _ => Model::load(&w, be.clone(), None).unwrap(),
+        };
+        let f = TensorFile::open(dir.join(format!("{family}_tiny_io.safetensors"))).unwrap();
+        let z = f.f32("z").unwrap().1;
+        let labels: Vec<usize> = f.i64("y").unwrap().1.iter().map(|&v| v as usize).collect();
+        for tname in ["0.0", "0.25", "0.5", "0.999", "1.0"] {
+            let tv: f32 = tname.parse().unwrap();
+            let mut out = vec![f32::NAN; z.len()];
+            m.forward(&z, &[tv, tv], &labels, &mut out).unwrap();
+            let e = rel_l2(&out, &f.f32(&format!("F_t{tname}")).unwrap().1);
+            assert!(e <= 1e-5, "{family} F_t{tname} on CUDA: rel-L2 {e:.3e}");
+        }
     }
 }
 

@@ -78,7 +78,9 @@ pub struct ucgm_sample_params {
     pub time_dist_ctrl: [f64; 3],
     /// Grid gaps [g0, g1] at the noise and data ends.
     pub rfba_gap_steps: [f64; 2],
-    /// Classifier-free guidance scale (0 = off).
+    /// Classifier-free guidance scale (0 = off). A `UCGM_ARCH_LIGHTNINGDIT` model guides
+    /// output channels 0–2 only (its reference's rule, which its released FIDs were
+    /// measured with); every other network guides all channels.
     pub cfg_scale: f64,
     /// Native-time interval [lo, hi] (inclusive) where guidance applies.
     pub cfg_interval: [f64; 2],
