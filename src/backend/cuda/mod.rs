@@ -25,6 +25,7 @@ mod kernels;
 mod launch;
 mod ops_act;
 mod ops_attention;
+mod ops_conv;
 mod ops_layout;
 mod ops_linear;
 mod ops_mem;
@@ -42,7 +43,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, CudaView, CudaViewMut, 
 pub use kernels::{arch_for, compiled as compile_kernels, parse_signatures, Kernel, SOURCE as KERNEL_SOURCE};
 pub use probe::{libraries_present, probe_device, DeviceInfo};
 
-use super::{AttnDims, Backend, NormKind, OptimHp};
+use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp};
 use crate::error::{Error, Result};
 use kernels::Kernels;
 
@@ -469,6 +470,31 @@ impl Backend for CudaBackend {
         dims: AttnDims,
     ) {
         self.attention_bwd_impl(dout, qkv, rope_cos, rope_sin, cache, dqkv, dims);
+    }
+
+    fn conv2d_fwd(&self, x: CudaView<'_, f32>, w: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>, y: CudaViewMut<'_, f32>, shape: &Conv2dShape) {
+        self.conv2d_fwd_impl(x, w, bias, y, shape);
+    }
+    fn group_norm_fwd(
+        &self,
+        x: CudaView<'_, f32>,
+        gamma: CudaView<'_, f32>,
+        beta: CudaView<'_, f32>,
+        y: CudaViewMut<'_, f32>,
+        n: usize,
+        c: usize,
+        hw: usize,
+        groups: usize,
+        eps: f32,
+        silu: bool,
+    ) {
+        self.group_norm_fwd_impl(x, gamma, beta, y, n, c, hw, groups, eps, silu);
+    }
+    fn upsample_nearest2x(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>, n: usize, c: usize, h: usize, w: usize) {
+        self.upsample_nearest2x_impl(x, y, n, c, h, w);
+    }
+    fn transpose_batched(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>, batch: usize, rows: usize, cols: usize) {
+        self.transpose_batched_impl(x, y, batch, rows, cols);
     }
 
     fn gelu_tanh_fwd(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>) {
