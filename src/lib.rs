@@ -34,6 +34,7 @@ pub mod denoiser;
 pub mod engine;
 pub mod error;
 pub mod image;
+pub mod latent_norm;
 pub mod layout;
 pub mod limits;
 pub mod metric;

@@ -1,4 +1,8 @@
-//! PNG images ⇄ float tensors.
+//! Images ⇄ float tensors.
+//!
+//! * [`decode`] — PNG and JPEG files → 8-bit RGB, as PIL's `convert("RGB")` gives them.
+//! * [`resample`] — PIL's `BOX` and `BICUBIC` resize, byte-exact.
+//! * [`center_crop`] — the reference's `center_crop_arr` and `[−1, 1]` normalisation.
 //!
 //! * Reading: any PNG (8- or 16-bit, grayscale, RGB, palette, with or without alpha)
 //!   becomes a `[C, H, W]` float image in [−1, 1]: grayscale (± alpha) → C = 1,
@@ -13,6 +17,10 @@
 //! Every failure is an [`Error`] value: unreadable or unwritable paths give
 //! [`Error::Io`], malformed PNG data [`Error::Format`], bad shapes
 //! [`Error::InvalidArgument`], NaN/∞ pixels [`Error::NonFinite`].
+
+pub mod center_crop;
+pub mod decode;
+pub mod resample;
 
 use std::io::Cursor;
 use std::path::Path;
@@ -123,6 +131,14 @@ pub fn decode_png(bytes: &[u8], path: &Path) -> Result<FloatImage> {
 /// `floor(127.5·x + 128)` clamped to [0, 255].
 pub fn to_u8(x: f32) -> u8 {
     (127.5 * x.clamp(-1.0, 1.0) + 128.0).floor().clamp(0.0, 255.0) as u8
+}
+
+/// Quantises a decoded VAE output value (nominally in [−1, 1]) to a byte as the
+/// reference saves decoded samples: `u = clamp((x + 1)/2, 0, 1)` (`decode_to_images`),
+/// then torchvision `save_image`'s `floor(u·255 + 0.5)`. NaN maps to 0.
+pub fn decoded_to_u8(x: f32) -> u8 {
+    let u = ((x + 1.0) / 2.0).clamp(0.0, 1.0);
+    (u * 255.0 + 0.5).clamp(0.0, 255.0) as u8
 }
 
 /// An 8-bit image grid, row-major pixels, channels interleaved (`[H, W, C]`).
