@@ -31,6 +31,7 @@ pub mod class_metric;
 pub mod control;
 pub mod data;
 pub mod denoiser;
+pub mod dist;
 pub mod engine;
 pub mod error;
 pub mod image;
