@@ -170,6 +170,29 @@ fn zoo_reference_outputs_reproduced() {
     }
 }
 
+/// The EDM2 UNet on CUDA: every `F_t*` and `F_t0.5_uncond` of the zoo's reference, rel-L2
+/// ≤ 1e-5.
+#[test]
+fn edm2_reference_outputs_reproduced() {
+    use ucgm::model::edm2::Edm2;
+    let Some(be) = gpu("edm2_reference_outputs_reproduced") else { return };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/zoo");
+    let mut m = Edm2::load(dir.join("edm2_tiny_weights.safetensors"), be, None).unwrap();
+    let f = TensorFile::open(dir.join("edm2_tiny_io.safetensors")).unwrap();
+    let z = f.f32("z").unwrap().1;
+    let labels: Vec<usize> = f.i64("y").unwrap().1.iter().map(|&v| v as usize).collect();
+    let mut out = vec![f32::NAN; z.len()];
+    for tname in ["0.0", "0.25", "0.5", "0.999", "1.0"] {
+        let tv: f32 = tname.parse().unwrap();
+        m.forward(&z, &[tv, tv], &labels, &mut out).unwrap();
+        let e = rel_l2(&out, &f.f32(&format!("F_t{tname}")).unwrap().1);
+        assert!(e <= 1e-5, "edm2 F_t{tname} on CUDA: rel-L2 {e:.3e}");
+    }
+    m.forward(&z, &[0.5, 0.5], &[10, 10], &mut out).unwrap();
+    let e = rel_l2(&out, &f.f32("F_t0.5_uncond").unwrap().1);
+    assert!(e <= 1e-5, "edm2 F_t0.5_uncond on CUDA: rel-L2 {e:.3e}");
+}
+
 #[test]
 fn tit_forward_and_gradients_match_cpu() {
     let Some(be) = gpu("tit_forward_and_gradients_match_cpu") else { return };

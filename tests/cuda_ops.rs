@@ -1003,3 +1003,36 @@ fn conv2d_tiles_over_images_and_rows() {
     be.conv2d_fwd(be.src(&gx, 0..s.x_len()), be.src(&gw, 0..s.w_len()), None, be.dst(&mut gy, 0..s.y_len()), &bad);
     assert!(be.synchronize().is_err());
 }
+
+#[test]
+fn mp_normalize_rows_and_clamp_match_cpu() {
+    let Some(be) = gpu("mp_normalize_rows_and_clamp_match_cpu") else { return };
+    let cpu = cpu();
+    let strat = (select(vec![1usize, 3, 7, 64]), select(vec![1usize, 5, 32, 64, 300]), any::<u64>());
+    run_prop("mp_normalize_rows", strat, |(rows, n, seed)| {
+        // Rows of very different magnitude, one all-zero (the 1e-4 floor).
+        let mut x: Vec<f32> = randn(seed, rows * n)
+            .iter()
+            .enumerate()
+            .map(|(i, v)| v * (1.0 + (i / n) as f32 * 10.0))
+            .collect();
+        x[..n].iter_mut().for_each(|v| *v = 0.0);
+        let mut y_cpu = vec![0f32; rows * n];
+        cpu.mp_normalize_rows(&x, &mut y_cpu, rows, n);
+        let gx = up(&be, &x);
+        let mut gy = poisoned(&be, rows * n);
+        be.mp_normalize_rows(be.src(&gx, 0..rows * n), be.dst(&mut gy, 0..rows * n), rows, n);
+        check("mp_normalize_rows", &down(&be, &gy), &y_cpu, NORMS)?;
+        // clamp at ±2 of values spread over ±30
+        let z: Vec<f32> = randn(seed + 1, rows * n).iter().map(|v| v * 10.0).collect();
+        let mut z_cpu = z.clone();
+        cpu.clamp(&mut z_cpu, 2.0);
+        let mut gz = up(&be, &z);
+        be.clamp(be.dst(&mut gz, 0..rows * n), 2.0);
+        let z_gpu = down(&be, &gz);
+        if z_gpu != z_cpu {
+            return Err(TestCaseError::fail("clamp differs from the CPU"));
+        }
+        Ok(())
+    });
+}

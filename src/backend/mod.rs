@@ -292,6 +292,13 @@ pub trait Backend: Send + Sync {
     /// Batched transpose: x [batch, rows, cols] → y [batch, cols, rows] (assign). NCHW ↔
     /// token rows [n, hw, c].
     fn transpose_batched(&self, x: Self::Src<'_>, y: Self::Dst<'_>, batch: usize, rows: usize, cols: usize);
+    /// EDM2's magnitude-preserving `normalize` of every row: y[r, :] = x[r, :] /
+    /// (1e-4 + ‖x[r, :]‖/√n) (f32 sum of squares in a fixed order). x, y: [rows, n]. The
+    /// pixel norm (rows = pixels after a transpose) and the attention's q/k/v norm
+    /// (rows = one head of one pixel).
+    fn mp_normalize_rows(&self, x: Self::Src<'_>, y: Self::Dst<'_>, rows: usize, n: usize);
+    /// x ← min(max(x, −lim), lim) elementwise (NaN stays NaN, as `torch.clip`).
+    fn clamp(&self, x: Self::Dst<'_>, lim: f32);
 
     // ---------------------------------------------------------------- activations
     /// y = GELU(x) with the tanh approximation (same length).

@@ -6,6 +6,7 @@
 pub mod acts;
 pub mod config;
 pub mod ddt;
+pub mod edm2;
 pub mod embed;
 pub mod init;
 pub mod network;

@@ -296,6 +296,12 @@ impl<T: Elem> Backend for CpuBackend<T> {
     fn upsample_nearest2x(&self, x: &[T], y: &mut [T], n: usize, c: usize, h: usize, w: usize) {
         self.install(|| image_layout::upsample_nearest2x(x, y, n, c, h, w));
     }
+    fn mp_normalize_rows(&self, x: &[T], y: &mut [T], rows: usize, n: usize) {
+        self.install(|| norm::mp_normalize_rows(x, y, rows, n));
+    }
+    fn clamp(&self, x: &mut [T], lim: f32) {
+        self.install(|| norm::clamp(x, lim as f64));
+    }
     fn transpose_batched(&self, x: &[T], y: &mut [T], batch: usize, rows: usize, cols: usize) {
         self.install(|| image_layout::transpose_batched(x, y, batch, rows, cols));
     }

@@ -287,3 +287,32 @@ pub fn gate_residual_backward<T: Elem>(
         }
     });
 }
+
+/// EDM2 `normalize` of every row: y = x / (1e-4 + ‖x‖/√n). x, y: [rows, n].
+pub fn mp_normalize_rows<T: Elem>(x: &[T], y: &mut [T], rows: usize, n: usize) {
+    let alpha = T::of(1.0 / (n as f64).sqrt());
+    y[..rows * n].par_chunks_mut(n.max(1)).enumerate().for_each(|(r, yr)| {
+        let xr = &x[r * n..(r + 1) * n];
+        cpu_dispatch!({
+            let norm = vmath::dot(xr, xr).sqrt();
+            let d = T::of(1e-4) + alpha * norm;
+            for j in 0..n {
+                yr[j] = xr[j] / d;
+            }
+        })
+    });
+}
+
+/// x ← clamp(x, −lim, lim); NaN stays NaN.
+pub fn clamp<T: Elem>(x: &mut [T], lim: f64) {
+    let (lo, hi) = (T::of(-lim), T::of(lim));
+    x.par_chunks_mut(4096).for_each(|c| {
+        for v in c.iter_mut() {
+            if *v < lo {
+                *v = lo;
+            } else if *v > hi {
+                *v = hi;
+            }
+        }
+    });
+}

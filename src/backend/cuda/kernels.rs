@@ -92,6 +92,8 @@ kernel_table! {
     QkNormFwd = "qk_norm_fwd" : "PPPIII",
     QkNormBwdDx = "qk_norm_bwd_dx" : "PPPPIIIF",
     QkNormBwdW = "qk_norm_bwd_w" : "PPPPIII",
+    MpNormalizeRows = "mp_normalize_rows" : "PPIIF",
+    Clamp = "clamp" : "PIF",
     ColsumPartial = "colsum_partial" : "PPIIII",
     ColsumFinish = "colsum_finish" : "PPII",
     SumsqPartial = "sumsq_partial" : "PPII",

@@ -532,6 +532,12 @@ impl Backend for CudaBackend {
     fn upsample_nearest2x(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>, n: usize, c: usize, h: usize, w: usize) {
         self.upsample_nearest2x_impl(x, y, n, c, h, w);
     }
+    fn mp_normalize_rows(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>, rows: usize, n: usize) {
+        self.mp_normalize_rows_impl(x, y, rows, n);
+    }
+    fn clamp(&self, x: CudaViewMut<'_, f32>, lim: f32) {
+        self.clamp_impl(x, lim);
+    }
     fn transpose_batched(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>, batch: usize, rows: usize, cols: usize) {
         self.transpose_batched_impl(x, y, batch, rows, cols);
     }

@@ -290,4 +290,22 @@ impl CudaBackend {
         let args = [Arg::P(pdh), Arg::P(py), Arg::P(pdada), i(nb), i(t), i(d), i(stride), i(gate_col)];
         self.launch(Kernel::GateResidualBwdAda, elems(nb), nb * t, &args);
     }
+
+    /// EDM2 `normalize` of rows: x, y [rows, n].
+    pub(super) fn mp_normalize_rows_impl(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>, nrows: usize, n: usize) {
+        let lens = [("x", x.len(), nrows * n), ("y", y.len(), nrows * n)];
+        if !self.lens_ok("mp_normalize_rows", &lens) {
+            return;
+        }
+        let alpha = (1.0 / (n.max(1) as f64).sqrt()) as f32;
+        let args = [Arg::P(self.ptr(&x)), Arg::P(self.ptr(&y)), i(nrows), i(n), Arg::F(alpha)];
+        self.launch(Kernel::MpNormalizeRows, rows(nrows), nrows * n, &args);
+    }
+
+    /// x ← clamp(x, −lim, lim). x: [n].
+    pub(super) fn clamp_impl(&self, x: CudaViewMut<'_, f32>, lim: f32) {
+        let n = x.len();
+        let args = [Arg::P(self.ptr(&x)), i(n), Arg::F(lim)];
+        self.launch(Kernel::Clamp, elems(n), n, &args);
+    }
 }

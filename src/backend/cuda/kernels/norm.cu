@@ -163,3 +163,26 @@ extern "C" __global__ void qk_norm_bwd_w(const float* dout, const float* qkv, co
         dqkw[i] = acc;
     }
 }
+
+// EDM2 `normalize` of rows: y[r, :] = x[r, :] / (1e-4 + alpha·‖x[r, :]‖), alpha = 1/√n
+// rounded to f32. One block per row. x, y: [rows, n].
+extern "C" __global__ void mp_normalize_rows(const float* x, float* y, i64 rows, i64 n, float alpha) {
+    __shared__ float sh[32];
+    BLOCK_ROWS(r, rows) {
+        const float* xr = x + r * n;
+        float q = 0.0f;
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x) q += xr[j] * xr[j];
+        const float norm = sqrtf(block_sum(q, sh));
+        const float d = 1e-4f + alpha * norm;
+        float* yr = y + r * n;
+        for (i64 j = threadIdx.x; j < n; j += blockDim.x) yr[j] = xr[j] / d;
+    }
+}
+
+// x ← clamp(x, −lim, lim); NaN stays NaN (comparisons with NaN are false).
+extern "C" __global__ void clamp(float* x, i64 n, float lim) {
+    GRID_STRIDE(i, n) {
+        const float v = x[i];
+        x[i] = v < -lim ? -lim : (v > lim ? lim : v);
+    }
+}
