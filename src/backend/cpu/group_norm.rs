@@ -41,16 +41,17 @@ pub fn forward<T: Elem>(x: &[T], gamma: &[T], beta: &[T], y: &mut [T], n: usize,
         let rstd = 1.0 / (var + eps as f64).sqrt();
         for (ci, (yc, xc)) in yg.chunks_exact_mut(hw).zip(xg.chunks_exact(hw)).enumerate() {
             let ch = g * cg + ci;
-            let a = gamma[ch].f64() * rstd;
-            let (a, b) = (T::of(a), T::of(beta[ch].f64() - mean * a));
+            // (x − mean)·(γ·rstd) + β: centred first, so a group whose elements are all
+            // equal gives β exactly (rstd = 1/√eps would amplify any cancellation residue).
+            let (m, a, b) = (T::of(mean), T::of(gamma[ch].f64() * rstd), beta[ch]);
             if silu {
                 cpu_dispatch!(for (o, &v) in yc.iter_mut().zip(xc) {
-                    let t = v * a + b;
+                    let t = (v - m) * a + b;
                     *o = t * sigmoid(t);
                 })
             } else {
                 cpu_dispatch!(for (o, &v) in yc.iter_mut().zip(xc) {
-                    *o = v * a + b;
+                    *o = (v - m) * a + b;
                 })
             }
         }

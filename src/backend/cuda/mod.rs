@@ -104,6 +104,8 @@ struct Shared {
     /// The first failure, sticky.
     error: Mutex<Option<String>>,
     attention_scratch_bytes: AtomicUsize,
+    /// Cap on the elements of one convolution's im2col tile (`ops_conv.rs`).
+    conv_tile_elems: AtomicUsize,
 }
 
 /// The CUDA backend. Cheap to clone: clones share the context, stream, cuBLAS handle,
@@ -161,6 +163,7 @@ impl CudaBackend {
             ctx,
             error: Mutex::new(None),
             attention_scratch_bytes: AtomicUsize::new(ATTENTION_SCRATCH_BYTES),
+            conv_tile_elems: AtomicUsize::new(ops_conv::COL_TILE_ELEMS),
         })
     }
 
@@ -198,6 +201,13 @@ impl CudaBackend {
     #[doc(hidden)]
     pub fn set_attention_scratch_bytes(&self, bytes: usize) {
         self.s.attention_scratch_bytes.store(bytes.max(1), Ordering::Relaxed);
+    }
+
+    /// Caps the elements of one convolution's im2col tile (default
+    /// [`ops_conv::COL_TILE_ELEMS`]); tests use a small cap to exercise the row bands.
+    #[doc(hidden)]
+    pub fn set_conv_tile_elems(&self, elems: usize) {
+        self.s.conv_tile_elems.store(elems.max(1), Ordering::Relaxed);
     }
 
     // ------------------------------------------------------------ error state

@@ -15,7 +15,7 @@ use super::{CudaBackend, Kernel};
 use crate::backend::Conv2dShape;
 
 /// Most elements of one im2col tile on the device (256 MiB of f32).
-pub const COL_TILE_ELEMS: usize = 1 << 26;
+pub(super) const COL_TILE_ELEMS: usize = 1 << 26;
 
 impl CudaBackend {
     /// y = conv(x, w) + bias. x: [n, c_in, h, w]; w: [c_out, c_in, kh, kw]; bias: [c_out];
@@ -81,10 +81,11 @@ impl CudaBackend {
         }
         // Whole images per tile when one fits, else bands of output rows of one image.
         let per_image = k * p;
-        let (images, band) = if per_image <= COL_TILE_ELEMS {
-            ((COL_TILE_ELEMS / per_image).clamp(1, s.n), oh)
+        let cap = self.s.conv_tile_elems.load(std::sync::atomic::Ordering::Relaxed);
+        let (images, band) = if per_image <= cap {
+            ((cap / per_image).clamp(1, s.n), oh)
         } else {
-            (1, (COL_TILE_ELEMS / (k * ow)).clamp(1, oh))
+            (1, (cap / (k * ow)).clamp(1, oh))
         };
         let Some(col) = self.temp::<f32>(images * k * band * ow) else { return };
         let pc = self.ptr(&col);

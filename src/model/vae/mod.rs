@@ -268,7 +268,7 @@ impl<B: Backend + Clone> Vae<B> {
         if h == 0 || w == 0 {
             return Err(Error::invalid(format!("latent {h}×{w}: height and width must be positive")));
         }
-        let (oh, ow) = (h.checked_mul(f).unwrap_or(usize::MAX), w.checked_mul(f).unwrap_or(usize::MAX));
+        let (oh, ow) = (h.saturating_mul(f), w.saturating_mul(f));
         self.check_image_size("decoded image", oh, ow)?;
         let z = self.cfg.latent_channels;
         let lat = z * h * w;

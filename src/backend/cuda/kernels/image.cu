@@ -49,9 +49,8 @@ extern "C" __global__ void group_norm_fwd(const float* x, const float* gamma, co
         float* yr = y + r * len;
         for (i64 j = threadIdx.x; j < len; j += blockDim.x) {
             const i64 ch = g * cg + j / hw;
-            const double a = (double)gamma[ch] * rstd;
-            const float af = (float)a, bf = (float)((double)beta[ch] - mean * a);
-            const float t = xr[j] * af + bf;
+            // Centred first (as the CPU): equal elements give beta exactly.
+            const float t = __fmul_rn(xr[j] - (float)mean, (float)((double)gamma[ch] * rstd)) + beta[ch];
             yr[j] = silu ? t * sigmoidf_(t) : t;
         }
     }
