@@ -5,7 +5,9 @@
 pub mod checkpoints;
 pub mod config;
 pub mod config_keys;
+pub mod decode;
 pub mod demo;
+pub mod encode;
 pub mod output;
 pub mod sample;
 pub mod train;

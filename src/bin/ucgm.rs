@@ -149,12 +149,76 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Encode an image folder (one sub-folder per class, PNG/JPEG) into latent shards in
+    /// the reference's format (`latents`, `latents_flip`, `labels`); resumable: finished
+    /// shards are skipped.
+    Encode(EncodeArgs),
+    /// Decode a latents file (`latents` of a shard or `samples` of `ucgm sample`) to PNGs.
+    Decode(DecodeArgs),
     /// Print a checkpoint's or weights file's configuration, sizes, parameter count,
     /// sampler preset and checksum.
     Info {
         /// The checkpoint or weights file.
         path: PathBuf,
     },
+}
+
+/// `ucgm encode` options.
+#[derive(Args)]
+struct EncodeArgs {
+    /// The image folder: one sub-folder per class (an ImageNet-style train folder).
+    input: PathBuf,
+    /// The VAE (safetensors; diffusers or LDM names).
+    #[arg(long)]
+    vae: PathBuf,
+    /// The shard folder (created if missing).
+    #[arg(long)]
+    out: PathBuf,
+    /// Side of the centre crop in pixels (a multiple of the VAE's factor).
+    #[arg(long, default_value_t = 256)]
+    image_size: usize,
+    /// Images per VAE call (each is also encoded mirrored).
+    #[arg(long, default_value_t = 20)]
+    batch: usize,
+    /// Images per shard (the reference: 10000).
+    #[arg(long, default_value_t = ucgm::app::encode::REFERENCE_SHARD_SIZE)]
+    shard_size: usize,
+    /// Store the posterior mean (the reference's SD-VAE extraction) or one sample
+    /// (its VA-VAE extraction).
+    #[arg(long, default_value = "mean")]
+    posterior: String,
+    /// Seed of the posterior samples.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// `ucgm decode` options.
+#[derive(Args)]
+struct DecodeArgs {
+    /// A safetensors file with `latents` or `samples` [N, C, H, W].
+    latents: PathBuf,
+    /// The VAE (safetensors).
+    #[arg(long)]
+    vae: PathBuf,
+    /// Tensor to decode (default: `samples` if present, else `latents`).
+    #[arg(long)]
+    tensor: Option<String>,
+    /// Grid PNG to write.
+    #[arg(long)]
+    grid: Option<PathBuf>,
+    /// Folder for one PNG per latent (000000.png, …).
+    #[arg(long)]
+    images_dir: Option<PathBuf>,
+    /// Latent statistics (safetensors `mean`, `std`) to invert before decoding.
+    #[arg(long)]
+    latent_stats: Option<PathBuf>,
+    /// Latent multiplier to invert (SD-VAE: 0.18215). Without it and without stats, the
+    /// file's stored normalisation is used, else the latents are taken as raw.
+    #[arg(long)]
+    latent_multiplier: Option<f32>,
+    /// Decode at most this many latents.
+    #[arg(long)]
+    limit: Option<usize>,
 }
 
 /// `ucgm sample` options. Every sampler setting is optional: unset ones come from the
@@ -223,9 +287,23 @@ struct SampleArgs {
     /// Seed of the initial and per-step noise.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output: .png (1- or 3-channel data) or .safetensors (tensor `samples` [N, C, H, W]).
+    /// Output: .png (1- or 3-channel data, or decoded with --vae) or .safetensors
+    /// (tensor `samples` [N, C, H, W], model-space latents).
     #[arg(long, default_value = "samples.png")]
     out: PathBuf,
+    /// Decode the samples with this VAE (safetensors) and write images.
+    #[arg(long)]
+    vae: Option<PathBuf>,
+    /// Latent statistics file (safetensors `mean`, `std`) of a VA-VAE / E2E-VAE model;
+    /// overrides the model file's stored normalisation.
+    #[arg(long)]
+    latent_stats: Option<PathBuf>,
+    /// Latent multiplier (SD-VAE: 0.18215); overrides the stored normalisation.
+    #[arg(long)]
+    latent_multiplier: Option<f32>,
+    /// With --vae: also write one PNG per image into this folder.
+    #[arg(long)]
+    images_dir: Option<PathBuf>,
 }
 
 impl SampleArgs {
@@ -525,6 +603,8 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Info { path } => info(&path),
+        Command::Encode(args) => encode_command(&args, cli.backend.request(defaults)),
+        Command::Decode(args) => decode_command(&args, cli.backend.request(defaults)),
     }
 }
 
@@ -585,7 +665,18 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
         return Err(Error::invalid("--labels is empty"));
     }
     let out = &args.out;
+    let decoded = match &args.vae {
+        Some(_) => {
+            if out.extension().and_then(|e| e.to_str()) != Some("png") {
+                return Err(Error::invalid(format!("--vae writes images: --out {} must be a .png file", out.display())));
+            }
+            let stored = ucgm::latent_norm::LatentNorm::from_metadata(&args.ckpt, &w.metadata)?;
+            Some(ucgm::app::decode::resolve_norm(stored, args.latent_stats.as_deref(), args.latent_multiplier)?)
+        }
+        None => None,
+    };
     let png = match out.extension().and_then(|e| e.to_str()) {
+        _ if decoded.is_some() => true,
         Some("png") if [1, 3].contains(&mc.in_channels) => true,
         Some("png") => {
             return Err(Error::invalid(format!(
@@ -604,6 +695,22 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
     ucgm::limits::check_bytes(&format!("--n {n} samples"), total, if png { 8 } else { 4 })?;
     let labels: Vec<usize> = (0..n).map(|i| label_list[i % label_list.len()]).collect();
     let backend = choose_backend(&backend)?;
+    // The VAE is loaded (and checked against the model) before any sampling.
+    let mut vae = match &args.vae {
+        Some(p) => {
+            let vae = ucgm::engine::AnyVae::load(p, backend.clone())?;
+            if vae.config().latent_channels != mc.in_channels {
+                return Err(Error::invalid(format!(
+                    "the VAE {} has {} latent channels but the model samples {} channels",
+                    p.display(),
+                    vae.config().latent_channels,
+                    mc.in_channels
+                )));
+            }
+            Some(vae)
+        }
+        None => None,
+    };
     let mut model = AnyModel::from_params_owned(mc.clone(), backend, w.params)?;
     model.enter_inference_layout()?;
     let bar = sampling_bar(n.div_ceil(64) * cfg.grid_points());
@@ -622,6 +729,23 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
         b.finish_and_clear();
     }
     let shape = [n, mc.in_channels, mc.input_size, mc.input_size];
+    if let (Some(vae), Some(norm)) = (vae.as_mut(), decoded.as_ref()) {
+        eprintln!("latent normalisation: {}", norm.describe());
+        let f = vae.config().downsample_factor();
+        let imgs = ucgm::app::decode::decode_latents(vae, norm, &images, shape)?;
+        let ishape = [n, 3, mc.input_size * f, mc.input_size * f];
+        ucgm::app::decode::write_pngs(&imgs, ishape, Some(out), args.images_dir.as_deref(), "")?;
+        println!(
+            "wrote {n} decoded {}×{} images ({} steps, {}) to {}{}",
+            ishape[3],
+            ishape[2],
+            cfg.steps,
+            cfg.transport.name(),
+            out.display(),
+            args.images_dir.as_ref().map_or(String::new(), |d| format!(" and {}", d.display()))
+        );
+        return Ok(());
+    }
     if png {
         ucgm::image::write_png_grid(out, &images, shape, (n as f64).sqrt().ceil() as usize, 1)?;
     } else {
@@ -633,6 +757,99 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
         )?;
     }
     println!("wrote {n} samples ({} steps, {}) to {}", cfg.steps, cfg.transport.name(), out.display());
+    Ok(())
+}
+
+fn encode_command(args: &EncodeArgs, backend: BackendRequest) -> Result<()> {
+    use ucgm::app::encode::{encode_folder, EncodeOptions};
+    let opts = EncodeOptions {
+        input: args.input.clone(),
+        output: args.out.clone(),
+        image_size: args.image_size,
+        batch: args.batch,
+        shard_size: args.shard_size,
+        posterior: args.posterior.parse()?,
+        seed: args.seed,
+        vae_name: args.vae.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+    };
+    // The folder is listed (and bad files reported) before the backend starts.
+    let list = ucgm::app::encode::list_images(&args.input)?;
+    let backend = choose_backend(&backend)?;
+    let mut vae = ucgm::engine::AnyVae::load(&args.vae, backend)?;
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let b = ProgressBar::new(list.files.len() as u64);
+        b.set_style(ProgressStyle::with_template("encoding {bar:30} {pos}/{len} images [{elapsed_precise} < {eta_precise}] {per_sec}").expect("template"));
+        Some(b)
+    } else {
+        None
+    };
+    let mut tick = |done: usize, _: usize| {
+        if let Some(b) = &bar {
+            b.set_position(done as u64);
+        }
+        true
+    };
+    let mut ctl = ucgm::control::RunControl {
+        cancel: None,
+        progress: Some(&mut tick),
+    };
+    let r = encode_folder(&mut vae, &opts, &mut ctl)?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    println!(
+        "encoded {} images of {} classes into {} ({} shards written, {} finished ones skipped); latents {}×{}×{}, {} posterior, unscaled",
+        r.images,
+        r.classes,
+        args.out.display(),
+        r.shards_written,
+        r.shards_skipped,
+        r.latent_shape[0],
+        r.latent_shape[1],
+        r.latent_shape[2],
+        args.posterior
+    );
+    Ok(())
+}
+
+fn decode_command(args: &DecodeArgs, backend: BackendRequest) -> Result<()> {
+    if args.grid.is_none() && args.images_dir.is_none() {
+        return Err(Error::invalid("give --grid FILE.png and/or --images-dir DIR"));
+    }
+    let file = TensorFile::open(&args.latents)?;
+    let name = match &args.tensor {
+        Some(t) => t.clone(),
+        None if file.contains("samples") => "samples".into(),
+        None => "latents".into(),
+    };
+    if !file.contains(&name) {
+        return Err(Error::format(&args.latents, format!("no tensor {name:?} (found {:?})", file.names())));
+    }
+    let (shape, mut data) = file.f32(&name).map_err(|e| Error::format(&args.latents, e.to_string()))?;
+    let &[mut n, c, h, w] = shape.as_slice() else {
+        return Err(Error::format(
+            &args.latents,
+            format!("tensor {name:?} has shape {shape:?}, expected [N, C, H, W]"),
+        ));
+    };
+    if let Some(l) = args.limit {
+        n = n.min(l);
+        data.truncate(n * c * h * w);
+    }
+    if n == 0 {
+        return Err(Error::format(&args.latents, format!("tensor {name:?} holds no latents")));
+    }
+    let stored = ucgm::latent_norm::LatentNorm::from_metadata(&args.latents, file.metadata())?;
+    let norm = match ucgm::app::decode::resolve_norm(stored, args.latent_stats.as_deref(), args.latent_multiplier) {
+        Ok(n) => n,
+        Err(_) => ucgm::latent_norm::LatentNorm::identity(), // raw latents (a shard)
+    };
+    let backend = choose_backend(&backend)?;
+    let mut vae = ucgm::engine::AnyVae::load(&args.vae, backend)?;
+    let f = vae.config().downsample_factor();
+    let imgs = ucgm::app::decode::decode_latents(&mut vae, &norm, &data, [n, c, h, w])?;
+    let k = ucgm::app::decode::write_pngs(&imgs, [n, 3, h * f, w * f], args.grid.as_deref(), args.images_dir.as_deref(), "")?;
+    println!("decoded {n} latents ({}) to {k} PNG file(s) of {}×{} images", norm.describe(), w * f, h * f);
     Ok(())
 }
 
