@@ -33,6 +33,7 @@ pub mod data;
 pub mod denoiser;
 pub mod engine;
 pub mod error;
+pub mod fid;
 pub mod image;
 pub mod layout;
 pub mod limits;
