@@ -322,3 +322,25 @@ fn training_step_is_bit_reproducible() {
         assert!(a == b, "{arch:?}: two identical training runs differ on the GPU");
     }
 }
+
+/// The tiny VAE (shared reference) on CUDA: encode and decode match the CPU and the
+/// reference tensors, through chunked batches too.
+#[test]
+fn vae_encode_decode_match_cpu_and_reference() {
+    use ucgm::model::vae::Vae;
+    let Some(be) = gpu("vae_encode_decode_match_cpu_and_reference") else { return };
+    let io = TensorFile::open(reference("vae_tiny_io.safetensors")).unwrap();
+    let image = io.f32_shaped("image", &[2, 3, 32, 32]).unwrap();
+    let z = io.f32_shaped("z", &[2, 4, 8, 8]).unwrap();
+    let mut cpu = Vae::load(reference("vae_tiny_ldm.safetensors"), CpuBackend::<f32>::new(2).unwrap()).unwrap();
+    let mut gpu = Vae::load(reference("vae_tiny_diffusers.safetensors"), be).unwrap();
+    let (pc, pg) = (cpu.encode(&image, 2, 32, 32).unwrap(), gpu.encode(&image, 2, 32, 32).unwrap());
+    assert_nmse("vae enc_mean", &pg.mean, &pc.mean, WHOLE_MODEL);
+    assert_nmse("vae enc_logvar", &pg.logvar, &pc.logvar, WHOLE_MODEL);
+    assert!(rel_l2(&pg.mean, &io.f32("enc_mean").unwrap().1) <= 1e-5);
+    let (dc, dg) = (cpu.decode(&z, 2, 8, 8).unwrap(), gpu.decode(&z, 2, 8, 8).unwrap());
+    assert_nmse("vae dec_out", &dg, &dc, WHOLE_MODEL);
+    assert!(rel_l2(&dg, &io.f32("dec_out").unwrap().1) <= 1e-5);
+    gpu.set_activation_budget(1);
+    assert_nmse("vae dec_out one image at a time", &gpu.decode(&z, 2, 8, 8).unwrap(), &dc, WHOLE_MODEL);
+}

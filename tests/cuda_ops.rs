@@ -798,3 +798,131 @@ fn results_are_bit_reproducible() {
     };
     assert!(attn() == attn(), "attention differs between runs");
 }
+
+// ---------------------------------------------------------------- image ops (VAE, FID, UNet)
+
+/// (kh, kw, stride, [pad t, b, l, r]) of the VAE, FID Inception and EDM2 convolutions.
+fn conv_geometry() -> impl Strategy<Value = (usize, usize, usize, [usize; 4])> {
+    select(vec![
+        (3, 3, 1, [1, 1, 1, 1]),
+        (3, 3, 2, [0, 1, 0, 1]),
+        (1, 1, 1, [0, 0, 0, 0]),
+        (3, 3, 2, [0, 0, 0, 0]),
+        (5, 5, 1, [2, 2, 2, 2]),
+        (1, 3, 1, [0, 0, 1, 1]),
+        (7, 1, 1, [3, 3, 0, 0]),
+    ])
+}
+
+#[test]
+fn conv2d_matches_cpu() {
+    let Some(be) = gpu("conv2d_matches_cpu") else { return };
+    let cpu = cpu();
+    let strat = (1usize..=3, dim(), dim(), dim(), dim(), conv_geometry(), any::<bool>(), any::<u64>());
+    run_prop("conv2d", strat, |(n, c_in, h, w, c_out, (kh, kw, st, p), has_bias, seed)| {
+        let s = ucgm::backend::Conv2dShape {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride_h: st,
+            stride_w: st,
+            pad_top: p[0],
+            pad_bottom: p[1],
+            pad_left: p[2],
+            pad_right: p[3],
+        };
+        if s.validate().is_err() {
+            return Ok(());
+        }
+        let (x, wt, b) = (randn(seed, s.x_len()), randn(seed + 1, s.w_len()), randn(seed + 2, c_out));
+        let mut y_cpu = vec![0f32; s.y_len()];
+        cpu.conv2d_fwd(&x, &wt, has_bias.then_some(&b[..]), &mut y_cpu, &s);
+        let (gx, gw, gb) = (up(&be, &x), up(&be, &wt), up(&be, &b));
+        let mut gy = poisoned(&be, s.y_len());
+        let bias = has_bias.then(|| be.src(&gb, 0..c_out));
+        be.conv2d_fwd(be.src(&gx, 0..s.x_len()), be.src(&gw, 0..s.w_len()), bias, be.dst(&mut gy, 0..s.y_len()), &s);
+        check("conv2d y", &down(&be, &gy), &y_cpu, MATMUL)
+    });
+}
+
+#[test]
+fn group_norm_upsample_transpose_match_cpu() {
+    let Some(be) = gpu("group_norm_upsample_transpose_match_cpu") else { return };
+    let cpu = cpu();
+    let strat = (
+        1usize..=3,
+        select(vec![(1usize, 1usize), (6, 3), (32, 32), (64, 32)]),
+        dim(),
+        dim(),
+        any::<bool>(),
+        any::<u64>(),
+    );
+    run_prop("group_norm/upsample/transpose", strat, |(n, (c, groups), h, w, silu, seed)| {
+        let hw = h * w;
+        let len = n * c * hw;
+        let (x, g, b) = (randn(seed, len), randn(seed + 1, c), randn(seed + 2, c));
+        let (gx, gg, gb) = (up(&be, &x), up(&be, &g), up(&be, &b));
+        let mut y_cpu = vec![0f32; len];
+        cpu.group_norm_fwd(&x, &g, &b, &mut y_cpu, n, c, hw, groups, 1e-6, silu);
+        let mut gy = poisoned(&be, len);
+        be.group_norm_fwd(
+            be.src(&gx, 0..len),
+            be.src(&gg, 0..c),
+            be.src(&gb, 0..c),
+            be.dst(&mut gy, 0..len),
+            n,
+            c,
+            hw,
+            groups,
+            1e-6,
+            silu,
+        );
+        check("group_norm y", &down(&be, &gy), &y_cpu, NORMS)?;
+
+        let mut u_cpu = vec![0f32; 4 * len];
+        cpu.upsample_nearest2x(&x, &mut u_cpu, n, c, h, w);
+        let mut gu = poisoned(&be, 4 * len);
+        be.upsample_nearest2x(be.src(&gx, 0..len), be.dst(&mut gu, 0..4 * len), n, c, h, w);
+        prop_assert!(down(&be, &gu) == u_cpu, "upsample differs");
+
+        let mut t_cpu = vec![0f32; len];
+        cpu.transpose_batched(&x, &mut t_cpu, n, c, hw);
+        let mut gt = poisoned(&be, len);
+        be.transpose_batched(be.src(&gx, 0..len), be.dst(&mut gt, 0..len), n, c, hw);
+        prop_assert!(down(&be, &gt) == t_cpu, "transpose differs");
+        Ok(())
+    });
+}
+
+#[test]
+fn conv2d_tiles_over_images_and_rows() {
+    let Some(be) = gpu("conv2d_tiles_over_images_and_rows") else { return };
+    // K·P = 36·99 per image: a 200-element tile cuts each image into bands of 1 output
+    // rows (the last one shorter), a 1000-element tile holds 2 whole images per product.
+    let s = ucgm::backend::Conv2dShape::square(5, 4, 9, 11, 3, 3, 1, 1);
+    let (x, w, b) = (randn(1, s.x_len()), randn(2, s.w_len()), randn(3, 3));
+    let mut y_cpu = vec![0f32; s.y_len()];
+    cpu().conv2d_fwd(&x, &w, Some(&b), &mut y_cpu, &s);
+    let (gx, gw, gb) = (up(&be, &x), up(&be, &w), up(&be, &b));
+    for tile in [200, 36 * 99 * 2 + 1, 1 << 26] {
+        be.set_conv_tile_elems(tile);
+        let mut gy = poisoned(&be, s.y_len());
+        be.conv2d_fwd(
+            be.src(&gx, 0..s.x_len()),
+            be.src(&gw, 0..s.w_len()),
+            Some(be.src(&gb, 0..3)),
+            be.dst(&mut gy, 0..s.y_len()),
+            &s,
+        );
+        assert_nmse(&format!("conv2d tile {tile}"), &down(&be, &gy), &y_cpu, MATMUL);
+    }
+    let mut gy = poisoned(&be, s.y_len());
+    // An invalid shape is a recorded error, not a fault.
+    let bad = ucgm::backend::Conv2dShape { stride_h: 0, ..s };
+    be.conv2d_fwd(be.src(&gx, 0..s.x_len()), be.src(&gw, 0..s.w_len()), None, be.dst(&mut gy, 0..s.y_len()), &bad);
+    assert!(be.synchronize().is_err());
+}

@@ -13,9 +13,12 @@
 //!   [`crate::layout::ParamLayout`]; its gradient is the matching view of the gradient
 //!   buffer.
 
+mod conv_shape;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+
+pub use conv_shape::Conv2dShape;
 
 use std::ops::Range;
 
@@ -232,6 +235,35 @@ pub trait Backend: Send + Sync {
         dqkv: Self::Dst<'_>,
         dims: AttnDims,
     );
+
+    // ---------------------------------------------------------------- image ops (VAE, FID, UNet)
+    /// 2-D convolution, NCHW, zero padding, forward only: x [n, c_in, h, w]; w
+    /// [c_out, c_in, kh, kw]; bias [c_out] or None; y [n, c_out, out_h, out_w] (assign).
+    /// The caller validates `shape` ([`Conv2dShape::validate`]).
+    fn conv2d_fwd(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape);
+    /// GroupNorm with affine parameters, then SiLU if `silu`: x, y [n, c, hw]; gamma, beta
+    /// [c]; the c channels form `groups` groups of c/groups consecutive channels
+    /// (`groups` divides c), each normalised over its (c/groups)·hw elements with the
+    /// biased variance and `eps`.
+    #[allow(clippy::too_many_arguments)]
+    fn group_norm_fwd(
+        &self,
+        x: Self::Src<'_>,
+        gamma: Self::Src<'_>,
+        beta: Self::Src<'_>,
+        y: Self::Dst<'_>,
+        n: usize,
+        c: usize,
+        hw: usize,
+        groups: usize,
+        eps: f32,
+        silu: bool,
+    );
+    /// Nearest-neighbour ×2 upsampling: x [n, c, h, w] → y [n, c, 2h, 2w] (assign).
+    fn upsample_nearest2x(&self, x: Self::Src<'_>, y: Self::Dst<'_>, n: usize, c: usize, h: usize, w: usize);
+    /// Batched transpose: x [batch, rows, cols] → y [batch, cols, rows] (assign). NCHW ↔
+    /// token rows [n, hw, c].
+    fn transpose_batched(&self, x: Self::Src<'_>, y: Self::Dst<'_>, batch: usize, rows: usize, cols: usize);
 
     // ---------------------------------------------------------------- activations
     /// y = GELU(x) with the tanh approximation (same length).

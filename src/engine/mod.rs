@@ -7,6 +7,7 @@
 //! * [`AnyBackend`] — a CPU or CUDA backend, with the words that describe it;
 //! * [`AnyModel`] — `Model<CpuBackend<f32>>` or `Model<CudaBackend>`;
 //! * [`AnyTrainer`] — `Trainer<CpuBackend<f32>>` or `Trainer<CudaBackend>`;
+//! * [`AnyVae`] — `Vae<CpuBackend<f32>>` or `Vae<CudaBackend>`;
 //!
 //! and [`select`], which turns a [`BackendRequest`] (`auto` / `cpu` / `cuda`, CPU
 //! threads, CUDA device, TF32) into a backend plus the reason it was chosen. `auto`
@@ -19,10 +20,12 @@
 
 mod any_model;
 mod any_trainer;
+mod any_vae;
 mod select;
 
 pub use any_model::AnyModel;
 pub use any_trainer::AnyTrainer;
+pub use any_vae::AnyVae;
 pub use select::{cuda_availability, select, AnyBackend, BackendChoice, BackendKind, BackendRequest, Selection, CUDA_NOT_BUILT};
 
 /// `dispatch!(value, Enum, x => expr)`: matches `value` against every variant of `Enum`

@@ -7,6 +7,7 @@ pub mod config;
 pub mod embed;
 pub mod init;
 pub mod network;
+pub mod vae;
 pub mod weights;
 
 use std::path::Path;

@@ -7,8 +7,11 @@
 
 mod activation;
 mod attention;
+mod conv;
 mod elem;
 mod gemm;
+mod group_norm;
+mod image_layout;
 mod layout_ops;
 mod linear;
 mod norm;
@@ -21,7 +24,7 @@ use std::sync::Arc;
 pub use elem::Elem;
 pub use gemm::matmul;
 
-use super::{AttnDims, Backend, NormKind, OptimHp};
+use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp};
 use crate::error::{Error, Result};
 
 /// The CPU backend over element type `T` (f32 for real work, f64 for gradient checks).
@@ -271,6 +274,19 @@ impl<T: Elem> Backend for CpuBackend<T> {
     }
     fn attention_bwd(&self, dout: &[T], qkv: &[T], rope_cos: &[T], rope_sin: &[T], cache: &[T], dqkv: &mut [T], dims: AttnDims) {
         self.install(|| attention::backward(dout, qkv, rope_cos, rope_sin, cache, dqkv, dims));
+    }
+
+    fn conv2d_fwd(&self, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], shape: &Conv2dShape) {
+        self.install(|| conv::forward(x, w, bias, y, shape));
+    }
+    fn group_norm_fwd(&self, x: &[T], gamma: &[T], beta: &[T], y: &mut [T], n: usize, c: usize, hw: usize, groups: usize, eps: f32, silu: bool) {
+        self.install(|| group_norm::forward(x, gamma, beta, y, n, c, hw, groups, eps, silu));
+    }
+    fn upsample_nearest2x(&self, x: &[T], y: &mut [T], n: usize, c: usize, h: usize, w: usize) {
+        self.install(|| image_layout::upsample_nearest2x(x, y, n, c, h, w));
+    }
+    fn transpose_batched(&self, x: &[T], y: &mut [T], batch: usize, rows: usize, cols: usize) {
+        self.install(|| image_layout::transpose_batched(x, y, batch, rows, cols));
     }
 
     fn gelu_tanh_fwd(&self, x: &[T], y: &mut [T]) {

@@ -32,6 +32,8 @@ pub const SOURCE: &str = concat!(
     include_str!("kernels/optim.cu"),
     "\n",
     include_str!("kernels/attention.cu"),
+    "\n",
+    include_str!("kernels/image.cu"),
 );
 
 macro_rules! kernel_table {
@@ -102,6 +104,11 @@ kernel_table! {
     F32ToBf16 = "f32_to_bf16" : "PPI",
     AttnPrepBf16 = "attn_prep_bf16" : "PPPPIIIIII",
     SoftmaxRowsBf16 = "softmax_rows_bf16" : "PPIIF",
+    Im2col = "im2col" : "PPIIIIIIIIIIIII",
+    BiasChannels = "bias_channels" : "PPIII",
+    GroupNormFwd = "group_norm_fwd" : "PPPPIIIIFI",
+    UpsampleNearest2x = "upsample_nearest2x" : "PPIII",
+    TransposeBatched = "transpose_batched" : "PPIII",
 }
 
 /// The loaded module's functions, indexed like [`Kernel::ALL`].

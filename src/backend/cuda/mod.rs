@@ -25,6 +25,7 @@ mod kernels;
 mod launch;
 mod ops_act;
 mod ops_attention;
+mod ops_conv;
 mod ops_layout;
 mod ops_linear;
 mod ops_mem;
@@ -42,7 +43,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, CudaView, CudaViewMut, 
 pub use kernels::{arch_for, compiled as compile_kernels, parse_signatures, Kernel, SOURCE as KERNEL_SOURCE};
 pub use probe::{libraries_present, probe_device, DeviceInfo};
 
-use super::{AttnDims, Backend, NormKind, OptimHp};
+use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp};
 use crate::error::{Error, Result};
 use kernels::Kernels;
 
@@ -103,6 +104,8 @@ struct Shared {
     /// The first failure, sticky.
     error: Mutex<Option<String>>,
     attention_scratch_bytes: AtomicUsize,
+    /// Cap on the elements of one convolution's im2col tile (`ops_conv.rs`).
+    conv_tile_elems: AtomicUsize,
 }
 
 /// The CUDA backend. Cheap to clone: clones share the context, stream, cuBLAS handle,
@@ -160,6 +163,7 @@ impl CudaBackend {
             ctx,
             error: Mutex::new(None),
             attention_scratch_bytes: AtomicUsize::new(ATTENTION_SCRATCH_BYTES),
+            conv_tile_elems: AtomicUsize::new(ops_conv::COL_TILE_ELEMS),
         })
     }
 
@@ -197,6 +201,13 @@ impl CudaBackend {
     #[doc(hidden)]
     pub fn set_attention_scratch_bytes(&self, bytes: usize) {
         self.s.attention_scratch_bytes.store(bytes.max(1), Ordering::Relaxed);
+    }
+
+    /// Caps the elements of one convolution's im2col tile (default
+    /// [`ops_conv::COL_TILE_ELEMS`]); tests use a small cap to exercise the row bands.
+    #[doc(hidden)]
+    pub fn set_conv_tile_elems(&self, elems: usize) {
+        self.s.conv_tile_elems.store(elems.max(1), Ordering::Relaxed);
     }
 
     // ------------------------------------------------------------ error state
@@ -469,6 +480,31 @@ impl Backend for CudaBackend {
         dims: AttnDims,
     ) {
         self.attention_bwd_impl(dout, qkv, rope_cos, rope_sin, cache, dqkv, dims);
+    }
+
+    fn conv2d_fwd(&self, x: CudaView<'_, f32>, w: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>, y: CudaViewMut<'_, f32>, shape: &Conv2dShape) {
+        self.conv2d_fwd_impl(x, w, bias, y, shape);
+    }
+    fn group_norm_fwd(
+        &self,
+        x: CudaView<'_, f32>,
+        gamma: CudaView<'_, f32>,
+        beta: CudaView<'_, f32>,
+        y: CudaViewMut<'_, f32>,
+        n: usize,
+        c: usize,
+        hw: usize,
+        groups: usize,
+        eps: f32,
+        silu: bool,
+    ) {
+        self.group_norm_fwd_impl(x, gamma, beta, y, n, c, hw, groups, eps, silu);
+    }
+    fn upsample_nearest2x(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>, n: usize, c: usize, h: usize, w: usize) {
+        self.upsample_nearest2x_impl(x, y, n, c, h, w);
+    }
+    fn transpose_batched(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>, batch: usize, rows: usize, cols: usize) {
+        self.transpose_batched_impl(x, y, batch, rows, cols);
     }
 
     fn gelu_tanh_fwd(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>) {

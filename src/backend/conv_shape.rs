@@ -1,0 +1,180 @@
+//! The geometry of a 2-D convolution (NCHW): batch, channels, image size, kernel,
+//! stride and the four paddings, with the output size and a validation that turns an
+//! impossible shape into an [`Error`] before any op runs.
+
+use crate::error::{Error, Result};
+
+/// One `conv2d_fwd` call: x [n, c_in, h, w] * weight [c_out, c_in, kh, kw] (+ bias
+/// [c_out]) → y [n, c_out, out_h, out_w], zero padding `pad_top`/`pad_bottom` rows and
+/// `pad_left`/`pad_right` columns (asymmetric pads allowed: the VAE downsample pads only
+/// at the bottom and right).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Conv2dShape {
+    pub n: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub pad_top: usize,
+    pub pad_bottom: usize,
+    pub pad_left: usize,
+    pub pad_right: usize,
+}
+
+impl Conv2dShape {
+    /// A square `k`×`k` kernel with stride `stride` and the same padding `pad` on all sides.
+    pub fn square(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, k: usize, stride: usize, pad: usize) -> Self {
+        Conv2dShape {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh: k,
+            kw: k,
+            stride_h: stride,
+            stride_w: stride,
+            pad_top: pad,
+            pad_bottom: pad,
+            pad_left: pad,
+            pad_right: pad,
+        }
+    }
+
+    /// Output rows: (h + pad_top + pad_bottom − kh) / stride_h + 1 (0 for an invalid shape).
+    pub fn out_h(&self) -> usize {
+        let padded = self.h + self.pad_top + self.pad_bottom;
+        if self.stride_h == 0 || padded < self.kh {
+            return 0;
+        }
+        (padded - self.kh) / self.stride_h + 1
+    }
+
+    /// Output columns: (w + pad_left + pad_right − kw) / stride_w + 1 (0 for an invalid shape).
+    pub fn out_w(&self) -> usize {
+        let padded = self.w + self.pad_left + self.pad_right;
+        if self.stride_w == 0 || padded < self.kw {
+            return 0;
+        }
+        (padded - self.kw) / self.stride_w + 1
+    }
+
+    /// Elements of x.
+    pub fn x_len(&self) -> usize {
+        self.n * self.c_in * self.h * self.w
+    }
+
+    /// Elements of the weight.
+    pub fn w_len(&self) -> usize {
+        self.c_out * self.c_in * self.kh * self.kw
+    }
+
+    /// Elements of y.
+    pub fn y_len(&self) -> usize {
+        self.n * self.c_out * self.out_h() * self.out_w()
+    }
+
+    /// Reduction length of one output element: c_in·kh·kw.
+    pub fn k_len(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    /// Whether the convolution is a plain 1×1 product (no im2col needed).
+    pub fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride_h == 1 && self.stride_w == 1 && self.pad_top + self.pad_bottom + self.pad_left + self.pad_right == 0
+    }
+
+    /// Checks the shape: non-zero channels, kernel and stride, a kernel that fits the padded
+    /// image, padding smaller than the kernel (a window of padding only is never wanted),
+    /// and sizes whose element counts fit in memory arithmetic.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::invalid(format!("conv2d {self:?}: {m}")));
+        if self.c_in == 0 || self.c_out == 0 {
+            return bad("channel counts must be positive".into());
+        }
+        if self.kh == 0 || self.kw == 0 {
+            return bad("kernel size must be positive".into());
+        }
+        if self.stride_h == 0 || self.stride_w == 0 {
+            return bad("stride must be positive".into());
+        }
+        if self.h == 0 || self.w == 0 {
+            return bad("image size must be positive".into());
+        }
+        if self.pad_top >= self.kh || self.pad_bottom >= self.kh || self.pad_left >= self.kw || self.pad_right >= self.kw {
+            return bad("padding must be smaller than the kernel".into());
+        }
+        if self.h + self.pad_top + self.pad_bottom < self.kh || self.w + self.pad_left + self.pad_right < self.kw {
+            return bad("kernel larger than the padded image".into());
+        }
+        let checked = [
+            [self.n, self.c_in, self.h, self.w],
+            [self.n, self.c_out, self.out_h(), self.out_w()],
+            [self.c_out, self.c_in, self.kh, self.kw],
+        ];
+        for dims in checked {
+            if dims
+                .iter()
+                .try_fold(1usize, |a, &d| a.checked_mul(d))
+                .is_none_or(|v| v > isize::MAX as usize / 8)
+            {
+                return bad("element count overflows".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_sizes_of_the_vae_and_inception_convs() {
+        let s = Conv2dShape::square(1, 3, 256, 256, 128, 3, 1, 1);
+        assert_eq!((s.out_h(), s.out_w()), (256, 256));
+        let d = Conv2dShape {
+            pad_top: 0,
+            pad_left: 0,
+            pad_bottom: 1,
+            pad_right: 1,
+            ..Conv2dShape::square(1, 8, 32, 32, 8, 3, 2, 0)
+        };
+        assert_eq!((d.out_h(), d.out_w()), (16, 16));
+        d.validate().unwrap();
+        let i = Conv2dShape::square(1, 3, 299, 299, 32, 3, 2, 0);
+        assert_eq!((i.out_h(), i.out_w()), (149, 149));
+        let r = Conv2dShape {
+            kh: 1,
+            kw: 7,
+            pad_top: 0,
+            pad_bottom: 0,
+            ..Conv2dShape::square(1, 8, 17, 17, 8, 7, 1, 3)
+        };
+        assert_eq!((r.out_h(), r.out_w()), (17, 17));
+        r.validate().unwrap();
+        assert!(Conv2dShape::square(1, 1, 1, 1, 1, 1, 1, 0).is_pointwise());
+    }
+
+    #[test]
+    fn impossible_shapes_are_errors() {
+        let ok = Conv2dShape::square(1, 3, 8, 8, 4, 3, 1, 1);
+        ok.validate().unwrap();
+        for bad in [
+            Conv2dShape { c_in: 0, ..ok },
+            Conv2dShape { c_out: 0, ..ok },
+            Conv2dShape { kh: 0, ..ok },
+            Conv2dShape { stride_w: 0, ..ok },
+            Conv2dShape { h: 0, ..ok },
+            Conv2dShape { pad_top: 3, ..ok },
+            Conv2dShape::square(1, 3, 2, 2, 4, 5, 1, 1),
+            Conv2dShape { n: usize::MAX / 2, ..ok },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+}
