@@ -34,6 +34,7 @@ pub mod denoiser;
 pub mod dist;
 pub mod engine;
 pub mod error;
+pub mod fid;
 pub mod image;
 pub mod latent_norm;
 pub mod layout;

@@ -17,15 +17,11 @@
 //! 2. **Gaussian fit.** Mean `μ` and unbiased covariance `Σ` (divisor `n − 1`, as
 //!    `numpy.cov`) of the features, in f64.
 //! 3. **Fréchet distance** between `N(μ₁, Σ₁)` and `N(μ₂, Σ₂)`:
-//!    `FD = ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2 (Σ₁^½ Σ₂ Σ₁^½)^½)`, in f64, with both square
-//!    roots taken through symmetric eigendecompositions (`nalgebra`; eigenvalues that
-//!    rounding pushed below zero are treated as zero). This form is symmetric in its
-//!    arguments and, unlike `sqrtm(Σ₁Σ₂)`, needs no non-symmetric matrix square root.
+//!    `FD = ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½)`, in f64, the trace of the square
+//!    root taken from symmetric eigendecompositions ([`crate::fid::frechet`]).
 //!
 //! With `n` samples per set the estimate has a positive bias of order `tr Σ · d / n`,
 //! so compare distances computed with the same sample counts.
-
-use nalgebra::DMatrix;
 
 use crate::error::{check_len, Error, Result};
 use crate::rng::Rng;
@@ -43,12 +39,6 @@ pub struct GaussianStats {
     dim: usize,
     mean: Vec<f64>, // [D]
     cov: Vec<f64>,  // [D, D], row-major
-}
-
-/// Symmetric eigendecomposition with a bounded iteration count.
-fn symmetric_eigen(m: DMatrix<f64>, what: &str) -> Result<nalgebra::SymmetricEigen<f64, nalgebra::Dyn>> {
-    m.try_symmetric_eigen(f64::EPSILON, 100_000)
-        .ok_or_else(|| Error::Internal(format!("{what}: symmetric eigendecomposition did not converge")))
 }
 
 impl GaussianStats {
@@ -73,12 +63,44 @@ impl GaussianStats {
                 }
             }
         }
-        let eig = symmetric_eigen(DMatrix::from_row_slice(dim, dim, &cov), "gaussian stats")?;
-        let min = eig.eigenvalues.min();
+        let eig = crate::fid::frechet::symmetric_eigenvalues(&crate::fid::frechet::mat_from_row_major(&cov, dim), "gaussian stats")?;
+        let min = eig.iter().fold(f64::INFINITY, |m, &v| m.min(v));
         if min < -1e-9 * scale.max(f64::MIN_POSITIVE) {
             return Err(Error::invalid(format!(
                 "gaussian stats: covariance is not positive semi-definite (eigenvalue {min:e})"
             )));
+        }
+        Ok(GaussianStats { dim, mean, cov })
+    }
+
+    /// Statistics whose covariance `[D, D]` is known to be symmetric positive
+    /// semi-definite up to rounding (computed from features, or read from a statistics
+    /// file): checks the lengths, finiteness and symmetry (to 1e-9 of the largest
+    /// entry, then made exactly symmetric) but not the eigenvalues, which would cost an
+    /// eigendecomposition of a 2048×2048 matrix. Eigenvalues below zero count as zero in
+    /// the Fréchet distance.
+    pub fn from_symmetric(mean: Vec<f64>, mut cov: Vec<f64>) -> Result<Self> {
+        let dim = mean.len();
+        if dim == 0 {
+            return Err(Error::invalid("gaussian stats: empty mean"));
+        }
+        check_len("gaussian stats: covariance", cov.len(), dim * dim)?;
+        if let Some(i) = mean.iter().chain(&cov).position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!(
+                "gaussian stats: value {i} (mean first, then covariance) is not finite"
+            )));
+        }
+        let scale = cov.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for i in 0..dim {
+            for j in 0..i {
+                let (a, b) = (cov[i * dim + j], cov[j * dim + i]);
+                if (a - b).abs() > 1e-9 * scale {
+                    return Err(Error::invalid(format!("gaussian stats: covariance is not symmetric at ({i}, {j})")));
+                }
+                let m = 0.5 * (a + b);
+                cov[i * dim + j] = m;
+                cov[j * dim + i] = m;
+            }
         }
         Ok(GaussianStats { dim, mean, cov })
     }
@@ -144,29 +166,13 @@ impl GaussianStats {
     pub fn cov(&self) -> &[f64] {
         &self.cov
     }
-
-    fn cov_matrix(&self) -> DMatrix<f64> {
-        DMatrix::from_row_slice(self.dim, self.dim, &self.cov)
-    }
 }
 
-/// `FD = ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2 (Σ₁^½ Σ₂ Σ₁^½)^½)`, in f64. Rounding can make a
+/// `FD = ‖μ₁ − μ₂‖² + tr(Σ₁ + Σ₂ − 2 (Σ₁Σ₂)^½)`, in f64 ([`crate::fid::frechet`]
+/// computes it, for pixel features and Inception features alike). Rounding can make a
 /// distance between (near-)identical distributions a tiny negative number.
 pub fn frechet_distance(a: &GaussianStats, b: &GaussianStats) -> Result<f64> {
-    if a.dim != b.dim {
-        return Err(Error::invalid(format!("frechet distance: dimensions differ ({} vs {})", a.dim, b.dim)));
-    }
-    let mean_term: f64 = a.mean.iter().zip(&b.mean).map(|(x, y)| (x - y) * (x - y)).sum();
-    let s1 = a.cov_matrix();
-    let s2 = b.cov_matrix();
-    let eig1 = symmetric_eigen(s1.clone(), "frechet distance (Σ₁)")?;
-    let sqrt_values = eig1.eigenvalues.map(|l| l.max(0.0).sqrt());
-    let sqrt_s1 = &eig1.eigenvectors * DMatrix::from_diagonal(&sqrt_values) * eig1.eigenvectors.transpose();
-    let m = &sqrt_s1 * &s2 * &sqrt_s1;
-    let m = (&m + m.transpose()) * 0.5;
-    let eig_m = symmetric_eigen(m, "frechet distance (Σ₁^½ Σ₂ Σ₁^½)")?;
-    let trace_sqrt: f64 = eig_m.eigenvalues.iter().map(|l| l.max(0.0).sqrt()).sum();
-    Ok(mean_term + s1.trace() + s2.trace() - 2.0 * trace_sqrt)
+    crate::fid::frechet::frechet_distance(a, b)
 }
 
 /// The fixed feature map of the module documentation for images of one shape.

@@ -17,8 +17,10 @@ mod conv_shape;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+mod pool_shape;
 
 pub use conv_shape::Conv2dShape;
+pub use pool_shape::{Pool2dShape, PoolKind, ResizeMode};
 
 use std::ops::Range;
 
@@ -299,6 +301,18 @@ pub trait Backend: Send + Sync {
     fn mp_normalize_rows(&self, x: Self::Src<'_>, y: Self::Dst<'_>, rows: usize, n: usize);
     /// x ← min(max(x, −lim), lim) elementwise (NaN stays NaN, as `torch.clip`).
     fn clamp(&self, x: Self::Dst<'_>, lim: f32);
+    /// Max or average pooling: x [n, c, h, w] → y [n, c, out_h, out_w] (assign). The
+    /// caller validates `shape` ([`Pool2dShape::validate`]).
+    fn pool2d_fwd(&self, x: Self::Src<'_>, y: Self::Dst<'_>, shape: &Pool2dShape, kind: PoolKind);
+    /// Bilinear resize x [n, c, h, w] → y [n, c, out_h, out_w] (assign), no antialiasing.
+    #[allow(clippy::too_many_arguments)]
+    fn resize_bilinear(&self, x: Self::Src<'_>, y: Self::Dst<'_>, n: usize, c: usize, h: usize, w: usize, out_h: usize, out_w: usize, mode: ResizeMode);
+    /// x ← max(x, 0).
+    fn relu_inplace(&self, x: Self::Dst<'_>);
+    /// Channel concatenation: dst[b, offset + ch, :] = src[b, ch, :] for src [n, c_src,
+    /// hw] and dst [n, c_dst, hw] (other channels of dst untouched).
+    #[allow(clippy::too_many_arguments)]
+    fn copy_channels(&self, src: Self::Src<'_>, dst: Self::Dst<'_>, n: usize, c_src: usize, c_dst: usize, offset: usize, hw: usize);
 
     // ---------------------------------------------------------------- activations
     /// y = GELU(x) with the tanh approximation (same length).

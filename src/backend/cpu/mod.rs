@@ -16,6 +16,7 @@ mod layout_ops;
 mod linear;
 mod norm;
 mod optim;
+mod pool;
 pub mod vmath;
 
 use std::ops::Range;
@@ -24,7 +25,7 @@ use std::sync::Arc;
 pub use elem::Elem;
 pub use gemm::matmul;
 
-use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp};
+use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::{Error, Result};
 
 /// The CPU backend over element type `T` (f32 for real work, f64 for gradient checks).
@@ -304,6 +305,18 @@ impl<T: Elem> Backend for CpuBackend<T> {
     }
     fn transpose_batched(&self, x: &[T], y: &mut [T], batch: usize, rows: usize, cols: usize) {
         self.install(|| image_layout::transpose_batched(x, y, batch, rows, cols));
+    }
+    fn pool2d_fwd(&self, x: &[T], y: &mut [T], shape: &Pool2dShape, kind: PoolKind) {
+        self.install(|| pool::pool2d(x, y, shape, kind));
+    }
+    fn resize_bilinear(&self, x: &[T], y: &mut [T], n: usize, c: usize, h: usize, w: usize, out_h: usize, out_w: usize, mode: ResizeMode) {
+        self.install(|| pool::resize_bilinear(x, y, n, c, h, w, out_h, out_w, mode));
+    }
+    fn relu_inplace(&self, x: &mut [T]) {
+        self.install(|| pool::relu(x));
+    }
+    fn copy_channels(&self, src: &[T], dst: &mut [T], n: usize, c_src: usize, c_dst: usize, offset: usize, hw: usize) {
+        self.install(|| pool::copy_channels(src, dst, n, c_src, c_dst, offset, hw));
     }
 
     fn gelu_tanh_fwd(&self, x: &[T], y: &mut [T]) {

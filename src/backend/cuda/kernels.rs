@@ -115,6 +115,10 @@ kernel_table! {
     GroupNormFwd = "group_norm_fwd" : "PPPPIIIIFI",
     UpsampleNearest2x = "upsample_nearest2x" : "PPIII",
     TransposeBatched = "transpose_batched" : "PPIII",
+    Pool2d = "pool2d" : "PPIIIIIIIII",
+    ResizeBilinear = "resize_bilinear" : "PPIIIIIFFI",
+    ReluInplace = "relu_inplace" : "PI",
+    CopyChannels = "copy_channels" : "PPIIIII",
 }
 
 /// The loaded module's functions, indexed like [`Kernel::ALL`].

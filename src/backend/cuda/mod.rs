@@ -31,6 +31,7 @@ mod ops_linear;
 mod ops_mem;
 mod ops_norm;
 mod ops_optim;
+mod ops_pool;
 mod probe;
 
 use std::ops::Range;
@@ -43,7 +44,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, CudaView, CudaViewMut, 
 pub use kernels::{arch_for, compiled as compile_kernels, parse_signatures, Kernel, SOURCE as KERNEL_SOURCE};
 pub use probe::{libraries_present, probe_device, DeviceInfo};
 
-use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp};
+use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::{Error, Result};
 use kernels::Kernels;
 
@@ -540,6 +541,29 @@ impl Backend for CudaBackend {
     }
     fn transpose_batched(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>, batch: usize, rows: usize, cols: usize) {
         self.transpose_batched_impl(x, y, batch, rows, cols);
+    }
+    fn pool2d_fwd(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>, shape: &Pool2dShape, kind: PoolKind) {
+        self.pool2d_fwd_impl(x, y, shape, kind);
+    }
+    fn resize_bilinear(
+        &self,
+        x: CudaView<'_, f32>,
+        y: CudaViewMut<'_, f32>,
+        n: usize,
+        c: usize,
+        h: usize,
+        w: usize,
+        out_h: usize,
+        out_w: usize,
+        mode: ResizeMode,
+    ) {
+        self.resize_bilinear_impl(x, y, n, c, h, w, out_h, out_w, mode);
+    }
+    fn relu_inplace(&self, x: CudaViewMut<'_, f32>) {
+        self.relu_inplace_impl(x);
+    }
+    fn copy_channels(&self, src: CudaView<'_, f32>, dst: CudaViewMut<'_, f32>, n: usize, c_src: usize, c_dst: usize, offset: usize, hw: usize) {
+        self.copy_channels_impl(src, dst, n, c_src, c_dst, offset, hw);
     }
 
     fn gelu_tanh_fwd(&self, x: CudaView<'_, f32>, y: CudaViewMut<'_, f32>) {

@@ -73,3 +73,79 @@ extern "C" __global__ void transpose_batched(const float* x, float* y, i64 total
         y[i] = x[b * m + r * cols + c];
     }
 }
+
+// Max (kind 0) or average over in-bounds pixels (kind 1) of a k×k window.
+// x: [planes, h, w]; y: [planes, oh, ow]; total = planes·oh·ow.
+extern "C" __global__ void pool2d(const float* x, float* y, i64 total, i64 h, i64 w, i64 oh, i64 ow, i64 k, i64 stride, i64 pad, i64 kind) {
+    GRID_STRIDE(i, total) {
+        const i64 pl = i / (oh * ow), rem = i % (oh * ow);
+        const i64 oy = rem / ow, ox = rem % ow;
+        const i64 y0 = oy * stride - pad, x0 = ox * stride - pad;
+        const i64 ya = y0 < 0 ? 0 : y0, yb = (y0 + k) < h ? (y0 + k) : h;
+        const i64 xa = x0 < 0 ? 0 : x0, xb = (x0 + k) < w ? (x0 + k) : w;
+        const float* p = x + pl * h * w;
+        if (kind == 0) {
+            float m = -INFINITY;
+            for (i64 r = ya; r < yb; ++r)
+                for (i64 c = xa; c < xb; ++c) {
+                    const float v = p[r * w + c];
+                    if (v > m || isnan(v)) m = v;
+                }
+            y[i] = m;
+        } else {
+            float s = 0.0f;
+            for (i64 r = ya; r < yb; ++r)
+                for (i64 c = xa; c < xb; ++c) s = __fadd_rn(s, p[r * w + c]);
+            y[i] = __fdiv_rn(s, (float)((yb - ya) * (xb - xa)));
+        }
+    }
+}
+
+// Source taps of one axis, in f32 as the CPU backend (mode 0: half-pixel, 1: TF1).
+__device__ __forceinline__ void resize_tap(i64 o, i64 in, float scale, i64 mode, i64* lo, i64* hi, float* lam) {
+    float src = mode == 0 ? __fsub_rn(__fmul_rn(scale, __fadd_rn((float)o, 0.5f)), 0.5f) : __fmul_rn((float)o, scale);
+    if (src < 0.0f) src = 0.0f;
+    i64 l = (i64)src;
+    if (l > in - 1) l = in - 1;
+    *lo = l;
+    *hi = l + 1 < in ? l + 1 : in - 1;
+    *lam = __fsub_rn(src, (float)l);
+}
+
+// Bilinear resize. x: [planes, h, w]; y: [planes, oh, ow]; total = planes·oh·ow.
+extern "C" __global__ void resize_bilinear(const float* x, float* y, i64 total, i64 h, i64 w, i64 oh, i64 ow, float sy, float sx, i64 mode) {
+    GRID_STRIDE(i, total) {
+        const i64 pl = i / (oh * ow), rem = i % (oh * ow);
+        i64 y0, y1, x0, x1;
+        float ly, lx;
+        resize_tap(rem / ow, h, sy, mode, &y0, &y1, &ly);
+        resize_tap(rem % ow, w, sx, mode, &x0, &x1, &lx);
+        const float* p = x + pl * h * w;
+        const float a = p[y0 * w + x0], b = p[y0 * w + x1], c = p[y1 * w + x0], d = p[y1 * w + x1];
+        float v;
+        if (mode == 0) {
+            const float mx = __fsub_rn(1.0f, lx), my = __fsub_rn(1.0f, ly);
+            const float top = __fadd_rn(__fmul_rn(mx, a), __fmul_rn(lx, b));
+            const float bot = __fadd_rn(__fmul_rn(mx, c), __fmul_rn(lx, d));
+            v = __fadd_rn(__fmul_rn(my, top), __fmul_rn(ly, bot));
+        } else {
+            const float top = __fadd_rn(a, __fmul_rn(__fsub_rn(b, a), lx));
+            const float bot = __fadd_rn(c, __fmul_rn(__fsub_rn(d, c), lx));
+            v = __fadd_rn(top, __fmul_rn(__fsub_rn(bot, top), ly));
+        }
+        y[i] = v;
+    }
+}
+
+// x ← max(x, 0).
+extern "C" __global__ void relu_inplace(float* x, i64 total) {
+    GRID_STRIDE(i, total) { x[i] = fmaxf(x[i], 0.0f); }
+}
+
+// dst[b, offset + ch, :] = src[b, ch, :]. src: [n, c_src, hw]; dst: [n, c_dst, hw]; total = n·c_src·hw.
+extern "C" __global__ void copy_channels(const float* src, float* dst, i64 total, i64 c_src, i64 c_dst, i64 offset, i64 hw) {
+    GRID_STRIDE(i, total) {
+        const i64 m = c_src * hw, b = i / m, rem = i % m;
+        dst[(b * c_dst + offset) * hw + rem] = src[i];
+    }
+}
