@@ -21,6 +21,7 @@ use crate::data::builtin::{BuiltinShapes, Split};
 use crate::data::image_folder::ImageFolder;
 use crate::data::shards::LatentShards;
 use crate::data::{Batcher, BatcherState, Dataset};
+use crate::dist::{shard_range, Communicator, SingleProcess};
 use crate::engine::{AnyBackend, AnyModel, AnyTrainer};
 use crate::error::{Error, Result};
 use crate::image::write_png_grid;
@@ -89,9 +90,13 @@ pub fn open_dataset(cfg: &RunConfig) -> Result<Box<dyn Dataset>> {
     Ok(ds)
 }
 
-/// A training run: trainer + data + output folders.
+/// A training run: trainer + data + output folders, on one process or as one rank of a
+/// data-parallel group (see [`TrainRun::with_communicator`]).
 pub struct TrainRun {
     cfg: RunConfig,
+    /// The process group: every rank trains its slice of each global batch; rank 0 alone
+    /// writes checkpoints, sample grids and messages.
+    comm: Box<dyn Communicator>,
     trainer: AnyTrainer,
     batcher: Batcher<Box<dyn Dataset>>,
     /// Lines for the log, emitted when [`TrainRun::run`] starts.
@@ -201,8 +206,42 @@ impl TrainRun {
     /// `output_dir` fails before any compute) and stale temporary files of interrupted
     /// writes there are removed. `resume` is checked with [`resume_point`].
     pub fn new(cfg: RunConfig, backend: AnyBackend, resume: Option<&Path>, init_weights: Option<(&Path, CheckpointWeights)>) -> Result<Self> {
-        prepare_output_dir(&cfg.output_dir)?;
-        let pending = remove_stale_temp_files(&cfg.output_dir)?.messages();
+        Self::with_communicator(cfg, backend, resume, init_weights, Box::new(SingleProcess))
+    }
+
+    /// [`TrainRun::new`] as one rank of the data-parallel group `comm`. Every rank reads
+    /// the same starting point (`resume`, `train.ckpt`, `init_weights` or the seeded
+    /// initialisation) and the same data stream; each step draws the whole global batch
+    /// (`train.global_batch_size`, which stays the same for any number of ranks) and the
+    /// rank trains its slice of it ([`crate::trainer::Trainer::train_step_part`]). Only
+    /// rank 0 prepares the output directory, writes checkpoints and sample grids and
+    /// reports to the observer, so a checkpoint resumes on any number of ranks with the
+    /// same global batch and sample order.
+    pub fn with_communicator(
+        cfg: RunConfig,
+        backend: AnyBackend,
+        resume: Option<&Path>,
+        init_weights: Option<(&Path, CheckpointWeights)>,
+        comm: Box<dyn Communicator>,
+    ) -> Result<Self> {
+        let pending = if comm.is_root() {
+            prepare_output_dir(&cfg.output_dir)?;
+            let mut lines = remove_stale_temp_files(&cfg.output_dir)?.messages();
+            if comm.world() > 1 {
+                lines.push(format!(
+                    "data parallel: {} ranks over {}, global batch {} ({} to {} per rank), collective timeout {:.0} s",
+                    comm.world(),
+                    comm.name(),
+                    cfg.trainer.train.global_batch_size,
+                    cfg.trainer.train.global_batch_size / comm.world(),
+                    cfg.trainer.train.global_batch_size.div_ceil(comm.world()),
+                    comm.timeout().as_secs_f64()
+                ));
+            }
+            lines
+        } else {
+            Vec::new()
+        };
         if let (Some(ckpt), Some((init, _))) = (&cfg.trainer.train.ckpt, init_weights) {
             return Err(Error::invalid(format!(
                 "train.ckpt ({ckpt}) and the initial weights {} (--init) both say where the run starts: give one",
@@ -237,6 +276,7 @@ impl TrainRun {
         };
         Ok(TrainRun {
             cfg,
+            comm,
             trainer,
             batcher,
             pending,
@@ -317,9 +357,17 @@ impl TrainRun {
         for m in std::mem::take(&mut self.pending) {
             observer.on_message(&m);
         }
+        let root = self.comm.is_root();
+        let mut quiet = Quiet;
+        let observer: &mut dyn TrainObserver = if root { observer } else { &mut quiet };
+        let part = shard_range(batch, self.comm.rank(), self.comm.world());
+        let image = shape.iter().product::<usize>();
         while self.trainer.step() < max_steps {
+            // Every rank draws the whole global batch (the data order and augmentation of
+            // one process) and trains its slice.
             self.batcher.next_batch(batch, &mut x, &mut labels)?;
-            let stats = self.trainer.train_step(&x, &labels)?;
+            let (xs, ys) = (&x[part.start * image..part.end * image], &labels[part.clone()]);
+            let stats = self.trainer.train_step_part(xs, ys, batch, self.comm.as_mut())?;
             if !stats.loss.is_finite() {
                 observer.on_message(&format!("step {}: non-finite loss {} (gradients were zeroed)", stats.step, stats.loss));
             }
@@ -344,16 +392,25 @@ impl TrainRun {
                 ));
                 loss_sum = (0.0, 0);
             }
-            let go_on = observer.on_step(&report);
+            let mut go_on = observer.on_step(&report);
+            if self.comm.world() > 1 {
+                // Rank 0's observer decides for every rank (a stop must stop all of them).
+                let mut flag = [u8::from(go_on)];
+                self.comm.broadcast(&mut flag, 0)?;
+                go_on = flag[0] != 0;
+            }
             let at_end = self.trainer.step() >= max_steps;
             if stats.step % every == 0 || at_end || !go_on {
-                let (path, removed) = self.checkpoint()?;
-                observer.on_message(&format!("checkpoint {}", path.display()));
-                for old in removed {
-                    observer.on_message(&format!("removed old checkpoint {} (train.keep_last)", old.display()));
-                }
-                if let Ok(grid) = self.save_sample_grid() {
-                    observer.on_message(&format!("samples {}", grid.display()));
+                self.trainer.check_replicas(self.comm.as_mut())?;
+                if root {
+                    let (path, removed) = self.checkpoint()?;
+                    observer.on_message(&format!("checkpoint {}", path.display()));
+                    for old in removed {
+                        observer.on_message(&format!("removed old checkpoint {} (train.keep_last)", old.display()));
+                    }
+                    if let Ok(grid) = self.save_sample_grid() {
+                        observer.on_message(&format!("samples {}", grid.display()));
+                    }
                 }
             }
             if !go_on {

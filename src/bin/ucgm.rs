@@ -583,8 +583,13 @@ fn run(cli: Cli) -> Result<()> {
                 None => None,
             };
             let init = init.as_deref().map(|p| (p, CheckpointWeights::Ema));
+            // The launcher's environment (mpirun, torchrun, srun) makes this process one
+            // rank of a data-parallel group; without one it is a single process.
+            let launch = ucgm::dist::LaunchEnv::from_env()?;
             let backend = choose_backend(&cli.backend.request(cfg.backend))?;
-            let mut run = TrainRun::new(cfg, backend, resume.as_deref(), init)?;
+            let cuda = !matches!(backend, ucgm::AnyBackend::Cpu(_));
+            let comm = ucgm::dist::communicator_for(&launch, ucgm::dist::Transport::Auto { cuda })?;
+            let mut run = TrainRun::with_communicator(cfg, backend, resume.as_deref(), init, comm)?;
             run.run(&mut Bar { bar: None })
         }
         Command::Sample(args) => sample_command(&args, cli.backend.request(defaults)),

@@ -21,6 +21,7 @@
 // The safety contract of every exported function is the header's top comment.
 #![allow(clippy::missing_safety_doc)]
 
+pub mod dist;
 pub mod model;
 pub mod params;
 pub mod sample;

@@ -247,7 +247,9 @@ unsafe impl Versioned for ucgm_trainer_info {
 
 /// The state behind a trainer handle.
 pub(crate) struct TrainerState {
-    trainer: AnyTrainer,
+    pub(super) trainer: AnyTrainer,
+    /// The host's process group (`ucgm_trainer_set_communicator`), if any.
+    pub(super) comm: Option<super::dist::HostCommunicator>,
     hooks: Hooks,
     last: Option<StepStats>,
     /// The backend in use and, when `auto` chose the CPU, why.
@@ -330,6 +332,7 @@ fn trainer_config(p: &ucgm_train_params) -> Result<TrainerConfig> {
 fn publish(out: &mut *mut ucgm_trainer, trainer: AnyTrainer, hooks: Hooks, backend_summary: String) {
     let state = TrainerState {
         trainer,
+        comm: None,
         hooks,
         last: None,
         backend_summary,
@@ -482,7 +485,7 @@ pub unsafe extern "C" fn ucgm_trainer_get_info(trainer: *mut ucgm_trainer, info:
 }
 
 /// The checked batch of a training call: x `[batch, C, H, W]`, labels `[batch]`.
-unsafe fn batch_args<'a>(s: &TrainerState, x: *const f32, labels: *const i32, batch: usize) -> Result<(&'a [f32], Vec<usize>)> {
+pub(super) unsafe fn batch_args<'a>(s: &TrainerState, x: *const f32, labels: *const i32, batch: usize) -> Result<(&'a [f32], Vec<usize>)> {
     let cfg = s.trainer.model_config();
     if batch == 0 {
         return Err(Error::invalid("batch must be at least 1"));
@@ -492,7 +495,7 @@ unsafe fn batch_args<'a>(s: &TrainerState, x: *const f32, labels: *const i32, ba
     Ok((params::finite_slice("x", x, n)?, labels))
 }
 
-fn record(s: &mut TrainerState, stats: StepStats, loss: *mut f64) {
+pub(super) fn record(s: &mut TrainerState, stats: StepStats, loss: *mut f64) {
     s.last = Some(stats);
     if !loss.is_null() {
         // SAFETY: checked non-NULL; the caller promises it points to a double.

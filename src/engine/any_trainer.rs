@@ -7,6 +7,7 @@ use super::{dispatch, AnyBackend, AnyModel};
 use crate::backend::cpu::CpuBackend;
 #[cfg(feature = "cuda")]
 use crate::backend::cuda::CudaBackend;
+use crate::dist::Communicator;
 use crate::error::Result;
 use crate::layout::ParamLayout;
 use crate::model::config::ModelConfig;
@@ -99,6 +100,17 @@ impl AnyTrainer {
     /// [`Trainer::train_step_with`]. x, z: `[B, C, H, W]`; labels, t: `[B]`.
     pub fn train_step_with(&mut self, x: &[f32], labels: &[usize], t: &[f32], z: &[f32]) -> Result<StepStats> {
         dispatch!(self, AnyTrainer, tr => tr.train_step_with(x, labels, t, z))
+    }
+
+    /// [`Trainer::train_step_part`]: one data-parallel step over `comm` on this rank's
+    /// slice of a global batch of `global_batch`. x: `[b, C, H, W]`; labels: `[b]`.
+    pub fn train_step_part(&mut self, x: &[f32], labels: &[usize], global_batch: usize, comm: &mut dyn Communicator) -> Result<StepStats> {
+        dispatch!(self, AnyTrainer, t => t.train_step_part(x, labels, global_batch, comm))
+    }
+
+    /// [`Trainer::check_replicas`]: every rank holds rank 0's weights.
+    pub fn check_replicas(&self, comm: &mut dyn Communicator) -> Result<()> {
+        dispatch!(self, AnyTrainer, t => t.check_replicas(comm))
     }
 
     /// [`Trainer::save_checkpoint_with`] (no extra metadata).

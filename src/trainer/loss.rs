@@ -140,14 +140,31 @@ pub fn per_sample_losses<T: Elem>(f: &[T], target: &[T], shape: LossShape, spec:
 
 /// L = (1/B)·Σ_b w_b·ℓ_b. losses, t: `[B]`.
 pub fn batch_loss(losses: &[f64], t: &[f32], weight: TimeWeight) -> f64 {
+    partial_batch_loss(losses, t, weight, losses.len())
+}
+
+/// This part's share of the loss of a global batch of `mean_over` samples:
+/// (1/mean_over)·Σ_b w_b·ℓ_b over the part's samples (summed over the parts of a
+/// data-parallel step, it is L). losses, t: `[b]`.
+pub fn partial_batch_loss(losses: &[f64], t: &[f32], weight: TimeWeight, mean_over: usize) -> f64 {
     assert_eq!(losses.len(), t.len(), "one time per sample");
-    losses.iter().zip(t).map(|(&l, &tb)| weight.at(tb) * l).sum::<f64>() / losses.len() as f64
+    losses.iter().zip(t).map(|(&l, &tb)| weight.at(tb) * l).sum::<f64>() / mean_over as f64
 }
 
 /// The batch loss L and, into `grad`, ∂L/∂F_θ (assign).
 /// f, target, grad: `[B, C, H, W]`; t: `[B]`.
 pub fn loss_and_grad<T: Elem>(f: &[T], target: &[T], t: &[f32], shape: LossShape, spec: &LossSpec, grad: &mut [T]) -> f64 {
+    partial_loss_and_grad(f, target, t, shape, spec, shape.batch, grad)
+}
+
+/// [`loss_and_grad`] for a part (`shape.batch` samples) of a global batch of `mean_over`
+/// samples: the part's share of L ([`partial_batch_loss`]) and of ∂L/∂F_θ — the 1/B of
+/// the mean is 1/`mean_over`, so summing the parts' parameter gradients gives the
+/// gradient of the whole batch. With `mean_over = shape.batch` this is [`loss_and_grad`].
+/// f, target, grad: `[b, C, H, W]`; t: `[b]`.
+pub fn partial_loss_and_grad<T: Elem>(f: &[T], target: &[T], t: &[f32], shape: LossShape, spec: &LossSpec, mean_over: usize, grad: &mut [T]) -> f64 {
     shape.check(&[f.len(), target.len(), grad.len()]);
+    assert!(mean_over >= shape.batch, "a part of {} samples of a batch of {mean_over}", shape.batch);
     assert_eq!(t.len(), shape.batch, "one time per sample");
     let s = shape.sample_len();
     let pixels = shape.pixels;
@@ -155,7 +172,7 @@ pub fn loss_and_grad<T: Elem>(f: &[T], target: &[T], t: &[f32], shape: LossShape
     for (b, &tb) in t.iter().enumerate() {
         let range = b * s..(b + 1) * s;
         let (fb, gb, db) = (&f[range.clone()], &target[range.clone()], &mut grad[range]);
-        let scale = spec.time_weight.at(tb) / shape.batch as f64;
+        let scale = spec.time_weight.at(tb) / mean_over as f64;
         let root = (mean_square(fb, gb) + spec.cbl_eps * spec.cbl_eps).sqrt();
         // d/dF of √(m + c²): d/(S·√(m + c²)); 0 where the root is 0 (see module doc).
         let rms_factor = if root > 0.0 { 1.0 / (s as f64 * root) } else { 0.0 };
@@ -175,7 +192,7 @@ pub fn loss_and_grad<T: Elem>(f: &[T], target: &[T], t: &[f32], shape: LossShape
             }
         }
     }
-    batch_loss(&losses, t, spec.time_weight)
+    partial_batch_loss(&losses, t, spec.time_weight, mean_over)
 }
 
 #[cfg(test)]

@@ -14,12 +14,15 @@
 //! * [`config`] — the reference YAML sections;
 //! * [`optimizer`] — clipping, the NaN guard and the AdamW / RAdam update;
 //! * [`step`] — [`Trainer`], the training step itself;
+//! * [`batch_part`], [`data_parallel`] — the data-parallel step over a communicator;
 //! * [`checkpoint`] — save, resume, and reading weights back.
 
+pub mod batch_part;
 pub mod checkpoint;
 pub mod coefficients;
 pub mod config;
 pub mod consistency;
+pub mod data_parallel;
 pub mod enhance;
 pub mod interpolant;
 pub mod label_drop;
@@ -29,6 +32,7 @@ pub mod step;
 pub mod teacher;
 pub mod time_dist;
 
+pub use batch_part::BatchPart;
 pub use checkpoint::{read_weights, CheckpointWeights};
 pub use coefficients::{Coef, Coefficients};
 pub use config::{OptimizerKind, OptimizerSection, TrainSection, TrainerConfig, TransportSection};

@@ -16,13 +16,13 @@
 //! 9. optional clipping, NaN/Inf gradients → 0, AdamW or RAdam, then the sampling EMA
 //!    ema ← d·ema + (1 − d)·online with d = `train.ema_decay`.
 
+use super::batch_part::BatchPart;
 use super::coefficients::Coefficients;
 use super::config::TrainerConfig;
 use super::consistency::{backward_difference, central_difference, consistency_target, Difference, Probe};
 use super::enhance::{enhance_endpoint, Reference};
 use super::interpolant::{data_estimate, interpolate, noise_estimate, regression_target};
-use super::label_drop::drop_labels;
-use super::loss::{loss_and_grad, LossShape};
+use super::loss::{partial_loss_and_grad, LossShape};
 use super::optimizer::Optimizer;
 use super::teacher::{Teacher, TeacherKind};
 use super::time_dist::TimeDistribution;
@@ -174,11 +174,38 @@ impl<B: Backend + Clone> Trainer<B> {
     /// parameter gradients (left in the model's gradient buffer, not yet applied).
     /// Advances `mod`. x, z: `[B, C, H, W]`; labels, t: `[B]`.
     pub fn forward_backward(&mut self, x: &[f32], labels: &[usize], t: &[f32], z: &[f32]) -> Result<StepTensors> {
+        let tensors = self.forward_part(x, labels, t, z, BatchPart::whole(t.len()))?;
+        self.backward_from(&tensors.dloss, tensors.dloss.iter().all(|v| v.is_finite()))?;
+        Ok(tensors)
+    }
+
+    /// Zeroes the parameter gradients and, when `finite`, backpropagates ∂L/∂F (internal
+    /// time) into them. dloss: `[B, C, H, W]`.
+    pub(super) fn backward_from(&mut self, dloss: &[f32], finite: bool) -> Result<()> {
+        self.model.zero_grads()?;
+        if finite {
+            // dL/dF_net = −dL/dF_int under the flip.
+            let mut dnet = dloss.to_vec();
+            self.to_internal(&mut dnet);
+            self.model.backward(&dnet, None)?;
+        }
+        // Otherwise (e.g. t = 0 with λ ≠ 0, where the consistency weight is infinite) the
+        // reference's gradients are all NaN and its guard sets them to 0; the gradient
+        // stays 0 here.
+        Ok(())
+    }
+
+    /// Steps 1–8 up to ∂L/∂F for `part` of a global batch: the samples of `part` only
+    /// (x, z: `[b, C, H, W]`; labels, t: `[b]`), with label dropping and the loss mean
+    /// taken over the global batch (see [`BatchPart`]). The returned loss is this part's
+    /// share of L; `n_drop` counts the part's dropped labels. Advances `mod`.
+    pub(super) fn forward_part(&mut self, x: &[f32], labels: &[usize], t: &[f32], z: &[f32], part: BatchPart) -> Result<StepTensors> {
         let cfg = self.model.config().clone();
         let (batch, n) = (t.len(), t.len() * cfg.image_len());
         if batch == 0 {
             return Err(Error::invalid("training batch is empty"));
         }
+        check_len("batch part", part.len, batch)?;
         check_len("labels", labels.len(), batch)?;
         check_len("x", x.len(), n)?;
         check_len("z", z.len(), n)?;
@@ -188,7 +215,8 @@ impl<B: Backend + Clone> Trainer<B> {
         let ts = &self.config.transport;
         let null = cfg.num_classes;
         let mut y = labels.to_vec();
-        let n_drop = drop_labels(&mut y, ts.lab_drop_ratio, null);
+        let n_drop = part.local_drops(ts.lab_drop_ratio);
+        y[batch - n_drop..].fill(null);
 
         let coefs = self.transport.at_all(t);
         let t_net = self.transport.network_times(t);
@@ -267,17 +295,7 @@ impl<B: Backend + Clone> Trainer<B> {
             pixels: cfg.input_size * cfg.input_size,
         };
         let mut dloss = vec![0f32; n];
-        let loss = loss_and_grad(&output, &target, t, shape, &self.config.transport.loss_spec(), &mut dloss);
-        self.model.zero_grads()?;
-        if dloss.iter().all(|v| v.is_finite()) {
-            // dL/dF_net = −dL/dF_int under the flip.
-            let mut dnet = dloss.clone();
-            self.to_internal(&mut dnet);
-            self.model.backward(&dnet, None)?;
-        }
-        // Otherwise (e.g. t = 0 with λ ≠ 0, where the consistency weight is infinite) the
-        // reference's gradients are all NaN and its guard sets them to 0; the gradient
-        // stays 0 here.
+        let loss = partial_loss_and_grad(&output, &target, t, shape, &self.config.transport.loss_spec(), part.global, &mut dloss);
         Ok(StepTensors {
             output,
             target,
