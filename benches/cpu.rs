@@ -12,6 +12,8 @@
 //! `cpu_vae`: SD-VAE decode of one 4×32×32 latent to 256×256 and encode of one 256×256
 //! image (random weights); `benches/pytorch_compare_vae.py` runs diffusers' AutoencoderKL
 //! beside it.
+//! EDM2-XL (4×64×64, the 512 px SD-VAE latent) forward at batch 1 as well (criterion
+//! only, not in the summary table).
 //!
 //! `UCGM_BENCH_QUICK=1` shortens every measurement (used by CI, which only prints) and
 //! leaves the XL rows out unless `UCGM_BENCH_ZOO=1`.
@@ -238,7 +240,38 @@ fn cpu_vae(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, cpu_forward, cpu_train_step, cpu_vae);
+/// EDM2-XL (the 512 px SD-VAE latent 4×64×64) forward at batch 1, random weights built in
+/// memory (gains 1). Left out of quick runs unless `UCGM_BENCH_ZOO=1`.
+fn cpu_forward_edm2(c: &mut Criterion) {
+    use ucgm::model::edm2::{Edm2, Edm2Config};
+    if quick() && std::env::var("UCGM_BENCH_ZOO").is_err() {
+        return;
+    }
+    let cfg = Edm2Config::from_name("EDM2-XL", 64, 4, 1000).unwrap();
+    let mut rng = Rng::new(3);
+    let tensors = cfg
+        .tensors()
+        .into_iter()
+        .map(|(n, shape)| {
+            let len: usize = shape.iter().product();
+            let v = if shape.is_empty() { vec![1.0] } else { rng.normal_f32(len) };
+            (n, v)
+        })
+        .collect();
+    let mut m = Edm2::from_tensors(cfg.clone(), CpuBackend::<f32>::new(0).unwrap(), &tensors).unwrap();
+    drop(tensors);
+    let x = rng.normal_f32(cfg.image_len());
+    let mut out = vec![0f32; cfg.image_len()];
+    let mut g = c.benchmark_group("cpu_forward");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(BenchmarkId::new("EDM2-XL", "batch1"), |b| {
+        b.iter(|| m.forward(&x, &[0.5], &[1], &mut out).unwrap())
+    });
+    g.finish();
+}
+
+criterion_group!(benches, cpu_forward, cpu_forward_edm2, cpu_train_step, cpu_vae);
 
 fn main() {
     if std::env::args().any(|a| a == "--summary-only") {

@@ -9,7 +9,9 @@ mod cli_common;
 mod common;
 
 use cli_common::ucgm;
+use ucgm::app::config::SamplingNetwork;
 use ucgm::app::sample::sample_images;
+use ucgm::model::edm2::Edm2Config;
 use ucgm::sampler::{SamplerConfig, Stochasticity};
 use ucgm::tensor_file::TensorFile;
 use ucgm::transport::TransportKind;
@@ -111,7 +113,11 @@ fn released_sampling_configs_parse() {
     use ucgm::app::RunConfig;
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/reference_configs");
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
-    let (mc, s) = RunConfig::sampling_from_yaml(&read("in1k256_lightningdit_xl_vavae_relinear.yaml")).unwrap();
+    let transformer = |text: &str| match RunConfig::sampling_from_yaml(text).unwrap() {
+        (SamplingNetwork::Transformer(mc), s) => (mc, s),
+        other => panic!("{other:?}"),
+    };
+    let (mc, s) = transformer(&read("in1k256_lightningdit_xl_vavae_relinear.yaml"));
     assert_eq!(mc, ModelConfig::from_name("LightningDiT-XL/1", 16, 32, 1000).unwrap());
     assert_eq!(
         (
@@ -126,11 +132,68 @@ fn released_sampling_configs_parse() {
         (TransportKind::ReLinear, 50, 0.5, 6.7, [0.125, 1.0], [1.17, 0.8, 1.1], [0.001, 0.001])
     );
     assert_eq!(mc.arch.cfg_channels(), Some(3));
-    let (mc, s) = RunConfig::sampling_from_yaml(&read("in1k256_ddt_xl_sdvae_relinear.yaml")).unwrap();
+    let (mc, s) = transformer(&read("in1k256_ddt_xl_sdvae_relinear.yaml"));
     assert_eq!(mc, ModelConfig::from_name("DDT-XL/2", 32, 4, 1000).unwrap());
     assert_eq!(
         (s.transport, s.steps, s.extrapolation, s.cfg_scale, s.cfg_interval),
         (TransportKind::ReLinear, 50, 0.28, 2.0, [0.3, 1.0])
     );
     assert_eq!(mc.arch.cfg_channels(), None);
+    // EDM2-S at 512 px (SD-VAE latent 4×64×64), EDM transport, no guidance.
+    match RunConfig::sampling_from_yaml(&read("in1k512_edm2_s_sdvae_edm.yaml")).unwrap() {
+        (SamplingNetwork::Edm2(c), s) => {
+            assert_eq!(c, Edm2Config::from_name("EDM2-S", 64, 4, 1000).unwrap());
+            assert_eq!(
+                (s.transport, s.steps, s.extrapolation, s.cfg_scale, s.time_dist_ctrl),
+                (TransportKind::Edm, 40, 0.4, 0.0, [1.17, 0.8, 1.1])
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `ucgm sample` on EDM2 weights (configuration inferred from the tensors, EDM
+/// transport): the same samples as the library's sampler with those settings.
+#[test]
+fn edm2_sample_command() {
+    use ucgm::model::edm2::Edm2;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.safetensors");
+    let w = common::reference("zoo/edm2_tiny_weights.safetensors");
+    let (ok, _, err) = ucgm(&[
+        "sample",
+        "--ckpt",
+        w.to_str().unwrap(),
+        "--steps",
+        "4",
+        "--kappa",
+        "0.4",
+        "--time-dist-ctrl",
+        "1.17,0.8,1.1",
+        "--n",
+        "2",
+        "--labels",
+        "3,10",
+        "--seed",
+        "9",
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--threads",
+        "1",
+    ]);
+    assert!(ok, "{err}");
+    let got = TensorFile::open(&out).unwrap().f32("samples").unwrap().1;
+    let cfg = SamplerConfig {
+        transport: TransportKind::Edm,
+        steps: 4,
+        extrapolation: 0.4,
+        time_dist_ctrl: [1.17, 0.8, 1.1],
+        rfba_gap_steps: [0.001, 0.001],
+        ..Default::default()
+    };
+    let mut m = Edm2::load(&w, CpuBackend::<f32>::new(1).unwrap(), None).unwrap();
+    let want = sample_images(&mut m, &cfg, &[3, 10], 9, None).unwrap();
+    common::assert_close("edm2 ucgm sample", &got, &want, 1e-6);
 }

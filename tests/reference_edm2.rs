@@ -157,3 +157,18 @@ fn edm2_samples_with_the_edm_transport() {
     assert_eq!(g.guided_evals, 6);
     assert!(g.sample.iter().all(|v| v.is_finite()) && g.sample != a.sample);
 }
+
+/// Building from host tensors (as the benchmark does) equals loading the file.
+#[test]
+fn edm2_from_tensors_equals_load() {
+    let w = reference("zoo/edm2_tiny_weights.safetensors");
+    let f = TensorFile::open(&w).unwrap();
+    let tensors = f.names().iter().map(|n| (n.clone(), f.f32(n).unwrap().1)).collect();
+    let mut a = Edm2::from_tensors(tiny(), CpuBackend::<f32>::new(1).unwrap(), &tensors).unwrap();
+    let mut b = Edm2::load(&w, CpuBackend::<f32>::new(1).unwrap(), Some(tiny())).unwrap();
+    let z = TensorFile::open(reference("zoo/edm2_tiny_io.safetensors")).unwrap().f32("z").unwrap().1;
+    let (mut oa, mut ob) = (vec![0f32; z.len()], vec![0f32; z.len()]);
+    a.forward(&z, &[0.4, 0.9], &[2, 10], &mut oa).unwrap();
+    b.forward(&z, &[0.4, 0.9], &[2, 10], &mut ob).unwrap();
+    assert_eq!(oa, ob);
+}

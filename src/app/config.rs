@@ -226,25 +226,55 @@ fn default_output_dir() -> PathBuf {
     PathBuf::from("runs")
 }
 
+/// The network a sampling config names.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SamplingNetwork {
+    /// SiT, TiT, LightningDiT or DDT.
+    Transformer(ModelConfig),
+    /// The EDM2 UNet.
+    Edm2(crate::model::edm2::Edm2Config),
+}
+
 impl RunConfig {
     /// The network and the sampler settings of a reference *sampling* config
     /// (`configs/sampling_multi_steps/*.yaml`): its `model:` (with `data:` and `vae:`),
     /// `transport.type` and `sample:` sections. Such a file has no `optimizer:`; one is
-    /// assumed (it plays no part in sampling).
-    pub fn sampling_from_yaml(text: &str) -> Result<(ModelConfig, SamplerConfig)> {
+    /// assumed (it plays no part in sampling). `model.type: EDM2-S` … `EDM2-XXL` gives an
+    /// EDM2 UNet on the latent of `data:` and `vae:`.
+    pub fn sampling_from_yaml(text: &str) -> Result<(SamplingNetwork, SamplerConfig)> {
         check_yaml_size(text)?;
         let mut value: Value = serde_yaml::from_str(text).map_err(|e| Error::invalid(format!("config: {e}")))?;
+        let mut edm2_name = None;
         if let Value::Mapping(m) = &mut value {
             let key = Value::String("optimizer".into());
             if !m.contains_key(&key) {
                 let opt: Value = serde_yaml::from_str("{type: AdamW, lr: 0.0001}").map_err(|e| Error::Internal(e.to_string()))?;
                 m.insert(key, opt);
             }
+            // The run schema knows the transformers only: an EDM2 name is read here and a
+            // transformer of patch 1 (which fits every latent) stands in for the checks.
+            if let Some(Value::Mapping(model)) = m.get_mut(Value::String("model".into())) {
+                let tkey = Value::String("type".into());
+                if let Some(Value::String(t)) = model.get(&tkey) {
+                    if t.to_ascii_uppercase().starts_with("EDM2-") {
+                        edm2_name = Some(t.clone());
+                        model.insert(tkey, Value::String("SiT-S/1".into()));
+                    }
+                }
+            }
         }
         let text = serde_yaml::to_string(&value).map_err(|e| Error::Internal(e.to_string()))?;
         let run = Self::from_yaml(&text)?;
         let transport = run.trainer.transport.transport_type.parse::<TransportKind>()?;
-        Ok((run.model_config()?, run.sample.sampler(transport)?))
+        let sampler = run.sample.sampler(transport)?;
+        let net = match edm2_name {
+            Some(name) => {
+                let mc = run.model_config()?;
+                SamplingNetwork::Edm2(crate::model::edm2::Edm2Config::from_name(&name, mc.input_size, mc.in_channels, mc.num_classes)?)
+            }
+            None => SamplingNetwork::Transformer(run.model_config()?),
+        };
+        Ok((net, sampler))
     }
 
     /// Parses and validates a YAML run description (reference-only keys are accepted and

@@ -622,12 +622,24 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
         }
         None => None,
     };
+    // The EDM2 UNet: named by the config, or recognised by its stored Fourier buffers.
+    let edm2 = match &reference {
+        Some((ucgm::app::config::SamplingNetwork::Edm2(c), s)) => Some((Some(c.clone()), Some(s.clone()))),
+        Some(_) => None,
+        None => TensorFile::open(&args.ckpt)
+            .ok()
+            .filter(|f| f.contains("emb_fourier.freqs"))
+            .map(|_| (None, None)),
+    };
+    if let Some((cfg, sampler)) = edm2 {
+        return sample_edm2_command(args, backend, cfg, sampler);
+    }
     let w = match &reference {
-        Some((mc, _)) => {
+        Some((ucgm::app::config::SamplingNetwork::Transformer(mc), _)) => {
             let which = args.weights.parse::<weights::CheckpointWeights>()?;
             weights::load_file_as(&args.ckpt, mc, Some(which))?
         }
-        None => load_for_sampling(&args.ckpt, &args.weights, args.heads)?,
+        _ => load_for_sampling(&args.ckpt, &args.weights, args.heads)?,
     };
     let mc = w.cfg.clone();
     let stored = if args.no_preset {
@@ -855,6 +867,66 @@ fn decode_command(args: &DecodeArgs, backend: BackendRequest) -> Result<()> {
     let imgs = ucgm::app::decode::decode_latents(&mut vae, &norm, &data, [n, c, h, w])?;
     let k = ucgm::app::decode::write_pngs(&imgs, [n, 3, h * f, w * f], args.grid.as_deref(), args.images_dir.as_deref(), "")?;
     println!("decoded {n} latents ({}) to {k} PNG file(s) of {}×{} images", norm.describe(), w * f, h * f);
+    Ok(())
+}
+
+/// `ucgm sample` with an EDM2 UNet (a state dict with the reference's names; EDM
+/// transport by default): `cfg` from the sampling config, else inferred from the tensors.
+fn sample_edm2_command(args: &SampleArgs, backend: BackendRequest, cfg: Option<ucgm::model::edm2::Edm2Config>, sampler: Option<SamplerConfig>) -> Result<()> {
+    use ucgm::model::edm2::Edm2;
+    let base = sampler.unwrap_or_else(|| SamplerConfig {
+        transport: TransportKind::Edm,
+        ..cli_sampler_defaults()
+    });
+    let scfg = args.sampler(base)?;
+    let n = args.n;
+    if n == 0 {
+        return Err(Error::invalid("--n must be at least 1"));
+    }
+    let mut net: Box<dyn ucgm::Denoiser> = match choose_backend(&backend)? {
+        AnyBackend::Cpu(b) => Box::new(Edm2::load(&args.ckpt, b, cfg)?),
+        #[cfg(feature = "cuda")]
+        AnyBackend::Cuda(b) => Box::new(Edm2::load(&args.ckpt, b, cfg)?),
+    };
+    let k = net.num_classes();
+    let [c, h, w] = net.sample_shape();
+    let label_list: Vec<usize> = match args.labels.as_deref() {
+        Some(s) => s
+            .split(',')
+            .map(|p| {
+                p.trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&l| l <= k)
+                    .ok_or_else(|| Error::invalid(format!("--labels: {p:?} is not a class id in 0..={k} ({k} = unconditional)")))
+            })
+            .collect::<Result<_>>()?,
+        None => (0..k.max(1)).collect(),
+    };
+    if label_list.is_empty() {
+        return Err(Error::invalid("--labels is empty"));
+    }
+    let out = &args.out;
+    if out.extension().and_then(|e| e.to_str()) != Some("safetensors") {
+        return Err(Error::invalid(format!(
+            "--out {}: an EDM2 latent sample is written as .safetensors",
+            out.display()
+        )));
+    }
+    ucgm::app::output::check_writable_file(out)?;
+    let total = n
+        .checked_mul(c * h * w)
+        .ok_or_else(|| Error::OutOfMemory(format!("--n {n}: the sample count overflows")))?;
+    ucgm::limits::check_bytes(&format!("--n {n} samples"), total, 4)?;
+    let labels: Vec<usize> = (0..n).map(|i| label_list[i % label_list.len()]).collect();
+    let images = ucgm::app::sample::sample_images(net.as_mut(), &scfg, &labels, args.seed, None)?;
+    let l: Vec<i64> = labels.iter().map(|&v| v as i64).collect();
+    write_atomic(
+        out,
+        &[TensorOut::f32("samples", vec![n, c, h, w], &images), TensorOut::i64("labels", vec![n], &l)],
+        &Default::default(),
+    )?;
+    println!("wrote {n} samples ({} steps, {}, EDM2) to {}", scfg.steps, scfg.transport.name(), out.display());
     Ok(())
 }
 

@@ -416,8 +416,27 @@ impl<B: Backend> Edm2<B> {
                 )));
             }
         }
-        let read = |n: &str| file.f32(n).map(|(_, v)| v);
+        Self::build(cfg, backend, &|n: &str| file.f32(n).map(|(_, v)| v))
+    }
+
+    /// A UNet from host tensors by state-dict name (e.g. random weights for a benchmark),
+    /// each checked against the configuration's shape.
+    pub fn from_tensors(cfg: Edm2Config, backend: B, tensors: &HashMap<String, Vec<f32>>) -> Result<Self> {
+        cfg.validate()?;
+        for (n, shape) in cfg.tensors() {
+            let len = tensors
+                .get(&n)
+                .map(|v| v.len())
+                .ok_or_else(|| Error::invalid(format!("EDM2 tensor {n:?} missing")))?;
+            check_len(&n, len, shape.iter().product())?;
+        }
+        Self::build(cfg, backend, &|n: &str| Ok(tensors[n].clone()))
+    }
+
+    /// The run-time weights from checked tensors.
+    fn build(cfg: Edm2Config, backend: B, read: &dyn Fn(&str) -> Result<Vec<f32>>) -> Result<Self> {
         let scalar = |n: &str| -> Result<f64> { Ok(read(n)?.first().copied().unwrap_or(0.0) as f64) };
+        let contains = |n: &str| cfg.tensors().iter().any(|(t, _)| t == n);
         let mut w = HashMap::new();
         let blocks = cfg.blocks();
         let up = |v: &[f32]| backend.upload(v);
@@ -436,7 +455,7 @@ impl<B: Backend> Edm2<B> {
                 ("emb_linear", gain),
             ] {
                 let n = format!("{p}.{t}.weight");
-                if file.contains(&n) {
+                if contains(&n) {
                     w.insert(n.clone(), up(&mp_weight(&read(&n)?, b.cout, g))?);
                 }
             }
