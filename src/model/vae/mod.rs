@@ -86,13 +86,13 @@ impl<B: Backend + Clone> Vae<B> {
             .map(|g| g as usize);
         let cfg = VaeConfig::from_tensor_shapes(&shapes, groups).map_err(|e| bad(e.to_string()))?;
         let expected = cfg.tensor_shapes();
-        if canon.len() != expected.len() {
-            let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
-            if let Some((c, n)) = canon.iter().find(|(c, _)| !known.contains(c.as_str())) {
-                return Err(bad(format!(
-                    "unknown tensor {n:?} (as {c:?}) for the network its other tensors imply ({cfg:?})"
-                )));
-            }
+        let known: std::collections::HashSet<&str> = expected.iter().map(|(n, _)| n.as_str()).collect();
+        let mut unknown: Vec<(&String, &&str)> = canon.iter().filter(|(c, _)| !known.contains(c.as_str())).collect();
+        unknown.sort();
+        if let Some((c, n)) = unknown.first() {
+            return Err(bad(format!(
+                "unknown tensor {n:?} (as {c:?}) for the network its other tensors imply ({cfg:?})"
+            )));
         }
         if !ignored.is_empty() {
             eprintln!(
