@@ -132,18 +132,47 @@ fn encode_train_sample_decode_end_to_end() {
     assert_eq!(&second.f32("latents_flip").unwrap().1[..64], &post_flip.mean[..]);
     assert_ne!(post.mean, post_flip.mean);
 
-    // Train a tiny latent TiT on the shards.
+    // Latent statistics as the reference computes them (per channel over N, H, W; torch's
+    // unbiased std), stored as scripts/convert_vae.py stats writes them.
+    let all: Vec<f32> = (0..2)
+        .flat_map(|k| TensorFile::open(shards.join(shard_name(k))).unwrap().f32("latents").unwrap().1)
+        .collect();
+    let (mut mean, mut std) = (vec![0f32; 4], vec![0f32; 4]);
+    for c in 0..4 {
+        let v: Vec<f64> = all
+            .chunks_exact(16)
+            .enumerate()
+            .filter(|(i, _)| i % 4 == c)
+            .flat_map(|(_, p)| p.iter().map(|&x| x as f64))
+            .collect();
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        mean[c] = m as f32;
+        std[c] = (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (v.len() - 1) as f64).sqrt() as f32;
+    }
+    let stats = d.path().join("stats.safetensors");
+    ucgm::tensor_file::write_atomic(
+        &stats,
+        &[
+            ucgm::tensor_file::TensorOut::f32("mean", vec![1, 4, 1, 1], &mean),
+            ucgm::tensor_file::TensorOut::f32("std", vec![1, 4, 1, 1], &std),
+        ],
+        &Default::default(),
+    )
+    .unwrap();
+
+    // Train a tiny latent TiT on the shards, normalised as VA-VAE latents are.
     let run = d.path().join("run");
     let cfg = d.path().join("run.yaml");
     std::fs::write(
         &cfg,
         format!(
-            "output_dir: {}\ndata: {{data_path: {}, image_size: 16, num_classes: 2}}\nvae: {{downsample_ratio: 4}}\n\
+            "output_dir: {}\ndata: {{data_path: {}, image_size: 16, num_classes: 2, latent_norm: true, latent_stats: {}}}\nvae: {{downsample_ratio: 4}}\n\
              model: {{type: TiT, in_chans: 4, hidden_size: 32, depth: 1, num_heads: 2, patch_size: 2}}\n\
              train: {{max_steps: 3, global_batch_size: 4, global_seed: 0, ckpt_every: 3, ema_decay: 0.9}}\n\
              optimizer: {{type: AdamW, lr: 0.001}}\ntransport: {{type: Linear}}\nsample: {{sampling_steps: 2}}\n",
             run.display(),
-            shards.display()
+            shards.display(),
+            stats.display()
         ),
     )
     .unwrap();
@@ -152,7 +181,9 @@ fn encode_train_sample_decode_end_to_end() {
     let ckpt = run.join("checkpoints/0000003.safetensors");
     assert!(ckpt.exists());
 
-    // Sampling with --vae needs to know the latent normalisation.
+    // The normalisation travels with the checkpoint: `sample --vae` needs no more flags.
+    let stored = ucgm::latent_norm::LatentNorm::from_metadata(&ckpt, TensorFile::open(&ckpt).unwrap().metadata()).unwrap();
+    assert_eq!(stored, Some(ucgm::latent_norm::LatentNorm::from_stats_file(&stats, 1.0).unwrap()));
     let grid = d.path().join("grid.png");
     let per = d.path().join("each");
     let base = [
@@ -170,11 +201,12 @@ fn encode_train_sample_decode_end_to_end() {
         "--threads",
         "1",
     ];
-    let (ok, _, err) = ucgm(&[&base[..], &["--out", s(&grid)]].concat());
-    assert!(!ok && err.contains("--latent-multiplier"), "{err}");
-    assert!(!grid.exists());
-    let (ok, out, err) = ucgm(&[&base[..], &["--out", s(&grid), "--latent-multiplier", "1", "--images-dir", s(&per)]].concat());
+    let (ok, out, err) = ucgm(&[&base[..], &["--out", s(&grid), "--images-dir", s(&per)]].concat());
     assert!(ok, "{out}\n{err}");
+    assert!(err.contains("with 4-channel statistics"), "{err}");
+    // Without a stored normalisation and without flags, sampling says what to pass.
+    let e = ucgm::app::decode::resolve_norm(None, None, None).unwrap_err().to_string();
+    assert!(e.contains("--latent-multiplier 0.18215") && e.contains("--latent-stats"), "{e}");
     let g = png_size(&grid);
     assert_eq!(g, (2 * (16 + 2) + 2, 2 * (16 + 2) + 2), "2×2 grid of 16×16 images, padding 2");
     for i in 0..4 {
