@@ -59,7 +59,7 @@ fn reference_only_keys_are_one_warning_line() {
     let cfg = config(
         dir.path(),
         "a.yaml",
-        ", latent_norm: true, latent_multiplier: 1.0, num_workers: 8",
+        ", num_workers: 8",
         "",
         ", no_buffer: false",
         "vae: {type: sdvae_f8c4, downsample_ratio: 1}\n",
@@ -70,13 +70,11 @@ fn reference_only_keys_are_one_warning_line() {
     assert_eq!(warnings.len(), 1, "{err}");
     let w = warnings[0];
     assert!(w.starts_with("ucgm: warning:") && w.contains("a.yaml"), "{w}");
-    for key in ["data.latent_norm", "data.num_workers", "vae.type"] {
+    for key in ["data.num_workers", "vae.type"] {
         assert!(w.contains(key), "{key} not named: {w}");
     }
     // Neutral values (what the engine does anyway) are not warned about.
-    for key in ["data.latent_multiplier", "train.no_buffer"] {
-        assert!(!w.contains(key), "{key} named: {w}");
-    }
+    assert!(!w.contains("train.no_buffer"), "train.no_buffer named: {w}");
     assert!(dir.path().join("run/checkpoints/0000001.safetensors").exists());
     // No reference-only keys: no warning.
     let cfg = config(dir.path(), "b.yaml", "", "", "", "");

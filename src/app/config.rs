@@ -3,11 +3,11 @@
 //! `transport:`, `sample:`. A reference config parses unchanged. Every key is checked
 //! first ([`super::config_keys`]): an unknown key is an error naming it (and the nearest
 //! known key); a key of the reference's schema that this engine does not implement
-//! (`data.latent_norm`, `vae.type`, `sample.fid_sample_num`, …) is returned as a warning
+//! (`vae.type`, `sample.fid_sample_num`, …) is returned as a warning
 //! by [`RunConfig::from_yaml_with_warnings`]; values that contradict each other are
 //! errors naming both keys. Additions the reference does not have: `data.source`
 //! (`builtin` | `shards` | `folder`), `data.channels` and `data.train_len` (built-in
-//! data), `train.keep_last` (keep only the newest N step checkpoints) and `backend:`
+//! data), `data.latent_stats` (the statistics file of `data.latent_norm`), `train.keep_last` (keep only the newest N step checkpoints) and `backend:`
 //! (which compute backend, e.g. `backend: {type: cuda, device: 0, tf32: false, bf16:
 //! false, threads: 0}`; default `auto`; the command line's `--backend`, `--cuda-device`,
 //! `--tf32` and `--threads` override it).
@@ -43,6 +43,14 @@ pub struct DataSection {
     pub channels: usize,
     /// Items of the built-in train split.
     pub train_len: usize,
+    /// Shards only: standardise latents per channel with `latent_stats` (the
+    /// reference's VA-VAE / E2E-VAE setting); see [`crate::latent_norm`].
+    pub latent_norm: bool,
+    /// Shards only: multiply (standardised) latents by this (SD-VAE: 0.18215).
+    pub latent_multiplier: f64,
+    /// The latent statistics file (safetensors `mean`, `std`; `scripts/convert_vae.py
+    /// stats`) for `latent_norm: true`. The reference finds it by a path convention.
+    pub latent_stats: Option<PathBuf>,
 }
 
 impl Default for DataSection {
@@ -54,6 +62,9 @@ impl Default for DataSection {
             num_classes: 10,
             channels: 3,
             train_len: 50_000,
+            latent_norm: false,
+            latent_multiplier: 1.0,
+            latent_stats: None,
         }
     }
 }
@@ -328,6 +339,28 @@ impl RunConfig {
         })
     }
 
+    /// The latent normalisation of the training data (`None` for pixel data): read from
+    /// `data.latent_stats` when `latent_norm` is on.
+    pub fn latent_norm(&self) -> Result<Option<crate::latent_norm::LatentNorm>> {
+        let d = &self.data;
+        if d.source != "shards" {
+            return Ok(None);
+        }
+        let m = d.latent_multiplier as f32;
+        let n = match (&d.latent_stats, d.latent_norm) {
+            (Some(p), true) => crate::latent_norm::LatentNorm::from_stats_file(p, m)?,
+            (None, true) => {
+                return Err(Error::invalid(
+                    "data.latent_norm: true needs data.latent_stats: the statistics file (the reference's \
+                     buffers/vaes/stat/{vae}_{res}.pt, converted by scripts/convert_vae.py stats)",
+                ))
+            }
+            _ => crate::latent_norm::LatentNorm::scale(m),
+        };
+        n.validate()?;
+        Ok(Some(n))
+    }
+
     /// Values of different keys that cannot hold together (`value` is the parsed YAML,
     /// to tell keys given from defaults).
     fn check_contradictions(&self, value: &Value) -> Result<()> {
@@ -350,6 +383,17 @@ impl RunConfig {
                 "data.train_len is given but data.source is {} (train_len sizes the built-in data only)",
                 d.source
             )));
+        }
+        if d.source != "shards" && (d.latent_norm || d.latent_multiplier != 1.0 || d.latent_stats.is_some()) {
+            return Err(Error::invalid(format!(
+                "data.latent_norm / latent_multiplier / latent_stats apply to latent shards, but data.source is {}",
+                d.source
+            )));
+        }
+        if d.latent_stats.is_some() && !d.latent_norm {
+            return Err(Error::invalid(
+                "data.latent_stats is given but data.latent_norm is false: set latent_norm: true or remove latent_stats",
+            ));
         }
         let m = &self.model;
         if m.model_type.contains('-') {
@@ -472,7 +516,11 @@ sample: {type: UNI, sampling_steps: 30, extrapol_ratio: 0.5}
 "#;
         let (cfg, warnings) = RunConfig::from_yaml_with_warnings(yaml).unwrap();
         let warned: Vec<&str> = warnings.iter().map(|r| r.key).collect();
-        assert_eq!(warned, ["data.latent_norm", "vae.type"]);
+        assert_eq!(warned, ["vae.type"]);
+        assert!(
+            cfg.latent_norm().unwrap_err().to_string().contains("data.latent_stats"),
+            "latent_norm needs the statistics file"
+        );
         let m = cfg.model_config().unwrap();
         assert_eq!((m.input_size, m.in_channels, m.patch, m.depth), (16, 32, 1, 28));
         assert_eq!(cfg.sample.sampler(TransportKind::Linear).unwrap().steps, 30);
@@ -511,8 +559,10 @@ sample: {type: UNI, sampling_steps: 30, extrapol_ratio: 0.5}
     fn unknown_keys_are_errors_and_reference_keys_warnings() {
         let e = parse_err("train: {max_stepz: 10}");
         assert!(e.contains("unknown key `train.max_stepz` (did you mean `train.max_steps`?)"), "{e}");
-        let (cfg, warn) = RunConfig::from_yaml_with_warnings(&format!("{BASE}data: {{latent_norm: true}}\ntrain: {{keep_last: 3}}")).unwrap();
-        assert_eq!(warn.iter().map(|r| r.key).collect::<Vec<_>>(), ["data.latent_norm"]);
+        let (cfg, warn) = RunConfig::from_yaml_with_warnings(&format!("{BASE}data: {{num_workers: 8}}\ntrain: {{keep_last: 3}}")).unwrap();
+        assert_eq!(warn.iter().map(|r| r.key).collect::<Vec<_>>(), ["data.num_workers"]);
+        // Latent normalisation applies to shards only.
+        assert!(parse_err("data: {latent_multiplier: 0.18215}").contains("data.source is builtin"));
         assert_eq!(cfg.keep_last, Some(3));
         assert!(parse_err("train: {keep_last: 0}").contains("train.keep_last"));
         assert!(parse_err("train: {keep_last: many}").contains("train.keep_last"));

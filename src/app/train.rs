@@ -68,7 +68,13 @@ pub fn open_dataset(cfg: &RunConfig) -> Result<Box<dyn Dataset>> {
     };
     let ds: Box<dyn Dataset> = match d.source.as_str() {
         "builtin" => Box::new(BuiltinShapes::new(Split::Train, d.channels, cfg.trainer.train.global_seed)?.with_len(d.train_len)?),
-        "shards" => Box::new(LatentShards::open(path()?, Some(d.num_classes))?),
+        "shards" => {
+            let shards = LatentShards::open(path()?, Some(d.num_classes))?;
+            match cfg.latent_norm()? {
+                Some(n) if n != crate::latent_norm::LatentNorm::identity() => Box::new(crate::data::normalized::Normalized::new(shards, n)?),
+                _ => Box::new(shards),
+            }
+        }
         "folder" => Box::new(ImageFolder::open(path()?)?),
         other => return Err(Error::invalid(format!("data.source {other:?}: expected builtin, shards or folder"))),
     };
@@ -323,6 +329,10 @@ impl TrainRun {
         // The run's `sample:` section is how this model is meant to be sampled.
         let sampler = self.cfg.sample.sampler(self.trainer.config().transport.transport()?.kind())?;
         extra.insert(crate::preset::PRESET_KEY.to_string(), crate::preset::to_json(&sampler)?);
+        // How the latents were normalised travels with the model (decoding inverts it).
+        if let Some(n) = self.cfg.latent_norm()? {
+            extra.insert(crate::latent_norm::LATENT_NORM_KEY.to_string(), n.to_json()?);
+        }
         self.trainer.save_checkpoint_with(&path, &extra)?;
         Ok(path)
     }

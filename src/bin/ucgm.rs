@@ -595,11 +595,9 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sample(args) => sample_command(&args, cli.backend.request(defaults)),
         Command::Export { ckpt, weights: which, out } => {
             let w = load_for_sampling(&ckpt, &which, None)?;
-            let extra: std::collections::BTreeMap<String, String> = w
-                .metadata
-                .get(preset::PRESET_KEY)
-                .map(|p| (preset::PRESET_KEY.to_string(), p.clone()))
+            let extra: std::collections::BTreeMap<String, String> = [preset::PRESET_KEY, ucgm::latent_norm::LATENT_NORM_KEY]
                 .into_iter()
+                .filter_map(|k| w.metadata.get(k).map(|v| (k.to_string(), v.clone())))
                 .collect();
             let layout = ParamLayout::for_config(&w.cfg);
             weights::save_with_metadata(&out, &w.cfg, &layout, &w.params, &extra)?;

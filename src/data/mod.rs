@@ -18,6 +18,7 @@
 
 pub mod builtin;
 pub mod image_folder;
+pub mod normalized;
 pub mod shards;
 
 use serde::{Deserialize, Serialize};
