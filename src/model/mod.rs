@@ -5,6 +5,7 @@
 pub mod acts;
 pub mod config;
 pub mod embed;
+pub mod inception;
 pub mod init;
 pub mod network;
 pub mod vae;
