@@ -47,6 +47,39 @@ fn torch_fidelity_compat_mode_matches_fixture() {
     let out = net(InceptionInput::TorchFidelity).forward(&images, n, h, w).unwrap();
     common::assert_close("compat pool3", &out.pool3, &io.f32_shaped("pool3", &[n, POOL3_DIM]).unwrap(), 1e-5);
     common::assert_close("compat logits", &out.logits, &io.f32_shaped("logits", &[n, LOGITS_DIM]).unwrap(), 1e-5);
+    common::assert_close(
+        "compat logits_unbiased",
+        &out.logits_unbiased,
+        &io.f32_shaped("logits_unbiased", &[n, LOGITS_DIM]).unwrap(),
+        1e-5,
+    );
+}
+
+#[test]
+fn weights_without_num_batches_tracked_load_the_same() {
+    let src = TensorFile::open(common::reference("fid_inception_random.safetensors")).unwrap();
+    let kept: Vec<(String, Vec<usize>, Vec<f32>)> = src
+        .names()
+        .iter()
+        .filter(|n| !n.ends_with("num_batches_tracked"))
+        .map(|n| {
+            let (s, d) = src.f32(n).unwrap();
+            (n.clone(), s, d)
+        })
+        .collect();
+    assert_eq!(kept.len(), 472);
+    let outs: Vec<_> = kept
+        .iter()
+        .map(|(n, s, d)| ucgm::tensor_file::TensorOut::f32(n.clone(), s.clone(), d))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("converted.safetensors");
+    ucgm::tensor_file::write_atomic(&p, &outs, &Default::default()).unwrap();
+    let a = FidInception::<CpuBackend>::load(&p, CpuBackend::new(2).unwrap(), InceptionInput::PytorchFid).unwrap();
+    let img: Vec<f32> = (0..3 * 20 * 30).map(|i| (i % 17) as f32 / 16.0).collect();
+    let x = a.forward(&img, 1, 20, 30).unwrap();
+    let y = net(InceptionInput::PytorchFid).forward(&img, 1, 20, 30).unwrap();
+    assert_eq!(x.pool3, y.pool3);
 }
 
 #[test]

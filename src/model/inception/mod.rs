@@ -144,6 +144,9 @@ pub struct InceptionOutput {
     pub pool3: Vec<f32>,
     /// `fc` logits `[n, 1008]`.
     pub logits: Vec<f32>,
+    /// `fc` logits without the bias `[n, 1008]`: torch-fidelity's `logits_unbiased`,
+    /// which its Inception Score uses.
+    pub logits_unbiased: Vec<f32>,
     /// pytorch-fid's output blocks 0–2 (`[n,64,73,73]`, `[n,192,35,35]`, `[n,768,17,17]`)
     /// when asked for (debugging and tests).
     pub blocks: Option<[Vec<f32>; 3]>,
@@ -413,6 +416,16 @@ impl<B: Backend> FidInception<B> {
             POOL3_DIM,
             LOGITS_DIM,
         );
+        let mut unbiased = be.zeros(n * LOGITS_DIM)?;
+        be.linear_fwd(
+            be.src(&pooled.buf, 0..n * POOL3_DIM),
+            be.src(&self.fc, 0..LOGITS_DIM * POOL3_DIM),
+            false,
+            be.dst(&mut unbiased, 0..n * LOGITS_DIM),
+            n,
+            POOL3_DIM,
+            LOGITS_DIM,
+        );
         let blocks = if blocks {
             Some([self.read(&b0, n)?, self.read(&b1, n)?, self.read(&b2, n)?])
         } else {
@@ -421,6 +434,7 @@ impl<B: Backend> FidInception<B> {
         Ok(InceptionOutput {
             pool3: self.read(&pooled, n)?,
             logits: be.read(&logits, 0..n * LOGITS_DIM)?,
+            logits_unbiased: be.read(&unbiased, 0..n * LOGITS_DIM)?,
             blocks,
         })
     }
