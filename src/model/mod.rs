@@ -8,6 +8,7 @@ pub mod config;
 pub mod ddt;
 pub mod edm2;
 pub mod embed;
+pub mod inception;
 pub mod init;
 pub mod network;
 pub mod vae;

@@ -1,0 +1,441 @@
+//! The FID Inception-v3 exactly as pytorch-fid runs it (`InceptionV3([3],
+//! resize_input=True, normalize_input=True, use_fid_inception=True)`): torchvision's
+//! Inception3 with the FID variants of the A, C, E_1 and E_2 blocks (branch pools are
+//! 3×3 stride-1 pad-1 averages with `count_include_pad=False`, a max pool in E_2),
+//! `BasicConv2d` = bias-free conv + BatchNorm (eps 1e-3, folded at load time,
+//! [`weights`]) + ReLU; the end is a global average pool to the 2048 pool3 features and
+//! the 1008-way `fc` logits for the Inception Score.
+//!
+//! Two preprocessing modes ([`InceptionInput`]):
+//! * `PytorchFid` — RGB in [0, 1], bilinear resize to 299×299 (PyTorch,
+//!   align_corners=False, no antialias), `x → 2x − 1`.
+//! * `TorchFidelity` — torch-fidelity's `inception-v3-compat`, which the UCGM
+//!   reference's `eval.py` uses: pixel values 0…255 (uint8 as floats), TensorFlow-1
+//!   bilinear resize, `x → (x − 128)/128`.
+//!
+//! The per-pixel affine map is folded into the first convolution (exact: it has no
+//! padding, and bilinear resizing commutes with affine maps up to rounding).
+
+pub mod weights;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use crate::backend::{Backend, Conv2dShape, Pool2dShape, PoolKind, ResizeMode};
+use crate::error::{Error, Result};
+use crate::limits::check_bytes;
+use crate::tensor_file::TensorFile;
+use weights::{load_folded, FoldedConv};
+
+/// Side of the network's input.
+pub const INPUT_SIDE: usize = 299;
+/// pool3 feature dimension.
+pub const POOL3_DIM: usize = 2048;
+/// Classes of the `fc` logits.
+pub const LOGITS_DIM: usize = 1008;
+
+/// How images are given to the network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InceptionInput {
+    /// pytorch-fid: RGB floats in [0, 1], PyTorch bilinear resize, `2x − 1`.
+    PytorchFid,
+    /// torch-fidelity `inception-v3-compat`: values 0…255, TF1 bilinear resize, `(x − 128)/128`.
+    TorchFidelity,
+}
+
+impl InceptionInput {
+    fn affine(self) -> (f64, f64) {
+        match self {
+            InceptionInput::PytorchFid => (2.0, -1.0),
+            InceptionInput::TorchFidelity => (1.0 / 128.0, -1.0),
+        }
+    }
+    fn resize(self) -> ResizeMode {
+        match self {
+            InceptionInput::PytorchFid => ResizeMode::HalfPixel,
+            InceptionInput::TorchFidelity => ResizeMode::Tf1,
+        }
+    }
+}
+
+/// One `BasicConv2d` with its geometry.
+struct Layer<B: Backend> {
+    c_in: usize,
+    c_out: usize,
+    kh: usize,
+    kw: usize,
+    stride: usize,
+    pad: (usize, usize),
+    weight: B::Buf, // [c_out, c_in, kh, kw]
+    bias: B::Buf,   // [c_out]
+}
+
+/// (name, c_in, c_out, kh, kw, stride, pad_h, pad_w) of every `BasicConv2d`.
+fn layer_table() -> Vec<(String, usize, usize, usize, usize, usize, usize, usize)> {
+    let mut t = Vec::new();
+    let mut same = |name: &str, ci, co, kh: usize, kw: usize| t.push((name.to_string(), ci, co, kh, kw, 1, (kh - 1) / 2, (kw - 1) / 2));
+    same("Conv2d_2b_3x3", 32, 64, 3, 3);
+    same("Conv2d_3b_1x1", 64, 80, 1, 1);
+    for (p, cin, pf) in [("Mixed_5b", 192, 32), ("Mixed_5c", 256, 64), ("Mixed_5d", 288, 64)] {
+        same(&format!("{p}.branch1x1"), cin, 64, 1, 1);
+        same(&format!("{p}.branch5x5_1"), cin, 48, 1, 1);
+        same(&format!("{p}.branch5x5_2"), 48, 64, 5, 5);
+        same(&format!("{p}.branch3x3dbl_1"), cin, 64, 1, 1);
+        same(&format!("{p}.branch3x3dbl_2"), 64, 96, 3, 3);
+        same(&format!("{p}.branch3x3dbl_3"), 96, 96, 3, 3);
+        same(&format!("{p}.branch_pool"), cin, pf, 1, 1);
+    }
+    same("Mixed_6a.branch3x3dbl_1", 288, 64, 1, 1);
+    same("Mixed_6a.branch3x3dbl_2", 64, 96, 3, 3);
+    for (p, c7) in [("Mixed_6b", 128), ("Mixed_6c", 160), ("Mixed_6d", 160), ("Mixed_6e", 192)] {
+        same(&format!("{p}.branch1x1"), 768, 192, 1, 1);
+        same(&format!("{p}.branch7x7_1"), 768, c7, 1, 1);
+        same(&format!("{p}.branch7x7_2"), c7, c7, 1, 7);
+        same(&format!("{p}.branch7x7_3"), c7, 192, 7, 1);
+        same(&format!("{p}.branch7x7dbl_1"), 768, c7, 1, 1);
+        same(&format!("{p}.branch7x7dbl_2"), c7, c7, 7, 1);
+        same(&format!("{p}.branch7x7dbl_3"), c7, c7, 1, 7);
+        same(&format!("{p}.branch7x7dbl_4"), c7, c7, 7, 1);
+        same(&format!("{p}.branch7x7dbl_5"), c7, 192, 1, 7);
+        same(&format!("{p}.branch_pool"), 768, 192, 1, 1);
+    }
+    same("Mixed_7a.branch3x3_1", 768, 192, 1, 1);
+    same("Mixed_7a.branch7x7x3_1", 768, 192, 1, 1);
+    same("Mixed_7a.branch7x7x3_2", 192, 192, 1, 7);
+    same("Mixed_7a.branch7x7x3_3", 192, 192, 7, 1);
+    for (p, cin) in [("Mixed_7b", 1280), ("Mixed_7c", 2048)] {
+        same(&format!("{p}.branch1x1"), cin, 320, 1, 1);
+        same(&format!("{p}.branch3x3_1"), cin, 384, 1, 1);
+        same(&format!("{p}.branch3x3_2a"), 384, 384, 1, 3);
+        same(&format!("{p}.branch3x3_2b"), 384, 384, 3, 1);
+        same(&format!("{p}.branch3x3dbl_1"), cin, 448, 1, 1);
+        same(&format!("{p}.branch3x3dbl_2"), 448, 384, 3, 3);
+        same(&format!("{p}.branch3x3dbl_3a"), 384, 384, 1, 3);
+        same(&format!("{p}.branch3x3dbl_3b"), 384, 384, 3, 1);
+        same(&format!("{p}.branch_pool"), cin, 192, 1, 1);
+    }
+    // Unpadded ("valid") convolutions.
+    for (name, ci, co, k, s) in [
+        ("Conv2d_1a_3x3", 3, 32, 3, 2),
+        ("Conv2d_2a_3x3", 32, 32, 3, 1),
+        ("Conv2d_4a_3x3", 80, 192, 3, 1),
+        ("Mixed_6a.branch3x3", 288, 384, 3, 2),
+        ("Mixed_6a.branch3x3dbl_3", 96, 96, 3, 2),
+        ("Mixed_7a.branch3x3_2", 192, 320, 3, 2),
+        ("Mixed_7a.branch7x7x3_4", 192, 192, 3, 2),
+    ] {
+        t.push((name.to_string(), ci, co, k, k, s, 0, 0));
+    }
+    t
+}
+
+/// A feature map `[n, c, h, w]` on the backend.
+struct Act<B: Backend> {
+    buf: B::Buf,
+    c: usize,
+    h: usize,
+    w: usize,
+}
+
+/// The network's outputs for a batch of `n` images.
+#[derive(Clone, Debug)]
+pub struct InceptionOutput {
+    /// pool3 features `[n, 2048]`.
+    pub pool3: Vec<f32>,
+    /// `fc` logits `[n, 1008]`.
+    pub logits: Vec<f32>,
+    /// `fc` logits without the bias `[n, 1008]`: torch-fidelity's `logits_unbiased`,
+    /// which its Inception Score uses.
+    pub logits_unbiased: Vec<f32>,
+    /// pytorch-fid's output blocks 0–2 (`[n,64,73,73]`, `[n,192,35,35]`, `[n,768,17,17]`)
+    /// when asked for (debugging and tests).
+    pub blocks: Option<[Vec<f32>; 3]>,
+}
+
+/// The FID Inception with its (folded) weights on backend `B`.
+pub struct FidInception<B: Backend> {
+    backend: B,
+    input: InceptionInput,
+    layers: HashMap<String, Layer<B>>,
+    fc: B::Buf, // [W (1008×2048) | b (1008)]
+}
+
+impl<B: Backend> FidInception<B> {
+    /// Loads a converted `pt_inception-2015-12-05` safetensors file (see
+    /// `scripts/convert_inception.py`); `num_batches_tracked` entries are ignored.
+    pub fn load(path: impl AsRef<Path>, backend: B, input: InceptionInput) -> Result<Self> {
+        let tf = TensorFile::open(path.as_ref())?;
+        let mut layers = HashMap::new();
+        for (name, ci, co, kh, kw, stride, ph, pw) in layer_table() {
+            let affine = if name == "Conv2d_1a_3x3" { input.affine() } else { (1.0, 0.0) };
+            let FoldedConv { weight, bias, .. } = load_folded(&tf, &name, [co, ci, kh, kw], affine)?;
+            let layer = Layer {
+                c_in: ci,
+                c_out: co,
+                kh,
+                kw,
+                stride,
+                pad: (ph, pw),
+                weight: backend.upload_owned(weight)?,
+                bias: backend.upload_owned(bias)?,
+            };
+            layers.insert(name, layer);
+        }
+        let fc_shape = tf
+            .shape("fc.weight")
+            .map_err(|_| Error::Weights(format!("{}: tensor \"fc.weight\" is missing", tf.path().display())))?;
+        if fc_shape != [LOGITS_DIM, POOL3_DIM] {
+            return Err(Error::Weights(format!(
+                "fc.weight has shape {fc_shape:?}, expected [{LOGITS_DIM}, {POOL3_DIM}]"
+            )));
+        }
+        let mut fc = tf.f32_shaped("fc.weight", &[LOGITS_DIM, POOL3_DIM])?;
+        fc.extend(tf.f32_shaped("fc.bias", &[LOGITS_DIM])?);
+        if fc.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Weights("fc has non-finite values".into()));
+        }
+        let fc = backend.upload_owned(fc)?;
+        Ok(FidInception { backend, input, layers, fc })
+    }
+
+    /// The preprocessing mode.
+    pub fn input(&self) -> InceptionInput {
+        self.input
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    fn conv(&self, name: &str, x: &Act<B>, n: usize) -> Result<Act<B>> {
+        let l = self.layers.get(name).ok_or_else(|| Error::Internal(format!("inception: no layer {name}")))?;
+        debug_assert_eq!(l.c_in, x.c);
+        let s = Conv2dShape {
+            n,
+            c_in: l.c_in,
+            h: x.h,
+            w: x.w,
+            c_out: l.c_out,
+            kh: l.kh,
+            kw: l.kw,
+            stride_h: l.stride,
+            stride_w: l.stride,
+            pad_top: l.pad.0,
+            pad_bottom: l.pad.0,
+            pad_left: l.pad.1,
+            pad_right: l.pad.1,
+        };
+        s.validate()?;
+        let be = &self.backend;
+        let mut y = be.zeros(s.y_len())?;
+        be.conv2d_fwd(
+            be.src(&x.buf, 0..s.x_len()),
+            be.src(&l.weight, 0..s.w_len()),
+            Some(be.src(&l.bias, 0..l.c_out)),
+            be.dst(&mut y, 0..s.y_len()),
+            &s,
+        );
+        be.relu_inplace(be.dst(&mut y, 0..s.y_len()));
+        Ok(Act {
+            buf: y,
+            c: l.c_out,
+            h: s.out_h(),
+            w: s.out_w(),
+        })
+    }
+
+    fn pool(&self, x: &Act<B>, n: usize, k: usize, stride: usize, pad: usize, kind: PoolKind) -> Result<Act<B>> {
+        let s = Pool2dShape {
+            n,
+            c: x.c,
+            h: x.h,
+            w: x.w,
+            k,
+            stride,
+            pad,
+        };
+        s.validate()?;
+        let be = &self.backend;
+        let mut y = be.zeros(s.y_len())?;
+        be.pool2d_fwd(be.src(&x.buf, 0..s.x_len()), be.dst(&mut y, 0..s.y_len()), &s, kind);
+        Ok(Act {
+            buf: y,
+            c: x.c,
+            h: s.out_h(),
+            w: s.out_w(),
+        })
+    }
+
+    /// Channel concatenation of maps of equal spatial size.
+    fn concat(&self, parts: &[&Act<B>], n: usize) -> Result<Act<B>> {
+        let (h, w) = (parts[0].h, parts[0].w);
+        let c: usize = parts.iter().map(|p| p.c).sum();
+        let be = &self.backend;
+        let mut y = be.zeros(n * c * h * w)?;
+        let mut off = 0;
+        for p in parts {
+            be.copy_channels(be.src(&p.buf, 0..n * p.c * h * w), be.dst(&mut y, 0..n * c * h * w), n, p.c, c, off, h * w);
+            off += p.c;
+        }
+        Ok(Act { buf: y, c, h, w })
+    }
+
+    fn block_a(&self, p: &str, x: &Act<B>, n: usize) -> Result<Act<B>> {
+        let b1 = self.conv(&format!("{p}.branch1x1"), x, n)?;
+        let b5 = self.conv(&format!("{p}.branch5x5_2"), &self.conv(&format!("{p}.branch5x5_1"), x, n)?, n)?;
+        let d = self.conv(&format!("{p}.branch3x3dbl_1"), x, n)?;
+        let d = self.conv(&format!("{p}.branch3x3dbl_3"), &self.conv(&format!("{p}.branch3x3dbl_2"), &d, n)?, n)?;
+        let bp = self.conv(&format!("{p}.branch_pool"), &self.pool(x, n, 3, 1, 1, PoolKind::AvgExcludePad)?, n)?;
+        self.concat(&[&b1, &b5, &d, &bp], n)
+    }
+
+    fn block_b(&self, x: &Act<B>, n: usize) -> Result<Act<B>> {
+        let b3 = self.conv("Mixed_6a.branch3x3", x, n)?;
+        let d = self.conv("Mixed_6a.branch3x3dbl_1", x, n)?;
+        let d = self.conv("Mixed_6a.branch3x3dbl_3", &self.conv("Mixed_6a.branch3x3dbl_2", &d, n)?, n)?;
+        let bp = self.pool(x, n, 3, 2, 0, PoolKind::Max)?;
+        self.concat(&[&b3, &d, &bp], n)
+    }
+
+    fn block_c(&self, p: &str, x: &Act<B>, n: usize) -> Result<Act<B>> {
+        let b1 = self.conv(&format!("{p}.branch1x1"), x, n)?;
+        let mut b7 = self.conv(&format!("{p}.branch7x7_1"), x, n)?;
+        for i in 2..=3 {
+            b7 = self.conv(&format!("{p}.branch7x7_{i}"), &b7, n)?;
+        }
+        let mut d = self.conv(&format!("{p}.branch7x7dbl_1"), x, n)?;
+        for i in 2..=5 {
+            d = self.conv(&format!("{p}.branch7x7dbl_{i}"), &d, n)?;
+        }
+        let bp = self.conv(&format!("{p}.branch_pool"), &self.pool(x, n, 3, 1, 1, PoolKind::AvgExcludePad)?, n)?;
+        self.concat(&[&b1, &b7, &d, &bp], n)
+    }
+
+    fn block_d(&self, x: &Act<B>, n: usize) -> Result<Act<B>> {
+        let b3 = self.conv("Mixed_7a.branch3x3_2", &self.conv("Mixed_7a.branch3x3_1", x, n)?, n)?;
+        let mut b7 = self.conv("Mixed_7a.branch7x7x3_1", x, n)?;
+        for i in 2..=4 {
+            b7 = self.conv(&format!("Mixed_7a.branch7x7x3_{i}"), &b7, n)?;
+        }
+        let bp = self.pool(x, n, 3, 2, 0, PoolKind::Max)?;
+        self.concat(&[&b3, &b7, &bp], n)
+    }
+
+    fn block_e(&self, p: &str, x: &Act<B>, n: usize, pool: PoolKind) -> Result<Act<B>> {
+        let b1 = self.conv(&format!("{p}.branch1x1"), x, n)?;
+        let t = self.conv(&format!("{p}.branch3x3_1"), x, n)?;
+        let t2a = self.conv(&format!("{p}.branch3x3_2a"), &t, n)?;
+        let t2b = self.conv(&format!("{p}.branch3x3_2b"), &t, n)?;
+        let d = self.conv(&format!("{p}.branch3x3dbl_1"), x, n)?;
+        let d = self.conv(&format!("{p}.branch3x3dbl_2"), &d, n)?;
+        let d3a = self.conv(&format!("{p}.branch3x3dbl_3a"), &d, n)?;
+        let d3b = self.conv(&format!("{p}.branch3x3dbl_3b"), &d, n)?;
+        let bp = self.conv(&format!("{p}.branch_pool"), &self.pool(x, n, 3, 1, 1, pool)?, n)?;
+        self.concat(&[&b1, &t2a, &t2b, &d3a, &d3b, &bp], n)
+    }
+
+    fn read(&self, a: &Act<B>, n: usize) -> Result<Vec<f32>> {
+        self.backend.read(&a.buf, 0..n * a.c * a.h * a.w)
+    }
+
+    /// pool3 features and logits of images `[n, 3, h, w]` (values in the range of the
+    /// [`InceptionInput`] mode; any size, resized to 299×299).
+    pub fn forward(&self, images: &[f32] /* [n, 3, h, w] */, n: usize, h: usize, w: usize) -> Result<InceptionOutput> {
+        self.forward_detailed(images, n, h, w, false)
+    }
+
+    /// [`FidInception::forward`], also returning pytorch-fid's blocks 0–2 if `blocks`.
+    pub fn forward_detailed(&self, images: &[f32] /* [n, 3, h, w] */, n: usize, h: usize, w: usize, blocks: bool) -> Result<InceptionOutput> {
+        if n == 0 || h == 0 || w == 0 {
+            return Err(Error::invalid(format!("inception: empty batch [{n}, 3, {h}, {w}]")));
+        }
+        let len = n
+            .checked_mul(3 * h)
+            .and_then(|v| v.checked_mul(w))
+            .ok_or_else(|| Error::invalid("inception: batch too large"))?;
+        if images.len() != len {
+            return Err(Error::invalid(format!("inception: {} values for a [{n}, 3, {h}, {w}] batch", images.len())));
+        }
+        if let Some(i) = images.iter().position(|v| !v.is_finite()) {
+            return Err(Error::NonFinite(format!("inception: image {} has a non-finite pixel", i / (3 * h * w))));
+        }
+        // The largest map: Conv2d_2b's [n, 64, 147, 147].
+        check_bytes("inception activations", n.saturating_mul(64 * 147 * 147), 4)?;
+        let be = &self.backend;
+        let x = be.upload(images)?;
+        let x = if (h, w) == (INPUT_SIDE, INPUT_SIDE) {
+            Act { buf: x, c: 3, h, w }
+        } else {
+            let out = n * 3 * INPUT_SIDE * INPUT_SIDE;
+            let mut y = be.zeros(out)?;
+            be.resize_bilinear(
+                be.src(&x, 0..len),
+                be.dst(&mut y, 0..out),
+                n,
+                3,
+                h,
+                w,
+                INPUT_SIDE,
+                INPUT_SIDE,
+                self.input.resize(),
+            );
+            Act {
+                buf: y,
+                c: 3,
+                h: INPUT_SIDE,
+                w: INPUT_SIDE,
+            }
+        };
+        let x = self.conv("Conv2d_1a_3x3", &x, n)?;
+        let x = self.conv("Conv2d_2a_3x3", &x, n)?;
+        let x = self.conv("Conv2d_2b_3x3", &x, n)?;
+        let b0 = self.pool(&x, n, 3, 2, 0, PoolKind::Max)?;
+        let x = self.conv("Conv2d_3b_1x1", &b0, n)?;
+        let x = self.conv("Conv2d_4a_3x3", &x, n)?;
+        let b1 = self.pool(&x, n, 3, 2, 0, PoolKind::Max)?;
+        let x = self.block_a("Mixed_5b", &b1, n)?;
+        let x = self.block_a("Mixed_5c", &x, n)?;
+        let x = self.block_a("Mixed_5d", &x, n)?;
+        let x = self.block_b(&x, n)?;
+        let x = self.block_c("Mixed_6b", &x, n)?;
+        let x = self.block_c("Mixed_6c", &x, n)?;
+        let x = self.block_c("Mixed_6d", &x, n)?;
+        let b2 = self.block_c("Mixed_6e", &x, n)?;
+        let x = self.block_d(&b2, n)?;
+        let x = self.block_e("Mixed_7b", &x, n, PoolKind::AvgExcludePad)?;
+        let x = self.block_e("Mixed_7c", &x, n, PoolKind::Max)?;
+        let pooled = self.pool(&x, n, x.h, 1, 0, PoolKind::AvgExcludePad)?;
+        let mut logits = be.zeros(n * LOGITS_DIM)?;
+        be.linear_fwd(
+            be.src(&pooled.buf, 0..n * POOL3_DIM),
+            be.src(&self.fc, 0..LOGITS_DIM * POOL3_DIM + LOGITS_DIM),
+            true,
+            be.dst(&mut logits, 0..n * LOGITS_DIM),
+            n,
+            POOL3_DIM,
+            LOGITS_DIM,
+        );
+        let mut unbiased = be.zeros(n * LOGITS_DIM)?;
+        be.linear_fwd(
+            be.src(&pooled.buf, 0..n * POOL3_DIM),
+            be.src(&self.fc, 0..LOGITS_DIM * POOL3_DIM),
+            false,
+            be.dst(&mut unbiased, 0..n * LOGITS_DIM),
+            n,
+            POOL3_DIM,
+            LOGITS_DIM,
+        );
+        let blocks = if blocks {
+            Some([self.read(&b0, n)?, self.read(&b1, n)?, self.read(&b2, n)?])
+        } else {
+            None
+        };
+        Ok(InceptionOutput {
+            pool3: self.read(&pooled, n)?,
+            logits: be.read(&logits, 0..n * LOGITS_DIM)?,
+            logits_unbiased: be.read(&unbiased, 0..n * LOGITS_DIM)?,
+            blocks,
+        })
+    }
+}
