@@ -14,6 +14,7 @@ use std::sync::{Arc, Barrier, Mutex};
 use capi_common::*;
 use ucgm::capi::dist::*;
 use ucgm::capi::model::*;
+use ucgm::capi::train::*;
 use ucgm::capi::*;
 use ucgm::Rng;
 
@@ -151,7 +152,10 @@ fn two_ranks_through_host_callbacks_equal_one_trainer() {
     assert!(results[0] == results[1], "the two ranks diverged");
     let (losses, (online, ema)) = &results[0];
     let start = m.params();
-    let (d_online, d_ema) = (rel_l2(online, &single.weights(UCGM_WEIGHTS_ONLINE)), rel_l2(ema, &single.weights(UCGM_WEIGHTS_EMA)));
+    let (d_online, d_ema) = (
+        rel_l2(online, &single.weights(UCGM_WEIGHTS_ONLINE)),
+        rel_l2(ema, &single.weights(UCGM_WEIGHTS_EMA)),
+    );
     let moved = rel_l2(&single.weights(UCGM_WEIGHTS_ONLINE), &start);
     println!("2 ranks (host callbacks) vs 1 trainer after {steps} steps: online rel-L2 {d_online:e}, EMA {d_ema:e}; weights moved {moved:e}");
     // float32 summation order of the gradient (see tests/dist_mpi.rs).
@@ -167,13 +171,25 @@ fn bad_communicators_and_slices_are_errors() {
     let m = Model::tiny_random(UCGM_ARCH_TIT, 1, 1);
     let tr = Tr::create(&m, &train_params(1e-3, 5));
     let mut c = communicator(2, 2, ptr::null_mut());
-    fails(unsafe { ucgm_trainer_set_communicator(tr.0, &c) }, UCGM_STATUS_INVALID_ARGUMENT, "rank 2 is not below world 2");
+    fails(
+        unsafe { ucgm_trainer_set_communicator(tr.0, &c) },
+        UCGM_STATUS_INVALID_ARGUMENT,
+        "rank 2 is not below world 2",
+    );
     c.rank = 0;
     c.broadcast = None;
-    fails(unsafe { ucgm_trainer_set_communicator(tr.0, &c) }, UCGM_STATUS_INVALID_ARGUMENT, "required when world > 1");
+    fails(
+        unsafe { ucgm_trainer_set_communicator(tr.0, &c) },
+        UCGM_STATUS_INVALID_ARGUMENT,
+        "required when world > 1",
+    );
     c = communicator(0, 2, ptr::null_mut());
     c.timeout_seconds = 0.0;
-    fails(unsafe { ucgm_trainer_set_communicator(tr.0, &c) }, UCGM_STATUS_INVALID_ARGUMENT, "timeout_seconds");
+    fails(
+        unsafe { ucgm_trainer_set_communicator(tr.0, &c) },
+        UCGM_STATUS_INVALID_ARGUMENT,
+        "timeout_seconds",
+    );
     c.struct_size = 3;
     fails(unsafe { ucgm_trainer_set_communicator(tr.0, &c) }, UCGM_STATUS_INVALID_ARGUMENT, "struct_size");
     // Without a communicator a part step is the whole batch; a wrong slice is an error.
