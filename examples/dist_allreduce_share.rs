@@ -24,7 +24,9 @@ fn main() -> ucgm::Result<()> {
     let mut comm = communicator_for(&LaunchEnv::from_env()?, Transport::Auto { cuda: false })?;
     let (rank, world) = (comm.rank(), comm.world());
     let cfg = ModelConfig::from_name(name, 32, 4, 1000)?;
-    let model = Model::init(cfg.clone(), CpuBackend::<f32>::new(0)?, 0)?;
+    // The machine's cores shared among the ranks on it (one pool per rank).
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let model = Model::init(cfg.clone(), CpuBackend::<f32>::new((cores / world).max(1))?, 0)?;
     let config = TrainerConfig {
         transport: Default::default(),
         optimizer: OptimizerSection {
