@@ -185,6 +185,38 @@ typedef struct ucgm_system_info {
     uint32_t backends;
 } ucgm_system_info;
 
+// Sum all-reduce of `n` elements in place (`float` or `double` by the field's name);
+// returns 0 on success, anything else is an error.
+typedef int32_t (*ucgm_all_reduce_f32_fn)(float *values, size_t n, void *user_data);
+
+// Sum all-reduce of `n` doubles in place; returns 0 on success.
+typedef int32_t (*ucgm_all_reduce_f64_fn)(double *values, size_t n, void *user_data);
+
+// Broadcast of `n` bytes from rank `root` into every rank's buffer; returns 0 on success.
+typedef int32_t (*ucgm_broadcast_fn)(uint8_t *bytes, size_t n, uint32_t root, void *user_data);
+
+// The host's process group, for `ucgm_trainer_set_communicator`. Fill with
+// `ucgm_communicator_default` (rank 0 of 1, no callbacks, timeout 300 s), then set:
+// * `rank`, `world` — this process's rank in 0..world;
+// * `all_reduce_f32`, `all_reduce_f64`, `broadcast` — required when `world` > 1. They
+//   are called on the thread that uses the trainer, in the same order on every rank,
+//   and must give every rank the identical result;
+// * `timeout_seconds` — a callback that has not returned after this long ends the
+//   process with exit status 75 after a message on stderr (a dead or hung peer must not
+//   hang the job; a blocked collective cannot be unwound);
+// * `user_data` — passed to every callback.
+typedef struct ucgm_communicator {
+    // `sizeof(struct ucgm_communicator)`.
+    size_t struct_size;
+    uint32_t rank;
+    uint32_t world;
+    ucgm_all_reduce_f32_fn all_reduce_f32;
+    ucgm_all_reduce_f64_fn all_reduce_f64;
+    ucgm_broadcast_fn broadcast;
+    double timeout_seconds;
+    void *user_data;
+} ucgm_communicator;
+
 // Network family (`int32_t`).
 typedef int32_t ucgm_arch;
 
@@ -661,6 +693,31 @@ UCGM_API ucgm_status ucgm_get_system_info(struct ucgm_system_info *info);
 // NVIDIA H200 (sm_90, 139.8 GiB, 1 device(s)))", or on a machine without CUDA
 // "… | backends cpu (cuda unavailable: the CUDA driver library (libcuda.so) not found …)".
 UCGM_API const char *ucgm_system_info_string(void);
+
+// Fills `comm` (a struct of `struct_size` bytes, normally `sizeof *comm`) with the
+// defaults: rank 0 of 1, no callbacks, `timeout_seconds` 300.
+UCGM_API ucgm_status ucgm_communicator_default(struct ucgm_communicator *comm, size_t struct_size);
+
+// Makes `trainer` one rank of the host's process group `comm` (copied; NULL returns the
+// trainer to a single process). Every rank must hold the same trainer state (the same
+// creation arguments, seed and checkpoint). Fails on a rank not below `world` or a
+// missing callback when `world` > 1.
+UCGM_API ucgm_status ucgm_trainer_set_communicator(struct ucgm_trainer *trainer, const struct ucgm_communicator *comm);
+
+// One data-parallel UCGM-T step: call it on every rank of the trainer's communicator
+// with that rank's slice of a global batch of `global_batch` samples — the contiguous
+// samples `[rank·⌊B/W⌋ + min(rank, B mod W), …)`, `⌊B/W⌋` of them plus one on the first
+// `B mod W` ranks. Times and noise are drawn for the whole global batch from the
+// trainer's stream (identical on every rank), label dropping and the loss mean follow
+// the global batch, and the gradients are summed with the communicator's
+// `all_reduce_f32`, so every rank takes the same update and the result equals
+// `ucgm_train_step` on the whole batch up to the summation order.
+// * `x` — `[batch, C, H, W]` this rank's samples; `labels` — `[batch]` in 0..=K;
+// * `loss` — NULL, or receives the loss of the global batch.
+//
+// Without a communicator (or with world 1) this is `ucgm_train_step` with
+// `batch == global_batch`.
+UCGM_API ucgm_status ucgm_train_step_part(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, size_t batch, size_t global_batch, double *loss);
 
 // Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 // defaults: a TiT-S/2-shaped network on a 4×32×32 input with 1000 classes, seed 0,

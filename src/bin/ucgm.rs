@@ -586,7 +586,12 @@ fn run(cli: Cli) -> Result<()> {
             // The launcher's environment (mpirun, torchrun, srun) makes this process one
             // rank of a data-parallel group; without one it is a single process.
             let launch = ucgm::dist::LaunchEnv::from_env()?;
-            let backend = choose_backend(&cli.backend.request(cfg.backend))?;
+            let mut request = cli.backend.request(cfg.backend);
+            if launch.world > 1 && cli.backend.cuda_device.is_none() {
+                // One GPU per rank on a node: the launcher's local rank picks it.
+                request.device = launch.local_rank;
+            }
+            let backend = choose_backend(&request)?;
             let cuda = !matches!(backend, ucgm::AnyBackend::Cpu(_));
             let comm = ucgm::dist::communicator_for(&launch, ucgm::dist::Transport::Auto { cuda })?;
             let mut run = TrainRun::with_communicator(cfg, backend, resume.as_deref(), init, comm)?;
