@@ -5,6 +5,10 @@
 //! and GFLOP/s from counted FLOPs (a DiT-S/2 forward is 12.1 GFLOP; a training step is
 //! counted as 3× the forward).
 //!
+//! `cpu_vae`: SD-VAE decode of one 4×32×32 latent to 256×256 and encode of one 256×256
+//! image (random weights); `benches/pytorch_compare_vae.py` runs diffusers' AutoencoderKL
+//! beside it.
+//!
 //! `UCGM_BENCH_QUICK=1` shortens every measurement (used by CI, which only prints).
 
 use std::time::{Duration, Instant};
@@ -184,7 +188,28 @@ fn summary() {
     }
 }
 
-criterion_group!(benches, cpu_forward, cpu_train_step);
+/// `cpu_vae`: the SD-VAE (random weights, the reference's test initialisation) decoding
+/// one 4×32×32 latent to 256×256 and encoding one 256×256 image.
+fn cpu_vae(c: &mut Criterion) {
+    use ucgm::model::vae::{Vae, VaeConfig};
+    let mut g = c.benchmark_group("cpu_vae");
+    g.sample_size(10);
+    if quick() {
+        g.warm_up_time(Duration::from_millis(200)).measurement_time(Duration::from_secs(1));
+    } else {
+        g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(10));
+    }
+    let mut vae = Vae::random(VaeConfig::sd_vae(), CpuBackend::<f32>::new(0).unwrap(), 0).unwrap();
+    let mut rng = Rng::new(2);
+    let z = rng.normal_f32(4 * 32 * 32);
+    let img: Vec<f32> = rng.normal_f32(3 * 256 * 256).iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("sd_vae_decode_4x32x32", |b| b.iter(|| vae.decode(&z, 1, 32, 32).unwrap()));
+    g.bench_function("sd_vae_encode_256", |b| b.iter(|| vae.encode(&img, 1, 256, 256).unwrap()));
+    g.finish();
+}
+
+criterion_group!(benches, cpu_forward, cpu_train_step, cpu_vae);
 
 fn main() {
     if std::env::args().any(|a| a == "--summary-only") {

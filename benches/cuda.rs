@@ -671,6 +671,55 @@ fn criterion_benches(device: &DeviceInfo, params: &mut ParamCache) -> bool {
     all_ran
 }
 
+/// `vae_decode_b64_256`: the SD-VAE (random weights) decoding 64 latents 4×32×32 to
+/// 256×256 images in f32, latents uploaded and images read back inside the timing (what
+/// a sampler pays). In smoke mode a 2-level VAE at batch 2. Returns whether it ran.
+fn vae_row() -> bool {
+    use ucgm::model::vae::{Vae, VaeConfig};
+    let (cfg, batch, side) = if smoke() {
+        let c = VaeConfig {
+            block_channels: vec![32, 32],
+            ..VaeConfig::sd_vae()
+        };
+        (c, 2, 8)
+    } else {
+        (VaeConfig::sd_vae(), 64, LATENT_SIDE)
+    };
+    let run = || -> ucgm::Result<f64> {
+        let be = CudaBackend::new(0)?;
+        let mut vae = Vae::random(cfg.clone(), be.clone(), 0)?;
+        vae.set_activation_budget(4 << 30); // 16 GiB of activations: the whole batch at once
+        let z = Rng::new(5).normal_f32(batch * 4 * side * side);
+        let (warmups, runs) = if quick() { (1, 3) } else { (2, 7) };
+        for _ in 0..warmups {
+            vae.decode(&z, batch, side, side)?;
+        }
+        let mut ms: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t0 = Instant::now();
+                vae.decode(&z, batch, side, side).map(|_| t0.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<ucgm::Result<_>>()?;
+        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Ok(ms[ms.len() / 2])
+    };
+    let name = if smoke() {
+        "vae_decode_b2_64 (smoke: 2-level VAE)"
+    } else {
+        "vae_decode_b64_256 (SD-VAE f32)"
+    };
+    match run() {
+        Ok(ms) => {
+            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s", batch as f64 / ms * 1e3);
+            true
+        }
+        Err(e) => {
+            println!("{name:<40} failed: {e}");
+            false
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--plan") {
@@ -695,6 +744,7 @@ fn main() {
         println!();
     }
     all_ran &= summary(&device, &mut params);
+    all_ran &= vae_row();
     if !all_ran {
         std::process::exit(1);
     }

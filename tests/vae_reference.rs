@@ -124,6 +124,47 @@ fn legacy_diffusers_attention_names_load_and_match() {
     check("legacy", &run(&mut v, &io), &io);
 }
 
+/// f16 and bf16 files load: a half-precision file gives exactly what the f32 file holding
+/// the same rounded values gives.
+#[test]
+fn half_precision_files_load_as_their_rounded_f32_values() {
+    use safetensors::{serialize_to_file, tensor::TensorView, Dtype};
+    let dir = tempfile::tempdir().unwrap();
+    let tf = TensorFile::open(reference("vae_tiny_diffusers.safetensors")).unwrap();
+    let io = io();
+    for dtype in [Dtype::F16, Dtype::BF16] {
+        let to_bytes = |v: f32| match dtype {
+            Dtype::F16 => half::f16::from_f32(v).to_le_bytes(),
+            _ => half::bf16::from_f32(v).to_le_bytes(),
+        };
+        let from_bytes = |c: &[u8]| match dtype {
+            Dtype::F16 => half::f16::from_le_bytes([c[0], c[1]]).to_f32(),
+            _ => half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
+        };
+        let mut halves: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut rounded: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        for n in tf.names() {
+            let (shape, d) = tf.f32(n).unwrap();
+            let bytes: Vec<u8> = d.iter().flat_map(|&v| to_bytes(v)).collect();
+            let back: Vec<f32> = bytes.chunks_exact(2).map(from_bytes).collect();
+            halves.push((n.clone(), shape.clone(), bytes));
+            rounded.push((n.clone(), shape, back));
+        }
+        let half_path = dir.path().join(format!("{dtype:?}.safetensors"));
+        let views: Vec<(String, TensorView<'_>)> = halves
+            .iter()
+            .map(|(n, s, b)| (n.clone(), TensorView::new(dtype, s.clone(), b).unwrap()))
+            .collect();
+        serialize_to_file(views, None, &half_path).unwrap();
+        let f32_path = dir.path().join(format!("{dtype:?}_f32.safetensors"));
+        let outs: Vec<TensorOut<'_>> = rounded.iter().map(|(n, s, d)| TensorOut::f32(n.clone(), s.clone(), d)).collect();
+        write_atomic(&f32_path, &outs, &BTreeMap::new()).unwrap();
+        let mut a = Vae::load(&half_path, cpu()).unwrap();
+        let mut b = Vae::load(&f32_path, cpu()).unwrap();
+        assert!(run(&mut a, &io) == run(&mut b, &io), "{dtype:?} file differs from its f32 rounding");
+    }
+}
+
 #[test]
 fn training_only_keys_are_ignored_and_unknown_keys_rejected() {
     let io = io();
@@ -224,8 +265,25 @@ fn non_square_images_and_chunked_batches_match_whole_batches() {
     let dec = v.decode(&whole.mean, n, 3, 5).unwrap();
     assert_eq!(dec.len(), n * 3 * h * w);
     v.set_activation_budget(1); // one image at a time
-    let one = v.encode(&img, n, h, w).unwrap();
+    let mut seen = Vec::new();
+    let mut progress = |done: usize, total: usize| {
+        seen.push((done, total));
+        true
+    };
+    let mut ctl = ucgm::control::RunControl {
+        cancel: None,
+        progress: Some(&mut progress),
+    };
+    let one = v.encode_with(&img, n, h, w, &mut ctl).unwrap();
+    assert_eq!(seen, vec![(1, 3), (2, 3), (3, 3)]);
     assert!(one == whole);
+    // A progress callback that says stop cancels after the first chunk.
+    let mut stop = |_: usize, _: usize| false;
+    let mut ctl = ucgm::control::RunControl {
+        cancel: None,
+        progress: Some(&mut stop),
+    };
+    assert!(matches!(v.decode_with(&whole.mean, n, 3, 5, &mut ctl), Err(Error::Cancelled)));
     assert!(v.decode(&whole.mean, n, 3, 5).unwrap() == dec);
 }
 
