@@ -41,6 +41,8 @@ pub mod layout;
 pub mod limits;
 pub mod metric;
 pub mod model;
+#[cfg(feature = "ndarray")]
+pub mod nd;
 pub mod preset;
 pub mod rng;
 pub mod sampler;

@@ -265,8 +265,25 @@ fn non_square_images_and_chunked_batches_match_whole_batches() {
     let dec = v.decode(&whole.mean, n, 3, 5).unwrap();
     assert_eq!(dec.len(), n * 3 * h * w);
     v.set_activation_budget(1); // one image at a time
-    let one = v.encode(&img, n, h, w).unwrap();
+    let mut seen = Vec::new();
+    let mut progress = |done: usize, total: usize| {
+        seen.push((done, total));
+        true
+    };
+    let mut ctl = ucgm::control::RunControl {
+        cancel: None,
+        progress: Some(&mut progress),
+    };
+    let one = v.encode_with(&img, n, h, w, &mut ctl).unwrap();
+    assert_eq!(seen, vec![(1, 3), (2, 3), (3, 3)]);
     assert!(one == whole);
+    // A progress callback that says stop cancels after the first chunk.
+    let mut stop = |_: usize, _: usize| false;
+    let mut ctl = ucgm::control::RunControl {
+        cancel: None,
+        progress: Some(&mut stop),
+    };
+    assert!(matches!(v.decode_with(&whole.mean, n, 3, 5, &mut ctl), Err(Error::Cancelled)));
     assert!(v.decode(&whole.mean, n, 3, 5).unwrap() == dec);
 }
 

@@ -299,7 +299,12 @@ pub fn encode_folder(vae: &mut AnyVae, opts: &EncodeOptions, ctl: &mut RunContro
                 .zip(xf.par_chunks_mut(per_image))
                 .enumerate()
                 .try_for_each(|(i, (a, b))| preprocess(&list.files[first + b0 + i], s, a, b))?;
-            let post = vae.encode(&x, 2 * nb, s, s)?;
+            // The cancel flag also stops the VAE between its chunks of images.
+            let mut inner = RunControl {
+                cancel: ctl.cancel.clone(),
+                progress: None,
+            };
+            let post = vae.encode_with(&x, 2 * nb, s, s, &mut inner)?;
             let mut zs = post.mean;
             if opts.posterior == PosteriorMode::Sample {
                 for i in 0..nb {

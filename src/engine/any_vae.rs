@@ -6,6 +6,7 @@ use super::{dispatch, AnyBackend};
 use crate::backend::cpu::CpuBackend;
 #[cfg(feature = "cuda")]
 use crate::backend::cuda::CudaBackend;
+use crate::control::RunControl;
 use crate::error::Result;
 use crate::model::vae::{Posterior, Vae, VaeConfig, VaeNaming};
 
@@ -69,6 +70,16 @@ impl AnyVae {
     /// [`Vae::encode`]: images [n, in, h, w] in [−1, 1] → posterior [n, z, h/f, w/f].
     pub fn encode(&mut self, images: &[f32], n: usize, h: usize, w: usize) -> Result<Posterior> {
         dispatch!(self, AnyVae, v => v.encode(images, n, h, w))
+    }
+
+    /// [`Vae::encode_with`]: with cancellation and progress.
+    pub fn encode_with(&mut self, images: &[f32], n: usize, h: usize, w: usize, ctl: &mut RunControl<'_>) -> Result<Posterior> {
+        dispatch!(self, AnyVae, v => v.encode_with(images, n, h, w, ctl))
+    }
+
+    /// [`Vae::decode_with`]: with cancellation and progress.
+    pub fn decode_with(&mut self, latents: &[f32], n: usize, h: usize, w: usize, ctl: &mut RunControl<'_>) -> Result<Vec<f32>> {
+        dispatch!(self, AnyVae, v => v.decode_with(latents, n, h, w, ctl))
     }
 
     /// [`Vae::decode`]: raw latents [n, z, h, w] → images [n, out, h·f, w·f].

@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use crate::backend::Backend;
+use crate::control::RunControl;
 use crate::error::{check_finite, check_len, Error, Result};
 use crate::tensor_file::TensorFile;
 pub use config::VaeConfig;
@@ -218,6 +219,13 @@ impl<B: Backend + Clone> Vae<B> {
     /// downsampling factor f) to the posterior: mean and log-variance, each
     /// [n, z, h/f, w/f], log-variance clamped to [−30, 20].
     pub fn encode(&mut self, images: &[f32], n: usize, h: usize, w: usize) -> Result<Posterior> {
+        self.encode_with(images, n, h, w, &mut RunControl::default())
+    }
+
+    /// [`Vae::encode`] with cancellation and progress (images done, total) after every
+    /// chunk of images.
+    pub fn encode_with(&mut self, images: &[f32], n: usize, h: usize, w: usize, ctl: &mut RunControl<'_>) -> Result<Posterior> {
+        ctl.check()?;
         self.check_image_size("image", h, w)?;
         let cin = self.cfg.in_channels;
         let img = cin * h * w;
@@ -249,6 +257,7 @@ impl<B: Backend + Clone> Vae<B> {
                 }
             }
             b0 += cnt;
+            ctl.step(b0, n)?;
         }
         check_finite("VAE posterior mean", &mean)?;
         Ok(Posterior {
@@ -264,6 +273,13 @@ impl<B: Backend + Clone> Vae<B> {
     /// Decodes raw latents [n, z, h, w] (no scaling applied) to images
     /// [n, out_channels, h·f, w·f], not clamped.
     pub fn decode(&mut self, latents: &[f32], n: usize, h: usize, w: usize) -> Result<Vec<f32>> {
+        self.decode_with(latents, n, h, w, &mut RunControl::default())
+    }
+
+    /// [`Vae::decode`] with cancellation and progress (images done, total) after every
+    /// chunk of images.
+    pub fn decode_with(&mut self, latents: &[f32], n: usize, h: usize, w: usize, ctl: &mut RunControl<'_>) -> Result<Vec<f32>> {
+        ctl.check()?;
         let f = self.cfg.downsample_factor();
         if h == 0 || w == 0 {
             return Err(Error::invalid(format!("latent {h}×{w}: height and width must be positive")));
@@ -294,6 +310,7 @@ impl<B: Backend + Clone> Vae<B> {
             let o = self.backend.read(&wk.x, 0..cnt * img)?;
             out[b0 * img..(b0 + cnt) * img].copy_from_slice(&o);
             b0 += cnt;
+            ctl.step(b0, n)?;
         }
         check_finite("decoded images", &out)?;
         Ok(out)
