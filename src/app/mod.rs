@@ -6,6 +6,7 @@ pub mod checkpoints;
 pub mod config;
 pub mod config_keys;
 pub mod demo;
+pub mod fid;
 pub mod output;
 pub mod sample;
 pub mod train;
