@@ -38,7 +38,7 @@ fn features<B: Backend>(c: &mut Criterion, name: &str, be: B, n: usize) {
 
 fn bench(c: &mut Criterion) {
     let threads = std::env::var("UCGM_BENCH_THREADS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
-    features(c, &format!("features_cpu_{threads}threads_batch8"), CpuBackend::new(threads).unwrap(), 8);
+    features(c, &format!("features_cpu_{threads}threads_batch8"), CpuBackend::<f32>::new(threads).unwrap(), 8);
     #[cfg(feature = "cuda")]
     match ucgm::backend::cuda::CudaBackend::new(0) {
         Ok(be) => features(c, "features_cuda_batch250", be, 250),
