@@ -1036,3 +1036,56 @@ fn mp_normalize_rows_and_clamp_match_cpu() {
         Ok(())
     });
 }
+
+#[test]
+fn pool_resize_relu_concat_match_cpu() {
+    use ucgm::backend::{Pool2dShape, PoolKind, ResizeMode};
+    let Some(be) = gpu("pool_resize_relu_concat_match_cpu") else { return };
+    let cpu = cpu();
+    let strat = (
+        select(vec![1usize, 2, 3]),
+        dim(),
+        dim(),
+        dim(),
+        (select(vec![1usize, 3, 8]), select(vec![1usize, 2]), select(vec![0usize, 1])),
+        (select(vec![1usize, 5, 17, 40]), select(vec![1usize, 7, 29])),
+        any::<u64>(),
+    );
+    run_prop("pool/resize/relu/concat", strat, |(n, c, h, w, (k, stride, pad), (oh, ow), seed)| {
+        let len = n * c * h * w;
+        let x = randn(seed, len);
+        let gx = up(&be, &x);
+        let s = Pool2dShape { n, c, h, w, k, stride, pad };
+        if s.validate().is_ok() {
+            for kind in [PoolKind::Max, PoolKind::AvgExcludePad] {
+                let mut y_cpu = vec![0f32; s.y_len()];
+                cpu.pool2d_fwd(&x, &mut y_cpu, &s, kind);
+                let mut gy = poisoned(&be, s.y_len());
+                be.pool2d_fwd(be.src(&gx, 0..len), be.dst(&mut gy, 0..s.y_len()), &s, kind);
+                prop_assert!(down(&be, &gy) == y_cpu, "pool2d {kind:?} differs for {s:?}");
+            }
+        }
+        for mode in [ResizeMode::HalfPixel, ResizeMode::Tf1] {
+            let out = n * c * oh * ow;
+            let mut r_cpu = vec![0f32; out];
+            cpu.resize_bilinear(&x, &mut r_cpu, n, c, h, w, oh, ow, mode);
+            let mut gr = poisoned(&be, out);
+            be.resize_bilinear(be.src(&gx, 0..len), be.dst(&mut gr, 0..out), n, c, h, w, oh, ow, mode);
+            prop_assert!(down(&be, &gr) == r_cpu, "resize {mode:?} differs");
+        }
+        let mut relu_cpu = x.clone();
+        cpu.relu_inplace(&mut relu_cpu);
+        let mut gr = up(&be, &x);
+        be.relu_inplace(be.dst(&mut gr, 0..len));
+        prop_assert!(down(&be, &gr) == relu_cpu, "relu differs");
+        // Concatenate x (c channels) after 2 channels of zeros into [n, c + 3, hw].
+        let hw = h * w;
+        let total = n * (c + 3) * hw;
+        let mut cat_cpu = vec![0f32; total];
+        cpu.copy_channels(&x, &mut cat_cpu, n, c, c + 3, 2, hw);
+        let mut gc = be.zeros(total).unwrap();
+        be.copy_channels(be.src(&gx, 0..len), be.dst(&mut gc, 0..total), n, c, c + 3, 2, hw);
+        prop_assert!(down(&be, &gc) == cat_cpu, "copy_channels differs");
+        Ok(())
+    });
+}

@@ -11,8 +11,11 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use ucgm::app::fid::{source_stats, FidSource};
 use ucgm::app::{run_demo, DemoOptions, RunConfig, StepReport, TrainObserver, TrainRun};
 use ucgm::engine::{select, AnyBackend, AnyModel, BackendChoice, BackendRequest};
+use ucgm::fid::{frechet_distance, write_stats_npz};
+use ucgm::model::inception::{FidInception, InceptionInput};
 use ucgm::model::weights::{self, CheckpointWeights};
 use ucgm::preset;
 use ucgm::sampler::{SamplerConfig, Stochasticity};
@@ -155,6 +158,30 @@ enum Command {
     Encode(EncodeArgs),
     /// Decode a latents file (`latents` of a shard or `samples` of `ucgm sample`) to PNGs.
     Decode(DecodeArgs),
+    /// Fréchet Inception Distance between two image sets, each a folder of PNG images, a
+    /// statistics .npz (mu, sigma; pytorch-fid / ADM format) or a samples .safetensors
+    /// (`samples` [N, 3, H, W] in [−1, 1]). Prints FID (and writes A's statistics with
+    /// --save-stats).
+    Fid {
+        /// First image set.
+        a: PathBuf,
+        /// Second image set.
+        b: PathBuf,
+        /// FID Inception weights (pt_inception-2015-12-05 converted by
+        /// scripts/convert_inception.py); needed unless both sides are .npz files.
+        #[arg(long)]
+        inception: Option<PathBuf>,
+        /// Images per network batch.
+        #[arg(long, default_value_t = 50)]
+        batch: usize,
+        /// torch-fidelity's inception-v3-compat preprocessing (uint8, TF1 resize), as the
+        /// UCGM reference's eval.py; default: pytorch-fid's.
+        #[arg(long)]
+        compat: bool,
+        /// Write the statistics of A to this .npz.
+        #[arg(long)]
+        save_stats: Option<PathBuf>,
+    },
     /// Print a checkpoint's or weights file's configuration, sizes, parameter count,
     /// sampler preset and checksum.
     Info {
@@ -613,6 +640,71 @@ fn run(cli: Cli) -> Result<()> {
         Command::Info { path } => info(&path),
         Command::Encode(args) => encode_command(&args, cli.backend.request(defaults)),
         Command::Decode(args) => decode_command(&args, cli.backend.request(defaults)),
+        Command::Fid {
+            a,
+            b,
+            inception,
+            batch,
+            compat,
+            save_stats,
+        } => {
+            let (a, b) = (FidSource::classify(&a)?, FidSource::classify(&b)?);
+            let input = if compat { InceptionInput::TorchFidelity } else { InceptionInput::PytorchFid };
+            let job = FidJob {
+                a,
+                b,
+                inception,
+                batch,
+                input,
+                save_stats,
+            };
+            if !job.a.needs_network() && !job.b.needs_network() {
+                return job.run::<ucgm::CpuBackend>(None);
+            }
+            match choose_backend(&cli.backend.request(defaults))? {
+                AnyBackend::Cpu(be) => job.run(Some(be)),
+                #[cfg(feature = "cuda")]
+                AnyBackend::Cuda(be) => job.run(Some(be)),
+            }
+        }
+    }
+}
+
+/// `ucgm fid`'s settings.
+struct FidJob {
+    a: FidSource,
+    b: FidSource,
+    inception: Option<PathBuf>,
+    batch: usize,
+    input: InceptionInput,
+    save_stats: Option<PathBuf>,
+}
+
+impl FidJob {
+    fn run<B: ucgm::Backend>(&self, backend: Option<B>) -> Result<()> {
+        let net = match (backend, &self.inception) {
+            (Some(be), Some(p)) => Some(FidInception::load(p, be, self.input)?),
+            (Some(_), None) => return Err(Error::invalid("--inception WEIGHTS is needed for image folders and samples files")),
+            (None, _) => None,
+        };
+        let mut stats = Vec::new();
+        for (side, src) in [("A", &self.a), ("B", &self.b)] {
+            let bar = ProgressBar::new(0);
+            bar.set_style(ProgressStyle::with_template("features {msg} {bar:30} {pos}/{len} images [{elapsed_precise} < {eta_precise}]").expect("template"));
+            bar.set_message(side);
+            let s = source_stats(src, net.as_ref(), self.batch, &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            stats.push(s);
+        }
+        if let Some(p) = &self.save_stats {
+            write_stats_npz(p, &stats[0])?;
+            eprintln!("wrote the statistics of A to {}", p.display());
+        }
+        println!("FID {:.6}", frechet_distance(&stats[0], &stats[1])?);
+        Ok(())
     }
 }
 

@@ -70,8 +70,11 @@ struct Layer<B: Backend> {
     bias: B::Buf,   // [c_out]
 }
 
-/// (name, c_in, c_out, kh, kw, stride, pad_h, pad_w) of every `BasicConv2d`.
-fn layer_table() -> Vec<(String, usize, usize, usize, usize, usize, usize, usize)> {
+/// (name, c_in, c_out, kh, kw, stride, pad_h, pad_w) of one `BasicConv2d`.
+type LayerSpec = (String, usize, usize, usize, usize, usize, usize, usize);
+
+/// The geometry of every `BasicConv2d`.
+fn layer_table() -> Vec<LayerSpec> {
     let mut t = Vec::new();
     let mut same = |name: &str, ci, co, kh: usize, kw: usize| t.push((name.to_string(), ci, co, kh, kw, 1, (kh - 1) / 2, (kw - 1) / 2));
     same("Conv2d_2b_3x3", 32, 64, 3, 3);

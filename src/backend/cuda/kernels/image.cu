@@ -96,20 +96,20 @@ extern "C" __global__ void pool2d(const float* x, float* y, i64 total, i64 h, i6
             float s = 0.0f;
             for (i64 r = ya; r < yb; ++r)
                 for (i64 c = xa; c < xb; ++c) s = __fadd_rn(s, p[r * w + c]);
-            y[i] = __fdiv_rn(s, (float)((yb - ya) * (xb - xa)));
+            y[i] = s / (float)((yb - ya) * (xb - xa));
         }
     }
 }
 
 // Source taps of one axis, in f32 as the CPU backend (mode 0: half-pixel, 1: TF1).
 __device__ __forceinline__ void resize_tap(i64 o, i64 in, float scale, i64 mode, i64* lo, i64* hi, float* lam) {
-    float src = mode == 0 ? __fsub_rn(__fmul_rn(scale, __fadd_rn((float)o, 0.5f)), 0.5f) : __fmul_rn((float)o, scale);
+    float src = mode == 0 ? __fmul_rn(scale, __fadd_rn((float)o, 0.5f)) - 0.5f : __fmul_rn((float)o, scale);
     if (src < 0.0f) src = 0.0f;
     i64 l = (i64)src;
     if (l > in - 1) l = in - 1;
     *lo = l;
     *hi = l + 1 < in ? l + 1 : in - 1;
-    *lam = __fsub_rn(src, (float)l);
+    *lam = src - (float)l;
 }
 
 // Bilinear resize. x: [planes, h, w]; y: [planes, oh, ow]; total = planes·oh·ow.
@@ -124,14 +124,14 @@ extern "C" __global__ void resize_bilinear(const float* x, float* y, i64 total, 
         const float a = p[y0 * w + x0], b = p[y0 * w + x1], c = p[y1 * w + x0], d = p[y1 * w + x1];
         float v;
         if (mode == 0) {
-            const float mx = __fsub_rn(1.0f, lx), my = __fsub_rn(1.0f, ly);
+            const float mx = 1.0f - lx, my = 1.0f - ly;
             const float top = __fadd_rn(__fmul_rn(mx, a), __fmul_rn(lx, b));
             const float bot = __fadd_rn(__fmul_rn(mx, c), __fmul_rn(lx, d));
             v = __fadd_rn(__fmul_rn(my, top), __fmul_rn(ly, bot));
         } else {
-            const float top = __fadd_rn(a, __fmul_rn(__fsub_rn(b, a), lx));
-            const float bot = __fadd_rn(c, __fmul_rn(__fsub_rn(d, c), lx));
-            v = __fadd_rn(top, __fmul_rn(__fsub_rn(bot, top), ly));
+            const float top = __fadd_rn(a, __fmul_rn((b - a), lx));
+            const float bot = __fadd_rn(c, __fmul_rn((d - c), lx));
+            v = __fadd_rn(top, __fmul_rn((bot - top), ly));
         }
         y[i] = v;
     }
