@@ -1,5 +1,6 @@
-//! `ucgm fid`: folders of PNGs of mixed sizes (resized, not an error), statistics files
-//! on either side, an empty folder and a wrong weights file as clear errors.
+//! `ucgm fid`: folders of PNGs and JPEGs of mixed sizes (resized, not an error),
+//! statistics files on either side, an empty folder and a wrong weights file as clear
+//! errors.
 
 mod common;
 
@@ -68,7 +69,16 @@ fn fid_folders_stats_and_errors() {
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let (ok, _, err) = ucgm(&["fid", empty.to_str().unwrap(), b.to_str().unwrap(), "--inception", w]);
-    assert!(!ok && err.contains("0 PNG image(s)"), "{err}");
+    assert!(!ok && err.contains("0 PNG/JPEG image(s)"), "{err}");
+    // A JPEG joins the folder (the fixture's 4:2:0 file, made by Pillow): read, not skipped,
+    // so the distance changes.
+    let fixture = std::fs::read("tests/fixtures/image_preprocess.safetensors").unwrap();
+    let st = safetensors::SafeTensors::deserialize(&fixture).unwrap();
+    std::fs::write(a.join("3.jpg"), st.tensor("jpeg420.file").unwrap().data()).unwrap();
+    let (ok, out4, err) = ucgm(&["fid", a.to_str().unwrap(), b.to_str().unwrap(), "--inception", w]);
+    assert!(ok, "{err}");
+    let fid4 = fid_of(&out4);
+    assert!(fid4.is_finite() && (fid4 - fid).abs() > 1e-6 * fid, "{out4} vs {out}");
     // Wrong weights file (a statistics file is not a safetensors file).
     let (ok, _, err) = ucgm(&["fid", a.to_str().unwrap(), b.to_str().unwrap(), "--inception", stats.to_str().unwrap()]);
     assert!(!ok && !err.is_empty(), "{err}");

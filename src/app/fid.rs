@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::fid::{read_stats_npz, FeatureStats};
-use crate::image::read_png;
+use crate::image::decode::{read_rgb8, Rgb8Image};
 use crate::metric::GaussianStats;
 use crate::model::inception::{FidInception, InceptionInput, POOL3_DIM};
 use crate::tensor_file::TensorFile;
@@ -50,21 +50,39 @@ impl FidSource {
     }
 }
 
-/// Sorted PNG files directly in `dir`; an empty folder is an error.
-pub fn list_pngs(dir: &Path) -> Result<Vec<PathBuf>> {
+/// Sorted PNG and JPEG files (`.png`, `.jpg`, `.jpeg`) directly in `dir`; fewer than two
+/// is an error.
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let p = entry.map_err(|e| Error::io(dir, e))?.path();
-        let png = p.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("png"));
-        if png && p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
+        let ext = p.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        let image = matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg"));
+        if image && p.is_file() && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.')) {
             files.push(p);
         }
     }
     files.sort();
     if files.len() < 2 {
-        return Err(Error::invalid(format!("{}: {} PNG image(s); FID needs at least 2", dir.display(), files.len())));
+        return Err(Error::invalid(format!(
+            "{}: {} PNG/JPEG image(s); FID needs at least 2",
+            dir.display(),
+            files.len()
+        )));
     }
     Ok(files)
+}
+
+/// Converts 8-bit RGB pixels `[H, W, 3]` to the network's input range, `[3, H, W]`, as
+/// the two tools read image files: pytorch-fid's `ToTensor` (v / 255) or torch-fidelity's
+/// uint8 values.
+fn rgb8_to_network(img: &Rgb8Image, input: InceptionInput, out: &mut Vec<f32>) {
+    for ch in 0..3 {
+        out.extend(img.pixels.chunks_exact(3).map(|px| match input {
+            InceptionInput::PytorchFid => px[ch] as f32 / 255.0,
+            InceptionInput::TorchFidelity => px[ch] as f32,
+        }));
+    }
 }
 
 /// Converts pixels in [−1, 1] to the network's input range (RGB, `[3, H, W]`).
@@ -101,13 +119,13 @@ pub fn accumulate_source<B: Backend>(
     match src {
         FidSource::Stats(p) => Err(Error::invalid(format!("{}: a statistics file has no images", p.display()))),
         FidSource::Folder(dir) => {
-            let files = list_pngs(dir)?;
+            let files = list_images(dir)?;
             let total = files.len();
             let mut buf = Vec::new();
             let (mut cur, mut count) = ((0, 0), 0);
             let mut done = 0;
             for f in &files {
-                let img = read_png(f)?;
+                let img = read_rgb8(f)?;
                 let size = (img.height, img.width);
                 if count > 0 && (size != cur || count == batch) {
                     run(&buf, count, cur.0, cur.1)?;
@@ -117,7 +135,7 @@ pub fn accumulate_source<B: Backend>(
                     count = 0;
                 }
                 cur = size;
-                to_network_range(&img.data, img.channels, img.height * img.width, net.input(), &mut buf);
+                rgb8_to_network(&img, net.input(), &mut buf);
                 count += 1;
             }
             run(&buf, count, cur.0, cur.1)?;
