@@ -1251,6 +1251,54 @@ fn run_image_folder(dir: &Path, input: &[u8], variant: u64) -> Result<(), Error>
     Ok(())
 }
 
+fn run_vae(dir: &Path, input: &[u8], _: u64) -> Result<(), Error> {
+    let p = file_in(dir, "vae.safetensors", input);
+    ucgm::model::vae::Vae::load(&p, backend())?;
+    Ok(())
+}
+
+fn run_jpeg(dir: &Path, input: &[u8], _: u64) -> Result<(), Error> {
+    ucgm::image::decode::decode_rgb8(input, &dir.join("x.jpg"))?;
+    Ok(())
+}
+
+fn run_stats_npz(dir: &Path, input: &[u8], _: u64) -> Result<(), Error> {
+    let p = file_in(dir, "stats.npz", input);
+    ucgm::fid::npz::read_stats_npz(&p)?;
+    Ok(())
+}
+
+/// The VAE seeds: the shared tiny reference VAE under its diffusers and LDM names.
+fn vae_seeds() -> Vec<Vec<u8>> {
+    ["vae_tiny_diffusers.safetensors", "vae_tiny_ldm.safetensors"]
+        .iter()
+        .map(|n| std::fs::read(common::reference(n)).expect("shared reference VAE"))
+        .collect()
+}
+
+/// The JPEG seeds: the image fixture's Pillow-made files (4:2:0 baseline, progressive 4:4:4).
+fn jpeg_seeds() -> Vec<Vec<u8>> {
+    let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/image_preprocess.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    ["jpeg420.file", "jpeg444_progressive.file"]
+        .iter()
+        .map(|n| st.tensor(n).unwrap().data().to_vec())
+        .collect()
+}
+
+/// The statistics seeds: `.npz` files written by the engine (D = 3 and 16).
+fn npz_seeds() -> Vec<Vec<u8>> {
+    [3usize, 16]
+        .iter()
+        .map(|&d| {
+            let mean: Vec<f64> = (0..d).map(|i| i as f64 * 0.5).collect();
+            let cov: Vec<f64> = (0..d * d).map(|k| if k / d == k % d { 1.0 + k as f64 * 0.01 } else { 0.1 }).collect();
+            let stats = ucgm::metric::GaussianStats::new(mean, cov).unwrap();
+            written(|p| ucgm::fid::npz::write_stats_npz(p, &stats).unwrap())
+        })
+        .collect()
+}
+
 fn targets() -> Vec<Target> {
     vec![
         Target {
@@ -1321,6 +1369,27 @@ fn targets() -> Vec<Target> {
             mutate: mutate_png,
             run: run_image_folder,
             alloc_bound: bound_png,
+        },
+        Target {
+            name: "vae",
+            seeds: vae_seeds,
+            mutate: mutate_st_any,
+            run: run_vae,
+            alloc_bound: bound_file,
+        },
+        Target {
+            name: "jpeg",
+            seeds: jpeg_seeds,
+            mutate: mutate_bytes,
+            run: run_jpeg,
+            alloc_bound: bound_png,
+        },
+        Target {
+            name: "stats_npz",
+            seeds: npz_seeds,
+            mutate: mutate_bytes,
+            run: run_stats_npz,
+            alloc_bound: bound_file,
         },
     ]
 }
@@ -1644,6 +1713,21 @@ fn fuzz_png() {
 #[test]
 fn fuzz_image_folder() {
     fuzz_target("image_folder");
+}
+
+#[test]
+fn fuzz_vae() {
+    fuzz_target("vae");
+}
+
+#[test]
+fn fuzz_jpeg() {
+    fuzz_target("jpeg");
+}
+
+#[test]
+fn fuzz_stats_npz() {
+    fuzz_target("stats_npz");
 }
 
 // ---------------------------------------------------------------------------------------
