@@ -214,8 +214,8 @@ fn edm2_bad_files_are_refused_by_name() {
         write_atomic(&path, &tensors, &Default::default()).unwrap();
         CString::new(path.to_str().unwrap()).unwrap()
     };
-    let missing = write("missing.safetensors", &|n, _| n != "dec.4x4_in0.attn_proj.weight");
-    let nan = write("nan.safetensors", &|n, v| {
+    let missing = write("missing.safetensors", &|n: &str, _: &mut Vec<f32>| n != "dec.4x4_in0.attn_proj.weight");
+    let nan = write("nan.safetensors", &|n: &str, v: &mut Vec<f32>| {
         if n == "enc.8x8_conv.weight" {
             v[3] = f32::NAN;
         }

@@ -13,6 +13,7 @@ use super::{
     call, ucgm_backend, ucgm_log_callback, ucgm_progress_callback, ucgm_status, with_handle, AsHandle, Handle, HasHooks, Hooks, UCGM_BACKEND_AUTO,
     UCGM_LOG_INFO,
 };
+use crate::denoiser::Denoiser;
 use crate::engine::{select, AnyBackend, AnyEdm2, AnyModel, AnyNetwork, BackendRequest, Selection};
 use crate::error::{Error, Result};
 use crate::model::config::{Arch, ModelConfig};

@@ -12,6 +12,7 @@ use super::model::{ucgm_model, ModelState};
 use super::params::{self, Versioned};
 use super::{call, ucgm_status, with_handle, with_handle_cancellable, UCGM_LOG_DEBUG, UCGM_LOG_INFO};
 use crate::control::RunControl;
+use crate::denoiser::Denoiser;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 use crate::sampler::{sample, NoiseSource, SamplerConfig, Stochasticity};

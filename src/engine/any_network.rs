@@ -7,7 +7,6 @@
 use super::{AnyBackend, AnyEdm2, AnyModel};
 use crate::denoiser::Denoiser;
 use crate::error::{Error, Result};
-use crate::model::config::Arch;
 
 /// A DiT-family model or an EDM2 UNet, on any backend.
 // One value per handle, made once and never moved in a loop: the variants stay inline.
@@ -81,14 +80,6 @@ impl AnyNetwork {
     pub fn cfg_channels(&self) -> Option<usize> {
         match self {
             AnyNetwork::Dit(m) => m.config().arch.cfg_channels(),
-            AnyNetwork::Edm2(_) => None,
-        }
-    }
-
-    /// The DiT architecture, or `None` for the EDM2 UNet.
-    pub fn dit_arch(&self) -> Option<Arch> {
-        match self {
-            AnyNetwork::Dit(m) => Some(m.config().arch),
             AnyNetwork::Edm2(_) => None,
         }
     }
