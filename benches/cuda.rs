@@ -36,6 +36,9 @@
 //! eager (SDPA attention) at the row's precision, eager bf16, and `torch.compile` bf16
 //! where given; speed-up = PyTorch ms / ucgm ms, so > 1 means ucgm is faster.
 //!
+//! After the table come two rows of other networks: `vae_decode_b64_256` (the SD-VAE
+//! decoder) and `edm2_xl_forward_b1` (the EDM2-XL UNet forward at batch 1, f32).
+//!
 //! Without a usable CUDA device the bench prints one line, "no CUDA device: <reason>",
 //! and exits 0 — or exits 1 when `UCGM_REQUIRE_CUDA=1`. It also exits 1 when a case
 //! fails on the device (a CUDA error, out of memory).
@@ -744,6 +747,72 @@ fn vae_row() -> bool {
     }
 }
 
+/// `edm2_xl_forward_b1`: the EDM2-XL UNet (random weights built in memory, gains 1) on
+/// the 512 px SD-VAE latent 4×64×64, one forward at batch 1 in f32, input uploaded and
+/// output read back inside the timing (what a sampler pays per step). In smoke mode the
+/// tiny reference UNet (4×8×8, model channels 32) at batch 2. Returns whether it ran.
+fn edm2_row() -> bool {
+    use ucgm::model::edm2::{Edm2, Edm2Config};
+    let (cfg, batch) = if smoke() {
+        let c = Edm2Config {
+            input_size: 8,
+            in_channels: 4,
+            num_classes: 10,
+            model_channels: 32,
+            channel_mult: vec![1, 2],
+            num_blocks: 1,
+            attn_resolutions: vec![4],
+        };
+        (c, 2)
+    } else {
+        (Edm2Config::from_name("EDM2-XL", 64, 4, 1000).expect("EDM2-XL"), 1)
+    };
+    let run = || -> ucgm::Result<f64> {
+        let mut rng = Rng::new(3);
+        let tensors = cfg
+            .tensors()
+            .into_iter()
+            .map(|(n, shape)| {
+                let len: usize = shape.iter().product();
+                let v = if shape.is_empty() { vec![1.0] } else { rng.normal_f32(len) };
+                (n, v)
+            })
+            .collect();
+        let mut m = Edm2::from_tensors(cfg.clone(), CudaBackend::new(0)?, &tensors)?;
+        drop(tensors);
+        let x = rng.normal_f32(batch * cfg.image_len());
+        let (t, labels) = (vec![0.5f32; batch], vec![1usize; batch]);
+        let mut out = vec![0f32; x.len()];
+        let (warmups, runs) = if quick() { (1, 3) } else { (2, 9) };
+        for _ in 0..warmups {
+            m.forward(&x, &t, &labels, &mut out)?;
+        }
+        let mut ms: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t0 = Instant::now();
+                m.forward(&x, &t, &labels, &mut out).map(|_| t0.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<ucgm::Result<_>>()?;
+        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Ok(ms[ms.len() / 2])
+    };
+    let name = if smoke() {
+        "edm2_forward_b2_8 (smoke: tiny UNet)"
+    } else {
+        "edm2_xl_forward_b1 (EDM2-XL f32)"
+    };
+    match run() {
+        Ok(ms) => {
+            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s", batch as f64 / ms * 1e3);
+            true
+        }
+        Err(e) => {
+            println!("{name:<40} failed: {e}");
+            false
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.iter().any(|a| a == "--plan") {
@@ -769,6 +838,7 @@ fn main() {
     }
     all_ran &= summary(&device, &mut params);
     all_ran &= vae_row();
+    all_ran &= edm2_row();
     if !all_ran {
         std::process::exit(1);
     }

@@ -295,7 +295,8 @@ typedef struct ucgm_model_params {
 typedef struct ucgm_model_info {
     // Set by the caller to `sizeof(ucgm_model_info)`.
     size_t struct_size;
-    // `UCGM_ARCH_SIT`, `UCGM_ARCH_TIT`, `UCGM_ARCH_LIGHTNINGDIT` or `UCGM_ARCH_DDT`.
+    // `UCGM_ARCH_SIT`, `UCGM_ARCH_TIT`, `UCGM_ARCH_LIGHTNINGDIT`, `UCGM_ARCH_DDT` or
+    // `UCGM_ARCH_EDM2`.
     ucgm_arch arch;
     // Side H = W of one sample.
     uint32_t input_size;
@@ -303,17 +304,17 @@ typedef struct ucgm_model_info {
     uint32_t in_channels;
     // Number of classes K (label K = null class).
     uint32_t num_classes;
-    // Patch side p.
+    // Patch side p (EDM2: 1).
     uint32_t patch;
-    // Hidden width D.
+    // Hidden width D (EDM2: the model channels of the first level).
     uint32_t hidden;
-    // Transformer blocks.
+    // Transformer blocks (EDM2: residual blocks per encoder level).
     uint32_t depth;
-    // Attention heads.
+    // Attention heads (EDM2: 0, the count varies per block: channels / 64).
     uint32_t heads;
-    // MLP hidden width.
+    // MLP hidden width (EDM2: 0).
     uint32_t mlp_hidden;
-    // Tokens per sample, (H / p)².
+    // Tokens per sample, (H / p)² (EDM2: H·W).
     uint32_t tokens;
     // Elements of one sample, C·H·W.
     uint64_t image_len;
@@ -589,6 +590,12 @@ typedef int32_t ucgm_weights;
 // creation parameter).
 #define UCGM_ARCH_DDT 3
 
+// The EDM2 UNet (reference `networks/edm2.py`), loaded from a state dict with the
+// reference's tensor names (recognised by its `emb_fourier.freqs`); forward only:
+// sampling (EDM transport by default) and `ucgm_forward` work, training, parameter
+// access and saving fail with `UCGM_STATUS_UNSUPPORTED`.
+#define UCGM_ARCH_EDM2 4
+
 // The sampling EMA (default).
 #define UCGM_CHECKPOINT_EMA 0
 
@@ -735,7 +742,10 @@ UCGM_API ucgm_status ucgm_model_create(const struct ucgm_model_params *params, s
 // otherwise) and stores the handle in `*out` (NULL on failure). `params` may be NULL
 // (defaults); only `heads`, `checkpoint_weights`, the backend fields (`backend`,
 // `threads`, `cuda_device`, `tf32`, `bf16`) and the log callback are read. A sampler
-// preset stored in the file (see `ucgm_sample`) comes with the model.
+// preset stored in the file (see `ucgm_sample`) comes with the model. An EDM2 state
+// dict (the reference's tensor names; recognised by its `emb_fourier.freqs`, its
+// configuration inferred from the shapes; `heads` and `checkpoint_weights` unused)
+// loads as a forward-only `UCGM_ARCH_EDM2` handle sampled with the EDM transport.
 // Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated,
 // corrupt, or its checksum does not match: damaged data), `UCGM_STATUS_WEIGHTS`
 // (tensors that do not form a model, or a checkpoint without the weights asked for),
@@ -792,8 +802,8 @@ UCGM_API ucgm_status ucgm_sample_trajectory_len(struct ucgm_model *model, const 
 
 // Samples one image of a random class with the model's sampler preset — the one stored
 // in its file (see `ucgm_model_get_sample_params`), else the defaults of
-// `ucgm_sample_params_default` — and `steps` steps (0 = the preset's steps; 35 without
-// a preset). The seed is the handle's: each call uses it and then advances it by one,
+// `ucgm_sample_params_default` (with the EDM transport for a `UCGM_ARCH_EDM2` model) —
+// and `steps` steps (0 = the preset's steps; 35 without a preset). The seed is the handle's: each call uses it and then advances it by one,
 // so successive calls give different images and a handle reseeded with
 // `ucgm_model_set_seed` repeats its sequence. `out`: `[1, C, H, W]`, `out_len` = C·H·W.
 // `steps` above `UCGM_MAX_STEPS` fails with `UCGM_STATUS_INVALID_ARGUMENT`.
@@ -807,8 +817,8 @@ UCGM_API ucgm_status ucgm_model_set_seed(struct ucgm_model *model, uint64_t seed
 // Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 // settings this model is meant to be sampled with: its sampler preset (stored in the
 // weights file or checkpoint it was loaded from, or set with
-// `ucgm_model_set_sample_params`), else the defaults of `ucgm_sample_params_default`;
-// `seed` is the handle's next seed, batch 1, no buffers. Stores in `*has_preset` (may be
+// `ucgm_model_set_sample_params`), else the defaults of `ucgm_sample_params_default`
+// (with the EDM transport for a `UCGM_ARCH_EDM2` model); `seed` is the handle's next seed, batch 1, no buffers. Stores in `*has_preset` (may be
 // NULL) 1 when the model has a preset, else 0.
 UCGM_API ucgm_status ucgm_model_get_sample_params(struct ucgm_model *model, struct ucgm_sample_params *params, size_t struct_size, int32_t *has_preset);
 
@@ -841,7 +851,8 @@ UCGM_API ucgm_status ucgm_train_params_default(struct ucgm_train_params *params,
 // exact copy of the weights. The trainer runs on the model's kind of backend with the
 // same settings (CPU threads, or CUDA device and TF32), but its own pool or stream. The
 // new handle has no callbacks (callbacks are never copied between handles); the
-// creation is logged to the model's log callback.
+// creation is logged to the model's log callback. A `UCGM_ARCH_EDM2` model (forward
+// only) fails with `UCGM_STATUS_UNSUPPORTED`.
 UCGM_API ucgm_status ucgm_trainer_create(struct ucgm_model *model, const struct ucgm_train_params *params, struct ucgm_trainer **out);
 
 // Continues a run from a checkpoint written by `ucgm_trainer_save_checkpoint` exactly

@@ -1,7 +1,8 @@
-//! The model handle (`ucgm_model`): a SiT or TiT network on the backend chosen when the
-//! handle is made (`ucgm_model_params.backend`: auto, CPU or CUDA), created from a
-//! configuration (seeded reference initialisation) or a safetensors file; info, save,
-//! and the raw network evaluation `ucgm_forward`.
+//! The model handle (`ucgm_model`): a SiT, TiT, LightningDiT or DDT network, or the
+//! forward-only EDM2 UNet, on the backend chosen when the handle is made
+//! (`ucgm_model_params.backend`: auto, CPU or CUDA), created from a configuration
+//! (seeded reference initialisation) or a safetensors file; info, save, and the raw
+//! network evaluation `ucgm_forward`.
 
 use std::ffi::{c_char, c_void};
 use std::mem::{offset_of, size_of};
@@ -12,7 +13,8 @@ use super::{
     call, ucgm_backend, ucgm_log_callback, ucgm_progress_callback, ucgm_status, with_handle, AsHandle, Handle, HasHooks, Hooks, UCGM_BACKEND_AUTO,
     UCGM_LOG_INFO,
 };
-use crate::engine::{select, AnyBackend, AnyModel, BackendRequest, Selection};
+use crate::denoiser::Denoiser;
+use crate::engine::{select, AnyBackend, AnyEdm2, AnyModel, AnyNetwork, BackendRequest, Selection};
 use crate::error::{Error, Result};
 use crate::model::config::{Arch, ModelConfig};
 use crate::model::weights::{self, CheckpointWeights};
@@ -31,6 +33,11 @@ pub const UCGM_ARCH_LIGHTNINGDIT: ucgm_arch = 2;
 /// DDT, the encoder–decoder DiT (loaded from weights only: its encoder depth is not a
 /// creation parameter).
 pub const UCGM_ARCH_DDT: ucgm_arch = 3;
+/// The EDM2 UNet (reference `networks/edm2.py`), loaded from a state dict with the
+/// reference's tensor names (recognised by its `emb_fourier.freqs`); forward only:
+/// sampling (EDM transport by default) and `ucgm_forward` work, training, parameter
+/// access and saving fail with `UCGM_STATUS_UNSUPPORTED`.
+pub const UCGM_ARCH_EDM2: ucgm_arch = 4;
 
 /// Largest accepted thread count (`crate::limits::MAX_THREADS`).
 const MAX_THREADS: i32 = crate::limits::MAX_THREADS as i32;
@@ -159,7 +166,8 @@ unsafe impl Versioned for ucgm_model_params {
 pub struct ucgm_model_info {
     /// Set by the caller to `sizeof(ucgm_model_info)`.
     pub struct_size: usize,
-    /// `UCGM_ARCH_SIT`, `UCGM_ARCH_TIT`, `UCGM_ARCH_LIGHTNINGDIT` or `UCGM_ARCH_DDT`.
+    /// `UCGM_ARCH_SIT`, `UCGM_ARCH_TIT`, `UCGM_ARCH_LIGHTNINGDIT`, `UCGM_ARCH_DDT` or
+    /// `UCGM_ARCH_EDM2`.
     pub arch: ucgm_arch,
     /// Side H = W of one sample.
     pub input_size: u32,
@@ -167,17 +175,17 @@ pub struct ucgm_model_info {
     pub in_channels: u32,
     /// Number of classes K (label K = null class).
     pub num_classes: u32,
-    /// Patch side p.
+    /// Patch side p (EDM2: 1).
     pub patch: u32,
-    /// Hidden width D.
+    /// Hidden width D (EDM2: the model channels of the first level).
     pub hidden: u32,
-    /// Transformer blocks.
+    /// Transformer blocks (EDM2: residual blocks per encoder level).
     pub depth: u32,
-    /// Attention heads.
+    /// Attention heads (EDM2: 0, the count varies per block: channels / 64).
     pub heads: u32,
-    /// MLP hidden width.
+    /// MLP hidden width (EDM2: 0).
     pub mlp_hidden: u32,
-    /// Tokens per sample, (H / p)².
+    /// Tokens per sample, (H / p)² (EDM2: H·W).
     pub tokens: u32,
     /// Elements of one sample, C·H·W.
     pub image_len: u64,
@@ -252,7 +260,7 @@ unsafe impl Versioned for ucgm_model_info {
 
 /// The state behind a model handle.
 pub(crate) struct ModelState {
-    pub model: AnyModel,
+    pub model: AnyNetwork,
     pub hooks: Hooks,
     /// The backend in use and, when `auto` chose the CPU, why (`Selection::summary`).
     pub backend_summary: String,
@@ -386,7 +394,24 @@ unsafe fn config_for(p: &ucgm_model_params) -> Result<ModelConfig> {
     Ok(cfg)
 }
 
-fn describe(m: &AnyModel, backend_summary: &str) -> String {
+fn describe(m: &AnyNetwork, backend_summary: &str) -> String {
+    let m = match m {
+        AnyNetwork::Dit(m) => m,
+        AnyNetwork::Edm2(e) => {
+            let c = e.config();
+            return format!(
+                "EDM2 UNet {}x{}x{} input, model channels {}, channel_mult {:?}, {} blocks per level, {} classes, {} parameters, on {backend_summary}",
+                c.in_channels,
+                c.input_size,
+                c.input_size,
+                c.model_channels,
+                c.channel_mult,
+                c.num_blocks,
+                c.num_classes,
+                c.parameter_count(),
+            );
+        }
+    };
     let c = m.config();
     format!(
         "{} {}x{}x{} input, patch {}, hidden {}, depth {}, heads {}, {} classes, {} parameters, on {backend_summary}",
@@ -420,10 +445,16 @@ fn check_finite_weights(m: &AnyModel, path: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// Whether `path` holds an EDM2 state dict (its stored Fourier frequencies), as
+/// `ucgm sample` recognises one. Anything unreadable is left to the DiT loader's errors.
+fn is_edm2_file(path: &std::path::Path) -> bool {
+    crate::tensor_file::TensorFile::open_header(path).is_ok_and(|f| f.contains("emb_fourier.freqs"))
+}
+
 /// Boxes a new handle into `*out`.
-pub(crate) fn publish(out: &mut *mut ucgm_model, model: AnyModel, hooks: Hooks, backend_summary: String, preset: Option<SamplerConfig>) {
+pub(crate) fn publish(out: &mut *mut ucgm_model, model: impl Into<AnyNetwork>, hooks: Hooks, backend_summary: String, preset: Option<SamplerConfig>) {
     let state = ModelState {
-        model,
+        model: model.into(),
         hooks,
         backend_summary,
         preset,
@@ -457,7 +488,7 @@ pub unsafe extern "C" fn ucgm_model_create(params: *const ucgm_model_params, out
         let cfg = config_for(&p)?;
         let selection = backend_for(&p, &hooks)?;
         let summary = selection.summary();
-        let model = AnyModel::init(cfg, selection.backend, p.seed)?;
+        let model = AnyNetwork::from(AnyModel::init(cfg, selection.backend, p.seed)?);
         hooks.log(UCGM_LOG_INFO, || format!("created {} (seed {})", describe(&model, &summary), p.seed));
         publish(out, model, hooks, summary, None);
         Ok(())
@@ -470,7 +501,10 @@ pub unsafe extern "C" fn ucgm_model_create(params: *const ucgm_model_params, out
 /// otherwise) and stores the handle in `*out` (NULL on failure). `params` may be NULL
 /// (defaults); only `heads`, `checkpoint_weights`, the backend fields (`backend`,
 /// `threads`, `cuda_device`, `tf32`, `bf16`) and the log callback are read. A sampler
-/// preset stored in the file (see `ucgm_sample`) comes with the model.
+/// preset stored in the file (see `ucgm_sample`) comes with the model. An EDM2 state
+/// dict (the reference's tensor names; recognised by its `emb_fourier.freqs`, its
+/// configuration inferred from the shapes; `heads` and `checkpoint_weights` unused)
+/// loads as a forward-only `UCGM_ARCH_EDM2` handle sampled with the EDM transport.
 /// Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated,
 /// corrupt, or its checksum does not match: damaged data), `UCGM_STATUS_WEIGHTS`
 /// (tensors that do not form a model, or a checkpoint without the weights asked for),
@@ -496,6 +530,13 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
         let summary = selection.summary();
         let heads = (p.heads != 0).then_some(p.heads as usize);
         let which = params::enum_arg("ucgm_model_params.checkpoint_weights", p.checkpoint_weights, &CHECKPOINT_WEIGHTS)?;
+        if is_edm2_file(&path) {
+            // Weights are checked finite by name while they load.
+            let model = AnyNetwork::from(AnyEdm2::load(&path, selection.backend, None)?);
+            hooks.log(UCGM_LOG_INFO, || format!("loaded {}: {}", path.display(), describe(&model, &summary)));
+            publish(out, model, hooks, summary, None);
+            return Ok(());
+        }
         let w = weights::load_file(&path, heads, Some(which))?;
         let preset = preset::from_metadata(&path, &w.metadata)?;
         let mut model = AnyModel::from_params_owned(w.cfg, selection.backend, w.params)?;
@@ -503,6 +544,7 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
         // layout the inference GEMMs want (reads, saves and trainers convert back).
         model.enter_inference_layout()?;
         check_finite_weights(&model, &path)?;
+        let model = AnyNetwork::from(model);
         let source = w.checkpoint.map_or(String::new(), |c| format!(" (training checkpoint, {} weights)", c.name()));
         hooks.log(UCGM_LOG_INFO, || format!("loaded {}{source}: {}", path.display(), describe(&model, &summary)));
         if let Some(p) = &preset {
@@ -524,7 +566,7 @@ pub unsafe extern "C" fn ucgm_model_save(model: *mut ucgm_model, path: *const c_
             Some(p) => preset::metadata(p)?,
             None => Default::default(),
         };
-        s.model.save_with_metadata(&path, &extra)?;
+        s.model.dit("ucgm_model_save")?.save_with_metadata(&path, &extra)?;
         s.hooks.log(UCGM_LOG_INFO, || format!("saved {}", path.display()));
         Ok(())
     })
@@ -546,22 +588,47 @@ pub unsafe extern "C" fn ucgm_model_free(model: *mut ucgm_model) {
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_get_info(model: *mut ucgm_model, info: *mut ucgm_model_info) -> ucgm_status {
     with_handle("ucgm_model_get_info", model, |s, _| {
-        let c = s.model.config();
         let (backend, threads, cuda_device, tf32, bf16) = backend_fields(&s.model.backend());
+        let shape = match &s.model {
+            AnyNetwork::Dit(m) => {
+                let c = m.config();
+                ucgm_model_info {
+                    arch: arch_code(c.arch),
+                    input_size: c.input_size as u32,
+                    in_channels: c.in_channels as u32,
+                    num_classes: c.num_classes as u32,
+                    patch: c.patch as u32,
+                    hidden: c.hidden as u32,
+                    depth: c.depth as u32,
+                    heads: c.heads as u32,
+                    mlp_hidden: c.mlp_hidden() as u32,
+                    tokens: c.tokens() as u32,
+                    image_len: c.image_len() as u64,
+                    param_count: m.layout().total() as u64,
+                    ..Default::default()
+                }
+            }
+            AnyNetwork::Edm2(e) => {
+                let c = e.config();
+                ucgm_model_info {
+                    arch: UCGM_ARCH_EDM2,
+                    input_size: c.input_size as u32,
+                    in_channels: c.in_channels as u32,
+                    num_classes: c.num_classes as u32,
+                    patch: 1,
+                    hidden: c.model_channels as u32,
+                    depth: c.num_blocks as u32,
+                    heads: 0,
+                    mlp_hidden: 0,
+                    tokens: (c.input_size * c.input_size) as u32,
+                    image_len: c.image_len() as u64,
+                    param_count: c.parameter_count() as u64,
+                    ..Default::default()
+                }
+            }
+        };
         let v = ucgm_model_info {
             struct_size: 0,
-            arch: arch_code(c.arch),
-            input_size: c.input_size as u32,
-            in_channels: c.in_channels as u32,
-            num_classes: c.num_classes as u32,
-            patch: c.patch as u32,
-            hidden: c.hidden as u32,
-            depth: c.depth as u32,
-            heads: c.heads as u32,
-            mlp_hidden: c.mlp_hidden() as u32,
-            tokens: c.tokens() as u32,
-            image_len: c.image_len() as u64,
-            param_count: s.model.layout().total() as u64,
             backend,
             threads,
             cuda_device,
@@ -569,6 +636,7 @@ pub unsafe extern "C" fn ucgm_model_get_info(model: *mut ucgm_model, info: *mut 
             bf16,
             backend_description: fixed_text(&s.backend_summary),
             bytes_held: s.model.weight_bytes() as u64,
+            ..shape
         };
         params::write_out(info, v)
     })
@@ -612,13 +680,12 @@ pub unsafe extern "C" fn ucgm_forward(
     out_len: usize,
 ) -> ucgm_status {
     with_handle("ucgm_forward", model, |s, _| {
-        let cfg = s.model.config();
         if batch == 0 {
             return Err(Error::invalid("batch must be at least 1"));
         }
-        let n = params::elements("x", &[batch, cfg.image_len()])?;
+        let n = params::elements("x", &[batch, s.model.image_len()])?;
         params::check_buffer_len("out", out_len, n)?;
-        let labels = params::labels_arg("labels", labels, batch, cfg.num_classes, "K = the null class")?;
+        let labels = params::labels_arg("labels", labels, batch, s.model.num_classes(), "K = the null class")?;
         let t = params::finite_slice("t", t, batch)?;
         let x = params::finite_slice("x", x, n)?;
         let out = params::slice_mut("out", out, out_len)?;
@@ -631,9 +698,10 @@ pub unsafe extern "C" fn ucgm_forward(
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_read_params(model: *mut ucgm_model, out: *mut f32, out_len: usize) -> ucgm_status {
     with_handle("ucgm_model_read_params", model, |s, _| {
-        params::check_buffer_len("out", out_len, s.model.layout().total())?;
+        let m = s.model.dit("ucgm_model_read_params")?;
+        params::check_buffer_len("out", out_len, m.layout().total())?;
         let out = params::slice_mut("out", out, out_len)?;
-        out.copy_from_slice(&s.model.read_params()?);
+        out.copy_from_slice(&m.read_params()?);
         Ok(())
     })
 }
@@ -643,8 +711,9 @@ pub unsafe extern "C" fn ucgm_model_read_params(model: *mut ucgm_model, out: *mu
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_write_params(model: *mut ucgm_model, values: *const f32, len: usize) -> ucgm_status {
     with_handle("ucgm_model_write_params", model, |s, _| {
-        params::check_buffer_len("values", len, s.model.layout().total())?;
+        let m = s.model.dit_mut("ucgm_model_write_params")?;
+        params::check_buffer_len("values", len, m.layout().total())?;
         let values = params::finite_slice("values", values, len)?;
-        s.model.write_params(values)
+        m.write_params(values)
     })
 }

@@ -12,8 +12,8 @@ use super::model::{ucgm_model, ModelState};
 use super::params::{self, Versioned};
 use super::{call, ucgm_status, with_handle, with_handle_cancellable, UCGM_LOG_DEBUG, UCGM_LOG_INFO};
 use crate::control::RunControl;
+use crate::denoiser::Denoiser;
 use crate::error::{Error, Result};
-use crate::model::config::ModelConfig;
 use crate::rng::Rng;
 use crate::sampler::{sample, NoiseSource, SamplerConfig, Stochasticity};
 use crate::transport::TransportKind;
@@ -184,8 +184,8 @@ fn sampler_config(p: &ucgm_sample_params) -> Result<SamplerConfig> {
 }
 
 /// Elements of the trajectory `[n + 1, batch, C, H, W]`.
-fn trajectory_len(model: &ModelConfig, cfg: &SamplerConfig, batch: usize) -> Result<usize> {
-    params::elements("trajectory", &[cfg.grid_points() + 1, batch, model.image_len()])
+fn trajectory_len(image_len: usize, cfg: &SamplerConfig, batch: usize) -> Result<usize> {
+    params::elements("trajectory", &[cfg.grid_points() + 1, batch, image_len])
 }
 
 /// Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
@@ -203,9 +203,20 @@ pub unsafe extern "C" fn ucgm_sample_trajectory_len(model: *mut ucgm_model, para
         let len = params::out_ref("len", len)?;
         let p = params::read_params(params)?;
         let cfg = sampler_config(&p)?;
-        *len = trajectory_len(s.model.config(), &cfg, p.batch as usize)?;
+        *len = trajectory_len(s.model.image_len(), &cfg, p.batch as usize)?;
         Ok(())
     })
+}
+
+/// The sample params of a model without a preset: the defaults of
+/// `ucgm_sample_params_default`, with the EDM transport for an EDM2 UNet (the transport
+/// its noise label 2.68·t − 1.59 = ln σ / 4 is made for).
+fn network_defaults(s: &ModelState) -> ucgm_sample_params {
+    let mut p = ucgm_sample_params::defaults();
+    if matches!(s.model, crate::engine::AnyNetwork::Edm2(_)) {
+        p.transport = UCGM_TRANSPORT_EDM;
+    }
+    p
 }
 
 /// The sample params of a sampler configuration (batch 1, seed 0, no buffers).
@@ -232,8 +243,8 @@ fn params_of(cfg: &SamplerConfig) -> ucgm_sample_params {
 
 /// Samples one image of a random class with the model's sampler preset — the one stored
 /// in its file (see `ucgm_model_get_sample_params`), else the defaults of
-/// `ucgm_sample_params_default` — and `steps` steps (0 = the preset's steps; 35 without
-/// a preset). The seed is the handle's: each call uses it and then advances it by one,
+/// `ucgm_sample_params_default` (with the EDM transport for a `UCGM_ARCH_EDM2` model) —
+/// and `steps` steps (0 = the preset's steps; 35 without a preset). The seed is the handle's: each call uses it and then advances it by one,
 /// so successive calls give different images and a handle reseeded with
 /// `ucgm_model_set_seed` repeats its sequence. `out`: `[1, C, H, W]`, `out_len` = C·H·W.
 /// `steps` above `UCGM_MAX_STEPS` fails with `UCGM_STATUS_INVALID_ARGUMENT`.
@@ -243,7 +254,7 @@ pub unsafe extern "C" fn ucgm_sample(model: *mut ucgm_model, steps: u32, out: *m
         "ucgm_sample",
         model,
         |s| {
-            let mut p = s.preset.as_ref().map_or_else(ucgm_sample_params::defaults, params_of);
+            let mut p = s.preset.as_ref().map_or_else(|| network_defaults(s), params_of);
             if steps != 0 {
                 p.steps = steps;
             }
@@ -273,8 +284,8 @@ pub unsafe extern "C" fn ucgm_model_set_seed(model: *mut ucgm_model, seed: u64) 
 /// Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 /// settings this model is meant to be sampled with: its sampler preset (stored in the
 /// weights file or checkpoint it was loaded from, or set with
-/// `ucgm_model_set_sample_params`), else the defaults of `ucgm_sample_params_default`;
-/// `seed` is the handle's next seed, batch 1, no buffers. Stores in `*has_preset` (may be
+/// `ucgm_model_set_sample_params`), else the defaults of `ucgm_sample_params_default`
+/// (with the EDM transport for a `UCGM_ARCH_EDM2` model); `seed` is the handle's next seed, batch 1, no buffers. Stores in `*has_preset` (may be
 /// NULL) 1 when the model has a preset, else 0.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_get_sample_params(
@@ -285,7 +296,7 @@ pub unsafe extern "C" fn ucgm_model_get_sample_params(
 ) -> ucgm_status {
     with_handle("ucgm_model_get_sample_params", model, |s, _| {
         params::write_defaults(params, struct_size)?;
-        let mut p = s.preset.as_ref().map_or_else(ucgm_sample_params::defaults, params_of);
+        let mut p = s.preset.as_ref().map_or_else(|| network_defaults(s), params_of);
         p.seed = s.seed;
         params::write_out(params, p)?;
         if !has_preset.is_null() {
@@ -357,11 +368,12 @@ unsafe fn run(
     with_handle_cancellable(fname, model, |s, cancel| {
         let p = &params(s)?;
         let mut cfg = sampler_config(p)?;
-        let mc = s.model.config().clone();
+        let [channels, side, _] = s.model.sample_shape();
+        let (image_len, num_classes) = (s.model.image_len(), s.model.num_classes());
         // LightningDiT guides channels 0–2 only, as its reference (and released FIDs) do.
-        cfg.cfg_channels = mc.arch.cfg_channels();
+        cfg.cfg_channels = s.model.cfg_channels();
         let batch = p.batch as usize;
-        let numel = params::elements("samples", &[batch, mc.image_len()])?;
+        let numel = params::elements("samples", &[batch, image_len])?;
         params::check_buffer_len("out", out_len, numel)?;
         // The sampler's own buffers (noise, f64 state, guidance batch) before any is made.
         crate::limits::check_bytes("sampling buffers", numel, 120)?;
@@ -369,7 +381,7 @@ unsafe fn run(
         let trajectory = if trajectory.is_null() {
             None
         } else {
-            params::check_buffer_len("trajectory", traj_len, trajectory_len(&mc, &cfg, batch)?)?;
+            params::check_buffer_len("trajectory", traj_len, trajectory_len(image_len, &cfg, batch)?)?;
             cfg.return_trajectory = true;
             Some(params::slice_mut("trajectory", trajectory, traj_len)?)
         };
@@ -383,7 +395,7 @@ unsafe fn run(
                 "ucgm_sample_params.labels",
                 p.labels,
                 batch,
-                mc.num_classes,
+                num_classes,
                 "K = the null class",
             )?)
         };
@@ -412,7 +424,7 @@ unsafe fn run(
         };
         let labels = labels.unwrap_or_else(|| {
             (0..batch)
-                .map(|_| ((rng.uniform() * mc.num_classes as f64) as usize).min(mc.num_classes - 1))
+                .map(|_| ((rng.uniform() * num_classes as f64) as usize).min(num_classes.max(1) - 1))
                 .collect()
         });
         let mut noise_src = match step_noise {
@@ -448,9 +460,9 @@ unsafe fn run(
         s.hooks.log(UCGM_LOG_INFO, || {
             format!(
                 "sampled {batch} x {}x{}x{} in {} steps ({} network evaluations) in {:.3} s",
-                mc.in_channels,
-                mc.input_size,
-                mc.input_size,
+                channels,
+                side,
+                side,
                 res.model_times.len(),
                 res.nfe,
                 start.elapsed().as_secs_f64()

@@ -381,15 +381,17 @@ pub unsafe extern "C" fn ucgm_train_params_default(params: *mut ucgm_train_param
 /// exact copy of the weights. The trainer runs on the model's kind of backend with the
 /// same settings (CPU threads, or CUDA device and TF32), but its own pool or stream. The
 /// new handle has no callbacks (callbacks are never copied between handles); the
-/// creation is logged to the model's log callback.
+/// creation is logged to the model's log callback. A `UCGM_ARCH_EDM2` model (forward
+/// only) fails with `UCGM_STATUS_UNSUPPORTED`.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_trainer_create(model: *mut ucgm_model, params: *const ucgm_train_params, out: *mut *mut ucgm_trainer) -> ucgm_status {
     with_handle("ucgm_trainer_create", model, |s: &mut ModelState, _| {
         let out = params::out_ref("out", out)?;
         *out = ptr::null_mut();
         let cfg = trainer_config(&params::read_params(params)?)?;
-        let backend = s.model.backend().independent_copy()?;
-        let copy = AnyModel::from_params(s.model.config().clone(), backend, &s.model.read_params()?)?;
+        let m = s.model.dit("ucgm_trainer_create")?;
+        let backend = m.backend().independent_copy()?;
+        let copy = AnyModel::from_params(m.config().clone(), backend, &m.read_params()?)?;
         let trainer = AnyTrainer::new(cfg, copy)?;
         s.hooks
             .log(UCGM_LOG_INFO, || format!("trainer created: {}", describe(&trainer, &s.backend_summary)));

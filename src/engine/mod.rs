@@ -8,6 +8,8 @@
 //! * [`AnyModel`] — `Model<CpuBackend<f32>>` or `Model<CudaBackend>`;
 //! * [`AnyTrainer`] — `Trainer<CpuBackend<f32>>` or `Trainer<CudaBackend>`;
 //! * [`AnyVae`] — `Vae<CpuBackend<f32>>` or `Vae<CudaBackend>`;
+//! * [`AnyEdm2`] — `Edm2<CpuBackend<f32>>` or `Edm2<CudaBackend>` (forward only);
+//! * [`AnyNetwork`] — an [`AnyModel`] or an [`AnyEdm2`]: what a C model handle holds;
 //!
 //! and [`select`], which turns a [`BackendRequest`] (`auto` / `cpu` / `cuda`, CPU
 //! threads, CUDA device, TF32) into a backend plus the reason it was chosen. `auto`
@@ -18,12 +20,16 @@
 //! Every method of the enums is written once: the private `dispatch!` macro expands
 //! one expression for each variant (the CUDA arm only exists with the `cuda` feature).
 
+mod any_edm2;
 mod any_model;
+mod any_network;
 mod any_trainer;
 mod any_vae;
 mod select;
 
+pub use any_edm2::AnyEdm2;
 pub use any_model::AnyModel;
+pub use any_network::AnyNetwork;
 pub use any_trainer::AnyTrainer;
 pub use any_vae::AnyVae;
 pub use select::{cuda_availability, select, AnyBackend, BackendChoice, BackendKind, BackendRequest, Selection, CUDA_NOT_BUILT};

@@ -416,7 +416,12 @@ impl<B: Backend> Edm2<B> {
                 )));
             }
         }
-        Self::build(cfg, backend, &|n: &str| file.f32(n).map(|(_, v)| v))
+        // A NaN or infinite weight would sample NaN without a word: refuse it by name.
+        Self::build(cfg, backend, &|n: &str| {
+            let (_, v) = file.f32(n)?;
+            check_finite(&format!("{}: tensor {n}", file.path().display()), &v)?;
+            Ok(v)
+        })
     }
 
     /// A UNet from host tensors by state-dict name (e.g. random weights for a benchmark),
@@ -524,6 +529,25 @@ impl<B: Backend> Edm2<B> {
     /// The configuration.
     pub fn config(&self) -> &Edm2Config {
         &self.cfg
+    }
+
+    /// The backend the UNet runs on.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Bytes of the run-time weights held on the backend (the effective weights, the
+    /// class-embedding table and the down-sampling kernels; f32).
+    pub fn weight_bytes(&self) -> usize {
+        let be = &self.backend;
+        let elems: usize = self
+            .w
+            .values()
+            .chain(self.label_table.iter())
+            .chain(self.down.values())
+            .map(|b| be.len(b))
+            .sum();
+        elems * 4
     }
 
     /// F(x, t, y): x, out `[B, C, H, W]`; t `[B]` (the UNet's noise label is
