@@ -16,7 +16,6 @@
 //! The format is chosen from the file's first bytes, not its name. Sizes are checked
 //! against [`MAX_IMAGE_PIXELS`] before a pixel buffer is allocated.
 
-use std::io::Cursor;
 use std::path::Path;
 
 use super::MAX_IMAGE_PIXELS;
@@ -77,24 +76,7 @@ fn check_pixels(path: &Path, w: usize, h: usize) -> Result<()> {
 
 fn decode_png_rgb8(bytes: &[u8], path: &Path) -> Result<Rgb8Image> {
     let bad = |msg: String| Error::format(path, msg);
-    let mut decoder = png::Decoder::new(Cursor::new(bytes));
-    decoder.set_transformations(png::Transformations::EXPAND);
-    let mut reader = decoder.read_info().map_err(|e| bad(format!("not a valid PNG: {e}")))?;
-    let (w, h) = (reader.info().width as usize, reader.info().height as usize);
-    check_pixels(path, w, h)?;
-    // png 0.18 panics on palettes it does not check (see `decode_png`).
-    if reader.info().color_type == png::ColorType::Indexed {
-        let plte = reader.info().palette.as_ref().map_or(0, |p| p.len());
-        let trns = reader.info().trns.as_ref().map_or(0, |t| t.len());
-        if plte % 3 != 0 || plte > 3 * 256 || trns > plte / 3 {
-            return Err(bad(format!("malformed palette: {plte} PLTE bytes, {trns} tRNS entries")));
-        }
-    }
-    let size = reader.output_buffer_size().ok_or_else(|| bad("image too large".into()))?;
-    let mut buf = crate::limits::try_vec::<u8>("PNG pixel buffer", size)?;
-    let info = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next_frame(&mut buf)))
-        .map_err(|_| bad("the PNG decoder failed on malformed data".into()))?
-        .map_err(|e| bad(format!("corrupt PNG data: {e}")))?;
+    let (info, buf) = super::decode_png_frame(bytes, path, |w, h| check_pixels(path, w, h))?;
     let (width, height) = (info.width as usize, info.height as usize);
     let in_channels = match info.color_type {
         png::ColorType::Grayscale => 1,

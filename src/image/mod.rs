@@ -61,17 +61,17 @@ pub fn read_png(path: impl AsRef<Path>) -> Result<FloatImage> {
     decode_png(&bytes, path)
 }
 
-/// Decodes PNG bytes; `path` only names the source in error messages.
-pub fn decode_png(bytes: &[u8], path: &Path) -> Result<FloatImage> {
+/// Decodes the first frame of a PNG with palettes, low-bit grayscale and tRNS expanded
+/// (16 bits kept): the frame's info and its raw rows. `check_size(width, height)` runs on
+/// the header before any pixel buffer is allocated. Shared by [`decode_png`] and
+/// [`decode::decode_rgb8`].
+pub(crate) fn decode_png_frame(bytes: &[u8], path: &Path, check_size: impl FnOnce(usize, usize) -> Result<()>) -> Result<(png::OutputInfo, Vec<u8>)> {
     let bad = |msg: String| Error::format(path, msg);
     let mut decoder = png::Decoder::new(Cursor::new(bytes));
     // Palette → RGB, low-bit grayscale → 8 bits, tRNS → alpha; 16 bits kept.
     decoder.set_transformations(png::Transformations::EXPAND);
     let mut reader = decoder.read_info().map_err(|e| bad(format!("not a valid PNG: {e}")))?;
-    let (w, h) = (reader.info().width as usize, reader.info().height as usize);
-    if w.saturating_mul(h) > MAX_IMAGE_PIXELS {
-        return Err(bad(format!("image of {w}×{h} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels")));
-    }
+    check_size(reader.info().width as usize, reader.info().height as usize)?;
     // The decoder (png 0.18) panics on palettes it does not check: a PLTE length that is
     // not a multiple of 3 or over 256 entries, or more tRNS entries than colours.
     if reader.info().color_type == png::ColorType::Indexed {
@@ -87,6 +87,18 @@ pub fn decode_png(bytes: &[u8], path: &Path) -> Result<FloatImage> {
     let info = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.next_frame(&mut buf)))
         .map_err(|_| bad("the PNG decoder failed on malformed data".into()))?
         .map_err(|e| bad(format!("corrupt PNG data: {e}")))?;
+    Ok((info, buf))
+}
+
+/// Decodes PNG bytes; `path` only names the source in error messages.
+pub fn decode_png(bytes: &[u8], path: &Path) -> Result<FloatImage> {
+    let bad = |msg: String| Error::format(path, msg);
+    let (info, buf) = decode_png_frame(bytes, path, |w, h| {
+        if w.saturating_mul(h) > MAX_IMAGE_PIXELS {
+            return Err(bad(format!("image of {w}×{h} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels")));
+        }
+        Ok(())
+    })?;
     let (width, height) = (info.width as usize, info.height as usize);
     let (in_channels, out_channels) = match info.color_type {
         png::ColorType::Grayscale => (1, 1),
