@@ -8,6 +8,7 @@
 //! * [`model`] — the model handle: create, load, save, info, raw forward;
 //! * [`sample`] — UCGM-S through a model handle;
 //! * [`train`] — the trainer handle: UCGM-T steps, checkpoints, weights out.
+//! * [`vae`] — the VAE handle: load, info, encode, decode.
 //!
 //! # Safety
 //!
@@ -26,6 +27,7 @@ pub mod model;
 pub mod params;
 pub mod sample;
 pub mod train;
+pub mod vae;
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr, CString};
