@@ -120,9 +120,10 @@ fn describe(v: &AnyVae, backend_summary: &str) -> String {
 /// (SD-VAE, VA-VAE, E2E-VAE, any configuration its weights imply) and stores the handle
 /// in `*out` (NULL on failure). `params` may be NULL (defaults); only the backend fields
 /// (`backend`, `threads`, `cuda_device`, `tf32`, `bf16`) and the log callback are read.
-/// Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated or
-/// corrupt), `UCGM_STATUS_WEIGHTS` (tensors that do not form an autoencoder, e.g. a
-/// diffusion model's file) or `UCGM_STATUS_OUT_OF_MEMORY`.
+/// Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated,
+/// corrupt, or not an autoencoder's file, e.g. a diffusion model's weights),
+/// `UCGM_STATUS_WEIGHTS` (an autoencoder's tensors missing or mis-shaped) or
+/// `UCGM_STATUS_OUT_OF_MEMORY`.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_vae_load(path: *const c_char, params: *const ucgm_model_params, out: *mut *mut ucgm_vae) -> ucgm_status {
     call("ucgm_vae_load", || {
@@ -275,15 +276,7 @@ pub unsafe extern "C" fn ucgm_vae_encode(
 /// * `out` — `[n, out_channels, h·f, w·f]`, nominally in [−1, 1], not clamped; `out_len`
 ///   = n·out_channels·h·f·w·f.
 #[no_mangle]
-pub unsafe extern "C" fn ucgm_vae_decode(
-    vae: *mut ucgm_vae,
-    latents: *const f32,
-    n: usize,
-    h: usize,
-    w: usize,
-    out: *mut f32,
-    out_len: usize,
-) -> ucgm_status {
+pub unsafe extern "C" fn ucgm_vae_decode(vae: *mut ucgm_vae, latents: *const f32, n: usize, h: usize, w: usize, out: *mut f32, out_len: usize) -> ucgm_status {
     with_handle_cancellable("ucgm_vae_decode", vae, |s, cancel| {
         let mut progress = s.hooks.progress_fn();
         let mut ctl = RunControl {
