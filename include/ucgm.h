@@ -860,6 +860,26 @@ UCGM_API ucgm_status ucgm_sample_ext(struct ucgm_model *model, const struct ucgm
 // "Random", "EDM"; "unknown" otherwise).
 UCGM_API const char *ucgm_transport_name(ucgm_transport transport);
 
+// Samples `n` images with the model's sampler preset (as `ucgm_sample`; `steps` 0 = the
+// preset's) and decodes them with `vae` into caller memory, in one call.
+// * `labels` — `[n]` classes in 0..=K (K = the null class), or NULL: random classes;
+// * `seed` — NULL: the handle's seed, which then advances by one as with `ucgm_sample`;
+//   else the seed of this call (the handle's is left alone);
+// * `out` — `[n, 3, H·f, W·f]` float NCHW, u = clamp((x + 1)/2, 0, 1) of the decoded x;
+//   `out_len` = n·3·(H·f)·(W·f) (H = W = the model's input size, f = the VAE's factor).
+//
+// The latent normalisation stored with the model (`ucgm_latent_norm` metadata of its
+// file: SD-VAE ×0.18215, VA-VAE statistics) is inverted before decoding; a model
+// without one is taken to sample raw latents. `ucgm_model_cancel` / the model's
+// progress callback cover the sampling, `ucgm_vae_cancel` / the VAE's the decoding.
+UCGM_API ucgm_status ucgm_sample_image(struct ucgm_model *model, struct ucgm_vae *vae, uint32_t steps, const int32_t *labels, size_t n, const uint64_t *seed, float *out, size_t out_len);
+
+// As `ucgm_sample_image`, into 8-bit interleaved RGB:
+// * `out` — `[n, H·f, W·f, 3]` bytes, floor(u·255 + 0.5) of u = clamp((x + 1)/2, 0, 1)
+//   (torchvision's `save_image` of the reference's decoded samples); `out_len` =
+//   n·(H·f)·(W·f)·3.
+UCGM_API ucgm_status ucgm_sample_image_rgb8(struct ucgm_model *model, struct ucgm_vae *vae, uint32_t steps, const int32_t *labels, size_t n, const uint64_t *seed, uint8_t *out, size_t out_len);
+
 // Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 // defaults listed at `ucgm_train_params`.
 UCGM_API ucgm_status ucgm_train_params_default(struct ucgm_train_params *params, size_t struct_size);

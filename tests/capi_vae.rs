@@ -231,3 +231,71 @@ fn progress_callback_can_cancel() {
         ucgm_vae_free(v);
     }
 }
+
+fn tiny_model(in_channels: u32) -> *mut ucgm_model {
+    let mut p = cpu_params();
+    p.arch = UCGM_ARCH_TIT;
+    p.input_size = 8;
+    p.in_channels = in_channels;
+    p.num_classes = 10;
+    p.patch = 2;
+    p.hidden = 32;
+    p.depth = 2;
+    p.heads = 2;
+    p.seed = 3;
+    let mut m = ptr::null_mut();
+    assert_eq!(unsafe { ucgm_model_create(&p, &mut m) }, UCGM_STATUS_OK, "{}", last_error());
+    m
+}
+
+#[test]
+fn sample_image_equals_sample_then_decode() {
+    use ucgm::capi::sample::ucgm_sample;
+    use ucgm::capi::sample_image::*;
+    let (m, v) = (tiny_model(4), tiny());
+    unsafe {
+        // ucgm_sample (seed 5) → ucgm_vae_decode → clamp((x + 1)/2, 0, 1).
+        assert_eq!(ucgm::capi::sample::ucgm_model_set_seed(m, 5), UCGM_STATUS_OK);
+        let mut lat = vec![0f32; 4 * 8 * 8];
+        assert_eq!(ucgm_sample(m, 4, lat.as_mut_ptr(), lat.len()), UCGM_STATUS_OK, "{}", last_error());
+        let mut dec = vec![0f32; 3 * 32 * 32];
+        assert_eq!(ucgm_vae_decode(v, lat.as_ptr(), 1, 8, 8, dec.as_mut_ptr(), dec.len()), UCGM_STATUS_OK);
+        let want: Vec<f32> = dec.iter().map(|&x| ((x + 1.0) / 2.0).clamp(0.0, 1.0)).collect();
+
+        assert_eq!(ucgm::capi::sample::ucgm_model_set_seed(m, 5), UCGM_STATUS_OK);
+        let mut img = vec![0f32; 3 * 32 * 32];
+        let st = ucgm_sample_image(m, v, 4, ptr::null(), 1, ptr::null(), img.as_mut_ptr(), img.len());
+        assert_eq!(st, UCGM_STATUS_OK, "{}", last_error());
+        assert_eq!(img, want);
+        assert!(img.iter().any(|&u| u > 0.0 && u < 1.0));
+
+        // The 8-bit variant, explicit seed 5: [1, 32, 32, 3] of the same decode.
+        let mut rgb = vec![0u8; 32 * 32 * 3];
+        let seed = 5u64;
+        let st = ucgm_sample_image_rgb8(m, v, 4, ptr::null(), 1, &seed, rgb.as_mut_ptr(), rgb.len());
+        assert_eq!(st, UCGM_STATUS_OK, "{}", last_error());
+        for c in 0..3 {
+            for k in 0..32 * 32 {
+                assert_eq!(rgb[k * 3 + c], ucgm::image::decoded_to_u8(dec[c * 32 * 32 + k]), "channel {c} pixel {k}");
+            }
+        }
+
+        // Wrong length, NULL output, a model whose latents the VAE does not take.
+        let st = ucgm_sample_image(m, v, 4, ptr::null(), 1, ptr::null(), img.as_mut_ptr(), img.len() - 1);
+        assert_eq!(st, UCGM_STATUS_INVALID_ARGUMENT);
+        assert!(last_error().contains("out_len"), "{}", last_error());
+        let st = ucgm_sample_image(m, v, 4, ptr::null(), 1, ptr::null(), ptr::null_mut(), img.len());
+        assert_eq!(st, UCGM_STATUS_INVALID_ARGUMENT);
+        assert_eq!(
+            ucgm_sample_image(m, ptr::null_mut(), 4, ptr::null(), 1, ptr::null(), img.as_mut_ptr(), img.len()),
+            UCGM_STATUS_INVALID_ARGUMENT
+        );
+        let m3 = tiny_model(3);
+        let st = ucgm_sample_image(m3, v, 4, ptr::null(), 1, ptr::null(), img.as_mut_ptr(), img.len());
+        assert_eq!(st, UCGM_STATUS_INVALID_ARGUMENT);
+        assert!(last_error().contains("latent"), "{}", last_error());
+        ucgm_model_free(m3);
+        ucgm_model_free(m);
+        ucgm_vae_free(v);
+    }
+}

@@ -9,6 +9,7 @@
 //! * [`sample`] — UCGM-S through a model handle;
 //! * [`train`] — the trainer handle: UCGM-T steps, checkpoints, weights out.
 //! * [`vae`] — the VAE handle: load, info, encode, decode.
+//! * [`sample_image`] — sample and decode in one call, float or 8-bit RGB.
 //!
 //! # Safety
 //!
@@ -26,6 +27,7 @@ pub mod dist;
 pub mod model;
 pub mod params;
 pub mod sample;
+pub mod sample_image;
 pub mod train;
 pub mod vae;
 
