@@ -166,6 +166,9 @@ typedef struct ucgm_model ucgm_model;
 // `ucgm_trainer_create_from_checkpoint`, release with `ucgm_trainer_free`.
 typedef struct ucgm_trainer ucgm_trainer;
 
+// Opaque VAE handle: load with `ucgm_vae_load`, release with `ucgm_vae_free`.
+typedef struct ucgm_vae ucgm_vae;
+
 // Status returned by every fallible call. Values are never renumbered.
 typedef int32_t ucgm_status;
 
@@ -517,6 +520,31 @@ typedef struct ucgm_trainer_info {
 // Which weights of a trainer (`int32_t`).
 typedef int32_t ucgm_weights;
 
+// What `ucgm_vae_get_info` reports.
+typedef struct ucgm_vae_info {
+    // Set by the caller to `sizeof(ucgm_vae_info)`.
+    size_t struct_size;
+    // Latent channels z (4 for SD-VAE, 32 for VA-VAE / E2E-VAE).
+    uint32_t latent_channels;
+    // Spatial downsampling factor f: an h×w image has an (h/f)×(w/f) latent.
+    uint32_t downsample_factor;
+    // Image channels the encoder takes (3 for RGB).
+    uint32_t in_channels;
+    // Image channels the decoder gives (3 for RGB).
+    uint32_t out_channels;
+    // Bytes of the weights the handle holds.
+    uint64_t bytes_held;
+    // The backend in use: `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA` (never AUTO).
+    ucgm_backend backend;
+    // Worker threads of the VAE's CPU pool (0 on CUDA).
+    uint32_t threads;
+    // The CUDA device in use, or -1 on the CPU.
+    int32_t cuda_device;
+    // NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
+    // CPU, why CUDA was not used (as `ucgm_model_info.backend_description`).
+    char backend_description[UCGM_BACKEND_DESCRIPTION_LEN];
+} ucgm_vae_info;
+
 // Success.
 #define UCGM_STATUS_OK 0
 
@@ -842,6 +870,26 @@ UCGM_API ucgm_status ucgm_sample_ext(struct ucgm_model *model, const struct ucgm
 // "Random", "EDM"; "unknown" otherwise).
 UCGM_API const char *ucgm_transport_name(ucgm_transport transport);
 
+// Samples `n` images with the model's sampler preset (as `ucgm_sample`; `steps` 0 = the
+// preset's) and decodes them with `vae` into caller memory, in one call.
+// * `labels` — `[n]` classes in 0..=K (K = the null class), or NULL: random classes;
+// * `seed` — NULL: the handle's seed, which then advances by one as with `ucgm_sample`;
+//   else the seed of this call (the handle's is left alone);
+// * `out` — `[n, 3, H·f, W·f]` float NCHW, u = clamp((x + 1)/2, 0, 1) of the decoded x;
+//   `out_len` = n·3·(H·f)·(W·f) (H = W = the model's input size, f = the VAE's factor).
+//
+// The latent normalisation stored with the model (`ucgm_latent_norm` metadata of its
+// file: SD-VAE ×0.18215, VA-VAE statistics) is inverted before decoding; a model
+// without one is taken to sample raw latents. `ucgm_model_cancel` / the model's
+// progress callback cover the sampling, `ucgm_vae_cancel` / the VAE's the decoding.
+UCGM_API ucgm_status ucgm_sample_image(struct ucgm_model *model, struct ucgm_vae *vae, uint32_t steps, const int32_t *labels, size_t n, const uint64_t *seed, float *out, size_t out_len);
+
+// As `ucgm_sample_image`, into 8-bit interleaved RGB:
+// * `out` — `[n, H·f, W·f, 3]` bytes, floor(u·255 + 0.5) of u = clamp((x + 1)/2, 0, 1)
+//   (torchvision's `save_image` of the reference's decoded samples); `out_len` =
+//   n·(H·f)·(W·f)·3.
+UCGM_API ucgm_status ucgm_sample_image_rgb8(struct ucgm_model *model, struct ucgm_vae *vae, uint32_t steps, const int32_t *labels, size_t n, const uint64_t *seed, uint8_t *out, size_t out_len);
+
 // Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 // defaults listed at `ucgm_train_params`.
 UCGM_API ucgm_status ucgm_train_params_default(struct ucgm_train_params *params, size_t struct_size);
@@ -919,6 +967,53 @@ UCGM_API ucgm_status ucgm_trainer_set_progress_callback(struct ucgm_trainer *tra
 // then fails with `UCGM_STATUS_CANCELLED` and the handle stays usable. Callable from any
 // thread at any time; the flag is cleared when the next `ucgm_train_steps` starts.
 UCGM_API ucgm_status ucgm_trainer_cancel(struct ucgm_trainer *trainer);
+
+// Loads a safetensors autoencoder in diffusers, pre-0.14 diffusers or LDM/taming names
+// (SD-VAE, VA-VAE, E2E-VAE, any configuration its weights imply) and stores the handle
+// in `*out` (NULL on failure). `params` may be NULL (defaults); only the backend fields
+// (`backend`, `threads`, `cuda_device`, `tf32`, `bf16`) and the log callback are read.
+// Fails with `UCGM_STATUS_IO` (missing/unreadable), `UCGM_STATUS_FORMAT` (truncated,
+// corrupt, or not an autoencoder's file, e.g. a diffusion model's weights),
+// `UCGM_STATUS_WEIGHTS` (an autoencoder's tensors missing or mis-shaped) or
+// `UCGM_STATUS_OUT_OF_MEMORY`.
+UCGM_API ucgm_status ucgm_vae_load(const char *path, const struct ucgm_model_params *params, struct ucgm_vae **out);
+
+// Releases a VAE handle. NULL is a no-op. No call may be running on the handle.
+UCGM_API void ucgm_vae_free(struct ucgm_vae *vae);
+
+// Fills `info` (set `info->struct_size = sizeof *info` first).
+UCGM_API ucgm_status ucgm_vae_get_info(struct ucgm_vae *vae, struct ucgm_vae_info *info);
+
+// Sets (or with NULL clears) the handle's log callback.
+UCGM_API ucgm_status ucgm_vae_set_log_callback(struct ucgm_vae *vae, ucgm_log_callback callback, void *user_data);
+
+// Sets (or with NULL clears) the handle's progress callback, called after every chunk
+// of images an encode or decode call finishes (done, total = images).
+UCGM_API ucgm_status ucgm_vae_set_progress_callback(struct ucgm_vae *vae, ucgm_progress_callback callback, void *user_data);
+
+// Asks the encode or decode call running on `vae` to stop at its next chunk of images;
+// it then fails with `UCGM_STATUS_CANCELLED` and the handle stays usable. Callable from
+// any thread at any time. The flag is cleared when the next encode or decode call
+// starts, so a cancel made while no call runs has no effect.
+UCGM_API ucgm_status ucgm_vae_cancel(struct ucgm_vae *vae);
+
+// Encodes images into the posterior of the latent.
+// * `images` — `[n, in_channels, h, w]` in [−1, 1] (finite); h and w multiples of the
+//   downsampling factor f;
+// * `out_mean` — `[n, z, h/f, w/f]` posterior mean; `out_mean_len` = n·z·(h/f)·(w/f);
+// * `out_logvar` — NULL, or `[n, z, h/f, w/f]` log-variance clamped to [−30, 20];
+//   `out_logvar_len` as `out_mean_len` (ignored when `out_logvar` is NULL).
+//
+// The mean is the raw latent: a diffusion model trained on normalised latents wants
+// them normalised (SD-VAE: ×0.18215; VA-VAE: per-channel statistics) first.
+UCGM_API ucgm_status ucgm_vae_encode(struct ucgm_vae *vae, const float *images, size_t n, size_t h, size_t w, float *out_mean, size_t out_mean_len, float *out_logvar, size_t out_logvar_len);
+
+// Decodes raw latents (the normalisation of a diffusion model's latents already
+// inverted) into images.
+// * `latents` — `[n, z, h, w]` (finite);
+// * `out` — `[n, out_channels, h·f, w·f]`, nominally in [−1, 1], not clamped; `out_len`
+//   = n·out_channels·h·f·w·f.
+UCGM_API ucgm_status ucgm_vae_decode(struct ucgm_vae *vae, const float *latents, size_t n, size_t h, size_t w, float *out, size_t out_len);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -8,6 +8,8 @@
 //! * [`model`] — the model handle: create, load, save, info, raw forward;
 //! * [`sample`] — UCGM-S through a model handle;
 //! * [`train`] — the trainer handle: UCGM-T steps, checkpoints, weights out.
+//! * [`vae`] — the VAE handle: load, info, encode, decode.
+//! * [`sample_image`] — sample and decode in one call, float or 8-bit RGB.
 //!
 //! # Safety
 //!
@@ -25,7 +27,9 @@ pub mod dist;
 pub mod model;
 pub mod params;
 pub mod sample;
+pub mod sample_image;
 pub mod train;
+pub mod vae;
 
 use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void, CStr, CString};

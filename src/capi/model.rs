@@ -269,6 +269,9 @@ pub(crate) struct ModelState {
     pub preset: Option<SamplerConfig>,
     /// Seed of the next `ucgm_sample` call; advances by one per call.
     pub seed: u64,
+    /// How the model's latents are normalised (from its file's `ucgm_latent_norm`
+    /// metadata); `ucgm_sample_image` inverts it before decoding. None = identity.
+    pub latent_norm: Option<crate::latent_norm::LatentNorm>,
 }
 
 impl HasHooks for ModelState {
@@ -459,6 +462,7 @@ pub(crate) fn publish(out: &mut *mut ucgm_model, model: impl Into<AnyNetwork>, h
         backend_summary,
         preset,
         seed: 0,
+        latent_norm: None,
     };
     *out = Box::into_raw(Box::new(ucgm_model { handle: Handle::new(state) }));
 }
@@ -539,6 +543,7 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
         }
         let w = weights::load_file(&path, heads, Some(which))?;
         let preset = preset::from_metadata(&path, &w.metadata)?;
+        let latent_norm = crate::latent_norm::LatentNorm::from_metadata(&path, &w.metadata)?;
         let mut model = AnyModel::from_params_owned(w.cfg, selection.backend, w.params)?;
         // A loaded model samples until a trainer takes it: hold the weights once, in the
         // layout the inference GEMMs want (reads, saves and trainers convert back).
@@ -551,6 +556,13 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
             hooks.log(UCGM_LOG_INFO, || format!("sampler preset from the file: {}", preset::describe(p)));
         }
         publish(out, model, hooks, summary, preset);
+        if let Some(n) = latent_norm {
+            let h = &(**out).handle;
+            h.state
+                .lock()
+                .map_err(|_| Error::Internal("a new handle's lock is poisoned".into()))?
+                .latent_norm = Some(n);
+        }
         Ok(())
     })
 }

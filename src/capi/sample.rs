@@ -220,7 +220,7 @@ fn network_defaults(s: &ModelState) -> ucgm_sample_params {
 }
 
 /// The sample params of a sampler configuration (batch 1, seed 0, no buffers).
-fn params_of(cfg: &SamplerConfig) -> ucgm_sample_params {
+pub(crate) fn params_of(cfg: &SamplerConfig) -> ucgm_sample_params {
     let transport = TRANSPORTS.iter().find(|(_, _, k)| *k == cfg.transport).map_or(UCGM_TRANSPORT_LINEAR, |t| t.0);
     let (stochasticity, rho) = match cfg.stochasticity {
         Stochasticity::Fixed(r) => (UCGM_STOCHASTICITY_FIXED, r),
@@ -354,7 +354,7 @@ pub unsafe extern "C" fn ucgm_sample_ext(
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn run(
+pub(crate) unsafe fn run(
     fname: &str,
     model: *mut ucgm_model,
     params: impl FnOnce(&ModelState) -> Result<ucgm_sample_params>,
