@@ -33,17 +33,24 @@ unsafe fn sample_image(
     out: Pixels,
     out_len: usize,
 ) -> ucgm_status {
+    // A NULL output is refused before any sampling work.
+    let out_null = match out {
+        Pixels::F32(p) => p.is_null(),
+        Pixels::Rgb8(p) => p.is_null(),
+    };
+    if out_null {
+        return crate::capi::call(fname, || Err(Error::invalid("out is NULL")));
+    }
     // The model's latent shape, checked against the VAE before any work.
-    let mut shape = (0usize, 0usize);
+    let mut shape = [0usize; 3];
     let st = with_handle(fname, model, |s, _| {
-        let c = s.model.config();
-        shape = (c.in_channels, c.input_size);
+        shape = crate::Denoiser::sample_shape(&s.model);
         Ok(())
     });
     if st != UCGM_STATUS_OK {
         return st;
     }
-    let (channels, side) = shape;
+    let [channels, lat_h, lat_w] = shape;
     let st = with_handle(fname, vae, |s, _| {
         let c = s.vae.config();
         if c.latent_channels != channels {
@@ -59,7 +66,7 @@ unsafe fn sample_image(
             return Err(Error::invalid(format!("n = {n} must lie in 1..=2^32-1")));
         }
         let f = c.downsample_factor();
-        let want = params::elements("out", &[n, 3, side, f, side, f])?;
+        let want = params::elements("out", &[n, 3, lat_h, f, lat_w, f])?;
         params::check_buffer_len("out_len", out_len, want)?;
         crate::limits::check_bytes("decoded images", want, 8)?;
         Ok(())
@@ -68,7 +75,7 @@ unsafe fn sample_image(
         return st;
     }
     // Sample, as ucgm_sample does, n at once.
-    let lat_len = n * channels * side * side;
+    let lat_len = n * channels * lat_h * lat_w;
     let mut latents = vec![0f32; lat_len];
     let mut norm: Option<LatentNorm> = None;
     let st = run(
@@ -97,16 +104,16 @@ unsafe fn sample_image(
     }
     with_handle_cancellable(fname, vae, |s, cancel| {
         let norm = norm.unwrap_or_else(LatentNorm::identity);
-        norm.denormalize(&mut latents, channels, side * side)?;
+        norm.denormalize(&mut latents, channels, lat_h * lat_w)?;
         let f = s.vae.config().downsample_factor();
-        let (hf, wf) = (side * f, side * f);
+        let (hf, wf) = (lat_h * f, lat_w * f);
         let mut img = vec![0f32; n * 3 * hf * wf];
         let mut progress = s.hooks.progress_fn();
         let mut ctl = RunControl {
             cancel: Some(cancel.clone()),
             progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
         };
-        decode_into(&mut s.vae, latents.as_ptr(), n, side, side, img.as_mut_ptr(), img.len(), &mut ctl)?;
+        decode_into(&mut s.vae, latents.as_ptr(), n, lat_h, lat_w, img.as_mut_ptr(), img.len(), &mut ctl)?;
         write_pixels(&img, n, hf, wf, out, out_len)
     })
 }
