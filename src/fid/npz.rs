@@ -24,12 +24,30 @@ fn read_array(archive: &mut zip::ZipArchive<std::fs::File>, path: &Path, name: &
     let mut entry = archive
         .by_name(&format!("{name}.npy"))
         .map_err(|_| fmt(format!("no array '{name}' (a statistics file holds 'mu' and 'sigma')")))?;
+    // The archive's declared size is only a claim: it bounds the read, but nothing is
+    // allocated from it (the buffer grows with the bytes actually read).
     let size = entry.size();
-    check_bytes(&format!("statistics file array '{name}'"), usize::try_from(size).unwrap_or(usize::MAX), 1)?;
-    let mut bytes = Vec::with_capacity(size as usize);
-    entry.read_to_end(&mut bytes).map_err(|e| fmt(format!("array '{name}' cannot be read: {e}")))?;
+    let max = (MAX_STATS_DIM * MAX_STATS_DIM * 8 + (1 << 20)) as u64;
+    if size > max {
+        return Err(fmt(format!(
+            "array '{name}' claims {size} bytes, more than a {MAX_STATS_DIM}-dimensional sigma"
+        )));
+    }
+    check_bytes(&format!("statistics file array '{name}'"), size as usize, 1)?;
+    let mut bytes = Vec::new();
+    (&mut entry)
+        .take(size)
+        .read_to_end(&mut bytes)
+        .map_err(|e| fmt(format!("array '{name}' cannot be read: {e}")))?;
     let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| fmt(format!("array '{name}' is not a .npy array: {e}")))?;
     let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    // The shape is a claim too: its elements must fit in the bytes read before the
+    // reader allocates for them.
+    let elems = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+    let elem_bytes = if npy.dtype().descr().contains("f4") { 4 } else { 8 };
+    if elems.and_then(|n| n.checked_mul(elem_bytes)).is_none_or(|b| b > bytes.len()) {
+        return Err(fmt(format!("array '{name}' of shape {shape:?} does not fit in its {} bytes", bytes.len())));
+    }
     let fortran = npy.order() == npyz::Order::Fortran;
     let descr = npy.dtype().descr();
     let values: Vec<f64> = match descr.as_str() {
