@@ -36,8 +36,9 @@
 //! eager (SDPA attention) at the row's precision, eager bf16, and `torch.compile` bf16
 //! where given; speed-up = PyTorch ms / ucgm ms, so > 1 means ucgm is faster.
 //!
-//! After the table come two rows of other networks: `vae_decode_b64_256` (the SD-VAE
-//! decoder) and `edm2_xl_forward_b1` (the EDM2-XL UNet forward at batch 1, f32).
+//! After the table come three rows of other networks: `vae_decode_b64_256` (the SD-VAE
+//! decoder), `edm2_xl_forward_b1` (the EDM2-XL UNet forward at batch 1, f32) and
+//! `inception_fid_b250_256` (FID features of 250 images, f32).
 //!
 //! Without a usable CUDA device the bench prints one line, "no CUDA device: <reason>",
 //! and exits 0 — or exits 1 when `UCGM_REQUIRE_CUDA=1`. It also exits 1 when a case
@@ -747,6 +748,50 @@ fn vae_row() -> bool {
     }
 }
 
+/// `inception_fid_b250`: the FID Inception (random weights, the real geometry) on 250
+/// images of 256×256 in [0, 1] (pytorch-fid preprocessing: bilinear resize to 299×299),
+/// pool3 features and logits read back inside the timing, f32. In smoke mode 2 images of
+/// 32×32. Returns whether it ran.
+fn inception_row() -> bool {
+    use ucgm::model::inception::{FidInception, InceptionInput};
+    let (batch, side) = if smoke() { (2, 32) } else { (250, 256) };
+    let run = || -> ucgm::Result<f64> {
+        let net = FidInception::random(CudaBackend::new(0)?, InceptionInput::PytorchFid, 1)?;
+        let images: Vec<f32> = Rng::new(9)
+            .normal_f32(batch * 3 * side * side)
+            .iter()
+            .map(|v| (0.5 + 0.25 * v).clamp(0.0, 1.0))
+            .collect();
+        let (warmups, runs) = if quick() { (1, 3) } else { (2, 7) };
+        for _ in 0..warmups {
+            net.forward(&images, batch, side, side)?;
+        }
+        let mut ms: Vec<f64> = (0..runs)
+            .map(|_| {
+                let t0 = Instant::now();
+                net.forward(&images, batch, side, side).map(|_| t0.elapsed().as_secs_f64() * 1e3)
+            })
+            .collect::<ucgm::Result<_>>()?;
+        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        Ok(ms[ms.len() / 2])
+    };
+    let name = if smoke() {
+        "inception_fid_b2_32 (smoke)"
+    } else {
+        "inception_fid_b250_256 (f32)"
+    };
+    match run() {
+        Ok(ms) => {
+            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s", batch as f64 / ms * 1e3);
+            true
+        }
+        Err(e) => {
+            println!("{name:<40} failed: {e}");
+            false
+        }
+    }
+}
+
 /// `edm2_xl_forward_b1`: the EDM2-XL UNet (random weights built in memory, gains 1) on
 /// the 512 px SD-VAE latent 4×64×64, one forward at batch 1 in f32, input uploaded and
 /// output read back inside the timing (what a sampler pays per step). In smoke mode the
@@ -839,6 +884,7 @@ fn main() {
     all_ran &= summary(&device, &mut params);
     all_ran &= vae_row();
     all_ran &= edm2_row();
+    all_ran &= inception_row();
     if !all_ran {
         std::process::exit(1);
     }

@@ -7,7 +7,8 @@
 #
 #     scripts/gpu_run.sh
 #
-# builds the CUDA test binaries (`cargo test --release --features cuda --no-run`: every
+# builds the CUDA test binaries (`cargo test --release --features nccl --no-run`, which
+# includes `cuda`: every
 # tests/cuda_*.rs, tests/capi_backend.rs (CUDA model and trainer handles through the C
 # ABI), plus the library's unit tests, whose backend::cuda ones compile the kernels with
 # NVRTC) and the benchmark benches/cuda.rs in the same build, strips their debug info,
@@ -48,7 +49,7 @@ rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/bench" "$stage/reference"
 
 echo "building CUDA test and benchmark binaries (release, feature cuda)…" >&2
-cargo test --release --features cuda --no-run --message-format=json --lib --test 'cuda_*' --test capi_backend --bench cuda >"$stage/build.json"
+cargo test --release --features nccl --no-run --message-format=json --lib --test 'cuda_*' --test capi_backend --bench cuda >"$stage/build.json"
 
 # Test executables: compiler artifacts built with the test profile flag, benches aside.
 mapfile -t exes < <(jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null and (.target.kind | index("bench") | not)) | .executable' "$stage/build.json")
@@ -72,10 +73,19 @@ cp "$bench_exe" "$stage/bench/cuda"
 strip --strip-debug "$stage/bench/cuda"
 echo "staged bench/cuda ($(du -h "$stage/bench/cuda" | cut -f1))" >&2
 rm -f "$stage/build.json"
+# The command-line tool, for an end-to-end `ucgm demo --backend cuda` after the tests.
+cargo build --release --bin ucgm
+cp target/release/ucgm "$stage/bench/ucgm"
+strip --strip-debug "$stage/bench/ucgm"
+echo "staged bench/ucgm ($(du -h "$stage/bench/ucgm" | cut -f1))" >&2
 
 ref="$root/../shared/reference"
 if [ -d "$ref" ]; then
-    cp "$ref"/*.safetensors "$stage/reference/"
+    # What the CUDA tests read (the 95 MB random FID Inception is left out: the CUDA
+    # Inception test builds its random network in memory).
+    cp "$ref"/sit_*.safetensors "$ref"/tit_*.safetensors "$ref"/vae_tiny_*.safetensors "$stage/reference/"
+    mkdir -p "$stage/reference/zoo"
+    cp "$ref"/zoo/*.safetensors "$ref"/zoo/meta.json "$stage/reference/zoo/"
 else
     echo "warning: $ref not found; the reference tests will fail on the GPU machine" >&2
 fi
@@ -90,6 +100,17 @@ cd "$(dirname "$0")/.."
 out="${OUT:-$PWD/.gpu/out}"
 mkdir -p "$out/logs"
 export LD_LIBRARY_PATH="/usr/local/cuda-13.0/targets/x86_64-linux/lib:/opt/torch/.venv/lib/python3.12/site-packages/nvidia/cu13/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# libnccl (tests/cuda_nccl.rs): the one PyTorch's wheels bring, wherever it lies.
+nccl_lib="$(find /opt/torch/.venv /usr/local /usr/lib -name 'libnccl.so*' 2>/dev/null | head -n 1)"
+if [ -n "$nccl_lib" ]; then
+    export LD_LIBRARY_PATH="$(dirname "$nccl_lib"):$LD_LIBRARY_PATH"
+    # cudarc opens "libnccl.so" (or ".so.13"); the wheels ship only "libnccl.so.2".
+    if [ ! -e "$(dirname "$nccl_lib")/libnccl.so" ]; then
+        mkdir -p .gpu/lib && ln -sf "$nccl_lib" .gpu/lib/libnccl.so
+        export LD_LIBRARY_PATH="$PWD/.gpu/lib:$LD_LIBRARY_PATH"
+    fi
+fi
+echo "libnccl: ${nccl_lib:-not found}" >"$out/nccl.txt"
 export UCGM_REQUIRE_CUDA=1
 export UCGM_REFERENCE_DIR="$PWD/.gpu/reference"
 export RUST_BACKTRACE=1
@@ -126,6 +147,18 @@ if [ "$skip_bench" != 1 ] && [ -x .gpu/bench/cuda ]; then
         *) note=" (a case failed or CUDA is unavailable: see bench.txt)" ;;
     esac
     echo "bench cuda: rc=$rc $(( $(date +%s) - start ))s$note" | tee -a "$out/summary.txt"
+    [ "$rc" -eq 0 ] || status=1
+fi
+# End to end: the demo (train + tune + sample + quality figures) on the GPU, shortened
+# (UCGM_DEMO_TIMEOUT, default 150 s; UCGM_SKIP_DEMO=1 skips it). Its log, grids and
+# figures come back under $OUT/demo.
+if [ "${UCGM_SKIP_DEMO:-$([ "$#" -gt 0 ] && echo 1 || echo 0)}" != 1 ] && [ -x .gpu/bench/ucgm ]; then
+    start=$(date +%s)
+    timeout "${UCGM_DEMO_TIMEOUT:-150}" .gpu/bench/ucgm demo --backend cuda --out "$out/demo" \
+        --multistep-steps "${UCGM_DEMO_STEPS:-2000}" --fewstep-steps 300 >"$out/demo.log" 2>&1
+    rc=$?
+    tail -n 25 "$out/demo.log"
+    echo "demo cuda: rc=$rc $(( $(date +%s) - start ))s" | tee -a "$out/summary.txt"
     [ "$rc" -eq 0 ] || status=1
 fi
 exit "$status"

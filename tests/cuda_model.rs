@@ -151,7 +151,7 @@ fn zoo_reference_outputs_reproduced() {
         num_classes: 10,
     };
     for family in ["lightningdit", "ddt"] {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/zoo");
+        let dir = reference("zoo");
         let w = dir.join(format!("{family}_tiny_weights.safetensors"));
         let mut m = match family {
             "ddt" => Model::load_with_config(&w, ddt.clone(), be.clone()).unwrap(),
@@ -176,7 +176,7 @@ fn zoo_reference_outputs_reproduced() {
 fn edm2_reference_outputs_reproduced() {
     use ucgm::model::edm2::Edm2;
     let Some(be) = gpu("edm2_reference_outputs_reproduced") else { return };
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/zoo");
+    let dir = reference("zoo");
     let mut m = Edm2::load(dir.join("edm2_tiny_weights.safetensors"), be, None).unwrap();
     let f = TensorFile::open(dir.join("edm2_tiny_io.safetensors")).unwrap();
     let z = f.f32("z").unwrap().1;
@@ -421,4 +421,27 @@ fn vae_encode_decode_match_cpu_and_reference() {
     assert!(rel_l2(&dg, &io.f32("dec_out").unwrap().1) <= 1e-5);
     gpu.set_activation_budget(1);
     assert_nmse("vae dec_out one image at a time", &gpu.decode(&z, 2, 8, 8).unwrap(), &dc, WHOLE_MODEL);
+}
+
+/// The FID Inception (random weights, the real geometry) on CUDA: pool3 features and
+/// logits match the CPU in both preprocessing modes, on non-square images that are
+/// resized to 299×299 (the CPU path itself matches pytorch-fid in `tests/fid_inception.rs`).
+#[test]
+fn inception_features_match_cpu() {
+    use ucgm::model::inception::{FidInception, InceptionInput};
+    let Some(be) = gpu("inception_features_match_cpu") else { return };
+    let (n, h, w) = (3, 64, 48);
+    let images: Vec<f32> = randn(11, n * 3 * h * w).iter().map(|v| (0.5 + 0.25 * v).clamp(0.0, 1.0)).collect();
+    for input in [InceptionInput::PytorchFid, InceptionInput::TorchFidelity] {
+        let x: Vec<f32> = match input {
+            InceptionInput::PytorchFid => images.clone(),
+            InceptionInput::TorchFidelity => images.iter().map(|v| (v * 255.0).round()).collect(),
+        };
+        let cpu_net = FidInception::random(cpu(), input, 7).unwrap();
+        let gpu_net = FidInception::random(be.clone(), input, 7).unwrap();
+        let (c, g) = (cpu_net.forward(&x, n, h, w).unwrap(), gpu_net.forward(&x, n, h, w).unwrap());
+        assert!(g.pool3.iter().all(|v| v.is_finite()));
+        assert_nmse(&format!("inception pool3 ({input:?})"), &g.pool3, &c.pool3, WHOLE_MODEL);
+        assert_nmse(&format!("inception logits ({input:?})"), &g.logits, &c.logits, WHOLE_MODEL);
+    }
 }

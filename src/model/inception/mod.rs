@@ -201,6 +201,37 @@ impl<B: Backend> FidInception<B> {
         Ok(FidInception { backend, input, layers, fc })
     }
 
+    /// The network with random weights (He-normal convolutions, small biases, a random
+    /// `fc`) from `seed`: the geometry of the real file for benchmarks and backend
+    /// comparisons where the 95 MB weights file is not at hand. Same seed, same weights
+    /// on every backend.
+    pub fn random(backend: B, input: InceptionInput, seed: u64) -> Result<Self> {
+        let mut rng = crate::rng::Rng::new(seed);
+        let mut layers = HashMap::new();
+        for (name, ci, co, kh, kw, stride, ph, pw) in layer_table() {
+            let fan_in = (ci * kh * kw) as f32;
+            let scale = (2.0 / fan_in).sqrt();
+            let weight: Vec<f32> = rng.normal_f32(co * ci * kh * kw).into_iter().map(|v| v * scale).collect();
+            let bias: Vec<f32> = rng.normal_f32(co).into_iter().map(|v| v * 0.05).collect();
+            let layer = Layer {
+                c_in: ci,
+                c_out: co,
+                kh,
+                kw,
+                stride,
+                pad: (ph, pw),
+                weight: backend.upload_owned(weight)?,
+                bias: backend.upload_owned(bias)?,
+            };
+            layers.insert(name, layer);
+        }
+        let scale = (1.0 / POOL3_DIM as f32).sqrt();
+        let mut fc: Vec<f32> = rng.normal_f32(LOGITS_DIM * POOL3_DIM).into_iter().map(|v| v * scale).collect();
+        fc.extend(rng.normal_f32(LOGITS_DIM).into_iter().map(|v| v * 0.05));
+        let fc = backend.upload_owned(fc)?;
+        Ok(FidInception { backend, input, layers, fc })
+    }
+
     /// The preprocessing mode.
     pub fn input(&self) -> InceptionInput {
         self.input
