@@ -85,7 +85,7 @@ extern "C" __global__ void pool2d(const float* x, float* y, i64 total, i64 h, i6
         const i64 xa = x0 < 0 ? 0 : x0, xb = (x0 + k) < w ? (x0 + k) : w;
         const float* p = x + pl * h * w;
         if (kind == 0) {
-            float m = -INFINITY;
+            float m = __int_as_float((int)0xff800000); // -inf (NVRTC has no INFINITY macro)
             for (i64 r = ya; r < yb; ++r)
                 for (i64 c = xa; c < xb; ++c) {
                     const float v = p[r * w + c];
