@@ -124,3 +124,14 @@ template <class... A>
 inline void ucgm_emu_invoke(void (*f)(A...), void** params) {
     ucgm_emu_call(f, params, std::index_sequence_for<A...>{});
 }
+
+// NVRTC compiles the kernels without the C library's headers: macros that math.h gives
+// the host compiler here (INFINITY, NAN, HUGE_VALF, M_PI, FLT_MAX…) do not exist there.
+// Removing them makes the emulator reject what NVRTC rejects (the first H200 run failed
+// on a -INFINITY that the emulator had accepted).
+#undef INFINITY
+#undef NAN
+#undef HUGE_VAL
+#undef HUGE_VALF
+#undef M_PI
+#undef FLT_MAX
