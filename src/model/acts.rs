@@ -40,6 +40,30 @@ pub struct BlockActs<B: Backend> {
     pub m2: B::Buf,
 }
 
+impl<B: Backend> BlockActs<B> {
+    fn elements(&self, be: &B) -> usize {
+        [
+            &self.ada,
+            &self.n1,
+            &self.stats1,
+            &self.qkv,
+            &self.qkn,
+            &self.qk_stats,
+            &self.cache,
+            &self.att,
+            &self.proj,
+            &self.n2,
+            &self.stats2,
+            &self.m1,
+            &self.m_act,
+            &self.m2,
+        ]
+        .iter()
+        .map(|b| be.len(b))
+        .sum()
+    }
+}
+
 /// Whole-network activations for a batch of `batch` images.
 pub struct Acts<B: Backend> {
     pub batch: usize,
@@ -173,6 +197,39 @@ impl<B: Backend> Acts<B> {
     }
 }
 
+impl<B: Backend> Acts<B> {
+    /// Bytes of every buffer of the workspace (f32 elements; DDT's token index on the host
+    /// included).
+    pub fn bytes(&self, be: &B) -> usize {
+        let mut n = [
+            &self.img,
+            &self.patches,
+            &self.tfeat,
+            &self.t_hid,
+            &self.t_act,
+            &self.yemb,
+            &self.cond,
+            &self.sc,
+            &self.f_ada,
+            &self.nf,
+            &self.stats_f,
+            &self.tok_out,
+            &self.out,
+        ]
+        .iter()
+        .map(|b| be.len(b))
+        .sum::<usize>();
+        n += self.hs.iter().map(|b| be.len(b)).sum::<usize>();
+        n += self.blocks.iter().map(|b| b.elements(be)).sum::<usize>();
+        let mut host = 0;
+        if let Some(d) = &self.ddt {
+            n += be.len(&d.temb) + be.len(&d.s_pre) + be.len(&d.s_act);
+            host = d.tok_batch.len() * std::mem::size_of::<usize>();
+        }
+        4 * n + host
+    }
+}
+
 /// Attention sizes of a configuration at a batch size.
 pub fn attn_dims(cfg: &ModelConfig, batch: usize) -> AttnDims {
     AttnDims {
@@ -242,5 +299,25 @@ impl<B: Backend> GradScratch<B> {
             dtemb: be.zeros(some(batch * d))?,
             dpatch2: be.zeros(some(bt * cfg.patch_dim()))?,
         })
+    }
+
+    /// Bytes of every buffer of the scratch (f32 elements).
+    pub fn bytes(&self, be: &B) -> usize {
+        let bufs = [
+            &self.dh,
+            &self.wide1,
+            &self.wide2,
+            &self.dada,
+            &self.dsc,
+            &self.small,
+            &self.dtok,
+            &self.dpatch,
+            &self.dimg,
+            &self.dout,
+            &self.ds,
+            &self.dtemb,
+            &self.dpatch2,
+        ];
+        4 * bufs.iter().map(|b| be.len(b)).sum::<usize>()
     }
 }

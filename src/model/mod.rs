@@ -224,6 +224,17 @@ impl<B: Backend + Clone> Model<B> {
         let len = |b: &B::Buf| self.backend.len(b);
         4 * (len(&self.params) + self.weights_t.as_ref().map_or(0, len) + self.grads.as_ref().map_or(0, len) + self.inference.as_ref().map_or(0, len))
     }
+    /// Bytes of the activation workspaces the model holds now: the forward pass's (one
+    /// per batch size, kept and reused across calls of that size) and the backward
+    /// pass's scratch. Per-op temporaries of the backend (attention rows, GEMM packing)
+    /// are not held and not counted.
+    pub fn workspace_bytes(&self) -> usize {
+        self.acts.as_ref().map_or(0, |a| a.bytes(&self.backend)) + self.scratch.as_ref().map_or(0, |s| s.bytes(&self.backend))
+    }
+    /// Everything the model holds: [`Model::weight_bytes`] + [`Model::workspace_bytes`].
+    pub fn held_bytes(&self) -> usize {
+        self.weight_bytes() + self.workspace_bytes()
+    }
     /// Flat gradient buffer (allocated, zeroed, on first use).
     pub fn grads(&mut self) -> Result<&B::Buf> {
         self.ensure_grads()?;
