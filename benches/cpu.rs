@@ -15,6 +15,10 @@
 //! EDM2-XL (4×64×64, the 512 px SD-VAE latent) forward at batch 1 as well (criterion
 //! only, not in the summary table).
 //!
+//! The summary table measures every row (the network rows and the two VAE rows) in a
+//! child process of its own (`--row N`) and prints its peak resident set (VmHWM) beside
+//! the time, so no row's memory hides another's.
+//!
 //! `UCGM_BENCH_QUICK=1` shortens every measurement (used by CI, which only prints) and
 //! leaves the XL rows out unless `UCGM_BENCH_ZOO=1`.
 
@@ -104,6 +108,14 @@ fn model(cfg: &ModelConfig) -> Model<CpuBackend> {
     m
 }
 
+/// The model of a forward row as a sampling handle holds it: the inference layout (the
+/// transposed Linear weights in place of the plain ones, one copy).
+fn inference_model(cfg: &ModelConfig) -> Model<CpuBackend> {
+    let mut m = model(cfg);
+    m.enter_inference_layout().unwrap();
+    m
+}
+
 struct Step {
     model: Model<CpuBackend>,
     x: Vec<f32>,
@@ -117,7 +129,7 @@ struct Step {
 
 impl Step {
     fn new(cfg: &ModelConfig, batch: usize, train: bool) -> Self {
-        let model = model(cfg);
+        let model = if train { model(cfg) } else { inference_model(cfg) };
         let mut rng = Rng::new(2);
         // AdamW moments only for the training rows.
         let n = if train { model.layout().total() } else { 0 };
@@ -183,7 +195,16 @@ fn cpu_train_step(c: &mut Criterion) {
 }
 
 /// Median wall time of `reps` runs after one warm-up.
+/// Resets this process's peak resident set to its current one (Linux: `5` written to
+/// `/proc/self/clear_refs`), so a row's peak covers its runs, not its setup (random
+/// weights are generated beside the model's own copy). Where unsupported the peak then
+/// includes the setup.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+    reset_peak_rss();
     f();
     let mut v: Vec<f64> = (0..reps)
         .map(|_| {
@@ -196,26 +217,150 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     v[v.len() / 2]
 }
 
-fn summary() {
-    let threads = CpuBackend::<f32>::new(0).unwrap().threads();
-    println!("\nucgm CPU summary ({threads} threads; median of runs; FLOPs counted, train step = 3× forward)");
-    println!("{:<16} {:<17} {:>6} {:>12} {:>10}", "bench", "model", "batch", "ms/image", "GFLOP/s");
-    for train in [false, true] {
-        for case in cases().into_iter().filter(|c| !(train && c.forward_only)) {
+/// One row of the summary table, measured in a process of its own (`--row N`), so the
+/// peak resident set of one row is not masked by another's.
+#[derive(Clone, Copy)]
+enum Row {
+    /// `cases()[i]`, forward or training step.
+    Net {
+        train: bool,
+        index: usize,
+    },
+    VaeDecode,
+    VaeEncode,
+    /// The 512 px decode (4×64×64 → 512×512): its peak memory (issue 10); not in quick runs.
+    VaeDecode512,
+}
+
+fn rows() -> Vec<Row> {
+    let cases = cases();
+    let mut rows: Vec<Row> = (0..cases.len()).map(|index| Row::Net { train: false, index }).collect();
+    rows.extend(
+        (0..cases.len())
+            .filter(|&i| !cases[i].forward_only)
+            .map(|index| Row::Net { train: true, index }),
+    );
+    rows.extend([Row::VaeDecode, Row::VaeEncode]);
+    if !quick() {
+        rows.push(Row::VaeDecode512);
+    }
+    rows
+}
+
+/// The peak resident set of this process (VmHWM), in bytes; 0 where unknown.
+fn peak_rss() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
+}
+
+/// Measures one row in this process: (bench, model, batch, seconds per call, FLOP per call).
+fn measure_row(row: Row) -> (&'static str, String, usize, f64, f64) {
+    use ucgm::model::vae::{Vae, VaeConfig};
+    let reps = if quick() { 3 } else { 7 };
+    match row {
+        Row::Net { train, index } => {
+            let case = cases().swap_remove(index);
             let mut s = Step::new(&case.cfg, case.batch, train);
-            let reps = if quick() { 3 } else { 7 };
             let secs = median_secs(reps, || if train { s.train() } else { s.forward() });
             let flops = case.cfg.forward_flops() * case.batch as f64 * if train { 3.0 } else { 1.0 };
             let name = if train { "cpu_train_step" } else { "cpu_forward" };
-            println!(
-                "{:<16} {:<17} {:>6} {:>12.2} {:>10.1}",
-                name,
-                case.name,
-                case.batch,
-                secs * 1e3 / case.batch as f64,
-                flops / secs / 1e9
-            );
+            (name, case.name.to_string(), case.batch, secs, flops)
         }
+        Row::VaeDecode512 => {
+            let mut vae = Vae::random(VaeConfig::sd_vae(), CpuBackend::<f32>::new(0).unwrap(), 0).unwrap();
+            let z = Rng::new(2).normal_f32(4 * 64 * 64);
+            let secs = median_secs(1, || drop(vae.decode(&z, 1, 64, 64).unwrap()));
+            ("cpu_vae", "SD-VAE decode 64→512".to_string(), 1, secs, f64::NAN)
+        }
+        Row::VaeDecode | Row::VaeEncode => {
+            let mut vae = Vae::random(VaeConfig::sd_vae(), CpuBackend::<f32>::new(0).unwrap(), 0).unwrap();
+            let mut rng = Rng::new(2);
+            let secs = if matches!(row, Row::VaeDecode) {
+                let z = rng.normal_f32(4 * 32 * 32);
+                median_secs(reps.min(5), || drop(vae.decode(&z, 1, 32, 32).unwrap()))
+            } else {
+                let img: Vec<f32> = rng.normal_f32(3 * 256 * 256).iter().map(|v| v.clamp(-1.0, 1.0)).collect();
+                median_secs(reps.min(5), || drop(vae.encode(&img, 1, 256, 256).unwrap()))
+            };
+            let what = if matches!(row, Row::VaeDecode) {
+                "SD-VAE decode 32→256"
+            } else {
+                "SD-VAE encode 256"
+            };
+            ("cpu_vae", what.to_string(), 1, secs, f64::NAN)
+        }
+    }
+}
+
+/// `--row N`: measures row N alone and prints one machine-readable line for the parent.
+fn row_main(index: usize) {
+    let row = rows()[index];
+    let (bench, model, batch, secs, flops) = measure_row(row);
+    println!("ROW\t{bench}\t{model}\t{batch}\t{secs}\t{flops}\t{}", peak_rss());
+}
+
+/// The summary table: every row in a fresh child process (`--row N`), with its peak
+/// resident set while it runs (weights, workspaces, the thread pool and the allocator's
+/// slack; the binary itself is ~10 MiB of it), the setup excluded.
+fn summary() {
+    let threads = CpuBackend::<f32>::new(0).unwrap().threads();
+    println!("\nucgm CPU summary ({threads} threads; median of runs; FLOPs counted, train step = 3× forward; one process per row)");
+    println!(
+        "{:<16} {:<22} {:>6} {:>12} {:>10} {:>14}",
+        "bench", "model", "batch", "ms/image", "GFLOP/s", "peak RSS MiB"
+    );
+    let exe = std::env::current_exe().ok();
+    for (i, &row) in rows().iter().enumerate() {
+        let child = exe
+            .as_ref()
+            .and_then(|e| std::process::Command::new(e).args(["--row", &i.to_string()]).output().ok());
+        let parsed = child.as_ref().filter(|o| o.status.success()).and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            let line = text.lines().find(|l| l.starts_with("ROW\t"))?.to_string();
+            let f: Vec<&str> = line.split('\t').collect();
+            Some((
+                f[1].to_string(),
+                f[2].to_string(),
+                f[3].parse::<usize>().ok()?,
+                f[4].parse::<f64>().ok()?,
+                f[5].parse::<f64>().ok()?,
+                f[6].parse::<u64>().ok()?,
+            ))
+        });
+        let (bench, model, batch, secs, flops, rss) = match parsed {
+            Some(p) => p,
+            None => {
+                // No child process (or it failed): measured here, without a memory figure.
+                let (b, m, n, s, f) = measure_row(row);
+                (b.to_string(), m, n, s, f, 0)
+            }
+        };
+        let gflops = if flops.is_nan() {
+            "–".to_string()
+        } else {
+            format!("{:.1}", flops / secs / 1e9)
+        };
+        let rss = if rss == 0 {
+            "–".to_string()
+        } else {
+            format!("{:.0}", rss as f64 / (1 << 20) as f64)
+        };
+        println!(
+            "{:<16} {:<22} {:>6} {:>12.2} {:>10} {:>14}",
+            bench,
+            model,
+            batch,
+            secs * 1e3 / batch as f64,
+            gflops,
+            rss
+        );
     }
 }
 
@@ -274,7 +419,12 @@ fn cpu_forward_edm2(c: &mut Criterion) {
 criterion_group!(benches, cpu_forward, cpu_forward_edm2, cpu_train_step, cpu_vae);
 
 fn main() {
-    if std::env::args().any(|a| a == "--summary-only") {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--row") {
+        row_main(args.get(i + 1).and_then(|v| v.parse().ok()).expect("--row N"));
+        return;
+    }
+    if args.iter().any(|a| a == "--summary-only") {
         summary();
         return;
     }
