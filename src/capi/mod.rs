@@ -10,6 +10,8 @@
 //! * [`train`] — the trainer handle: UCGM-T steps, checkpoints, weights out.
 //! * [`vae`] — the VAE handle: load, info, encode, decode.
 //! * [`sample_image`] — sample and decode in one call, float or 8-bit RGB.
+//! * [`latent_norm`] — a model's latent normalisation, which `sample_image` inverts.
+//! * `load` — the argument checks every load call shares.
 //!
 //! # Safety
 //!
@@ -24,6 +26,8 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod dist;
+pub mod latent_norm;
+mod load;
 pub mod model;
 pub mod params;
 pub mod sample;

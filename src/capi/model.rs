@@ -270,7 +270,8 @@ pub(crate) struct ModelState {
     /// Seed of the next `ucgm_sample` call; advances by one per call.
     pub seed: u64,
     /// How the model's latents are normalised (from its file's `ucgm_latent_norm`
-    /// metadata); `ucgm_sample_image` inverts it before decoding. None = identity.
+    /// metadata, or set by the caller); `ucgm_sample_image` inverts it before decoding,
+    /// `ucgm_model_save` stores it. None = identity.
     pub latent_norm: Option<crate::latent_norm::LatentNorm>,
 }
 
@@ -517,20 +518,13 @@ pub unsafe extern "C" fn ucgm_model_create(params: *const ucgm_model_params, out
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucgm_model_params, out: *mut *mut ucgm_model) -> ucgm_status {
     call("ucgm_model_load", || {
-        let out = params::out_ref("out", out)?;
-        *out = ptr::null_mut();
-        let path = params::path_arg("path", path)?;
-        let p = if params.is_null() {
-            ucgm_model_params::defaults()
-        } else {
-            params::read_params(params)?
-        };
-        let hooks = Hooks {
-            log: p.log_callback,
-            log_user_data: p.log_user_data,
-            ..Hooks::default()
-        };
-        let selection = backend_for(&p, &hooks)?;
+        let super::load::LoadArgs {
+            out,
+            path,
+            params: p,
+            hooks,
+            selection,
+        } = super::load::load_args(out, path, params)?;
         let summary = selection.summary();
         let heads = (p.heads != 0).then_some(p.heads as usize);
         let which = params::enum_arg("ucgm_model_params.checkpoint_weights", p.checkpoint_weights, &CHECKPOINT_WEIGHTS)?;
@@ -568,16 +562,19 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
 }
 
 /// Saves the weights as safetensors (reference tensor names, configuration, sampler
-/// preset and checksum in the metadata), atomically: on failure an existing file at
-/// `path` is left unchanged.
+/// preset, latent normalisation and checksum in the metadata), atomically: on failure
+/// an existing file at `path` is left unchanged.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_save(model: *mut ucgm_model, path: *const c_char) -> ucgm_status {
     with_handle("ucgm_model_save", model, |s, _| {
         let path = params::path_arg("path", path)?;
-        let extra = match &s.preset {
+        let mut extra = match &s.preset {
             Some(p) => preset::metadata(p)?,
             None => Default::default(),
         };
+        if let Some(n) = &s.latent_norm {
+            extra.insert(crate::latent_norm::LATENT_NORM_KEY.to_string(), n.to_json()?);
+        }
         s.model.dit("ucgm_model_save")?.save_with_metadata(&path, &extra)?;
         s.hooks.log(UCGM_LOG_INFO, || format!("saved {}", path.display()));
         Ok(())

@@ -151,10 +151,11 @@ unsafe fn write_pixels(img: &[f32], n: usize, h: usize, w: usize, out: Pixels, o
 /// * `out` — `[n, 3, H·f, W·f]` float NCHW, u = clamp((x + 1)/2, 0, 1) of the decoded x;
 ///   `out_len` = n·3·(H·f)·(W·f) (H = W = the model's input size, f = the VAE's factor).
 ///
-/// The latent normalisation stored with the model (`ucgm_latent_norm` metadata of its
-/// file: SD-VAE ×0.18215, VA-VAE statistics) is inverted before decoding; a model
-/// without one is taken to sample raw latents. `ucgm_model_cancel` / the model's
-/// progress callback cover the sampling, `ucgm_vae_cancel` / the VAE's the decoding.
+/// The model's latent normalisation (the `ucgm_latent_norm` metadata of its file:
+/// SD-VAE ×0.18215, VA-VAE statistics; or what `ucgm_model_set_latent_norm` /
+/// `ucgm_model_load_latent_stats` set) is inverted before decoding; a model without one
+/// is taken to sample raw latents. `ucgm_model_cancel` / the model's progress callback
+/// cover the sampling, `ucgm_vae_cancel` / the VAE's the decoding.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn ucgm_sample_image(

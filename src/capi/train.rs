@@ -19,7 +19,7 @@ use super::{
     UCGM_LOG_DEBUG, UCGM_LOG_INFO,
 };
 use crate::control::RunControl;
-use crate::engine::{AnyModel, AnyTrainer, Selection};
+use crate::engine::{AnyModel, AnyTrainer};
 use crate::error::{Error, Result};
 use crate::model::weights;
 use crate::trainer::{EnhancedStyle, OptimizerKind, OptimizerSection, StepStats, TimeWeight, TrainSection, TrainerConfig, TransportSection};
@@ -354,21 +354,6 @@ fn describe(t: &AnyTrainer, backend_summary: &str) -> String {
     )
 }
 
-/// Backend and hooks from optional model params (NULL: defaults).
-unsafe fn backend_and_hooks(p: *const ucgm_model_params) -> Result<(Selection, Hooks)> {
-    let p = if p.is_null() {
-        ucgm_model_params::defaults()
-    } else {
-        params::read_params(p)?
-    };
-    let hooks = Hooks {
-        log: p.log_callback,
-        log_user_data: p.log_user_data,
-        ..Hooks::default()
-    };
-    Ok((model::backend_for(&p, &hooks)?, hooks))
-}
-
 /// Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 /// defaults listed at `ucgm_train_params`.
 #[no_mangle]
@@ -407,10 +392,9 @@ pub unsafe extern "C" fn ucgm_trainer_create(model: *mut ucgm_model, params: *co
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_trainer_resume(path: *const c_char, model_params: *const ucgm_model_params, out: *mut *mut ucgm_trainer) -> ucgm_status {
     call("ucgm_trainer_resume", || {
-        let out = params::out_ref("out", out)?;
-        *out = ptr::null_mut();
-        let path = params::path_arg("path", path)?;
-        let (selection, hooks) = backend_and_hooks(model_params)?;
+        let super::load::LoadArgs {
+            out, path, hooks, selection, ..
+        } = super::load::load_args(out, path, model_params)?;
         let summary = selection.summary();
         let trainer = AnyTrainer::resume(&path, selection.backend)?;
         hooks.log(UCGM_LOG_INFO, || {
@@ -436,7 +420,7 @@ pub unsafe extern "C" fn ucgm_trainer_create_from_checkpoint(
         *out = ptr::null_mut();
         let path = params::path_arg("path", path)?;
         let cfg = trainer_config(&params::read_params(params)?)?;
-        let (selection, hooks) = backend_and_hooks(model_params)?;
+        let (_, hooks, selection) = super::load::backend_and_hooks(model_params)?;
         let summary = selection.summary();
         let trainer = AnyTrainer::from_checkpoint(&path, cfg, selection.backend)?;
         hooks.log(UCGM_LOG_INFO, || {

@@ -5,9 +5,8 @@
 
 use std::ffi::{c_char, c_void};
 use std::mem::size_of;
-use std::ptr;
 
-use super::model::{backend_fields, backend_for, fixed_text, ucgm_model_params, UCGM_BACKEND_DESCRIPTION_LEN};
+use super::model::{backend_fields, fixed_text, ucgm_model_params, UCGM_BACKEND_DESCRIPTION_LEN};
 use super::params::{self, Versioned};
 use super::{
     call, ucgm_backend, ucgm_log_callback, ucgm_progress_callback, ucgm_status, with_handle, with_handle_cancellable, AsHandle, Handle, HasHooks, Hooks,
@@ -127,20 +126,9 @@ fn describe(v: &AnyVae, backend_summary: &str) -> String {
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_vae_load(path: *const c_char, params: *const ucgm_model_params, out: *mut *mut ucgm_vae) -> ucgm_status {
     call("ucgm_vae_load", || {
-        let out = params::out_ref("out", out)?;
-        *out = ptr::null_mut();
-        let path = params::path_arg("path", path)?;
-        let p = if params.is_null() {
-            ucgm_model_params::defaults()
-        } else {
-            params::read_params(params)?
-        };
-        let hooks = Hooks {
-            log: p.log_callback,
-            log_user_data: p.log_user_data,
-            ..Hooks::default()
-        };
-        let selection = backend_for(&p, &hooks)?;
+        let super::load::LoadArgs {
+            out, path, hooks, selection, ..
+        } = super::load::load_args(out, path, params)?;
         let summary = selection.summary();
         let vae = AnyVae::load(&path, selection.backend)?;
         hooks.log(UCGM_LOG_INFO, || format!("loaded {}: {}", path.display(), describe(&vae, &summary)));
