@@ -301,21 +301,15 @@ fn go_consumer_through_cgo() {
     expect(&m, "done", "");
 }
 
-#[test]
-fn c_consumer_under_valgrind_has_no_errors_or_leaks() {
-    let Some(valgrind) = optional_tool("valgrind", "UCGM_REQUIRE_VALGRIND", "valgrind") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let exe = build_c(dir.path(), true);
-    // One narrow suppression (a "possibly lost" record of crossbeam-epoch, see the file).
-    // 20 training steps instead of 40: valgrind runs the program ~200 times slower.
+/// Runs `program` (its arguments set) under valgrind memcheck and asserts no errors and
+/// no lost memory, with one narrow suppression (a "possibly lost" record of
+/// crossbeam-epoch, see the file); returns the output.
+fn valgrind_clean(valgrind: &Path, program: &Command) -> Output {
     let out = Command::new(valgrind)
         .args(["--leak-check=full", "--error-exitcode=1"])
         .arg(format!("--suppressions={}", repo().join("ffi/c/valgrind.supp").display()))
-        .arg(&exe)
-        .arg(dir.path())
-        .arg("20")
+        .arg(program.get_program())
+        .args(program.get_args())
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stderr);
@@ -325,6 +319,18 @@ fn c_consumer_under_valgrind_has_no_errors_or_leaks() {
         let clean = report.contains(&format!("{kind} lost: 0 bytes")) || report.contains("All heap blocks were freed");
         assert!(clean, "{kind} lost memory:\n{report}");
     }
+    out
+}
+
+#[test]
+fn c_consumer_under_valgrind_has_no_errors_or_leaks() {
+    let Some(valgrind) = optional_tool("valgrind", "UCGM_REQUIRE_VALGRIND", "valgrind") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_c(dir.path(), true);
+    // 20 training steps instead of 40: valgrind runs the program ~200 times slower.
+    let out = valgrind_clean(&valgrind, Command::new(&exe).arg(dir.path()).arg("20"));
     let m = lines(&out);
     assert!(m.get("train").is_some_and(|l| l.starts_with("steps 20 first")), "{m:#?}");
     expect(&m, "reload", "identical 1");
@@ -483,4 +489,19 @@ fn go_sample_image_example_writes_png() {
     let exe = build_go(&go, dir.path(), "./sampleimage", "sample_image_go");
     let out = run(Command::new(&exe).arg(&model).arg(&vae).arg(dir.path()));
     check_images(&out, "go_image", "png", read_png, &expected_images(&model, &vae, None));
+}
+
+#[test]
+fn c_sample_image_example_under_valgrind_has_no_errors_or_leaks() {
+    let Some(valgrind) = optional_tool("valgrind", "UCGM_REQUIRE_VALGRIND", "valgrind") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (model, vae, stats) = image_inputs(dir.path());
+    let exe = build_c_program(dir.path(), "sample_image.c", "sample_image_c", true);
+    let out = valgrind_clean(&valgrind, Command::new(&exe).arg(&model).arg(&vae).arg(dir.path()).arg(&stats));
+    let (_, _, pixels) = read_ppm(&dir.path().join("c_image_1.ppm"));
+    let per = IMAGE_SIDE * IMAGE_SIDE * 3;
+    assert!(pixels == expected_images(&model, &vae, Some(&stats))[per..], "image 1 differs under valgrind");
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("done\n"));
 }
