@@ -293,6 +293,17 @@ impl Hooks {
         // SAFETY: as for the log callback.
         Some(move |done: usize, total: usize| unsafe { cb(done as u64, total as u64, ud) } == 0)
     }
+
+    /// Runs `f` with the engine's control of a cancellable call: the handle's cancel flag
+    /// and its progress callback.
+    pub fn with_control<R>(&self, cancel: &Arc<AtomicBool>, f: impl FnOnce(&mut crate::control::RunControl<'_>) -> Result<R>) -> Result<R> {
+        let mut progress = self.progress_fn();
+        let mut ctl = crate::control::RunControl {
+            cancel: Some(cancel.clone()),
+            progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
+        };
+        f(&mut ctl)
+    }
 }
 
 /// A handle: a cancel flag that any thread may set, and the state, used by one thread

@@ -9,7 +9,6 @@ use super::params::{self, Versioned};
 use super::sample::{run, ucgm_sample_params};
 use super::vae::{decode_into, ucgm_vae};
 use super::{ucgm_status, with_handle, with_handle_cancellable, UCGM_STATUS_OK};
-use crate::control::RunControl;
 use crate::error::{Error, Result};
 use crate::latent_norm::LatentNorm;
 
@@ -108,12 +107,9 @@ unsafe fn sample_image(
         let f = s.vae.config().downsample_factor();
         let (hf, wf) = (lat_h * f, lat_w * f);
         let mut img = vec![0f32; n * 3 * hf * wf];
-        let mut progress = s.hooks.progress_fn();
-        let mut ctl = RunControl {
-            cancel: Some(cancel.clone()),
-            progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
-        };
-        decode_into(&mut s.vae, latents.as_ptr(), n, lat_h, lat_w, img.as_mut_ptr(), img.len(), &mut ctl)?;
+        s.hooks.with_control(cancel, |ctl| {
+            decode_into(&mut s.vae, latents.as_ptr(), n, lat_h, lat_w, img.as_mut_ptr(), img.len(), ctl)
+        })?;
         write_pixels(&img, n, hf, wf, out, out_len)
     })
 }

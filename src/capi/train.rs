@@ -18,7 +18,6 @@ use super::{
     call, ucgm_backend, ucgm_log_callback, ucgm_progress_callback, ucgm_status, with_handle, with_handle_cancellable, AsHandle, Handle, HasHooks, Hooks,
     UCGM_LOG_DEBUG, UCGM_LOG_INFO,
 };
-use crate::control::RunControl;
 use crate::engine::{AnyModel, AnyTrainer};
 use crate::error::{Error, Result};
 use crate::model::weights;
@@ -569,22 +568,20 @@ pub unsafe extern "C" fn ucgm_train_steps(
         };
         let per = x.len() / n_batches;
         let hooks = s.hooks;
-        let mut progress = hooks.progress_fn();
-        let mut ctl = RunControl {
-            cancel: Some(cancel.clone()),
-            progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
-        };
         let start = Instant::now();
-        ctl.check()?;
         let mut losses = losses;
-        for i in 0..n_batches {
-            let stats = s.trainer.train_step(&x[i * per..(i + 1) * per], &labels[i * batch..(i + 1) * batch])?;
-            record(s, stats, ptr::null_mut());
-            if let Some(l) = losses.as_deref_mut() {
-                l[i] = stats.loss;
+        hooks.with_control(cancel, |ctl| {
+            ctl.check()?;
+            for i in 0..n_batches {
+                let stats = s.trainer.train_step(&x[i * per..(i + 1) * per], &labels[i * batch..(i + 1) * batch])?;
+                record(s, stats, ptr::null_mut());
+                if let Some(l) = losses.as_deref_mut() {
+                    l[i] = stats.loss;
+                }
+                ctl.step(i + 1, n_batches)?;
             }
-            ctl.step(i + 1, n_batches)?;
-        }
+            Ok(())
+        })?;
         hooks.log(UCGM_LOG_INFO, || {
             format!(
                 "trained {n_batches} steps of batch {batch} in {:.3} s (now at step {}, loss {:.6})",

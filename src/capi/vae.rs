@@ -244,12 +244,7 @@ pub unsafe extern "C" fn ucgm_vae_encode(
         } else {
             Some(params::slice_mut("out_logvar", out_logvar, out_logvar_len)?)
         };
-        let mut progress = s.hooks.progress_fn();
-        let mut ctl = RunControl {
-            cancel: Some(cancel.clone()),
-            progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
-        };
-        let post = s.vae.encode_with(images, n, h, w, &mut ctl)?;
+        let post = s.hooks.with_control(cancel, |ctl| s.vae.encode_with(images, n, h, w, ctl))?;
         out_mean.copy_from_slice(&post.mean);
         if let Some(lv) = out_logvar {
             lv.copy_from_slice(&post.logvar);
@@ -266,12 +261,7 @@ pub unsafe extern "C" fn ucgm_vae_encode(
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_vae_decode(vae: *mut ucgm_vae, latents: *const f32, n: usize, h: usize, w: usize, out: *mut f32, out_len: usize) -> ucgm_status {
     with_handle_cancellable("ucgm_vae_decode", vae, |s, cancel| {
-        let mut progress = s.hooks.progress_fn();
-        let mut ctl = RunControl {
-            cancel: Some(cancel.clone()),
-            progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
-        };
-        decode_into(&mut s.vae, latents, n, h, w, out, out_len, &mut ctl)
+        s.hooks.with_control(cancel, |ctl| decode_into(&mut s.vae, latents, n, h, w, out, out_len, ctl))
     })
 }
 
