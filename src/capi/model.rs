@@ -16,6 +16,7 @@ use super::{
 use crate::denoiser::Denoiser;
 use crate::engine::{select, AnyBackend, AnyEdm2, AnyModel, AnyNetwork, BackendRequest, Selection};
 use crate::error::{Error, Result};
+use crate::latent_norm::LatentNorm;
 use crate::model::config::{Arch, ModelConfig};
 use crate::model::weights::{self, CheckpointWeights};
 use crate::preset;
@@ -272,7 +273,7 @@ pub(crate) struct ModelState {
     /// How the model's latents are normalised (from its file's `ucgm_latent_norm`
     /// metadata, or set by the caller); `ucgm_sample_image` inverts it before decoding,
     /// `ucgm_model_save` stores it. None = identity.
-    pub latent_norm: Option<crate::latent_norm::LatentNorm>,
+    pub latent_norm: Option<LatentNorm>,
 }
 
 impl HasHooks for ModelState {
@@ -456,14 +457,21 @@ fn is_edm2_file(path: &std::path::Path) -> bool {
 }
 
 /// Boxes a new handle into `*out`.
-pub(crate) fn publish(out: &mut *mut ucgm_model, model: impl Into<AnyNetwork>, hooks: Hooks, backend_summary: String, preset: Option<SamplerConfig>) {
+pub(crate) fn publish(
+    out: &mut *mut ucgm_model,
+    model: impl Into<AnyNetwork>,
+    hooks: Hooks,
+    backend_summary: String,
+    preset: Option<SamplerConfig>,
+    latent_norm: Option<LatentNorm>,
+) {
     let state = ModelState {
         model: model.into(),
         hooks,
         backend_summary,
         preset,
         seed: 0,
-        latent_norm: None,
+        latent_norm,
     };
     *out = Box::into_raw(Box::new(ucgm_model { handle: Handle::new(state) }));
 }
@@ -495,7 +503,7 @@ pub unsafe extern "C" fn ucgm_model_create(params: *const ucgm_model_params, out
         let summary = selection.summary();
         let model = AnyNetwork::from(AnyModel::init(cfg, selection.backend, p.seed)?);
         hooks.log(UCGM_LOG_INFO, || format!("created {} (seed {})", describe(&model, &summary), p.seed));
-        publish(out, model, hooks, summary, None);
+        publish(out, model, hooks, summary, None, None);
         Ok(())
     })
 }
@@ -532,12 +540,12 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
             // Weights are checked finite by name while they load.
             let model = AnyNetwork::from(AnyEdm2::load(&path, selection.backend, None)?);
             hooks.log(UCGM_LOG_INFO, || format!("loaded {}: {}", path.display(), describe(&model, &summary)));
-            publish(out, model, hooks, summary, None);
+            publish(out, model, hooks, summary, None, None);
             return Ok(());
         }
         let w = weights::load_file(&path, heads, Some(which))?;
         let preset = preset::from_metadata(&path, &w.metadata)?;
-        let latent_norm = crate::latent_norm::LatentNorm::from_metadata(&path, &w.metadata)?;
+        let latent_norm = LatentNorm::from_metadata(&path, &w.metadata)?;
         let mut model = AnyModel::from_params_owned(w.cfg, selection.backend, w.params)?;
         // A loaded model samples until a trainer takes it: hold the weights once, in the
         // layout the inference GEMMs want (reads, saves and trainers convert back).
@@ -549,14 +557,10 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
         if let Some(p) = &preset {
             hooks.log(UCGM_LOG_INFO, || format!("sampler preset from the file: {}", preset::describe(p)));
         }
-        publish(out, model, hooks, summary, preset);
-        if let Some(n) = latent_norm {
-            let h = &(**out).handle;
-            h.state
-                .lock()
-                .map_err(|_| Error::Internal("a new handle's lock is poisoned".into()))?
-                .latent_norm = Some(n);
+        if let Some(n) = &latent_norm {
+            hooks.log(UCGM_LOG_INFO, || format!("latent normalisation from the file: {}", n.describe()));
         }
+        publish(out, model, hooks, summary, preset, latent_norm);
         Ok(())
     })
 }

@@ -643,7 +643,7 @@ pub unsafe extern "C" fn ucgm_trainer_export_model(trainer: *mut ucgm_trainer, w
         let backend = s.trainer.backend().independent_copy()?;
         let copy = AnyModel::from_params(s.trainer.model_config().clone(), backend, &w)?;
         s.hooks.log(UCGM_LOG_INFO, || format!("weights {which} exported to a new model handle"));
-        model::publish(out, copy, Hooks::default(), s.backend_summary.clone(), None);
+        model::publish(out, copy, Hooks::default(), s.backend_summary.clone(), None, None);
         Ok(())
     })
 }
