@@ -155,6 +155,9 @@
 // `ucgm_system_info.simd` bit: Arm NEON.
 #define UCGM_SIMD_NEON (1 << 5)
 
+// The SD-VAE scaling factor of the reference configs (`latent_multiplier` 0.18215).
+#define UCGM_SD_VAE_MULTIPLIER 0.18215
+
 // Bytes of the `backend_description` text of the info structs, NUL included.
 #define UCGM_BACKEND_DESCRIPTION_LEN 256
 
@@ -219,6 +222,9 @@ typedef struct ucgm_communicator {
     double timeout_seconds;
     void *user_data;
 } ucgm_communicator;
+
+// Kind of latent normalisation (`int32_t`).
+typedef int32_t ucgm_latent_norm_kind;
 
 // Network family (`int32_t`).
 typedef int32_t ucgm_arch;
@@ -604,6 +610,16 @@ typedef struct ucgm_vae_info {
 // Details (chosen backend, settings).
 #define UCGM_LOG_DEBUG 4
 
+// None: the model samples raw VAE latents (x = z).
+#define UCGM_LATENT_NORM_NONE 0
+
+// A scale: x = multiplier · z (SD-VAE: `UCGM_SD_VAE_MULTIPLIER`).
+#define UCGM_LATENT_NORM_SCALE 1
+
+// Per-channel statistics: x = (z − mean[c]) / std[c] · multiplier (VA-VAE and E2E-VAE,
+// multiplier 1).
+#define UCGM_LATENT_NORM_STATS 2
+
 // Plain DiT with continuous time (LayerNorm, GELU MLP).
 #define UCGM_ARCH_SIT 0
 
@@ -754,6 +770,33 @@ UCGM_API ucgm_status ucgm_trainer_set_communicator(struct ucgm_trainer *trainer,
 // `batch == global_batch`.
 UCGM_API ucgm_status ucgm_train_step_part(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, size_t batch, size_t global_batch, double *loss);
 
+// Sets how the model's latents are normalised, replacing what its file said:
+// * `UCGM_LATENT_NORM_NONE` — raw latents; `multiplier` and `channels` are ignored;
+// * `UCGM_LATENT_NORM_SCALE` — x = `multiplier` · z (SD-VAE: `UCGM_SD_VAE_MULTIPLIER`);
+//   `channels` is ignored;
+// * `UCGM_LATENT_NORM_STATS` — x = (z − `mean`[c]) / `std`[c] · `multiplier` (VA-VAE,
+//   E2E-VAE: multiplier 1; `ucgm_model_load_latent_stats` reads the reference's
+//   statistics file instead): `mean`, `std` — `[channels]`, `channels` = the model's
+//   `in_channels`.
+//
+// `mean` and `std` must be NULL for the other kinds. `multiplier` must be finite and
+// non-zero, every `std` finite and positive. Fails with `UCGM_STATUS_INVALID_ARGUMENT`
+// (an unknown kind, a NULL or wrong-length buffer, a zero multiplier or a std ≤ 0) or
+// `UCGM_STATUS_NON_FINITE` (NaN or infinity); the handle keeps its previous
+// normalisation then. `ucgm_sample_image` inverts it; `ucgm_model_save` stores it.
+UCGM_API ucgm_status ucgm_model_set_latent_norm(struct ucgm_model *model, ucgm_latent_norm_kind kind, float multiplier, const float *mean, const float *std, size_t channels);
+
+// Sets per-channel statistics (`UCGM_LATENT_NORM_STATS`) from a statistics file: the
+// reference's `buffers/vaes/stat/{vae}_{res}.pt` converted to safetensors
+// (`scripts/convert_vae.py stats`), tensors `mean` and `std` of shape `[1, C, 1, 1]` or
+// `[C]` with C = the model's `in_channels`; `multiplier` as in the run's config (1 for
+// VA-VAE / E2E-VAE). Fails with `UCGM_STATUS_IO` (missing / unreadable),
+// `UCGM_STATUS_FORMAT` (not safetensors, a tensor missing or mis-shaped, a std ≤ 0 or
+// a non-finite value) or `UCGM_STATUS_INVALID_ARGUMENT` (NULL path, a zero multiplier,
+// statistics for another channel count); the handle keeps its previous normalisation
+// then.
+UCGM_API ucgm_status ucgm_model_load_latent_stats(struct ucgm_model *model, const char *path, float multiplier);
+
 // Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 // defaults: a TiT-S/2-shaped network on a 4×32×32 input with 1000 classes, seed 0,
 // automatic backend (CUDA device 0 if usable, TF32 off), one thread per logical CPU, no
@@ -782,8 +825,8 @@ UCGM_API ucgm_status ucgm_model_create(const struct ucgm_model_params *params, s
 UCGM_API ucgm_status ucgm_model_load(const char *path, const struct ucgm_model_params *params, struct ucgm_model **out);
 
 // Saves the weights as safetensors (reference tensor names, configuration, sampler
-// preset and checksum in the metadata), atomically: on failure an existing file at
-// `path` is left unchanged.
+// preset, latent normalisation and checksum in the metadata), atomically: on failure
+// an existing file at `path` is left unchanged.
 UCGM_API ucgm_status ucgm_model_save(struct ucgm_model *model, const char *path);
 
 // Releases a model handle. NULL is a no-op. No call may be running on the handle.
@@ -878,10 +921,11 @@ UCGM_API const char *ucgm_transport_name(ucgm_transport transport);
 // * `out` — `[n, 3, H·f, W·f]` float NCHW, u = clamp((x + 1)/2, 0, 1) of the decoded x;
 //   `out_len` = n·3·(H·f)·(W·f) (H = W = the model's input size, f = the VAE's factor).
 //
-// The latent normalisation stored with the model (`ucgm_latent_norm` metadata of its
-// file: SD-VAE ×0.18215, VA-VAE statistics) is inverted before decoding; a model
-// without one is taken to sample raw latents. `ucgm_model_cancel` / the model's
-// progress callback cover the sampling, `ucgm_vae_cancel` / the VAE's the decoding.
+// The model's latent normalisation (the `ucgm_latent_norm` metadata of its file:
+// SD-VAE ×0.18215, VA-VAE statistics; or what `ucgm_model_set_latent_norm` /
+// `ucgm_model_load_latent_stats` set) is inverted before decoding; a model without one
+// is taken to sample raw latents. `ucgm_model_cancel` / the model's progress callback
+// cover the sampling, `ucgm_vae_cancel` / the VAE's the decoding.
 UCGM_API ucgm_status ucgm_sample_image(struct ucgm_model *model, struct ucgm_vae *vae, uint32_t steps, const int32_t *labels, size_t n, const uint64_t *seed, float *out, size_t out_len);
 
 // As `ucgm_sample_image`, into 8-bit interleaved RGB:

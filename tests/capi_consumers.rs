@@ -112,13 +112,19 @@ fn check_training(m: &HashMap<String, String>, prefix: &str, suffix: &str) {
 
 /// Builds the C consumer, linked to the shared library (with an rpath) or statically.
 fn build_c(dir: &Path, shared: bool) -> PathBuf {
+    build_c_program(dir, "consumer.c", if shared { "consumer_c" } else { "consumer_c_static" }, shared)
+}
+
+/// Builds `ffi/c/<source>` into `dir/<name>`, linked to the shared library (with an
+/// rpath) or statically.
+fn build_c_program(dir: &Path, source: &str, name: &str, shared: bool) -> PathBuf {
     let lib = lib_dir();
-    let exe = dir.join(if shared { "consumer_c" } else { "consumer_c_static" });
+    let exe = dir.join(name);
     let mut cmd = Command::new(required_tool("cc", "gcc"));
     cmd.args(["-std=c99", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O1", "-g"])
         .arg("-I")
         .arg(repo().join("include"))
-        .arg(repo().join("ffi/c/consumer.c"))
+        .arg(repo().join("ffi/c").join(source))
         .arg("-o")
         .arg(&exe);
     if shared {
@@ -206,23 +212,29 @@ fn c_consumer_static_library() {
     check_c_output(&out, dir.path());
 }
 
-#[test]
-fn cpp_consumer_with_raii_wrapper() {
-    let dir = tempfile::tempdir().unwrap();
+/// Builds `ffi/cpp/<source>` (with the RAII wrapper) into `dir/<name>`.
+fn build_cpp(dir: &Path, source: &str, name: &str) -> PathBuf {
     let lib = lib_dir();
-    let exe = dir.path().join("consumer_cpp");
+    let exe = dir.join(name);
     run(Command::new(required_tool("c++", "g++"))
         .args(["-std=c++17", "-Wall", "-Wextra", "-pedantic", "-Werror", "-O1", "-g"])
         .arg("-I")
         .arg(repo().join("include"))
         .arg("-I")
         .arg(repo().join("ffi/cpp"))
-        .arg(repo().join("ffi/cpp/consumer.cpp"))
+        .arg(repo().join("ffi/cpp").join(source))
         .arg(format!("-L{}", lib.display()))
         .arg("-lucgm")
         .arg(format!("-Wl,-rpath,{}", lib.display()))
         .arg("-o")
         .arg(&exe));
+    exe
+}
+
+#[test]
+fn cpp_consumer_with_raii_wrapper() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_cpp(dir.path(), "consumer.cpp", "consumer_cpp");
     let out = run(Command::new(&exe).arg(dir.path()));
     assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let m = lines(&out);
@@ -248,27 +260,32 @@ fn cpp_consumer_with_raii_wrapper() {
     assert!(text.contains(&format!("log {UCGM_LOG_INFO} saved ")), "{text}");
 }
 
+/// Builds the Go program in `ffi/go/<package>` into `dir/<name>` (cgo, no network).
+fn build_go(go: &Path, dir: &Path, package: &str, name: &str) -> PathBuf {
+    let lib = lib_dir();
+    let exe = dir.join(name);
+    run(Command::new(go)
+        .args(["build", "-o"])
+        .arg(&exe)
+        .arg(package)
+        .current_dir(repo().join("ffi/go"))
+        .env("CGO_ENABLED", "1")
+        .env("CGO_LDFLAGS", format!("-L{0} -Wl,-rpath,{0}", lib.display()))
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOPATH", dir.join("gopath"))
+        .env("GOFLAGS", "-mod=mod")
+        .env("GOTOOLCHAIN", "local")
+        .env("GOPROXY", "off"));
+    exe
+}
+
 #[test]
 fn go_consumer_through_cgo() {
     let Some(go) = optional_tool("go", "UCGM_REQUIRE_GO", "golang-go") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let lib = lib_dir();
-    let exe = dir.path().join("consumer_go");
-    let cache = dir.path().join("gocache");
-    run(Command::new(go)
-        .args(["build", "-o"])
-        .arg(&exe)
-        .arg(".")
-        .current_dir(repo().join("ffi/go"))
-        .env("CGO_ENABLED", "1")
-        .env("CGO_LDFLAGS", format!("-L{0} -Wl,-rpath,{0}", lib.display()))
-        .env("GOCACHE", &cache)
-        .env("GOPATH", dir.path().join("gopath"))
-        .env("GOFLAGS", "-mod=mod")
-        .env("GOTOOLCHAIN", "local")
-        .env("GOPROXY", "off"));
+    let exe = build_go(&go, dir.path(), ".", "consumer_go");
     let out = run(Command::new(&exe).arg(dir.path()));
     assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     let m = lines(&out);
@@ -284,21 +301,15 @@ fn go_consumer_through_cgo() {
     expect(&m, "done", "");
 }
 
-#[test]
-fn c_consumer_under_valgrind_has_no_errors_or_leaks() {
-    let Some(valgrind) = optional_tool("valgrind", "UCGM_REQUIRE_VALGRIND", "valgrind") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let exe = build_c(dir.path(), true);
-    // One narrow suppression (a "possibly lost" record of crossbeam-epoch, see the file).
-    // 20 training steps instead of 40: valgrind runs the program ~200 times slower.
+/// Runs `program` (its arguments set) under valgrind memcheck and asserts no errors and
+/// no lost memory, with one narrow suppression (a "possibly lost" record of
+/// crossbeam-epoch, see the file); returns the output.
+fn valgrind_clean(valgrind: &Path, program: &Command) -> Output {
     let out = Command::new(valgrind)
         .args(["--leak-check=full", "--error-exitcode=1"])
         .arg(format!("--suppressions={}", repo().join("ffi/c/valgrind.supp").display()))
-        .arg(&exe)
-        .arg(dir.path())
-        .arg("20")
+        .arg(program.get_program())
+        .args(program.get_args())
         .output()
         .unwrap();
     let report = String::from_utf8_lossy(&out.stderr);
@@ -308,8 +319,189 @@ fn c_consumer_under_valgrind_has_no_errors_or_leaks() {
         let clean = report.contains(&format!("{kind} lost: 0 bytes")) || report.contains("All heap blocks were freed");
         assert!(clean, "{kind} lost memory:\n{report}");
     }
+    out
+}
+
+#[test]
+fn c_consumer_under_valgrind_has_no_errors_or_leaks() {
+    let Some(valgrind) = optional_tool("valgrind", "UCGM_REQUIRE_VALGRIND", "valgrind") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let exe = build_c(dir.path(), true);
+    // 20 training steps instead of 40: valgrind runs the program ~200 times slower.
+    let out = valgrind_clean(&valgrind, Command::new(&exe).arg(dir.path()).arg("20"));
     let m = lines(&out);
     assert!(m.get("train").is_some_and(|l| l.starts_with("steps 20 first")), "{m:#?}");
     expect(&m, "reload", "identical 1");
     expect(&m, "done", "");
+}
+
+// ---------------------------------------------------------------------------------------
+// "Sample an image": ffi/c/sample_image.c, ffi/cpp/sample_image.cpp, ffi/go/sampleimage.
+
+/// Side of the examples' images: the tiny TiT's 8×8 latents × the tiny VAE's factor 4.
+const IMAGE_SIDE: usize = 32;
+/// Per-channel latent statistics the C++ example reads (`[1, 4, 1, 1]`, the reference's
+/// layout).
+const STATS_MEAN: [f32; 4] = [0.25, -0.5, 0.0, 1.0];
+const STATS_STD: [f32; 4] = [1.5, 0.75, 2.0, 1.25];
+
+fn c_str(p: &Path) -> CString {
+    CString::new(p.to_str().unwrap()).unwrap()
+}
+
+/// What the examples read: a tiny latent TiT with random weights saved through the C ABI
+/// (`dir/latent_tit.safetensors`), the tiny reference VAE, and a statistics file.
+fn image_inputs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let model = dir.join("latent_tit.safetensors");
+    let m = Model::tiny_random(UCGM_ARCH_TIT, 21, 2);
+    ok(unsafe { ucgm_model_save(m.0, c_str(&model).as_ptr()) });
+    let stats = dir.join("stats.safetensors");
+    ucgm::tensor_file::write_atomic(
+        &stats,
+        &[
+            ucgm::tensor_file::TensorOut::f32("mean", vec![1, 4, 1, 1], &STATS_MEAN),
+            ucgm::tensor_file::TensorOut::f32("std", vec![1, 4, 1, 1], &STATS_STD),
+        ],
+        &Default::default(),
+    )
+    .unwrap();
+    let vae = repo().join("../shared/reference/vae_tiny_diffusers.safetensors");
+    assert!(vae.is_file(), "{} is missing (../shared/reference)", vae.display());
+    (model, vae, stats)
+}
+
+/// The same call made from here with the examples' settings (handles with the default
+/// params, hence the same backend; classes 1 and 7, seed 42, 8 steps): `[2, 32, 32, 3]`.
+fn expected_images(model: &Path, vae: &Path, stats: Option<&Path>) -> Vec<u8> {
+    use ucgm::capi::latent_norm::*;
+    use ucgm::capi::sample_image::ucgm_sample_image_rgb8;
+    use ucgm::capi::vae::*;
+    let mut rgb = vec![0u8; 2 * IMAGE_SIDE * IMAGE_SIDE * 3];
+    unsafe {
+        let (mut m, mut v) = (std::ptr::null_mut(), std::ptr::null_mut());
+        ok(ucgm_model_load(c_str(model).as_ptr(), std::ptr::null(), &mut m));
+        let m = Model(m);
+        ok(ucgm_vae_load(c_str(vae).as_ptr(), std::ptr::null(), &mut v));
+        match stats {
+            Some(s) => ok(ucgm_model_load_latent_stats(m.0, c_str(s).as_ptr(), 1.0)),
+            None => ok(ucgm_model_set_latent_norm(
+                m.0,
+                UCGM_LATENT_NORM_SCALE,
+                UCGM_SD_VAE_MULTIPLIER,
+                std::ptr::null(),
+                std::ptr::null(),
+                0,
+            )),
+        }
+        let (labels, seed) = ([1i32, 7], 42u64);
+        let st = ucgm_sample_image_rgb8(m.0, v, 8, labels.as_ptr(), 2, &seed, rgb.as_mut_ptr(), rgb.len());
+        ucgm_vae_free(v);
+        ok(st);
+    }
+    rgb
+}
+
+/// A binary PPM (P6, maxval 255) as the C and C++ examples write it: (width, height,
+/// `[H, W, 3]` bytes).
+fn read_ppm(path: &Path) -> (usize, usize, Vec<u8>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    let mut fields = Vec::new();
+    let mut at = 0;
+    while fields.len() < 4 {
+        let len = bytes[at..]
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .unwrap_or_else(|| panic!("{}: short header", path.display()));
+        fields.push(String::from_utf8(bytes[at..at + len].to_vec()).unwrap());
+        at += len + 1; // one whitespace byte ends the header
+    }
+    assert_eq!(fields[0], "P6", "{}: not a binary PPM", path.display());
+    assert_eq!(fields[3], "255", "{}: maxval", path.display());
+    let (w, h): (usize, usize) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    assert_eq!(bytes.len() - at, w * h * 3, "{}: pixel bytes", path.display());
+    (w, h, bytes[at..].to_vec())
+}
+
+/// A PNG as the Go example writes it (through the library's own PNG reader).
+fn read_png(path: &Path) -> (usize, usize, Vec<u8>) {
+    let img = ucgm::image::decode::read_rgb8(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    (img.width, img.height, img.pixels)
+}
+
+/// The example printed one line per image, wrote 32×32 pictures that are not constant and
+/// differ from each other, exactly the pixels of the same call made from here.
+fn check_images(out: &Output, prefix: &str, ext: &str, read: fn(&Path) -> (usize, usize, Vec<u8>), want: &[u8]) {
+    assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout.clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[2], "done");
+    let per = IMAGE_SIDE * IMAGE_SIDE * 3;
+    let mut images = Vec::new();
+    for (i, line) in lines[..2].iter().enumerate() {
+        let w: Vec<&str> = line.split(' ').collect();
+        assert_eq!(w.len(), 5, "{line}");
+        assert_eq!((w[0], w[1], w[3], w[4]), ("image", &*i.to_string(), "32", "32"), "{line}");
+        let path = PathBuf::from(w[2]);
+        assert!(path.file_name().unwrap().to_str().unwrap() == format!("{prefix}_{i}.{ext}"), "{line}");
+        let (width, height, pixels) = read(&path);
+        assert_eq!((width, height), (IMAGE_SIDE, IMAGE_SIDE), "{}", path.display());
+        assert!(pixels.iter().any(|&p| p != pixels[0]), "{}: a constant image", path.display());
+        assert!(
+            pixels == want[i * per..][..per],
+            "{}: differs from ucgm_sample_image_rgb8 called from Rust",
+            path.display()
+        );
+        images.push(pixels);
+    }
+    assert_ne!(images[0], images[1], "the two classes gave the same picture");
+}
+
+#[test]
+fn c_sample_image_example_writes_ppm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, vae, _) = image_inputs(dir.path());
+    let exe = build_c_program(dir.path(), "sample_image.c", "sample_image_c", true);
+    let out = run(Command::new(&exe).arg(&model).arg(&vae).arg(dir.path()));
+    check_images(&out, "c_image", "ppm", read_ppm, &expected_images(&model, &vae, None));
+}
+
+#[test]
+fn cpp_sample_image_example_with_latent_statistics_writes_ppm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (model, vae, stats) = image_inputs(dir.path());
+    let exe = build_cpp(dir.path(), "sample_image.cpp", "sample_image_cpp");
+    let out = run(Command::new(&exe).arg(&model).arg(&vae).arg(dir.path()).arg(&stats));
+    let want = expected_images(&model, &vae, Some(&stats));
+    assert_ne!(want, expected_images(&model, &vae, None), "the statistics changed nothing");
+    check_images(&out, "cpp_image", "ppm", read_ppm, &want);
+}
+
+#[test]
+fn go_sample_image_example_writes_png() {
+    let Some(go) = optional_tool("go", "UCGM_REQUIRE_GO", "golang-go") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (model, vae, _) = image_inputs(dir.path());
+    let exe = build_go(&go, dir.path(), "./sampleimage", "sample_image_go");
+    let out = run(Command::new(&exe).arg(&model).arg(&vae).arg(dir.path()));
+    check_images(&out, "go_image", "png", read_png, &expected_images(&model, &vae, None));
+}
+
+#[test]
+fn c_sample_image_example_under_valgrind_has_no_errors_or_leaks() {
+    let Some(valgrind) = optional_tool("valgrind", "UCGM_REQUIRE_VALGRIND", "valgrind") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (model, vae, stats) = image_inputs(dir.path());
+    let exe = build_c_program(dir.path(), "sample_image.c", "sample_image_c", true);
+    let out = valgrind_clean(&valgrind, Command::new(&exe).arg(&model).arg(&vae).arg(dir.path()).arg(&stats));
+    let (_, _, pixels) = read_ppm(&dir.path().join("c_image_1.ppm"));
+    let per = IMAGE_SIDE * IMAGE_SIDE * 3;
+    assert!(pixels == expected_images(&model, &vae, Some(&stats))[per..], "image 1 differs under valgrind");
+    assert!(String::from_utf8_lossy(&out.stdout).ends_with("done\n"));
 }

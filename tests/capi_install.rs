@@ -171,6 +171,27 @@ fn run_cpp_consumer(installed: &Installed, exe: &Path) {
     expect(&m, "done", "");
 }
 
+/// Runs ffi/c/sample_image.c or ffi/cpp/sample_image.cpp on the tiny reference TiT and
+/// VAE: two 32×32 binary PPM files of the documented size, then the end.
+fn run_sample_image(installed: &Installed, exe: &Path, prefix: &str) {
+    let work = tempfile::tempdir().unwrap();
+    let reference = repo().join("../shared/reference");
+    let out = run(installed
+        .command(exe)
+        .arg(reference.join("tit_tiny_weights.safetensors"))
+        .arg(reference.join("vae_tiny_diffusers.safetensors"))
+        .arg(work.path()));
+    assert!(out.stderr.is_empty(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    let text = stdout(&out);
+    for i in 0..2 {
+        let path = work.path().join(format!("{prefix}_{i}.ppm"));
+        assert!(text.contains(&format!("image {i} {} 32 32\n", path.display())), "{text}");
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(bytes.starts_with(b"P6\n32 32\n255\n") && bytes.len() == 13 + 32 * 32 * 3, "{}", path.display());
+    }
+    assert!(text.ends_with("done\n"), "{text}");
+}
+
 /// A program linked to the shared library loads the installed one (by its SONAME).
 fn assert_uses_installed_shared_library(installed: &Installed, exe: &Path) {
     let soname = format!("libucgm.so.{UCGM_ABI_VERSION}");
@@ -374,4 +395,9 @@ fn cpp_and_c_consumers_through_cmake_find_package() {
     let c_static = build.path().join("consumer_c_static");
     assert_static(&c_static);
     run_c_consumer(&installed, &c_static);
+    for (name, prefix) in [("sample_image_c", "c_image"), ("sample_image_cpp", "cpp_image")] {
+        let exe = build.path().join(name);
+        assert_uses_installed_shared_library(&installed, &exe);
+        run_sample_image(&installed, &exe, prefix);
+    }
 }

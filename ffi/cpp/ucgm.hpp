@@ -1,6 +1,7 @@
 // ucgm.hpp — header-only C++17 RAII wrapper over the C API in ucgm.h.
 //
-// * Handles are move-only objects freed by their destructor (ucgm::Model, ucgm::Trainer).
+// * Handles are move-only objects freed by their destructor (ucgm::Model, ucgm::Trainer,
+//   ucgm::Vae).
 // * Every failed call throws ucgm::Error, which carries the status and the library's
 //   message; nothing else is hidden: get() gives the raw handle for any C call.
 // * Buffers are std::vector<float> in the C API's layout (NCHW, lengths in elements).
@@ -61,9 +62,48 @@ struct ModelDeleter {
 struct TrainerDeleter {
     void operator()(ucgm_trainer* t) const noexcept { ucgm_trainer_free(t); }
 };
+struct VaeDeleter {
+    void operator()(ucgm_vae* v) const noexcept { ucgm_vae_free(v); }
+};
 }  // namespace detail
 
 class Trainer;
+
+// A latent autoencoder (SD-VAE, VA-VAE, E2E-VAE, ...) for Model::sample_image.
+class Vae {
+public:
+    // From a safetensors file; p may be null (defaults: the automatic backend).
+    static Vae load(const std::string& path, const ucgm_model_params* p = nullptr) {
+        ucgm_vae* v = nullptr;
+        check(ucgm_vae_load(path.c_str(), p, &v));
+        return Vae(v);
+    }
+
+    ucgm_vae* get() const noexcept { return handle_.get(); }
+
+    ucgm_vae_info info() const {
+        ucgm_vae_info i{};
+        i.struct_size = sizeof i;
+        check(ucgm_vae_get_info(get(), &i));
+        return i;
+    }
+
+    // Raw latents [n, z, h, w] -> images [n, 3, h·f, w·f], nominally in [-1, 1].
+    std::vector<float> decode(const std::vector<float>& latents, size_t n, size_t h, size_t w) const {
+        const auto i = info();
+        std::vector<float> out(n * i.out_channels * h * i.downsample_factor * w * i.downsample_factor);
+        check(ucgm_vae_decode(get(), latents.data(), n, h, w, out.data(), out.size()));
+        return out;
+    }
+
+    void set_progress(ucgm_progress_callback cb, void* user_data) { check(ucgm_vae_set_progress_callback(get(), cb, user_data)); }
+    // Any thread, any time.
+    void cancel() const { check(ucgm_vae_cancel(get())); }
+
+private:
+    explicit Vae(ucgm_vae* v) : handle_(v) {}
+    std::unique_ptr<ucgm_vae, detail::VaeDeleter> handle_;
+};
 
 class Model {
 public:
@@ -143,6 +183,33 @@ public:
     // Stores `p`'s sampler settings as the model's preset (saved with save()).
     void set_sample_params(const SampleParams& p) { check(ucgm_model_set_sample_params(get(), &p)); }
 
+    // How the model's latents are normalised (UCGM_LATENT_NORM_*; mean and stdev [C] for
+    // UCGM_LATENT_NORM_STATS, else empty); sample_image inverts it.
+    void set_latent_norm(ucgm_latent_norm_kind kind, float multiplier, const std::vector<float>& mean = {}, const std::vector<float>& stdev = {}) {
+        if (mean.size() != stdev.size()) throw Error(UCGM_STATUS_INVALID_ARGUMENT, "ucgm::Model::set_latent_norm: mean and std differ in length");
+        check(ucgm_model_set_latent_norm(get(), kind, multiplier, mean.empty() ? nullptr : mean.data(), stdev.empty() ? nullptr : stdev.data(), mean.size()));
+    }
+    // Per-channel statistics from the reference's statistics file (as safetensors).
+    void load_latent_stats(const std::string& path, float multiplier = 1.0f) { check(ucgm_model_load_latent_stats(get(), path.c_str(), multiplier)); }
+
+    // Samples labels.size() images (labels empty: one image of a random class) and decodes
+    // them with `vae`: [n, H·f, W·f, 3] bytes. seed null: the handle's seed (advances).
+    std::vector<uint8_t> sample_image_rgb8(const Vae& vae, const std::vector<int32_t>& labels, uint32_t steps = 0, const uint64_t* seed = nullptr) {
+        const size_t n = labels.empty() ? 1 : labels.size();
+        std::vector<uint8_t> out(n * image_pixels(vae) * 3);
+        check(ucgm_sample_image_rgb8(get(), vae.get(), steps, labels.empty() ? nullptr : labels.data(), n, seed, out.data(), out.size()));
+        return out;
+    }
+    // As sample_image_rgb8, as float [n, 3, H·f, W·f] in [0, 1].
+    std::vector<float> sample_image(const Vae& vae, const std::vector<int32_t>& labels, uint32_t steps = 0, const uint64_t* seed = nullptr) {
+        const size_t n = labels.empty() ? 1 : labels.size();
+        std::vector<float> out(n * 3 * image_pixels(vae));
+        check(ucgm_sample_image(get(), vae.get(), steps, labels.empty() ? nullptr : labels.data(), n, seed, out.data(), out.size()));
+        return out;
+    }
+    // Side of the images sample_image gives with `vae`.
+    size_t image_side(const Vae& vae) const { return static_cast<size_t>(info().input_size) * vae.info().downsample_factor; }
+
     void set_log(LogFn fn) {
         auto holder = fn ? std::make_unique<LogFn>(std::move(fn)) : nullptr;
         check(ucgm_model_set_log_callback(get(), holder ? detail::log_trampoline : nullptr, holder.get()));
@@ -155,6 +222,7 @@ public:
 private:
     friend class Trainer;
     explicit Model(ucgm_model* m) : handle_(m) {}
+    size_t image_pixels(const Vae& vae) const { return image_side(vae) * image_side(vae); }
     // Declared first, destroyed last: the handle is freed before the log function.
     std::unique_ptr<LogFn> log_;
     std::unique_ptr<ucgm_model, detail::ModelDeleter> handle_;

@@ -10,6 +10,8 @@
 //! * [`train`] — the trainer handle: UCGM-T steps, checkpoints, weights out.
 //! * [`vae`] — the VAE handle: load, info, encode, decode.
 //! * [`sample_image`] — sample and decode in one call, float or 8-bit RGB.
+//! * [`latent_norm`] — a model's latent normalisation, which `sample_image` inverts.
+//! * `load` — the argument checks every load call shares.
 //!
 //! # Safety
 //!
@@ -24,6 +26,8 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod dist;
+pub mod latent_norm;
+mod load;
 pub mod model;
 pub mod params;
 pub mod sample;
@@ -288,6 +292,17 @@ impl Hooks {
         let (cb, ud) = (self.progress?, self.progress_user_data);
         // SAFETY: as for the log callback.
         Some(move |done: usize, total: usize| unsafe { cb(done as u64, total as u64, ud) } == 0)
+    }
+
+    /// Runs `f` with the engine's control of a cancellable call: the handle's cancel flag
+    /// and its progress callback.
+    pub fn with_control<R>(&self, cancel: &Arc<AtomicBool>, f: impl FnOnce(&mut crate::control::RunControl<'_>) -> Result<R>) -> Result<R> {
+        let mut progress = self.progress_fn();
+        let mut ctl = crate::control::RunControl {
+            cancel: Some(cancel.clone()),
+            progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
+        };
+        f(&mut ctl)
     }
 }
 

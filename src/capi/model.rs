@@ -16,6 +16,7 @@ use super::{
 use crate::denoiser::Denoiser;
 use crate::engine::{select, AnyBackend, AnyEdm2, AnyModel, AnyNetwork, BackendRequest, Selection};
 use crate::error::{Error, Result};
+use crate::latent_norm::LatentNorm;
 use crate::model::config::{Arch, ModelConfig};
 use crate::model::weights::{self, CheckpointWeights};
 use crate::preset;
@@ -270,8 +271,9 @@ pub(crate) struct ModelState {
     /// Seed of the next `ucgm_sample` call; advances by one per call.
     pub seed: u64,
     /// How the model's latents are normalised (from its file's `ucgm_latent_norm`
-    /// metadata); `ucgm_sample_image` inverts it before decoding. None = identity.
-    pub latent_norm: Option<crate::latent_norm::LatentNorm>,
+    /// metadata, or set by the caller); `ucgm_sample_image` inverts it before decoding,
+    /// `ucgm_model_save` stores it. None = identity.
+    pub latent_norm: Option<LatentNorm>,
 }
 
 impl HasHooks for ModelState {
@@ -455,14 +457,21 @@ fn is_edm2_file(path: &std::path::Path) -> bool {
 }
 
 /// Boxes a new handle into `*out`.
-pub(crate) fn publish(out: &mut *mut ucgm_model, model: impl Into<AnyNetwork>, hooks: Hooks, backend_summary: String, preset: Option<SamplerConfig>) {
+pub(crate) fn publish(
+    out: &mut *mut ucgm_model,
+    model: impl Into<AnyNetwork>,
+    hooks: Hooks,
+    backend_summary: String,
+    preset: Option<SamplerConfig>,
+    latent_norm: Option<LatentNorm>,
+) {
     let state = ModelState {
         model: model.into(),
         hooks,
         backend_summary,
         preset,
         seed: 0,
-        latent_norm: None,
+        latent_norm,
     };
     *out = Box::into_raw(Box::new(ucgm_model { handle: Handle::new(state) }));
 }
@@ -494,7 +503,7 @@ pub unsafe extern "C" fn ucgm_model_create(params: *const ucgm_model_params, out
         let summary = selection.summary();
         let model = AnyNetwork::from(AnyModel::init(cfg, selection.backend, p.seed)?);
         hooks.log(UCGM_LOG_INFO, || format!("created {} (seed {})", describe(&model, &summary), p.seed));
-        publish(out, model, hooks, summary, None);
+        publish(out, model, hooks, summary, None, None);
         Ok(())
     })
 }
@@ -517,20 +526,13 @@ pub unsafe extern "C" fn ucgm_model_create(params: *const ucgm_model_params, out
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucgm_model_params, out: *mut *mut ucgm_model) -> ucgm_status {
     call("ucgm_model_load", || {
-        let out = params::out_ref("out", out)?;
-        *out = ptr::null_mut();
-        let path = params::path_arg("path", path)?;
-        let p = if params.is_null() {
-            ucgm_model_params::defaults()
-        } else {
-            params::read_params(params)?
-        };
-        let hooks = Hooks {
-            log: p.log_callback,
-            log_user_data: p.log_user_data,
-            ..Hooks::default()
-        };
-        let selection = backend_for(&p, &hooks)?;
+        let super::load::LoadArgs {
+            out,
+            path,
+            params: p,
+            hooks,
+            selection,
+        } = super::load::load_args(out, path, params)?;
         let summary = selection.summary();
         let heads = (p.heads != 0).then_some(p.heads as usize);
         let which = params::enum_arg("ucgm_model_params.checkpoint_weights", p.checkpoint_weights, &CHECKPOINT_WEIGHTS)?;
@@ -538,12 +540,12 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
             // Weights are checked finite by name while they load.
             let model = AnyNetwork::from(AnyEdm2::load(&path, selection.backend, None)?);
             hooks.log(UCGM_LOG_INFO, || format!("loaded {}: {}", path.display(), describe(&model, &summary)));
-            publish(out, model, hooks, summary, None);
+            publish(out, model, hooks, summary, None, None);
             return Ok(());
         }
         let w = weights::load_file(&path, heads, Some(which))?;
         let preset = preset::from_metadata(&path, &w.metadata)?;
-        let latent_norm = crate::latent_norm::LatentNorm::from_metadata(&path, &w.metadata)?;
+        let latent_norm = LatentNorm::from_metadata(&path, &w.metadata)?;
         let mut model = AnyModel::from_params_owned(w.cfg, selection.backend, w.params)?;
         // A loaded model samples until a trainer takes it: hold the weights once, in the
         // layout the inference GEMMs want (reads, saves and trainers convert back).
@@ -555,29 +557,28 @@ pub unsafe extern "C" fn ucgm_model_load(path: *const c_char, params: *const ucg
         if let Some(p) = &preset {
             hooks.log(UCGM_LOG_INFO, || format!("sampler preset from the file: {}", preset::describe(p)));
         }
-        publish(out, model, hooks, summary, preset);
-        if let Some(n) = latent_norm {
-            let h = &(**out).handle;
-            h.state
-                .lock()
-                .map_err(|_| Error::Internal("a new handle's lock is poisoned".into()))?
-                .latent_norm = Some(n);
+        if let Some(n) = &latent_norm {
+            hooks.log(UCGM_LOG_INFO, || format!("latent normalisation from the file: {}", n.describe()));
         }
+        publish(out, model, hooks, summary, preset, latent_norm);
         Ok(())
     })
 }
 
 /// Saves the weights as safetensors (reference tensor names, configuration, sampler
-/// preset and checksum in the metadata), atomically: on failure an existing file at
-/// `path` is left unchanged.
+/// preset, latent normalisation and checksum in the metadata), atomically: on failure
+/// an existing file at `path` is left unchanged.
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_model_save(model: *mut ucgm_model, path: *const c_char) -> ucgm_status {
     with_handle("ucgm_model_save", model, |s, _| {
         let path = params::path_arg("path", path)?;
-        let extra = match &s.preset {
+        let mut extra = match &s.preset {
             Some(p) => preset::metadata(p)?,
             None => Default::default(),
         };
+        if let Some(n) = &s.latent_norm {
+            extra.insert(crate::latent_norm::LATENT_NORM_KEY.to_string(), n.to_json()?);
+        }
         s.model.dit("ucgm_model_save")?.save_with_metadata(&path, &extra)?;
         s.hooks.log(UCGM_LOG_INFO, || format!("saved {}", path.display()));
         Ok(())

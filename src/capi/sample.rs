@@ -11,7 +11,6 @@ use std::time::Instant;
 use super::model::{ucgm_model, ModelState};
 use super::params::{self, Versioned};
 use super::{call, ucgm_status, with_handle, with_handle_cancellable, UCGM_LOG_DEBUG, UCGM_LOG_INFO};
-use crate::control::RunControl;
 use crate::denoiser::Denoiser;
 use crate::error::{Error, Result};
 use crate::rng::Rng;
@@ -432,13 +431,10 @@ pub(crate) unsafe fn run(
             None => NoiseSource::rng(&mut rng),
         };
         s.hooks.log(UCGM_LOG_DEBUG, || format!("sampling: {cfg:?}, batch {batch}, seed {}", p.seed));
-        let mut progress = s.hooks.progress_fn();
-        let mut ctl = RunControl {
-            cancel: Some(cancel.clone()),
-            progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
-        };
         let start = Instant::now();
-        let res = sample(&mut s.model, &z, &labels, &cfg, &mut noise_src, &mut ctl)?;
+        let res = s
+            .hooks
+            .with_control(cancel, |ctl| sample(&mut s.model, &z, &labels, &cfg, &mut noise_src, ctl))?;
         if advance_seed {
             s.seed = s.seed.wrapping_add(1);
         }

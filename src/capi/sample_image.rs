@@ -9,7 +9,6 @@ use super::params::{self, Versioned};
 use super::sample::{run, ucgm_sample_params};
 use super::vae::{decode_into, ucgm_vae};
 use super::{ucgm_status, with_handle, with_handle_cancellable, UCGM_STATUS_OK};
-use crate::control::RunControl;
 use crate::error::{Error, Result};
 use crate::latent_norm::LatentNorm;
 
@@ -108,12 +107,9 @@ unsafe fn sample_image(
         let f = s.vae.config().downsample_factor();
         let (hf, wf) = (lat_h * f, lat_w * f);
         let mut img = vec![0f32; n * 3 * hf * wf];
-        let mut progress = s.hooks.progress_fn();
-        let mut ctl = RunControl {
-            cancel: Some(cancel.clone()),
-            progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
-        };
-        decode_into(&mut s.vae, latents.as_ptr(), n, lat_h, lat_w, img.as_mut_ptr(), img.len(), &mut ctl)?;
+        s.hooks.with_control(cancel, |ctl| {
+            decode_into(&mut s.vae, latents.as_ptr(), n, lat_h, lat_w, img.as_mut_ptr(), img.len(), ctl)
+        })?;
         write_pixels(&img, n, hf, wf, out, out_len)
     })
 }
@@ -151,10 +147,11 @@ unsafe fn write_pixels(img: &[f32], n: usize, h: usize, w: usize, out: Pixels, o
 /// * `out` — `[n, 3, H·f, W·f]` float NCHW, u = clamp((x + 1)/2, 0, 1) of the decoded x;
 ///   `out_len` = n·3·(H·f)·(W·f) (H = W = the model's input size, f = the VAE's factor).
 ///
-/// The latent normalisation stored with the model (`ucgm_latent_norm` metadata of its
-/// file: SD-VAE ×0.18215, VA-VAE statistics) is inverted before decoding; a model
-/// without one is taken to sample raw latents. `ucgm_model_cancel` / the model's
-/// progress callback cover the sampling, `ucgm_vae_cancel` / the VAE's the decoding.
+/// The model's latent normalisation (the `ucgm_latent_norm` metadata of its file:
+/// SD-VAE ×0.18215, VA-VAE statistics; or what `ucgm_model_set_latent_norm` /
+/// `ucgm_model_load_latent_stats` set) is inverted before decoding; a model without one
+/// is taken to sample raw latents. `ucgm_model_cancel` / the model's progress callback
+/// cover the sampling, `ucgm_vae_cancel` / the VAE's the decoding.
 #[no_mangle]
 #[allow(clippy::too_many_arguments)]
 pub unsafe extern "C" fn ucgm_sample_image(

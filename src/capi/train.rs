@@ -18,8 +18,7 @@ use super::{
     call, ucgm_backend, ucgm_log_callback, ucgm_progress_callback, ucgm_status, with_handle, with_handle_cancellable, AsHandle, Handle, HasHooks, Hooks,
     UCGM_LOG_DEBUG, UCGM_LOG_INFO,
 };
-use crate::control::RunControl;
-use crate::engine::{AnyModel, AnyTrainer, Selection};
+use crate::engine::{AnyModel, AnyTrainer};
 use crate::error::{Error, Result};
 use crate::model::weights;
 use crate::trainer::{EnhancedStyle, OptimizerKind, OptimizerSection, StepStats, TimeWeight, TrainSection, TrainerConfig, TransportSection};
@@ -354,21 +353,6 @@ fn describe(t: &AnyTrainer, backend_summary: &str) -> String {
     )
 }
 
-/// Backend and hooks from optional model params (NULL: defaults).
-unsafe fn backend_and_hooks(p: *const ucgm_model_params) -> Result<(Selection, Hooks)> {
-    let p = if p.is_null() {
-        ucgm_model_params::defaults()
-    } else {
-        params::read_params(p)?
-    };
-    let hooks = Hooks {
-        log: p.log_callback,
-        log_user_data: p.log_user_data,
-        ..Hooks::default()
-    };
-    Ok((model::backend_for(&p, &hooks)?, hooks))
-}
-
 /// Fills `params` (a struct of `struct_size` bytes, normally `sizeof *params`) with the
 /// defaults listed at `ucgm_train_params`.
 #[no_mangle]
@@ -407,10 +391,9 @@ pub unsafe extern "C" fn ucgm_trainer_create(model: *mut ucgm_model, params: *co
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_trainer_resume(path: *const c_char, model_params: *const ucgm_model_params, out: *mut *mut ucgm_trainer) -> ucgm_status {
     call("ucgm_trainer_resume", || {
-        let out = params::out_ref("out", out)?;
-        *out = ptr::null_mut();
-        let path = params::path_arg("path", path)?;
-        let (selection, hooks) = backend_and_hooks(model_params)?;
+        let super::load::LoadArgs {
+            out, path, hooks, selection, ..
+        } = super::load::load_args(out, path, model_params)?;
         let summary = selection.summary();
         let trainer = AnyTrainer::resume(&path, selection.backend)?;
         hooks.log(UCGM_LOG_INFO, || {
@@ -436,7 +419,7 @@ pub unsafe extern "C" fn ucgm_trainer_create_from_checkpoint(
         *out = ptr::null_mut();
         let path = params::path_arg("path", path)?;
         let cfg = trainer_config(&params::read_params(params)?)?;
-        let (selection, hooks) = backend_and_hooks(model_params)?;
+        let (_, hooks, selection) = super::load::backend_and_hooks(model_params)?;
         let summary = selection.summary();
         let trainer = AnyTrainer::from_checkpoint(&path, cfg, selection.backend)?;
         hooks.log(UCGM_LOG_INFO, || {
@@ -585,22 +568,20 @@ pub unsafe extern "C" fn ucgm_train_steps(
         };
         let per = x.len() / n_batches;
         let hooks = s.hooks;
-        let mut progress = hooks.progress_fn();
-        let mut ctl = RunControl {
-            cancel: Some(cancel.clone()),
-            progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
-        };
         let start = Instant::now();
-        ctl.check()?;
         let mut losses = losses;
-        for i in 0..n_batches {
-            let stats = s.trainer.train_step(&x[i * per..(i + 1) * per], &labels[i * batch..(i + 1) * batch])?;
-            record(s, stats, ptr::null_mut());
-            if let Some(l) = losses.as_deref_mut() {
-                l[i] = stats.loss;
+        hooks.with_control(cancel, |ctl| {
+            ctl.check()?;
+            for i in 0..n_batches {
+                let stats = s.trainer.train_step(&x[i * per..(i + 1) * per], &labels[i * batch..(i + 1) * batch])?;
+                record(s, stats, ptr::null_mut());
+                if let Some(l) = losses.as_deref_mut() {
+                    l[i] = stats.loss;
+                }
+                ctl.step(i + 1, n_batches)?;
             }
-            ctl.step(i + 1, n_batches)?;
-        }
+            Ok(())
+        })?;
         hooks.log(UCGM_LOG_INFO, || {
             format!(
                 "trained {n_batches} steps of batch {batch} in {:.3} s (now at step {}, loss {:.6})",
@@ -662,7 +643,7 @@ pub unsafe extern "C" fn ucgm_trainer_export_model(trainer: *mut ucgm_trainer, w
         let backend = s.trainer.backend().independent_copy()?;
         let copy = AnyModel::from_params(s.trainer.model_config().clone(), backend, &w)?;
         s.hooks.log(UCGM_LOG_INFO, || format!("weights {which} exported to a new model handle"));
-        model::publish(out, copy, Hooks::default(), s.backend_summary.clone(), None);
+        model::publish(out, copy, Hooks::default(), s.backend_summary.clone(), None, None);
         Ok(())
     })
 }

@@ -5,9 +5,8 @@
 
 use std::ffi::{c_char, c_void};
 use std::mem::size_of;
-use std::ptr;
 
-use super::model::{backend_fields, backend_for, fixed_text, ucgm_model_params, UCGM_BACKEND_DESCRIPTION_LEN};
+use super::model::{backend_fields, fixed_text, ucgm_model_params, UCGM_BACKEND_DESCRIPTION_LEN};
 use super::params::{self, Versioned};
 use super::{
     call, ucgm_backend, ucgm_log_callback, ucgm_progress_callback, ucgm_status, with_handle, with_handle_cancellable, AsHandle, Handle, HasHooks, Hooks,
@@ -127,20 +126,9 @@ fn describe(v: &AnyVae, backend_summary: &str) -> String {
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_vae_load(path: *const c_char, params: *const ucgm_model_params, out: *mut *mut ucgm_vae) -> ucgm_status {
     call("ucgm_vae_load", || {
-        let out = params::out_ref("out", out)?;
-        *out = ptr::null_mut();
-        let path = params::path_arg("path", path)?;
-        let p = if params.is_null() {
-            ucgm_model_params::defaults()
-        } else {
-            params::read_params(params)?
-        };
-        let hooks = Hooks {
-            log: p.log_callback,
-            log_user_data: p.log_user_data,
-            ..Hooks::default()
-        };
-        let selection = backend_for(&p, &hooks)?;
+        let super::load::LoadArgs {
+            out, path, hooks, selection, ..
+        } = super::load::load_args(out, path, params)?;
         let summary = selection.summary();
         let vae = AnyVae::load(&path, selection.backend)?;
         hooks.log(UCGM_LOG_INFO, || format!("loaded {}: {}", path.display(), describe(&vae, &summary)));
@@ -256,12 +244,7 @@ pub unsafe extern "C" fn ucgm_vae_encode(
         } else {
             Some(params::slice_mut("out_logvar", out_logvar, out_logvar_len)?)
         };
-        let mut progress = s.hooks.progress_fn();
-        let mut ctl = RunControl {
-            cancel: Some(cancel.clone()),
-            progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
-        };
-        let post = s.vae.encode_with(images, n, h, w, &mut ctl)?;
+        let post = s.hooks.with_control(cancel, |ctl| s.vae.encode_with(images, n, h, w, ctl))?;
         out_mean.copy_from_slice(&post.mean);
         if let Some(lv) = out_logvar {
             lv.copy_from_slice(&post.logvar);
@@ -278,12 +261,7 @@ pub unsafe extern "C" fn ucgm_vae_encode(
 #[no_mangle]
 pub unsafe extern "C" fn ucgm_vae_decode(vae: *mut ucgm_vae, latents: *const f32, n: usize, h: usize, w: usize, out: *mut f32, out_len: usize) -> ucgm_status {
     with_handle_cancellable("ucgm_vae_decode", vae, |s, cancel| {
-        let mut progress = s.hooks.progress_fn();
-        let mut ctl = RunControl {
-            cancel: Some(cancel.clone()),
-            progress: progress.as_mut().map(|f| f as &mut dyn FnMut(usize, usize) -> bool),
-        };
-        decode_into(&mut s.vae, latents, n, h, w, out, out_len, &mut ctl)
+        s.hooks.with_control(cancel, |ctl| decode_into(&mut s.vae, latents, n, h, w, out, out_len, ctl))
     })
 }
 
