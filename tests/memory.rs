@@ -94,6 +94,48 @@ fn xl_shaped_model_at_reduced_depth_reports_its_bytes() {
     let out = ucgm::sample(&mut m, &z, &[7], &sc, &mut ucgm::NoiseSource::rng(&mut Rng::new(1)), &mut Default::default()).unwrap();
     assert!(out.sample.iter().all(|v| v.is_finite()));
     assert_eq!(m.weight_bytes(), 4 * (n + largest), "sampling adds no parameter-sized buffer");
+
+    // The sampling workspace, written out from the network's shapes (one block's
+    // activations and one residual stream, per image): the input and output images, the
+    // patch rows and the final Linear's tokens, the 256 timestep features, the
+    // conditioning vectors (t-MLP hidden ×2, label embedding, c, SiLU(c): 5·D), adaLN
+    // outputs (6·D for the block, 2·D for the final layer), and per token the residual
+    // stream, norm₁, attention output, proj, norm₂, the MLP output and the final norm
+    // (7·D), qkv (3·D), the MLP hidden and its activation (2·M), and three norm
+    // statistics pairs (6).
+    let (t, d, m_hid, pd) = (cfg.tokens(), cfg.hidden, cfg.mlp_hidden(), cfg.patch_dim());
+    let per_image = 2 * cfg.image_len() + 2 * t * pd + 256 + 13 * d + t * (10 * d + 2 * m_hid + 6);
+    assert_eq!(m.workspace_bytes(), 4 * per_image, "batch-1 workspace = the arithmetic");
+    assert_eq!(m.held_bytes(), m.weight_bytes() + m.workspace_bytes());
+    // Kept and reused: another call at the same batch size allocates nothing new.
+    let z3 = Rng::new(7).normal_f32(3 * cfg.image_len());
+    ucgm::sample(
+        &mut m,
+        &z3,
+        &[1, 2, 3],
+        &sc,
+        &mut ucgm::NoiseSource::rng(&mut Rng::new(1)),
+        &mut Default::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        m.workspace_bytes(),
+        3 * 4 * per_image,
+        "batch 3: three images' worth, the batch-1 workspace freed"
+    );
+    ucgm::sample(
+        &mut m,
+        &z3,
+        &[4, 5, 6],
+        &sc,
+        &mut ucgm::NoiseSource::rng(&mut Rng::new(2)),
+        &mut Default::default(),
+    )
+    .unwrap();
+    assert_eq!(m.workspace_bytes(), 3 * 4 * per_image);
+    // SiT-XL/2 at full depth holds the same per-image workspace (one block's worth):
+    // 20.4 MiB per image, as the README's table says.
+    assert_eq!(format!("{:.1}", 4.0 * per_image as f64 / (1 << 20) as f64), "20.4");
 }
 
 /// A safetensors file whose header is `header` (JSON) followed by `data`.

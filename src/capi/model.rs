@@ -207,10 +207,12 @@ pub struct ucgm_model_info {
     /// device(s))" or "cpu (16 threads); cuda unavailable: the CUDA driver library
     /// (libcuda.so) not found (…)". Cut at a character boundary if longer.
     pub backend_description: [c_char; UCGM_BACKEND_DESCRIPTION_LEN],
-    /// Bytes of parameter-sized state the handle holds now (weights once in the layout
-    /// its use wants — a loaded model that only samples keeps the transposed inference
-    /// layout instead of the plain one —, plus gradients or caches when present;
-    /// activation workspaces excluded). Added after ABI 1's `backend_description`.
+    /// Bytes the handle holds now: the weights once, in the layout its use wants (a
+    /// loaded model that only samples keeps the transposed inference layout instead of
+    /// the plain one), gradients or caches when present, and the activation workspace
+    /// kept for the last batch size sampled (allocated once per batch size, reused across
+    /// steps and calls; 0 before the first sample). Added after ABI 1's
+    /// `backend_description`.
     pub bytes_held: u64,
 }
 
@@ -648,7 +650,7 @@ pub unsafe extern "C" fn ucgm_model_get_info(model: *mut ucgm_model, info: *mut 
             tf32,
             bf16,
             backend_description: fixed_text(&s.backend_summary),
-            bytes_held: s.model.weight_bytes() as u64,
+            bytes_held: s.model.held_bytes() as u64,
             ..shape
         };
         params::write_out(info, v)

@@ -72,6 +72,11 @@ impl AnyModel {
         dispatch!(self, AnyModel, m => m.weight_bytes())
     }
 
+    /// [`Model::held_bytes`]: weights plus the activation workspaces held now.
+    pub fn held_bytes(&self) -> usize {
+        dispatch!(self, AnyModel, m => m.held_bytes())
+    }
+
     /// The network's configuration.
     pub fn config(&self) -> &ModelConfig {
         dispatch!(self, AnyModel, m => m.config())

@@ -70,6 +70,15 @@ impl AnyNetwork {
         }
     }
 
+    /// Everything the network holds: weights plus the activation workspaces kept between
+    /// calls (EDM2 allocates its activations per call: its weights).
+    pub fn held_bytes(&self) -> usize {
+        match self {
+            AnyNetwork::Dit(m) => m.held_bytes(),
+            AnyNetwork::Edm2(m) => m.weight_bytes(),
+        }
+    }
+
     /// Elements of one sample, C·H·W.
     pub fn image_len(&self) -> usize {
         self.sample_shape().iter().product()
