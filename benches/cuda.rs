@@ -562,7 +562,7 @@ fn print_header(device: Option<&DeviceInfo>, warmups: usize, runs: usize) {
     println!(
         "PyTorch 2.11 on the same H200 (device.md): eager at the row's precision, eager bf16, torch.compile bf16; ×: PyTorch ms / ucgm ms (> 1: ucgm faster)"
     );
-    println!("est GiB: estimated device memory of the case; dev GiB: device memory in use after it (the pool keeps freed blocks: a running high-water mark)");
+    println!("est GiB: estimated device memory of the case; dev GiB: device memory in use after it, CUDA context included (each case runs in a process of its own: its own high-water mark)");
     println!();
     println!(
         "{:<16} {:<5} {:<5} {:>5} {:>9} {:>13} {:>8} {:>8} {:>7} {:>7} | {:>8} {:>7} | {:>8} {:>7} | {:>8} {:>7}",
@@ -643,21 +643,53 @@ fn failure_note(case: &Case, e: &ucgm::Error) -> String {
     }
 }
 
-/// Runs every case and prints its row as soon as it is measured. Returns whether every
-/// runnable case ran.
+/// Measures case `index` of [`cases`] and prints its row. Returns whether it ran (or
+/// was skipped for a stated reason).
+fn summary_case(index: usize, device: &DeviceInfo, params: &mut ParamCache) -> bool {
+    let (warmups, runs) = if quick() { (1, 3) } else { (2, 10) };
+    let Some(case) = cases().into_iter().nth(index) else {
+        println!("no case {index}");
+        return false;
+    };
+    let mut ran = true;
+    let result = match skip_reason(&case, device) {
+        Some(why) => Err(why),
+        None => measure(&case, device, params, warmups, runs).map_err(|e| {
+            ran = false;
+            failure_note(&case, &e)
+        }),
+    };
+    print_row(&case, &result);
+    ran
+}
+
+/// Runs `--child ARG` of this benchmark in a process of its own (so its device memory is
+/// its own: a fresh context and memory pool) and passes its output through. Returns
+/// whether it exited 0; None where no child could be started (then the caller measures
+/// in this process).
+fn in_child(arg: &str) -> Option<bool> {
+    if std::env::var_os("UCGM_BENCH_IN_PROCESS").is_some() {
+        return None;
+    }
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new(exe).args(["--child", arg]).output().ok()?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && !err.trim().is_empty() {
+        println!("  (child {arg} exited {:?}: {})", out.status.code(), err.trim().lines().last().unwrap_or(""));
+    }
+    Some(out.status.success())
+}
+
+/// Runs every case and prints its row as soon as it is measured, each case in a child
+/// process (`UCGM_BENCH_IN_PROCESS=1`: all in this one). Returns whether every runnable
+/// case ran.
 fn summary(device: &DeviceInfo, params: &mut ParamCache) -> bool {
     let (warmups, runs) = if quick() { (1, 3) } else { (2, 10) };
     print_header(Some(device), warmups, runs);
     let mut all_ran = true;
-    for case in cases() {
-        let result = match skip_reason(&case, device) {
-            Some(why) => Err(why),
-            None => measure(&case, device, params, warmups, runs).map_err(|e| {
-                all_ran = false;
-                failure_note(&case, &e)
-            }),
-        };
-        print_row(&case, &result);
+    for index in 0..cases().len() {
+        all_ran &= in_child(&format!("case:{index}")).unwrap_or_else(|| summary_case(index, device, params));
     }
     all_ran
 }
@@ -699,6 +731,12 @@ fn criterion_benches(device: &DeviceInfo, params: &mut ParamCache) -> bool {
     all_ran
 }
 
+/// Device memory in use now, CUDA context included (GiB, one decimal), "?" where the
+/// driver does not say.
+fn device_gib_now() -> String {
+    cudarc::driver::result::mem_get_info().map_or("?".into(), |(free, total)| format!("{:.1}", (total - free) as f64 / GIB))
+}
+
 /// `vae_decode_b64_256`: the SD-VAE (random weights) decoding 64 latents 4×32×32 to
 /// 256×256 images in f32, latents uploaded and images read back inside the timing (what
 /// a sampler pays). In smoke mode a 2-level VAE at batch 2. Returns whether it ran.
@@ -713,7 +751,7 @@ fn vae_row() -> bool {
     } else {
         (VaeConfig::sd_vae(), 64, LATENT_SIDE)
     };
-    let run = || -> ucgm::Result<f64> {
+    let run = || -> ucgm::Result<(f64, String)> {
         let be = CudaBackend::new(0)?;
         let mut vae = Vae::random(cfg.clone(), be.clone(), 0)?;
         vae.set_activation_budget(4 << 30); // 16 GiB of activations: the whole batch at once
@@ -729,7 +767,7 @@ fn vae_row() -> bool {
             })
             .collect::<ucgm::Result<_>>()?;
         ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        Ok(ms[ms.len() / 2])
+        Ok((ms[ms.len() / 2], device_gib_now()))
     };
     let name = if smoke() {
         "vae_decode_b2_64 (smoke: 2-level VAE)"
@@ -737,8 +775,8 @@ fn vae_row() -> bool {
         "vae_decode_b64_256 (SD-VAE f32)"
     };
     match run() {
-        Ok(ms) => {
-            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s", batch as f64 / ms * 1e3);
+        Ok((ms, gib)) => {
+            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s {gib:>6} dev GiB", batch as f64 / ms * 1e3);
             true
         }
         Err(e) => {
@@ -755,7 +793,7 @@ fn vae_row() -> bool {
 fn inception_row() -> bool {
     use ucgm::model::inception::{FidInception, InceptionInput};
     let (batch, side) = if smoke() { (2, 32) } else { (250, 256) };
-    let run = || -> ucgm::Result<f64> {
+    let run = || -> ucgm::Result<(f64, String)> {
         let net = FidInception::random(CudaBackend::new(0)?, InceptionInput::PytorchFid, 1)?;
         let images: Vec<f32> = Rng::new(9)
             .normal_f32(batch * 3 * side * side)
@@ -773,7 +811,7 @@ fn inception_row() -> bool {
             })
             .collect::<ucgm::Result<_>>()?;
         ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        Ok(ms[ms.len() / 2])
+        Ok((ms[ms.len() / 2], device_gib_now()))
     };
     let name = if smoke() {
         "inception_fid_b2_32 (smoke)"
@@ -781,8 +819,8 @@ fn inception_row() -> bool {
         "inception_fid_b250_256 (f32)"
     };
     match run() {
-        Ok(ms) => {
-            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s", batch as f64 / ms * 1e3);
+        Ok((ms, gib)) => {
+            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s {gib:>6} dev GiB", batch as f64 / ms * 1e3);
             true
         }
         Err(e) => {
@@ -812,7 +850,7 @@ fn edm2_row() -> bool {
     } else {
         (Edm2Config::from_name("EDM2-XL", 64, 4, 1000).expect("EDM2-XL"), 1)
     };
-    let run = || -> ucgm::Result<f64> {
+    let run = || -> ucgm::Result<(f64, String)> {
         let mut rng = Rng::new(3);
         let tensors = cfg
             .tensors()
@@ -839,7 +877,7 @@ fn edm2_row() -> bool {
             })
             .collect::<ucgm::Result<_>>()?;
         ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        Ok(ms[ms.len() / 2])
+        Ok((ms[ms.len() / 2], device_gib_now()))
     };
     let name = if smoke() {
         "edm2_forward_b2_8 (smoke: tiny UNet)"
@@ -847,8 +885,8 @@ fn edm2_row() -> bool {
         "edm2_xl_forward_b1 (EDM2-XL f32)"
     };
     match run() {
-        Ok(ms) => {
-            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s", batch as f64 / ms * 1e3);
+        Ok((ms, gib)) => {
+            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s {gib:>6} dev GiB", batch as f64 / ms * 1e3);
             true
         }
         Err(e) => {
@@ -876,15 +914,28 @@ fn main() {
         }
     };
     let mut params = ParamCache::default();
+    if let Some(i) = args.iter().position(|a| a == "--child") {
+        let ran = match args.get(i + 1).map(String::as_str) {
+            Some("vae") => vae_row(),
+            Some("edm2") => edm2_row(),
+            Some("inception") => inception_row(),
+            Some(c) if c.starts_with("case:") => c[5..].parse().is_ok_and(|n| summary_case(n, &device, &mut params)),
+            other => {
+                println!("unknown child {other:?}");
+                false
+            }
+        };
+        std::process::exit(if ran { 0 } else { 1 });
+    }
     let mut all_ran = true;
     if !args.iter().any(|a| a == "--summary-only") {
         all_ran &= criterion_benches(&device, &mut params);
         println!();
     }
     all_ran &= summary(&device, &mut params);
-    all_ran &= vae_row();
-    all_ran &= edm2_row();
-    all_ran &= inception_row();
+    all_ran &= in_child("vae").unwrap_or_else(vae_row);
+    all_ran &= in_child("edm2").unwrap_or_else(edm2_row);
+    all_ran &= in_child("inception").unwrap_or_else(inception_row);
     if !all_ran {
         std::process::exit(1);
     }

@@ -11,7 +11,8 @@
 # includes `cuda`: every
 # tests/cuda_*.rs, tests/capi_backend.rs (CUDA model and trainer handles through the C
 # ABI), plus the library's unit tests, whose backend::cuda ones compile the kernels with
-# NVRTC) and the benchmark benches/cuda.rs in the same build, strips their debug info,
+# NVRTC; tests/capi_vae.rs and capi_latent_norm.rs, whose `auto` backend is CUDA there)
+# and the benchmark benches/cuda.rs in the same build, strips their debug info,
 # and stages them in .gpu/ (git-ignored: tests in .gpu/bin, the benchmark in
 # .gpu/bench) with a copy of ../shared/reference and .gpu/run.sh. Then, with the device
 # tool:
@@ -49,7 +50,7 @@ rm -rf "$stage"
 mkdir -p "$stage/bin" "$stage/bench" "$stage/reference"
 
 echo "building CUDA test and benchmark binaries (release, feature cuda)…" >&2
-cargo test --release --features nccl --no-run --message-format=json --lib --test 'cuda_*' --test capi_backend --bench cuda >"$stage/build.json"
+cargo test --release --features nccl --no-run --message-format=json --lib --test 'cuda_*' --test capi_backend --test capi_vae --test capi_latent_norm --bench cuda >"$stage/build.json"
 
 # Test executables: compiler artifacts built with the test profile flag, benches aside.
 mapfile -t exes < <(jq -r 'select(.reason == "compiler-artifact" and .profile.test == true and .executable != null and (.target.kind | index("bench") | not)) | .executable' "$stage/build.json")

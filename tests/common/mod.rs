@@ -4,10 +4,13 @@
 
 use std::path::PathBuf;
 
-/// `../shared/reference` beside the repository (as on the developer machines and in CI).
+/// `../shared/reference` beside the repository (as on the developer machines and in CI),
+/// or `$UCGM_REFERENCE_DIR` where set (the staged copy on the GPU machine).
 pub fn reference_dir() -> PathBuf {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let dir = root.join("..").join("shared").join("reference");
+    let dir = std::env::var_os("UCGM_REFERENCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("..").join("shared").join("reference"));
     assert!(
         dir.is_dir(),
         "reference tensors not found at {} (copy shared/ beside the repository)",
