@@ -737,6 +737,38 @@ fn device_gib_now() -> String {
     cudarc::driver::result::mem_get_info().map_or("?".into(), |(free, total)| format!("{:.1}", (total - free) as f64 / GIB))
 }
 
+/// Median milliseconds of `runs` calls of `call` after `warmups` untimed ones (quick:
+/// 1 and 3), with the device memory in use after them.
+fn median_ms_and_memory(mut call: impl FnMut() -> ucgm::Result<()>, slow: (usize, usize)) -> ucgm::Result<(f64, String)> {
+    let (warmups, runs) = if quick() { (1, 3) } else { slow };
+    for _ in 0..warmups {
+        call()?;
+    }
+    let mut ms: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t0 = Instant::now();
+            call().map(|_| t0.elapsed().as_secs_f64() * 1e3)
+        })
+        .collect::<ucgm::Result<_>>()?;
+    ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    Ok((ms[ms.len() / 2], device_gib_now()))
+}
+
+/// Prints a row of another network (batch `batch`): its median, throughput and device
+/// memory, or why it failed. Returns whether it ran.
+fn print_extra_row(name: &str, batch: usize, result: ucgm::Result<(f64, String)>) -> bool {
+    match result {
+        Ok((ms, gib)) => {
+            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s {gib:>6} dev GiB", batch as f64 / ms * 1e3);
+            true
+        }
+        Err(e) => {
+            println!("{name:<40} failed: {e}");
+            false
+        }
+    }
+}
+
 /// `vae_decode_b64_256`: the SD-VAE (random weights) decoding 64 latents 4×32×32 to
 /// 256×256 images in f32, latents uploaded and images read back inside the timing (what
 /// a sampler pays). In smoke mode a 2-level VAE at batch 2. Returns whether it ran.
@@ -756,34 +788,14 @@ fn vae_row() -> bool {
         let mut vae = Vae::random(cfg.clone(), be.clone(), 0)?;
         vae.set_activation_budget(4 << 30); // 16 GiB of activations: the whole batch at once
         let z = Rng::new(5).normal_f32(batch * 4 * side * side);
-        let (warmups, runs) = if quick() { (1, 3) } else { (2, 7) };
-        for _ in 0..warmups {
-            vae.decode(&z, batch, side, side)?;
-        }
-        let mut ms: Vec<f64> = (0..runs)
-            .map(|_| {
-                let t0 = Instant::now();
-                vae.decode(&z, batch, side, side).map(|_| t0.elapsed().as_secs_f64() * 1e3)
-            })
-            .collect::<ucgm::Result<_>>()?;
-        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        Ok((ms[ms.len() / 2], device_gib_now()))
+        median_ms_and_memory(|| vae.decode(&z, batch, side, side).map(drop), (2, 7))
     };
     let name = if smoke() {
         "vae_decode_b2_64 (smoke: 2-level VAE)"
     } else {
         "vae_decode_b64_256 (SD-VAE f32)"
     };
-    match run() {
-        Ok((ms, gib)) => {
-            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s {gib:>6} dev GiB", batch as f64 / ms * 1e3);
-            true
-        }
-        Err(e) => {
-            println!("{name:<40} failed: {e}");
-            false
-        }
-    }
+    print_extra_row(name, batch, run())
 }
 
 /// `inception_fid_b250`: the FID Inception (random weights, the real geometry) on 250
@@ -800,34 +812,14 @@ fn inception_row() -> bool {
             .iter()
             .map(|v| (0.5 + 0.25 * v).clamp(0.0, 1.0))
             .collect();
-        let (warmups, runs) = if quick() { (1, 3) } else { (2, 7) };
-        for _ in 0..warmups {
-            net.forward(&images, batch, side, side)?;
-        }
-        let mut ms: Vec<f64> = (0..runs)
-            .map(|_| {
-                let t0 = Instant::now();
-                net.forward(&images, batch, side, side).map(|_| t0.elapsed().as_secs_f64() * 1e3)
-            })
-            .collect::<ucgm::Result<_>>()?;
-        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        Ok((ms[ms.len() / 2], device_gib_now()))
+        median_ms_and_memory(|| net.forward(&images, batch, side, side).map(drop), (2, 7))
     };
     let name = if smoke() {
         "inception_fid_b2_32 (smoke)"
     } else {
         "inception_fid_b250_256 (f32)"
     };
-    match run() {
-        Ok((ms, gib)) => {
-            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s {gib:>6} dev GiB", batch as f64 / ms * 1e3);
-            true
-        }
-        Err(e) => {
-            println!("{name:<40} failed: {e}");
-            false
-        }
-    }
+    print_extra_row(name, batch, run())
 }
 
 /// `edm2_xl_forward_b1`: the EDM2-XL UNet (random weights built in memory, gains 1) on
@@ -866,34 +858,14 @@ fn edm2_row() -> bool {
         let x = rng.normal_f32(batch * cfg.image_len());
         let (t, labels) = (vec![0.5f32; batch], vec![1usize; batch]);
         let mut out = vec![0f32; x.len()];
-        let (warmups, runs) = if quick() { (1, 3) } else { (2, 9) };
-        for _ in 0..warmups {
-            m.forward(&x, &t, &labels, &mut out)?;
-        }
-        let mut ms: Vec<f64> = (0..runs)
-            .map(|_| {
-                let t0 = Instant::now();
-                m.forward(&x, &t, &labels, &mut out).map(|_| t0.elapsed().as_secs_f64() * 1e3)
-            })
-            .collect::<ucgm::Result<_>>()?;
-        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        Ok((ms[ms.len() / 2], device_gib_now()))
+        median_ms_and_memory(|| m.forward(&x, &t, &labels, &mut out).map(drop), (2, 9))
     };
     let name = if smoke() {
         "edm2_forward_b2_8 (smoke: tiny UNet)"
     } else {
         "edm2_xl_forward_b1 (EDM2-XL f32)"
     };
-    match run() {
-        Ok((ms, gib)) => {
-            println!("{name:<40} {ms:>10.1} ms/batch {:>10.1} images/s {gib:>6} dev GiB", batch as f64 / ms * 1e3);
-            true
-        }
-        Err(e) => {
-            println!("{name:<40} failed: {e}");
-            false
-        }
-    }
+    print_extra_row(name, batch, run())
 }
 
 fn main() {

@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use ucgm::dist::{communicator_for, shard_range, LaunchEnv, Transport};
-use ucgm::trainer::{OptimizerKind, OptimizerSection, TrainSection, Trainer, TrainerConfig};
+use ucgm::trainer::{OptimizerSection, TrainSection, Trainer, TrainerConfig};
 use ucgm::{CpuBackend, Model, ModelConfig, ParamLayout, Rng};
 
 fn main() -> ucgm::Result<()> {
@@ -29,15 +29,7 @@ fn main() -> ucgm::Result<()> {
     let model = Model::init(cfg.clone(), CpuBackend::<f32>::new((cores / world).max(1))?, 0)?;
     let config = TrainerConfig {
         transport: Default::default(),
-        optimizer: OptimizerSection {
-            kind: OptimizerKind::AdamW,
-            lr: 1e-4,
-            weight_decay: 0.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            max_grad_norm: None,
-            eps: 1e-8,
-        },
+        optimizer: OptimizerSection::adamw(1e-4),
         train: TrainSection::default(),
     };
     let mut trainer = Trainer::new(config, model)?;

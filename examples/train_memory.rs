@@ -10,7 +10,7 @@
 //!
 //! Growth over many steps is checked on a tiny model in `tests/training_memory.rs`.
 
-use ucgm::trainer::{OptimizerKind, OptimizerSection, TrainSection, Trainer, TrainerConfig, TransportSection};
+use ucgm::trainer::{OptimizerSection, TrainSection, Trainer, TrainerConfig, TransportSection};
 use ucgm::{CpuBackend, Model, ModelConfig, Rng};
 
 const MIB: f64 = (1 << 20) as f64;
@@ -39,15 +39,7 @@ fn main() -> ucgm::Result<()> {
     let n = model.layout().total() as f64;
     let config = TrainerConfig {
         transport: TransportSection::default(),
-        optimizer: OptimizerSection {
-            kind: OptimizerKind::AdamW,
-            lr: 1e-4,
-            weight_decay: 0.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            max_grad_norm: None,
-            eps: 1e-8,
-        },
+        optimizer: OptimizerSection::adamw(1e-4),
         train: TrainSection::default(),
     };
     let mut trainer = Trainer::new(config, model)?;

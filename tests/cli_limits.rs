@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ucgm::model::weights::{self, CheckpointWeights};
 use ucgm::preset;
 use ucgm::tensor_file::TensorFile;
-use ucgm::trainer::{OptimizerKind, OptimizerSection, TrainSection, Trainer, TrainerConfig, TransportSection};
+use ucgm::trainer::{OptimizerSection, TrainSection, Trainer, TrainerConfig, TransportSection};
 use ucgm::{Arch, CpuBackend, Model, ModelConfig, ParamLayout, Rng, SamplerConfig, Stochasticity, TransportKind};
 
 fn ucgm(args: &[&str]) -> (bool, String, String, Duration) {
@@ -103,15 +103,7 @@ fn checkpoint(dir: &Path, preset_cfg: &SamplerConfig) -> std::path::PathBuf {
     let model = Model::from_params(cfg.clone(), CpuBackend::<f32>::new(1).unwrap(), &p).unwrap();
     let tc = TrainerConfig {
         transport: TransportSection::default(),
-        optimizer: OptimizerSection {
-            kind: OptimizerKind::AdamW,
-            lr: 1e-2,
-            weight_decay: 0.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            max_grad_norm: None,
-            eps: 1e-8,
-        },
+        optimizer: OptimizerSection::adamw(1e-2),
         train: TrainSection {
             ema_decay: 0.5,
             ..Default::default()

@@ -14,7 +14,7 @@ mod cuda_support;
 
 use cuda_support::*;
 use ucgm::dist::{communicator_for, Communicator, LaunchEnv, Transport};
-use ucgm::trainer::{OptimizerKind, OptimizerSection, TrainSection, Trainer, TrainerConfig, TransportSection};
+use ucgm::trainer::{OptimizerSection, TrainSection, Trainer, TrainerConfig, TransportSection};
 use ucgm::{Arch, Model, ModelConfig, ParamLayout, Rng};
 
 /// The NCCL communicator of a world of 1 on GPU 0, or None (skipped) without CUDA/NCCL.
@@ -55,15 +55,7 @@ fn nccl_world_of_one_collectives_are_the_identity() {
 fn trainer_config() -> TrainerConfig {
     TrainerConfig {
         transport: TransportSection::default(),
-        optimizer: OptimizerSection {
-            kind: OptimizerKind::AdamW,
-            lr: 1e-3,
-            weight_decay: 0.0,
-            beta1: 0.9,
-            beta2: 0.999,
-            max_grad_norm: None,
-            eps: 1e-8,
-        },
+        optimizer: OptimizerSection::adamw(1e-3),
         train: TrainSection {
             ema_decay: 0.9,
             ..Default::default()

@@ -9,7 +9,7 @@ use ucgm::tensor_file::TensorFile;
 use ucgm::trainer::coefficients::{Coef, Coefficients};
 use ucgm::trainer::interpolant::regression_target;
 use ucgm::trainer::loss::{loss_and_grad, LossShape};
-use ucgm::trainer::{OptimizerKind, OptimizerSection, TrainSection, Trainer, TrainerConfig, TransportSection};
+use ucgm::trainer::{OptimizerSection, TrainSection, Trainer, TrainerConfig, TransportSection};
 use ucgm::TransportKind;
 use ucgm::{Backend, CpuBackend, Model};
 
@@ -96,15 +96,7 @@ fn plain_target_from_reference_tensors() {
 /// settings; the optimizer does not enter the compared quantities.
 fn trainer_for(run: &Value) -> Trainer<CpuBackend> {
     let model = Model::load(reference_dir().join("sit_tiny_weights.safetensors"), CpuBackend::new(0).unwrap(), Some(4)).expect("reference weights");
-    let optimizer = OptimizerSection {
-        kind: OptimizerKind::AdamW,
-        lr: 1e-4,
-        weight_decay: 0.0,
-        beta1: 0.9,
-        beta2: 0.999,
-        max_grad_norm: None,
-        eps: 1e-8,
-    };
+    let optimizer = OptimizerSection::adamw(1e-4);
     let config = TrainerConfig {
         transport: transport_of(run),
         optimizer,

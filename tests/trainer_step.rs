@@ -3,7 +3,7 @@
 //! the `fc-vs-fe` style, the NaN guard and the seeded draws. Expected values are computed
 //! here independently with plain network forwards and the formulas of spec §2.
 
-use ucgm::trainer::{BoxedTransport, EnhancedStyle, OptimizerKind, OptimizerSection, StepTensors, TrainSection, Trainer, TrainerConfig, TransportSection};
+use ucgm::trainer::{BoxedTransport, EnhancedStyle, OptimizerSection, StepTensors, TrainSection, Trainer, TrainerConfig, TransportSection};
 use ucgm::{Arch, CpuBackend, Model, ModelConfig, ParamLayout, Rng, TransportKind};
 
 const B: usize = 8;
@@ -24,15 +24,7 @@ fn model() -> Model<CpuBackend> {
 }
 
 fn config(transport: TransportSection) -> TrainerConfig {
-    let optimizer = OptimizerSection {
-        kind: OptimizerKind::AdamW,
-        lr: 1e-3,
-        weight_decay: 0.0,
-        beta1: 0.9,
-        beta2: 0.999,
-        max_grad_norm: None,
-        eps: 1e-8,
-    };
+    let optimizer = OptimizerSection::adamw(1e-3);
     TrainerConfig {
         transport,
         optimizer,

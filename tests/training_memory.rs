@@ -5,7 +5,7 @@
 //! The resident set of SiT-S/2 at batch 8 against the README's sum is measured by
 //! `examples/train_memory.rs`.
 
-use ucgm::trainer::{EnhancedStyle, OptimizerKind, OptimizerSection, TrainSection, Trainer, TrainerConfig, TransportSection};
+use ucgm::trainer::{EnhancedStyle, OptimizerSection, TrainSection, Trainer, TrainerConfig, TransportSection};
 use ucgm::{Arch, CpuBackend, Model, ModelConfig, Rng};
 
 fn rss_bytes() -> u64 {
@@ -37,13 +37,8 @@ fn thousand_training_steps_do_not_grow_resident_memory() {
             ..Default::default()
         },
         optimizer: OptimizerSection {
-            kind: OptimizerKind::AdamW,
-            lr: 1e-4,
-            weight_decay: 0.0,
-            beta1: 0.9,
-            beta2: 0.999,
             max_grad_norm: Some(1.0),
-            eps: 1e-8,
+            ..OptimizerSection::adamw(1e-4)
         },
         train: TrainSection::default(),
     };

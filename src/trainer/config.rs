@@ -196,6 +196,20 @@ fn default_eps() -> f64 {
 }
 
 impl OptimizerSection {
+    /// AdamW at learning rate `lr` with the defaults a config file gets for the keys it
+    /// leaves out: no weight decay, β = (0.9, 0.999), ε = 1e-8, no gradient clipping.
+    pub fn adamw(lr: f64) -> Self {
+        OptimizerSection {
+            kind: OptimizerKind::AdamW,
+            lr,
+            weight_decay: 0.0,
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            max_grad_norm: None,
+            eps: default_eps(),
+        }
+    }
+
     /// Checks every value; messages name the key.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::invalid(m));

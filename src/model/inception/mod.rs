@@ -70,6 +70,29 @@ struct Layer<B: Backend> {
     bias: B::Buf,   // [c_out]
 }
 
+impl<B: Backend> Layer<B> {
+    /// The layer of geometry (c_in, c_out, kh, kw, stride, pad_h, pad_w) with its folded
+    /// weight `[c_out, c_in, kh, kw]` and bias `[c_out]` moved onto the backend.
+    #[allow(clippy::type_complexity)]
+    fn upload(
+        be: &B,
+        (c_in, c_out, kh, kw, stride, ph, pw): (usize, usize, usize, usize, usize, usize, usize),
+        weight: Vec<f32>,
+        bias: Vec<f32>,
+    ) -> Result<Self> {
+        Ok(Layer {
+            c_in,
+            c_out,
+            kh,
+            kw,
+            stride,
+            pad: (ph, pw),
+            weight: be.upload_owned(weight)?,
+            bias: be.upload_owned(bias)?,
+        })
+    }
+}
+
 /// (name, c_in, c_out, kh, kw, stride, pad_h, pad_w) of one `BasicConv2d`.
 type LayerSpec = (String, usize, usize, usize, usize, usize, usize, usize);
 
@@ -172,16 +195,7 @@ impl<B: Backend> FidInception<B> {
         for (name, ci, co, kh, kw, stride, ph, pw) in layer_table() {
             let affine = if name == "Conv2d_1a_3x3" { input.affine() } else { (1.0, 0.0) };
             let FoldedConv { weight, bias, .. } = load_folded(&tf, &name, [co, ci, kh, kw], affine)?;
-            let layer = Layer {
-                c_in: ci,
-                c_out: co,
-                kh,
-                kw,
-                stride,
-                pad: (ph, pw),
-                weight: backend.upload_owned(weight)?,
-                bias: backend.upload_owned(bias)?,
-            };
+            let layer = Layer::upload(&backend, (ci, co, kh, kw, stride, ph, pw), weight, bias)?;
             layers.insert(name, layer);
         }
         let fc_shape = tf
@@ -213,16 +227,7 @@ impl<B: Backend> FidInception<B> {
             let scale = (2.0 / fan_in).sqrt();
             let weight: Vec<f32> = rng.normal_f32(co * ci * kh * kw).into_iter().map(|v| v * scale).collect();
             let bias: Vec<f32> = rng.normal_f32(co).into_iter().map(|v| v * 0.05).collect();
-            let layer = Layer {
-                c_in: ci,
-                c_out: co,
-                kh,
-                kw,
-                stride,
-                pad: (ph, pw),
-                weight: backend.upload_owned(weight)?,
-                bias: backend.upload_owned(bias)?,
-            };
+            let layer = Layer::upload(&backend, (ci, co, kh, kw, stride, ph, pw), weight, bias)?;
             layers.insert(name, layer);
         }
         let scale = (1.0 / POOL3_DIM as f32).sqrt();
