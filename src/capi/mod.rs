@@ -10,6 +10,7 @@
 //! * [`train`] — the trainer handle: UCGM-T steps, checkpoints, weights out.
 //! * [`vae`] — the VAE handle: load, info, encode, decode.
 //! * [`sample_image`] — sample and decode in one call, float or 8-bit RGB.
+//! * [`fid`] — the FID Inception handle, feature statistics, FID and Inception Score.
 //!
 //! # Safety
 //!
@@ -24,6 +25,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod dist;
+pub mod fid;
 pub mod model;
 pub mod params;
 pub mod sample;
