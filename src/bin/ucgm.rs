@@ -1273,9 +1273,9 @@ impl EvalJob<'_> {
         }
         println!("images {}", r.images);
         if let Some(fid) = r.fid {
-            println!("FID {fid:.6}");
+            println!("FID {fid}");
         }
-        println!("IS {:.6} ± {:.6}", r.inception_score.mean, r.inception_score.std);
+        println!("IS {} ± {}", r.inception_score.mean, r.inception_score.std);
         Ok(())
     }
 }

@@ -58,7 +58,7 @@ pub fn s(p: &Path) -> String {
     p.to_str().unwrap().to_string()
 }
 
-/// `eval` arguments for 10 images of the tiny model at 2 steps with ρ = 0.5 (so the
+/// `eval` arguments for 20 images (2 per Inception Score split) of the tiny model at 2 steps with ρ = 0.5 (so the
 /// per-step noise matters), batch 3, and `extra`.
 pub fn eval_args(model: &Path, reference: &Path, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = [
@@ -74,7 +74,7 @@ pub fn eval_args(model: &Path, reference: &Path, extra: &[&str]) -> Vec<String> 
         "--ref",
         &s(reference),
         "--num",
-        "10",
+        "20",
         "--batch",
         "3",
         "--steps",
