@@ -155,11 +155,28 @@
 // `ucgm_system_info.simd` bit: Arm NEON.
 #define UCGM_SIMD_NEON (1 << 5)
 
+// pool3 feature dimension (`out_pool3` holds n rows of it).
+#define UCGM_INCEPTION_POOL3_DIM 2048
+
+// Logit classes (`out_logits` holds n rows of it).
+#define UCGM_INCEPTION_LOGITS_DIM 1008
+
+// Largest feature dimension of a statistics handle (its covariance then takes 8 GiB).
+#define UCGM_FID_STATS_MAX_DIM 32768
+
 // The SD-VAE scaling factor of the reference configs (`latent_multiplier` 0.18215).
 #define UCGM_SD_VAE_MULTIPLIER 0.18215
 
 // Bytes of the `backend_description` text of the info structs, NUL included.
 #define UCGM_BACKEND_DESCRIPTION_LEN 256
+
+// Opaque feature statistics handle: `ucgm_fid_stats_new` (empty, takes features) or
+// `ucgm_fid_stats_load_npz` (finished); release with `ucgm_fid_stats_free`.
+typedef struct ucgm_fid_stats ucgm_fid_stats;
+
+// Opaque FID Inception handle: load with `ucgm_inception_load`, release with
+// `ucgm_inception_free`.
+typedef struct ucgm_inception ucgm_inception;
 
 // Opaque model handle: create with `ucgm_model_create` or `ucgm_model_load`, release
 // with `ucgm_model_free`.
@@ -222,9 +239,6 @@ typedef struct ucgm_communicator {
     double timeout_seconds;
     void *user_data;
 } ucgm_communicator;
-
-// Kind of latent normalisation (`int32_t`).
-typedef int32_t ucgm_latent_norm_kind;
 
 // Network family (`int32_t`).
 typedef int32_t ucgm_arch;
@@ -300,6 +314,12 @@ typedef struct ucgm_model_params {
     ucgm_checkpoint_weights checkpoint_weights;
 } ucgm_model_params;
 
+// Inception preprocessing mode (`int32_t`).
+typedef int32_t ucgm_inception_mode;
+
+// Kind of latent normalisation (`int32_t`).
+typedef int32_t ucgm_latent_norm_kind;
+
 // What `ucgm_model_get_info` reports.
 typedef struct ucgm_model_info {
     // Set by the caller to `sizeof(ucgm_model_info)`.
@@ -344,10 +364,12 @@ typedef struct ucgm_model_info {
     // device(s))" or "cpu (16 threads); cuda unavailable: the CUDA driver library
     // (libcuda.so) not found (…)". Cut at a character boundary if longer.
     char backend_description[UCGM_BACKEND_DESCRIPTION_LEN];
-    // Bytes of parameter-sized state the handle holds now (weights once in the layout
-    // its use wants — a loaded model that only samples keeps the transposed inference
-    // layout instead of the plain one —, plus gradients or caches when present;
-    // activation workspaces excluded). Added after ABI 1's `backend_description`.
+    // Bytes the handle holds now: the weights once, in the layout its use wants (a
+    // loaded model that only samples keeps the transposed inference layout instead of
+    // the plain one), gradients or caches when present, and the activation workspace
+    // kept for the last batch size sampled (allocated once per batch size, reused across
+    // steps and calls; 0 before the first sample). Added after ABI 1's
+    // `backend_description`.
     uint64_t bytes_held;
 } ucgm_model_info;
 
@@ -610,6 +632,14 @@ typedef struct ucgm_vae_info {
 // Details (chosen backend, settings).
 #define UCGM_LOG_DEBUG 4
 
+// pytorch-fid: images in [0, 1] as given, PyTorch bilinear resize to 299×299, `2x − 1`.
+#define UCGM_INCEPTION_PYTORCH_FID 0
+
+// torch-fidelity `inception-v3-compat` (the UCGM reference's `eval.py`): images in
+// [0, 1] are first quantised to the uint8 values `trunc(255·x)` (the reference's
+// `x * 255 → uint8` cast), then TensorFlow-1 bilinear resize, `(v − 128)/128`.
+#define UCGM_INCEPTION_TORCH_FIDELITY 1
+
 // None: the model samples raw VAE latents (x = z).
 #define UCGM_LATENT_NORM_NONE 0
 
@@ -769,6 +799,72 @@ UCGM_API ucgm_status ucgm_trainer_set_communicator(struct ucgm_trainer *trainer,
 // Without a communicator (or with world 1) this is `ucgm_train_step` with
 // `batch == global_batch`.
 UCGM_API ucgm_status ucgm_train_step_part(struct ucgm_trainer *trainer, const float *x, const int32_t *labels, size_t batch, size_t global_batch, double *loss);
+
+// Loads the FID Inception from a safetensors file converted from pytorch-fid's
+// `pt_inception-2015-12-05-6726825d.pth` by `scripts/convert_inception.py` (BatchNorm
+// is folded into the convolutions here) and stores the handle in `*out` (NULL on
+// failure). `params` may be NULL (defaults); only its backend fields and log callback
+// are read. `mode` is a `UCGM_INCEPTION_*` value. Fails with `UCGM_STATUS_IO`,
+// `UCGM_STATUS_FORMAT` (not a safetensors file) or `UCGM_STATUS_WEIGHTS` (tensors
+// missing, mis-shaped or not finite: not an FID Inception file).
+UCGM_API ucgm_status ucgm_inception_load(const char *path, const struct ucgm_model_params *params, ucgm_inception_mode mode, struct ucgm_inception **out);
+
+// Releases an Inception handle. NULL is a no-op. No call may be running on the handle.
+UCGM_API void ucgm_inception_free(struct ucgm_inception *net);
+
+// Sets (or with NULL clears) the handle's log callback.
+UCGM_API ucgm_status ucgm_inception_set_log_callback(struct ucgm_inception *net, ucgm_log_callback callback, void *user_data);
+
+// pool3 features and logits of a batch of images.
+// * `images` — `[n, 3, h, w]` RGB in [0, 1] (any size; resized to 299×299 inside);
+//   values outside [0, 1] or not finite are `UCGM_STATUS_INVALID_ARGUMENT` /
+//   `UCGM_STATUS_NON_FINITE`;
+// * `out_pool3` — `[n, 2048]`; `out_pool3_len` = n·2048;
+// * `out_logits` — NULL, or `[n, 1008]`: the `fc` logits without its bias
+//   (torch-fidelity's `logits_unbiased`, which its Inception Score and
+//   `ucgm_inception_score` take); `out_logits_len` = n·1008 (ignored when NULL).
+UCGM_API ucgm_status ucgm_inception_features(struct ucgm_inception *net, const float *images, size_t n, size_t h, size_t w, float *out_pool3, size_t out_pool3_len, float *out_logits, size_t out_logits_len);
+
+// Makes empty streaming statistics of `dim`-vectors (1 ≤ dim ≤
+// `UCGM_FID_STATS_MAX_DIM`; 2048 for pool3) in `*out`: float64 mean and scatter,
+// memory `dim² · 8` bytes whatever the number of vectors added.
+UCGM_API ucgm_status ucgm_fid_stats_new(size_t dim, struct ucgm_fid_stats **out);
+
+// Reads statistics (`mu` `[D]`, `sigma` `[D, D]`, float32 or float64) from a `.npz`
+// as pytorch-fid writes them and ADM ships them, into a new handle in `*out`. Such a
+// handle takes no more features. Fails with `UCGM_STATUS_IO` or `UCGM_STATUS_FORMAT`
+// (not a zip, arrays missing, wrong shapes, non-finite or asymmetric sigma).
+UCGM_API ucgm_status ucgm_fid_stats_load_npz(const char *path, struct ucgm_fid_stats **out);
+
+// Releases a statistics handle. NULL is a no-op.
+UCGM_API void ucgm_fid_stats_free(struct ucgm_fid_stats *stats);
+
+// Adds `n` feature vectors `features` `[n, dim]` (finite). A non-finite value leaves
+// the statistics unchanged and fails with `UCGM_STATUS_NON_FINITE`; a handle read from
+// a `.npz` fails with `UCGM_STATUS_INVALID_ARGUMENT`.
+UCGM_API ucgm_status ucgm_fid_stats_add(struct ucgm_fid_stats *stats, const float *features, size_t n);
+
+// Adds `n` float64 feature vectors `features` `[n, dim]` (finite), as
+// `ucgm_fid_stats_add` (for features kept in double precision).
+UCGM_API ucgm_status ucgm_fid_stats_add_f64(struct ucgm_fid_stats *stats, const double *features, size_t n);
+
+// Stores the number of vectors added in `*out_count` (0 for a handle read from a `.npz`,
+// whose count is not recorded) and the dimension in `*out_dim`; either may be NULL.
+UCGM_API ucgm_status ucgm_fid_stats_get_count(struct ucgm_fid_stats *stats, uint64_t *out_count, uint64_t *out_dim);
+
+// Writes the mean and unbiased covariance as a `.npz` (`mu`, `sigma`, float64, as
+// `np.savez`), atomically. Streaming statistics need at least 2 vectors.
+UCGM_API ucgm_status ucgm_fid_stats_save_npz(struct ucgm_fid_stats *stats, const char *path);
+
+// The Fréchet distance between the Gaussians of two statistics handles (the same
+// dimension; streaming ones with at least 2 vectors) in `*out` — the FID when both
+// hold pool3 statistics. `a` and `b` may be the same handle.
+UCGM_API ucgm_status ucgm_fid_distance(struct ucgm_fid_stats *a, struct ucgm_fid_stats *b, double *out);
+
+// The Inception Score of `logits` `[n, 1008]` (finite; `ucgm_inception_features`'
+// `out_logits`) in `splits` contiguous splits (1 ≤ splits ≤ n; the field uses 10):
+// the mean and the population standard deviation of the split scores.
+UCGM_API ucgm_status ucgm_inception_score(const float *logits, size_t n, size_t splits, double *out_mean, double *out_std);
 
 // Sets how the model's latents are normalised, replacing what its file said:
 // * `UCGM_LATENT_NORM_NONE` — raw latents; `multiplier` and `channels` are ignored;

@@ -261,6 +261,23 @@ impl TensorFile {
         Ok((e.shape.clone(), out))
     }
 
+    /// An f64 tensor (stored as F64, read without rounding), with its shape.
+    pub fn f64(&self, name: &str) -> Result<(Vec<usize>, Vec<f64>)> {
+        let e = self.entry(name)?;
+        if e.dtype != Dtype::F64 {
+            return Err(Error::Weights(format!(
+                "{}: tensor {name:?} has dtype {:?} (expected F64)",
+                self.path.display(),
+                e.dtype
+            )));
+        }
+        let data = self.data(e)?;
+        Ok((
+            e.shape.clone(),
+            data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap())).collect(),
+        ))
+    }
+
     /// A floating-point tensor whose shape must equal `shape`.
     pub fn f32_shaped(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let e = self.entry(name)?;
@@ -321,6 +338,7 @@ fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result
 /// Data of one tensor to write.
 pub enum TensorData<'a> {
     F32(&'a [f32]),
+    F64(&'a [f64]),
     I64(&'a [i64]),
 }
 
@@ -340,6 +358,14 @@ impl<'a> TensorOut<'a> {
             data: TensorData::F32(data),
         }
     }
+    /// An f64 tensor.
+    pub fn f64(name: impl Into<String>, shape: Vec<usize>, data: &'a [f64]) -> Self {
+        TensorOut {
+            name: name.into(),
+            shape,
+            data: TensorData::F64(data),
+        }
+    }
     /// An i64 tensor.
     pub fn i64(name: impl Into<String>, shape: Vec<usize>, data: &'a [i64]) -> Self {
         TensorOut {
@@ -357,6 +383,7 @@ pub fn to_bytes(tensors: &[TensorOut<'_>], metadata: &BTreeMap<String, String>) 
         let n: usize = t.shape.iter().product();
         let (dtype, bytes, len) = match t.data {
             TensorData::F32(d) => (Dtype::F32, d.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(), d.len()),
+            TensorData::F64(d) => (Dtype::F64, d.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(), d.len()),
             TensorData::I64(d) => (Dtype::I64, d.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>(), d.len()),
         };
         if n != len {

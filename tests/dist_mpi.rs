@@ -6,10 +6,14 @@
 //! * a rank killed mid-run ends the job, a hung rank trips the other's watchdog within
 //!   `UCGM_DIST_TIMEOUT`, and the last checkpoint loads.
 //!
+//! * `mpirun -np 2 ucgm eval` gives the statistics, FID and IS of one process: bit for
+//!   bit when every rank's batches are the single process's, to rounding otherwise.
+//!
 //! Each test prints "skipped: …" and passes when this build has no MPI or `mpirun` is
 //! missing, unless `UCGM_REQUIRE_MPI=1` (CI), which turns a skip into a failure.
 
 mod cli_common;
+mod eval_common;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -277,4 +281,69 @@ fn a_hung_rank_trips_the_watchdog_within_the_timeout() {
     assert!(text.contains("rank 0 of 2 (mpi)") && text.contains("did not complete within 5.0 s"), "{text}");
     assert!(secs >= timeout as f64 - 0.5 && secs <= timeout as f64 + 15.0, "{secs} s");
     latest_checkpoint_loads(&out);
+}
+
+/// `ucgm eval` arguments of tests/eval_common with `--batch` set to `batch`.
+fn eval_with_batch(model: &Path, reference: &Path, batch: &str, extra: &[&str]) -> Vec<String> {
+    let mut a = eval_common::eval_args(model, reference, extra);
+    let at = a.iter().position(|v| v == "--batch").unwrap();
+    a[at + 1] = batch.into();
+    a
+}
+
+fn rel_l2_f64(a: &[f64], b: &[f64]) -> f64 {
+    let num: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    let den: f64 = b.iter().map(|y| y * y).sum();
+    (num / den).sqrt()
+}
+
+#[test]
+fn two_rank_eval_equals_one_process() {
+    if !mpi_ready() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = eval_common::tiny_model(dir.path());
+    let reference = eval_common::reference_stats(dir.path());
+    // Batch 10: ranks 0 and 1 evaluate images 0–9 and 10–19 in one batch each, exactly
+    // the single process's two batches, and the merge is the same pairwise update: the
+    // same bits. (With more batches per rank the merge order differs, (b₁+b₂)+(b₃+b₄)
+    // against ((b₁+b₂)+b₃)+b₄, and the statistics differ by f64 rounding.) Batch 3: other batches (3+3+3+1 per rank vs 3×6+2), so the network's
+    // float32 results differ by rounding.
+    for batch in ["10", "3"] {
+        let one_npz = dir.path().join(format!("one{batch}.npz"));
+        let two_npz = dir.path().join(format!("two{batch}.npz"));
+        let feats = dir.path().join(format!("f{batch}.safetensors"));
+        let mut one = vec!["--backend".to_string(), "cpu".into(), "--threads".into(), "1".into()];
+        one.extend(eval_with_batch(&model, &reference, batch, &["--save-stats", one_npz.to_str().unwrap()]));
+        let (ok, out_one, err) = cli_common::ucgm(&one.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(ok, "{err}");
+        let mut two = vec!["--backend".to_string(), "cpu".into(), "--threads".into(), "1".into()];
+        two.extend(eval_with_batch(
+            &model,
+            &reference,
+            batch,
+            &["--save-stats", two_npz.to_str().unwrap(), "--features-file", feats.to_str().unwrap()],
+        ));
+        let (ok, text) = finish(mpirun(2, &two.iter().map(String::as_str).collect::<Vec<_>>(), "120"));
+        assert!(ok, "{text}");
+        assert!(text.contains("2 rank(s)"), "{text}");
+        for r in 0..2 {
+            assert!(dir.path().join(format!("f{batch}.rank{r}of2.safetensors")).exists(), "rank {r}'s features file");
+        }
+        let (a, b) = (ucgm::fid::read_stats_npz(&one_npz).unwrap(), ucgm::fid::read_stats_npz(&two_npz).unwrap());
+        let (dm, dc) = (rel_l2_f64(b.mean(), a.mean()), rel_l2_f64(b.cov(), a.cov()));
+        let figure = |name: &str| (eval_common::figure(&out_one, name), eval_common::figure(&text, name));
+        let ((fid1, fid2), (is1, is2)) = (figure("FID "), figure("IS "));
+        println!("batch {batch}: 2 ranks vs 1 process: mean rel-L2 {dm:e}, cov rel-L2 {dc:e}, FID {fid2} vs {fid1}, IS {is2} vs {is1}");
+        if batch == "10" {
+            assert!(dm == 0.0 && dc == 0.0 && fid1 == fid2 && is1 == is2);
+            assert!(is1 > 1.0, "a non-trivial Inception Score ({is1})");
+        } else {
+            // float32 rounding of the features (~1e-7 relative) under different batches;
+            // the covariance of 10 images sees it relative to their small spread.
+            assert!(dm < 1e-6 && dc < 1e-4, "mean {dm:e} cov {dc:e}");
+            assert!((fid1 - fid2).abs() <= 1e-6 * fid1 && (is1 - is2).abs() <= 1e-6 * is1);
+        }
+    }
 }

@@ -8,6 +8,7 @@ pub mod config_keys;
 pub mod decode;
 pub mod demo;
 pub mod encode;
+pub mod eval;
 pub mod fid;
 pub mod output;
 pub mod sample;

@@ -182,6 +182,11 @@ enum Command {
         #[arg(long)]
         save_stats: Option<PathBuf>,
     },
+    /// Evaluate a checkpoint as the reference's eval.py does: sample --num images (image
+    /// i has label i mod K), decode them with the VAE, extract FID Inception features and
+    /// logits, print the FID against --ref and the Inception Score (10 splits).
+    /// Resumable with --features-file; under mpirun each rank evaluates its share.
+    Eval(Box<EvalArgs>),
     /// Print a checkpoint's or weights file's configuration, sizes, parameter count,
     /// sampler preset and checksum.
     Info {
@@ -248,6 +253,64 @@ struct DecodeArgs {
     limit: Option<usize>,
 }
 
+/// `ucgm eval` options.
+#[derive(Args)]
+struct EvalArgs {
+    /// Checkpoint (`ucgm train`) or weights safetensors file of a latent model.
+    #[arg(long)]
+    ckpt: PathBuf,
+    /// Which weights of a checkpoint: ema (default), online or mod.
+    #[arg(long, default_value = "ema")]
+    weights: String,
+    /// Attention heads, for weights files whose width is not a named size.
+    #[arg(long)]
+    heads: Option<usize>,
+    /// The VAE (safetensors) that decodes the samples.
+    #[arg(long)]
+    vae: PathBuf,
+    /// Latent statistics file (safetensors `mean`, `std`) of a VA-VAE / E2E-VAE model;
+    /// overrides the model file's stored normalisation.
+    #[arg(long)]
+    latent_stats: Option<PathBuf>,
+    /// Latent multiplier (SD-VAE: 0.18215); overrides the stored normalisation.
+    #[arg(long)]
+    latent_multiplier: Option<f32>,
+    /// FID Inception weights (pt_inception-2015-12-05 converted by scripts/convert_inception.py).
+    #[arg(long)]
+    inception: PathBuf,
+    /// torch-fidelity's inception-v3-compat preprocessing (uint8, TF1 resize), as the
+    /// UCGM reference's eval.py; default: pytorch-fid's.
+    #[arg(long)]
+    compat: bool,
+    /// Reference statistics .npz (mu, sigma), e.g. ADM's VIRTUAL_imagenet256_labeled.npz.
+    #[arg(long = "ref")]
+    reference: Option<PathBuf>,
+    /// Number of images (at least 10, for the 10 Inception Score splits).
+    #[arg(long, default_value_t = 50000)]
+    num: usize,
+    /// Images per batch (sampling, decoding and features).
+    #[arg(long, default_value_t = 50)]
+    batch: usize,
+    /// Seed of the per-image noise (image i draws from stream i of this seed).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    flags: SamplerFlags,
+    /// Accumulate the state here (atomically, every --save-every batches) and continue
+    /// from it when it exists; under mpirun each rank uses FILE with .rankRofW inserted.
+    #[arg(long)]
+    features_file: Option<PathBuf>,
+    /// Batches between two saves of --features-file.
+    #[arg(long, default_value_t = 20)]
+    save_every: usize,
+    /// Write the samples' statistics (mu, sigma) to this .npz.
+    #[arg(long)]
+    save_stats: Option<PathBuf>,
+    /// Stop after this many batches of this invocation (state saved; for tests and time slots).
+    #[arg(long, hide = true)]
+    max_batches: Option<usize>,
+}
+
 /// `ucgm sample` options. Every sampler setting is optional: unset ones come from the
 /// file's preset, else from the default in the help text.
 #[derive(Args)]
@@ -268,6 +331,40 @@ struct SampleArgs {
     /// sampler settings (flags still override).
     #[arg(long)]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    flags: SamplerFlags,
+    /// Number of samples.
+    #[arg(long, default_value_t = 16)]
+    n: usize,
+    /// Comma-separated labels (cycled); default 0, 1, 2, … cycled over the classes.
+    #[arg(long)]
+    labels: Option<String>,
+    /// Seed of the initial and per-step noise.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Output: .png (1- or 3-channel data, or decoded with --vae) or .safetensors
+    /// (tensor `samples` [N, C, H, W], model-space latents).
+    #[arg(long, default_value = "samples.png")]
+    out: PathBuf,
+    /// Decode the samples with this VAE (safetensors) and write images.
+    #[arg(long)]
+    vae: Option<PathBuf>,
+    /// Latent statistics file (safetensors `mean`, `std`) of a VA-VAE / E2E-VAE model;
+    /// overrides the model file's stored normalisation.
+    #[arg(long)]
+    latent_stats: Option<PathBuf>,
+    /// Latent multiplier (SD-VAE: 0.18215); overrides the stored normalisation.
+    #[arg(long)]
+    latent_multiplier: Option<f32>,
+    /// With --vae: also write one PNG per image into this folder.
+    #[arg(long)]
+    images_dir: Option<PathBuf>,
+}
+
+/// The UCGM-S settings of `ucgm sample` and `ucgm eval`. Every one is optional: unset
+/// ones come from the file's preset, else from the default in the help text.
+#[derive(Args)]
+struct SamplerFlags {
     /// Guidance acts on the first N channels only, or `all`. Default: the network's own
     /// rule (LightningDiT: 3, its reference's quirk that its released FIDs were measured
     /// with; all channels for every other network).
@@ -305,35 +402,15 @@ struct SampleArgs {
     /// Native-time interval lo,hi where guidance applies [default: 0,1].
     #[arg(long, value_parser = parse_list::<2>, allow_negative_numbers = true)]
     cfg_interval: Option<[f64; 2]>,
-    /// Number of samples.
-    #[arg(long, default_value_t = 16)]
-    n: usize,
-    /// Comma-separated labels (cycled); default 0, 1, 2, … cycled over the classes.
-    #[arg(long)]
-    labels: Option<String>,
-    /// Seed of the initial and per-step noise.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Output: .png (1- or 3-channel data, or decoded with --vae) or .safetensors
-    /// (tensor `samples` [N, C, H, W], model-space latents).
-    #[arg(long, default_value = "samples.png")]
-    out: PathBuf,
-    /// Decode the samples with this VAE (safetensors) and write images.
-    #[arg(long)]
-    vae: Option<PathBuf>,
-    /// Latent statistics file (safetensors `mean`, `std`) of a VA-VAE / E2E-VAE model;
-    /// overrides the model file's stored normalisation.
-    #[arg(long)]
-    latent_stats: Option<PathBuf>,
-    /// Latent multiplier (SD-VAE: 0.18215); overrides the stored normalisation.
-    #[arg(long)]
-    latent_multiplier: Option<f32>,
-    /// With --vae: also write one PNG per image into this folder.
-    #[arg(long)]
-    images_dir: Option<PathBuf>,
 }
 
 impl SampleArgs {
+    fn sampler(&self, base: SamplerConfig) -> Result<SamplerConfig> {
+        self.flags.sampler(base)
+    }
+}
+
+impl SamplerFlags {
     /// The sampler settings: `base` (the preset or the defaults) with the flags on top.
     fn sampler(&self, base: SamplerConfig) -> Result<SamplerConfig> {
         let mut cfg = base;
@@ -638,6 +715,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Info { path } => info(&path),
+        Command::Eval(args) => eval_command(&args, cli.backend.request(defaults)),
         Command::Encode(args) => encode_command(&args, cli.backend.request(defaults)),
         Command::Decode(args) => decode_command(&args, cli.backend.request(defaults)),
         Command::Fid {
@@ -737,7 +815,7 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
         _ => load_for_sampling(&args.ckpt, &args.weights, args.heads)?,
     };
     let mc = w.cfg.clone();
-    let stored = if args.no_preset {
+    let stored = if args.flags.no_preset {
         None
     } else {
         preset::from_metadata(&args.ckpt, &w.metadata)?
@@ -1023,6 +1101,183 @@ fn sample_edm2_command(args: &SampleArgs, backend: BackendRequest, cfg: Option<u
     )?;
     println!("wrote {n} samples ({} steps, {}, EDM2) to {}", scfg.steps, scfg.transport.name(), out.display());
     Ok(())
+}
+
+/// `ucgm eval`: settings and checks, then [`eval_on`] on the chosen backend.
+fn eval_command(args: &EvalArgs, request: BackendRequest) -> Result<()> {
+    use ucgm::app::eval::{rank_features_path, EvalState, Fingerprint};
+    let launch = ucgm::dist::LaunchEnv::from_env()?;
+    if args.num < ucgm::fid::IS_SPLITS {
+        return Err(Error::invalid(format!(
+            "--num {}: at least {} images (the Inception Score's splits)",
+            args.num,
+            ucgm::fid::IS_SPLITS
+        )));
+    }
+    if args.batch == 0 {
+        return Err(Error::invalid("--batch must be at least 1"));
+    }
+    let w = load_for_sampling(&args.ckpt, &args.weights, args.heads)?;
+    let mc = w.cfg.clone();
+    let stored = if args.flags.no_preset {
+        None
+    } else {
+        preset::from_metadata(&args.ckpt, &w.metadata)?
+    };
+    let base = SamplerConfig {
+        cfg_channels: mc.arch.cfg_channels(),
+        ..stored.unwrap_or_else(cli_sampler_defaults)
+    };
+    let cfg = args.flags.sampler(base)?;
+    let stored_norm = ucgm::latent_norm::LatentNorm::from_metadata(&args.ckpt, &w.metadata)?;
+    let norm = ucgm::app::decode::resolve_norm(stored_norm, args.latent_stats.as_deref(), args.latent_multiplier)?;
+    // Files that are read or written at the end are checked before any compute.
+    let reference = args.reference.as_ref().map(ucgm::fid::read_stats_npz).transpose()?;
+    if let Some(p) = &args.save_stats {
+        ucgm::app::output::check_writable_file(p)?;
+    }
+    let input = if args.compat {
+        InceptionInput::TorchFidelity
+    } else {
+        InceptionInput::PytorchFid
+    };
+    let k = mc.num_classes.max(1);
+    let range = ucgm::dist::shard_range(args.num, launch.rank, launch.world);
+    let mut fp = Fingerprint::default();
+    fp.file("ckpt", &args.ckpt)?
+        .file("vae", &args.vae)?
+        .file("inception", &args.inception)?
+        .set("weights", &args.weights)
+        .set("latent_norm", norm.describe())
+        .set("num", args.num)
+        .set("seed", args.seed)
+        .set("sampler", format!("{cfg:?}"))
+        .set("input", format!("{input:?}"))
+        .set("ranks", launch.world);
+    let features = args.features_file.as_ref().map(|p| rank_features_path(p, launch.rank, launch.world));
+    let state = EvalState::load_or_new(features.as_deref(), fp.text(), range.clone())?;
+    let backend = choose_backend(&request)?;
+    let cuda = !matches!(backend, AnyBackend::Cpu(_));
+    let comm = ucgm::dist::communicator_for(&launch, ucgm::dist::Transport::Auto { cuda })?;
+    if comm.is_root() {
+        let per = args.num / k;
+        let extra = args.num % k;
+        eprintln!(
+            "eval: {} images, label of image i = i mod {k} ({per} per class{}), {} steps, seed {}, {} rank(s){}",
+            args.num,
+            if extra > 0 { format!(", classes 0..{extra} one more") } else { String::new() },
+            cfg.steps,
+            args.seed,
+            comm.world(),
+            if state.next > state.range.start {
+                format!("; resuming at image {} from the features file", state.next)
+            } else {
+                String::new()
+            }
+        );
+    }
+    let vae = ucgm::engine::AnyVae::load(&args.vae, backend.clone())?;
+    if vae.config().latent_channels != mc.in_channels {
+        return Err(Error::invalid(format!(
+            "the VAE {} has {} latent channels but the model samples {} channels",
+            args.vae.display(),
+            vae.config().latent_channels,
+            mc.in_channels
+        )));
+    }
+    let mut model = AnyModel::from_params_owned(mc, backend.clone(), w.params)?;
+    model.enter_inference_layout()?;
+    let job = EvalJob {
+        args,
+        cfg,
+        norm,
+        input,
+        reference,
+        features,
+        state,
+        comm,
+        model,
+        vae,
+    };
+    match backend {
+        AnyBackend::Cpu(be) => job.run(be),
+        #[cfg(feature = "cuda")]
+        AnyBackend::Cuda(be) => job.run(be),
+    }
+}
+
+/// A prepared `ucgm eval`.
+struct EvalJob<'a> {
+    args: &'a EvalArgs,
+    cfg: SamplerConfig,
+    norm: ucgm::latent_norm::LatentNorm,
+    input: InceptionInput,
+    reference: Option<ucgm::metric::GaussianStats>,
+    features: Option<PathBuf>,
+    state: ucgm::app::eval::EvalState,
+    comm: Box<dyn ucgm::dist::Communicator>,
+    model: AnyModel,
+    vae: ucgm::engine::AnyVae,
+}
+
+impl EvalJob<'_> {
+    fn run<B: ucgm::Backend>(mut self, backend: B) -> Result<()> {
+        use ucgm::app::eval::{merge_ranks, report, run_eval, EvalPipeline, EvalRun};
+        let net = FidInception::load(&self.args.inception, backend, self.input)?;
+        let root = self.comm.is_root();
+        let bar = ProgressBar::new(self.state.range.len() as u64);
+        if !root {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+        }
+        bar.set_style(ProgressStyle::with_template("eval {bar:30} {pos}/{len} images [{elapsed_precise} < {eta_precise}] {per_sec}").expect("template"));
+        let mut pipe = EvalPipeline {
+            model: &mut self.model,
+            vae: &mut self.vae,
+            norm: &self.norm,
+            net: &net,
+            sampler: &self.cfg,
+            seed: self.args.seed,
+        };
+        let run = EvalRun {
+            batch: self.args.batch,
+            features_file: self.features.as_deref(),
+            save_every: self.args.save_every,
+            max_batches: self.args.max_batches,
+        };
+        let finished = run_eval(&mut pipe, &mut self.state, &run, &mut |done, _| bar.set_position(done as u64))?;
+        bar.finish_and_clear();
+        // Every rank stops, or every rank merges.
+        let mut unfinished = [f64::from(u8::from(!finished))];
+        self.comm.all_reduce_sum_f64(&mut unfinished)?;
+        if unfinished[0] > 0.0 {
+            if root {
+                println!(
+                    "stopped at image {} of {}; the state is in {}: rerun the same command to continue",
+                    self.state.next,
+                    self.args.num,
+                    self.args
+                        .features_file
+                        .as_ref()
+                        .map_or("nowhere (no --features-file)".into(), |p| p.display().to_string())
+                );
+            }
+            return Ok(());
+        }
+        let Some((stats, logits)) = merge_ranks(self.comm.as_mut(), self.state, self.args.num)? else {
+            return Ok(());
+        };
+        let r = report(&stats, &logits, self.reference.as_ref())?;
+        if let Some(p) = &self.args.save_stats {
+            write_stats_npz(p, &r.stats)?;
+            eprintln!("wrote the samples' statistics to {}", p.display());
+        }
+        println!("images {}", r.images);
+        if let Some(fid) = r.fid {
+            println!("FID {fid}");
+        }
+        println!("IS {} ± {}", r.inception_score.mean, r.inception_score.std);
+        Ok(())
+    }
 }
 
 /// A progress bar over `len` sampler steps when stderr is a terminal.

@@ -11,6 +11,7 @@
 //! * [`vae`] — the VAE handle: load, info, encode, decode.
 //! * [`sample_image`] — sample and decode in one call, float or 8-bit RGB.
 //! * [`latent_norm`] — a model's latent normalisation, which `sample_image` inverts.
+//! * [`fid`] — the FID Inception handle, feature statistics, FID and Inception Score.
 //! * `load` — the argument checks every load call shares.
 //!
 //! # Safety
@@ -26,6 +27,7 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod dist;
+pub mod fid;
 pub mod latent_norm;
 mod load;
 pub mod model;

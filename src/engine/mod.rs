@@ -21,6 +21,7 @@
 //! one expression for each variant (the CUDA arm only exists with the `cuda` feature).
 
 mod any_edm2;
+mod any_inception;
 mod any_model;
 mod any_network;
 mod any_trainer;
@@ -28,6 +29,7 @@ mod any_vae;
 mod select;
 
 pub use any_edm2::AnyEdm2;
+pub use any_inception::AnyInception;
 pub use any_model::AnyModel;
 pub use any_network::AnyNetwork;
 pub use any_trainer::AnyTrainer;

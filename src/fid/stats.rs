@@ -134,6 +134,16 @@ impl FeatureStats {
         let centred: Vec<f64> = x.chunks_exact(d).flat_map(|row| row.iter().zip(&mean_b).map(|(v, m)| v - m)).collect();
         let xc = MatRef::from_row_major_slice(&centred, nb, d);
         let scatter_b = xc.transpose() * xc;
+        self.combine(nb as u64, &mean_b, scatter_b.as_ref());
+    }
+
+    /// Chan et al.'s pairwise update with a part of `nb` vectors, mean `mean_b` `[D]` and
+    /// scatter `scatter_b` `[D, D]` (symmetrised on the way in).
+    fn combine(&mut self, nb: u64, mean_b: &[f64] /* [D] */, scatter_b: MatRef<'_, f64> /* [D, D] */) {
+        if nb == 0 {
+            return;
+        }
+        let d = self.dim;
         let n = self.count as f64;
         let nbf = nb as f64;
         let total = n + nbf;
@@ -147,7 +157,22 @@ impl FeatureStats {
         for (m, dl) in self.mean.iter_mut().zip(&delta) {
             *m += dl * nbf / total;
         }
-        self.count += nb as u64;
+        self.count += nb;
+    }
+
+    /// Merges the statistics of another, disjoint set of vectors (e.g. another process's
+    /// share of an evaluation) with the same pairwise update: the result is that of
+    /// one set holding both, up to rounding. Deterministic: merging the same parts in the
+    /// same order gives the same bits.
+    pub fn merge(&mut self, other: &FeatureStats) -> Result<()> {
+        if other.dim != self.dim {
+            return Err(Error::invalid(format!(
+                "feature statistics: cannot merge dimension {} into {}",
+                other.dim, self.dim
+            )));
+        }
+        self.combine(other.count, &other.mean, other.m2.as_ref());
+        Ok(())
     }
 
     /// Mean and unbiased covariance (needs at least 2 vectors).
