@@ -39,8 +39,7 @@ use crate::error::{Error, Result};
 use crate::fid::{inception_score, FeatureStats, InceptionScore, IS_SPLITS};
 use crate::latent_norm::LatentNorm;
 use crate::model::inception::{FidInception, InceptionInput, LOGITS_DIM, POOL3_DIM};
-use crate::rng::Rng;
-use crate::sampler::{sample, time_grid, NoiseSource, SamplerConfig, Stochasticity};
+use crate::sampler::SamplerConfig;
 use crate::tensor_file::{write_atomic, TensorFile, TensorOut};
 
 /// Metadata key of the settings fingerprint in a features file.
@@ -51,22 +50,7 @@ pub fn eval_label(index: usize, classes: usize) -> usize {
     index % classes.max(1)
 }
 
-/// Number of step-noise tensors the sampler may draw with `cfg` (0 when ρ = 0).
-pub fn step_draws(cfg: &SamplerConfig) -> Result<usize> {
-    Ok(match cfg.stochasticity {
-        Stochasticity::Fixed(0.0) => 0,
-        _ => time_grid(cfg)?.steps(),
-    })
-}
-
-/// The noise of image `index`: the initial noise `[per]` and `draws` step-noise tensors
-/// `[draws, per]`, all from the image's own stream.
-pub fn image_noise(seed: u64, index: usize, per: usize, draws: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut rng = Rng::for_index(seed, index as u64);
-    let z = rng.normal_f32(per);
-    let steps = rng.normal_f32(per * draws);
-    (z, steps)
-}
+pub use super::sample::{image_noise, step_draws};
 
 /// Decoded pixels (nominally [−1, 1]) to the network's input range, as the reference
 /// prepares its samples: `u = clamp((x + 1)/2, 0, 1)`, then `u` (pytorch-fid mode) or
@@ -114,20 +98,8 @@ impl<B: Backend> EvalPipeline<'_, B> {
         }
         let classes = self.model.num_classes();
         let [c, h, w] = self.model.sample_shape();
-        let per = c * h * w;
-        let draws = step_draws(self.sampler)?;
         let labels: Vec<usize> = indices.clone().map(|i| eval_label(i, classes)).collect();
-        let mut z = crate::limits::try_with_capacity::<f32>("eval noise", b * per)?;
-        let mut steps = crate::limits::try_vec::<f32>("eval step noise", draws * b * per)?;
-        for (k, i) in indices.enumerate() {
-            let (zi, si) = image_noise(self.seed, i, per, draws);
-            z.extend_from_slice(&zi);
-            // [draws, B, per]: step s of image k.
-            for s in 0..draws {
-                steps[(s * b + k) * per..(s * b + k + 1) * per].copy_from_slice(&si[s * per..(s + 1) * per]);
-            }
-        }
-        let latents = sample(self.model, &z, &labels, self.sampler, &mut NoiseSource::provided(&steps), ctl)?.sample;
+        let latents = super::sample::sample_batch_indexed(self.model, self.sampler, &labels, indices, self.seed, ctl)?;
         let decoded = super::decode::decode_latents(self.vae, self.norm, &latents, [b, c, h, w])?;
         let side = decoded.len() / (b * 3);
         let f = self.vae.config().downsample_factor();

@@ -884,7 +884,26 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
         .ok_or_else(|| Error::OutOfMemory(format!("--n {n}: the sample count overflows")))?;
     ucgm::limits::check_bytes(&format!("--n {n} samples"), total, if png { 8 } else { 4 })?;
     let labels: Vec<usize> = (0..n).map(|i| label_list[i % label_list.len()]).collect();
+    // Under a launcher (mpirun, torchrun, srun) this process is one rank: it samples (and
+    // decodes) its contiguous share of the images, every image's noise from its own
+    // stream, and rank 0 gathers and writes them — the same images for any number of
+    // ranks. Without a launcher: one process, one noise stream (as before).
+    let launch = ucgm::dist::LaunchEnv::from_env()?;
+    let distributed = launch.launcher != ucgm::dist::Launcher::None;
+    let mut backend = backend;
+    if launch.world > 1 && backend.device == 0 {
+        // One GPU per rank on a node: the launcher's local rank picks it.
+        backend.device = launch.local_rank;
+    }
     let backend = choose_backend(&backend)?;
+    let mut comm = if distributed {
+        let cuda = !matches!(backend, AnyBackend::Cpu(_));
+        Some(ucgm::dist::communicator_for(&launch, ucgm::dist::Transport::Auto { cuda })?)
+    } else {
+        None
+    };
+    let share = ucgm::dist::shard_range(n, launch.rank, launch.world);
+    let root = comm.as_ref().is_none_or(|c| c.is_root());
     // The VAE is loaded (and checked against the model) before any sampling.
     let mut vae = match &args.vae {
         Some(p) => {
@@ -903,7 +922,11 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
     };
     let mut model = AnyModel::from_params_owned(mc.clone(), backend, w.params)?;
     model.enter_inference_layout()?;
-    let bar = sampling_bar(n.div_ceil(64) * cfg.grid_points());
+    let bar = if root {
+        sampling_bar(share.len().div_ceil(64) * cfg.grid_points())
+    } else {
+        None
+    };
     let mut tick = |_: usize, _: usize| {
         if let Some(b) = &bar {
             b.inc(1);
@@ -914,15 +937,28 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
         cancel: None,
         progress: Some(&mut tick),
     };
-    let images = ucgm::app::sample::sample_images(&mut model, &cfg, &labels, args.seed, Some(&mut ctl))?;
+    let images = match comm.as_mut() {
+        None => ucgm::app::sample::sample_images(&mut model, &cfg, &labels, args.seed, Some(&mut ctl))?,
+        Some(_) => ucgm::app::sample::sample_images_indexed(&mut model, &cfg, &labels[share.clone()], share.clone(), args.seed, 64, Some(&mut ctl))?,
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     let shape = [n, mc.in_channels, mc.input_size, mc.input_size];
     if let (Some(vae), Some(norm)) = (vae.as_mut(), decoded.as_ref()) {
-        eprintln!("latent normalisation: {}", norm.describe());
+        if root {
+            eprintln!("latent normalisation: {}", norm.describe());
+        }
         let f = vae.config().downsample_factor();
-        let imgs = ucgm::app::decode::decode_latents(vae, norm, &images, shape)?;
+        let part = [share.len(), mc.in_channels, mc.input_size, mc.input_size];
+        let imgs = ucgm::app::decode::decode_latents(vae, norm, &images, if comm.is_some() { part } else { shape })?;
+        let imgs = match comm.as_mut() {
+            Some(c) => gather_shares(c.as_mut(), &imgs, n, share.clone())?,
+            None => imgs,
+        };
+        if !root {
+            return Ok(());
+        }
         let ishape = [n, 3, mc.input_size * f, mc.input_size * f];
         ucgm::app::decode::write_pngs(&imgs, ishape, Some(out), args.images_dir.as_deref(), "")?;
         println!(
@@ -934,6 +970,13 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
             out.display(),
             args.images_dir.as_ref().map_or(String::new(), |d| format!(" and {}", d.display()))
         );
+        return Ok(());
+    }
+    let images = match comm.as_mut() {
+        Some(c) => gather_shares(c.as_mut(), &images, n, share)?,
+        None => images,
+    };
+    if !root {
         return Ok(());
     }
     if png {
@@ -948,6 +991,23 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
     }
     println!("wrote {n} samples ({} steps, {}) to {}", cfg.steps, cfg.transport.name(), out.display());
     Ok(())
+}
+
+/// Every rank's rows `share` of an `[n, …]` array (this rank's: `mine`) assembled on
+/// every rank: one sum all-reduce of a zero-filled buffer each rank fills its share of
+/// (adding zeros is exact, so the rows arrive bit for bit).
+fn gather_shares(comm: &mut dyn ucgm::dist::Communicator, mine: &[f32], n: usize, share: std::ops::Range<usize>) -> Result<Vec<f32>> {
+    let row = if share.is_empty() { 0 } else { mine.len() / share.len() };
+    // Ranks with an empty share still learn the row size from the others.
+    let mut row_max = [row as f64];
+    comm.all_reduce_sum_f64(&mut row_max)?;
+    let mut rows = [(row > 0) as u8 as f64];
+    comm.all_reduce_sum_f64(&mut rows)?;
+    let row = (row_max[0] / rows[0].max(1.0)).round() as usize;
+    let mut all = ucgm::limits::try_vec::<f32>("gathered samples", n * row)?;
+    all[share.start * row..share.end * row].copy_from_slice(mine);
+    comm.all_reduce_sum_f32(&mut all)?;
+    Ok(all)
 }
 
 fn encode_command(args: &EncodeArgs, backend: BackendRequest) -> Result<()> {
