@@ -37,6 +37,7 @@ fn short_demo_reports_class_figures_and_writes_enlarged_class_grids() {
     assert!(r.real_class_accuracy >= 0.9, "classifier ceiling {}", r.real_class_accuracy);
     assert_eq!(r.real_per_class_accuracy.len(), 10);
     assert!(r.real_floor.is_finite() && r.real_class_floor.is_finite());
+    assert!(r.real_inception_floor.is_none() && r.rows.iter().all(|row| row.inception_fid.is_none()));
     // multi-step 30, multi-step 30 guided, multi-step 2, few-step 1, few-step 2.
     assert_eq!(r.rows.len(), 5);
     assert!(r.rows.iter().any(|row| row.cfg_scale > 0.0 && row.nfe > row.steps));
@@ -56,4 +57,44 @@ fn short_demo_reports_class_figures_and_writes_enlarged_class_grids() {
     for grid in r.rows.iter().map(|row| &row.grid).chain([&r.real_grid]) {
         assert_eq!(png_size(grid), expected, "{}", grid.display());
     }
+}
+
+/// With an Inception file every row and the real floor get an Inception FID next to the
+/// pixel FD (20 images per set with the shared random Inception); without one, none.
+#[test]
+fn demo_adds_inception_fid_when_given_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/fid_inception_random.safetensors");
+    let o = DemoOptions {
+        output_dir: dir.path().join("demo"),
+        backend: BackendRequest {
+            choice: BackendChoice::Cpu,
+            ..BackendRequest::default()
+        },
+        multistep_steps: 2,
+        fewstep_steps: 1,
+        batch: 4,
+        eval_images: 20,
+        cfg_scale: 0.0,
+        inception: Some(weights),
+        ..DemoOptions::default()
+    };
+    let r = run_demo(&o, &mut Quiet).unwrap();
+    let floor = r.real_inception_floor.expect("real Inception floor");
+    assert!(floor.is_finite() && floor > 0.0, "{floor}");
+    assert_eq!(r.rows.len(), 4);
+    for row in &r.rows {
+        let fid = row.inception_fid.expect("Inception FID per row");
+        // Barely trained models are further from the held-out images than real ones.
+        assert!(fid.is_finite() && fid > floor, "{row:?} vs floor {floor}");
+    }
+    // A wrong Inception file fails before any training.
+    let bad = DemoOptions {
+        output_dir: dir.path().join("bad"),
+        inception: Some(std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/vae_tiny_diffusers.safetensors")),
+        ..o.clone()
+    };
+    let e = run_demo(&bad, &mut Quiet).unwrap_err().to_string();
+    assert!(e.contains("FID Inception"), "{e}");
+    assert!(!dir.path().join("bad/checkpoints").exists());
 }

@@ -249,3 +249,29 @@ fn splice_sigma(with_mu: &[u8], with_sigma: &[u8]) -> Vec<u8> {
     zw.write_all(&get(with_sigma, "sigma.npy")).unwrap();
     zw.finish().unwrap().into_inner()
 }
+
+/// Merging disjoint parts (as `ucgm eval`'s ranks do) equals one set holding both: to
+/// f64 rounding against the direct two-pass statistics, exactly against streaming the
+/// same batches (merging a one-batch part is the streaming update itself); an empty part
+/// changes nothing; another dimension is refused.
+#[test]
+fn merging_parts_equals_the_whole() {
+    let (fa, _, _) = reference_features();
+    let (mut p1, mut p2) = (FeatureStats::new(2048).unwrap(), FeatureStats::new(2048).unwrap());
+    p1.add_f64(&fa[..10 * 2048]).unwrap();
+    p1.add_f64(&fa[10 * 2048..25 * 2048]).unwrap();
+    p2.add_f64(&fa[25 * 2048..]).unwrap();
+    let mut streamed = p1.clone();
+    streamed.add_f64(&fa[25 * 2048..]).unwrap();
+    let before = p1.finish().unwrap();
+    p1.merge(&FeatureStats::new(2048).unwrap()).unwrap();
+    assert_eq!(p1.finish().unwrap(), before, "an empty part changes nothing");
+    p1.merge(&p2).unwrap();
+    assert_eq!(p1.count(), 64);
+    let merged = p1.finish().unwrap();
+    assert_eq!(merged, streamed.finish().unwrap());
+    let direct = GaussianStats::from_features(&fa, 2048).unwrap();
+    assert!(max_rel_diff(merged.mean(), direct.mean()) < 1e-13);
+    assert!(max_rel_diff(merged.cov(), direct.cov()) < 1e-12);
+    assert!(p1.merge(&FeatureStats::new(4).unwrap()).is_err());
+}

@@ -27,6 +27,14 @@
 //!    class per column (label = column) and one seed per row, enlarged ×4 with
 //!    nearest-neighbour sampling.
 //!
+//! **Why pixel features and not Inception.** The quality figure of every row is the
+//! Fréchet distance in the fixed pooled-pixel feature space of [`crate::metric`], not the
+//! FID: 16×16 synthetic shapes upsampled to 299×299 are far outside the ImageNet
+//! photographs the FID Inception was trained on, so its features say little about them
+//! (and extracting them costs ~6 GFLOP per image, more than the demo's training). Given
+//! an Inception weights file ([`DemoOptions::inception`]), the demo adds the Inception
+//! FID of every row and of the real floor, for comparison with the field's figure.
+//!
 //! Everything runs on one backend chosen at the start from [`DemoOptions::backend`]
 //! (`auto` by default: CUDA when usable, else the CPU); the observer is told which and why.
 
@@ -38,10 +46,11 @@ use super::sample::sample_images;
 use super::train::{TrainObserver, TrainRun};
 use crate::class_metric::{class_frechet_distance, ShapeClassifier};
 use crate::data::builtin::{BuiltinShapes, Split, NUM_CLASSES};
-use crate::engine::{select, AnyModel, BackendRequest};
+use crate::engine::{select, AnyInception, AnyModel, BackendRequest};
 use crate::error::{Error, Result};
 use crate::image::write_png_grid_upscaled;
-use crate::metric::FeatureSpace;
+use crate::metric::{FeatureSpace, GaussianStats};
+use crate::model::inception::{InceptionInput, POOL3_DIM};
 use crate::sampler::{time_grid, SamplerConfig, Stochasticity};
 use crate::trainer::{read_weights, CheckpointWeights};
 use crate::transport::TransportKind;
@@ -67,6 +76,9 @@ pub struct DemoOptions {
     /// row) and the native-time interval where it applies.
     pub cfg_scale: f64,
     pub cfg_interval: [f64; 2],
+    /// FID Inception weights (converted `pt_inception-2015-12-05`): when given, every
+    /// row also gets the Inception FID (pytorch-fid preprocessing).
+    pub inception: Option<PathBuf>,
 }
 
 impl Default for DemoOptions {
@@ -83,6 +95,7 @@ impl Default for DemoOptions {
             fewstep_config: None,
             cfg_scale: 1.5,
             cfg_interval: [0.0, 1.0],
+            inception: None,
         }
     }
 }
@@ -106,6 +119,8 @@ pub struct QualityRow {
     pub per_class_accuracy: Vec<f64>,
     /// Mean over classes of FD(generated of class k, held-out of class k).
     pub class_frechet: f64,
+    /// FID (FID Inception pool3) to the held-out images, when an Inception file was given.
+    pub inception_fid: Option<f64>,
     /// The enlarged grid: one class per column, one seed per row.
     pub grid: PathBuf,
 }
@@ -117,6 +132,8 @@ pub struct DemoReport {
     pub real_floor: f64,
     /// Class-conditional FD(train images, held-out images): its floor.
     pub real_class_floor: f64,
+    /// FID(train images, held-out images), when an Inception file was given.
+    pub real_inception_floor: Option<f64>,
     /// Accuracy of the shape classifier on the held-out real images: the ceiling of
     /// [`QualityRow::class_accuracy`].
     pub real_class_accuracy: f64,
@@ -227,6 +244,11 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
     let selection = select(&o.backend)?;
     observer.on_message(&selection.log_line());
     let backend = selection.backend;
+    // The Inception file is checked before any training.
+    let inception = match &o.inception {
+        Some(p) => Some(AnyInception::load(p, backend.clone(), InceptionInput::PytorchFid)?),
+        None => None,
+    };
 
     let t = &multi_cfg.trainer.train;
     observer.on_message(&format!(
@@ -268,6 +290,11 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
     let held_stats = space.stats(&held_out)?;
     let real_floor = crate::metric::frechet_distance(&space.stats(&train_imgs)?, &held_stats)?;
     let real_class_floor = class_frechet_distance(&train_imgs, &train_labels, &held_out, &held_labels, shape, NUM_CLASSES)?;
+    let held_inception = inception.as_ref().map(|net| inception_stats(net, &held_out)).transpose()?;
+    let real_inception_floor = match (&inception, &held_inception) {
+        (Some(net), Some(h)) => Some(crate::fid::frechet_distance(&inception_stats(net, &train_imgs)?, h)?),
+        _ => None,
+    };
     let classifier = ShapeClassifier::builtin()?;
     let real_score = classifier.score(&held_out, &held_labels)?;
     observer.on_message(&format!(
@@ -302,6 +329,10 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
         let frechet = crate::metric::frechet_distance(&space.stats(&images)?, &held_stats)?;
         let class_frechet = class_frechet_distance(&images, &labels, &held_out, &held_labels, shape, NUM_CLASSES)?;
         let score = classifier.score(&images, &labels)?;
+        let inception_fid = match (&inception, &held_inception) {
+            (Some(net), Some(h)) => Some(crate::fid::frechet_distance(&inception_stats(net, &images)?, h)?),
+            _ => None,
+        };
         let guided_steps = if cfg.cfg_scale > 0.0 {
             let [lo, hi] = cfg.cfg_interval;
             time_grid(&cfg)?.native.iter().filter(|&&t| lo as f32 <= t && t <= hi as f32).count()
@@ -316,8 +347,11 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
         let grid = o.output_dir.join(format!("{}_{}steps{tag}.png", name.replace('-', ""), cfg.steps));
         write_grid(&grid, &images)?;
         observer.on_message(&format!(
-            "{name} {} steps cfg {}: FD {frechet:.3}, class accuracy {:.3}, class FD {class_frechet:.3}",
-            cfg.steps, cfg.cfg_scale, score.accuracy
+            "{name} {} steps cfg {}: FD {frechet:.3}, class accuracy {:.3}, class FD {class_frechet:.3}{}",
+            cfg.steps,
+            cfg.cfg_scale,
+            score.accuracy,
+            inception_fid.map_or(String::new(), |f| format!(", Inception FID {f:.3}"))
         ));
         rows.push(QualityRow {
             model: name,
@@ -328,6 +362,7 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
             class_accuracy: score.accuracy,
             per_class_accuracy: score.per_class,
             class_frechet,
+            inception_fid,
             grid,
         });
     }
@@ -336,6 +371,7 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
     Ok(DemoReport {
         real_floor,
         real_class_floor,
+        real_inception_floor,
         real_class_accuracy: real_score.accuracy,
         real_per_class_accuracy: real_score.per_class,
         rows,
@@ -346,4 +382,16 @@ pub fn run_demo(o: &DemoOptions, observer: &mut dyn TrainObserver) -> Result<Dem
         fewstep_secs,
         eval_secs: t2.elapsed().as_secs_f64(),
     })
+}
+
+/// FID Inception pool3 statistics of 16×16 RGB images `[N, 3, 16, 16]` in [−1, 1]
+/// (mapped to [0, 1] as pytorch-fid reads images), in batches of 50.
+fn inception_stats(net: &AnyInception, images: &[f32] /* [N, 3, 16, 16] */) -> Result<GaussianStats> {
+    let len = 3 * 16 * 16;
+    let mut stats = crate::fid::FeatureStats::new(POOL3_DIM)?;
+    for chunk in images.chunks(50 * len) {
+        let x: Vec<f32> = chunk.iter().map(|v| ((v + 1.0) * 0.5).clamp(0.0, 1.0)).collect();
+        stats.add_f32(&net.forward(&x, chunk.len() / len, 16, 16)?.pool3)?;
+    }
+    stats.finish()
 }
