@@ -61,7 +61,7 @@ fi
 for exe in "${exes[@]}"; do
     name="$(basename "$exe")"
     cp "$exe" "$stage/bin/$name"
-    strip --strip-debug "$stage/bin/$name"
+    strip "$stage/bin/$name"
     echo "staged $name ($(du -h "$stage/bin/$name" | cut -f1))" >&2
 done
 # The benchmark (harness = false: a plain main, staged under its target name).
@@ -71,13 +71,13 @@ if [ -z "$bench_exe" ]; then
     exit 1
 fi
 cp "$bench_exe" "$stage/bench/cuda"
-strip --strip-debug "$stage/bench/cuda"
+strip "$stage/bench/cuda"
 echo "staged bench/cuda ($(du -h "$stage/bench/cuda" | cut -f1))" >&2
 rm -f "$stage/build.json"
 # The command-line tool, for an end-to-end `ucgm demo --backend cuda` after the tests.
 cargo build --release --bin ucgm
 cp target/release/ucgm "$stage/bench/ucgm"
-strip --strip-debug "$stage/bench/ucgm"
+strip "$stage/bench/ucgm"
 echo "staged bench/ucgm ($(du -h "$stage/bench/ucgm" | cut -f1))" >&2
 
 ref="$root/../shared/reference"
