@@ -13,31 +13,20 @@ cores it really kept busy). ucgm runs `examples/vae_bench.rs` (built here first)
 Timings are only meaningful on an otherwise quiet machine.
 """
 import argparse
-import os
-import re
 import statistics
-import subprocess
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from compare_common import build_example, run_once
+
 CASES = ["decode", "encode"]
 
 
 def build():
-    r = subprocess.run(["cargo", "build", "--release", "--example", "vae_bench"], cwd=ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"cargo build failed:\n{r.stderr[-2000:]}")
-    return os.path.join(ROOT, "target", "release", "examples", "vae_bench")
+    return build_example("vae_bench")
 
 
 def ucgm_once(exe, case, threads, reps):
-    r = subprocess.run([exe, case, str(threads), str(reps)], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"vae_bench failed:\n{r.stderr[-2000:]}")
-    m = re.search(r"ucgm \w+: ([\d.]+) ms wall, ([\d.]+) s cpu", r.stdout)
-    ms, cpu = float(m.group(1)), float(m.group(2))
-    return ms, cpu / (ms / 1e3)
+    return run_once(exe, [case, threads, reps], r"ucgm \w+: ([\d.]+) ms wall, ([\d.]+) s cpu")
 
 
 def torch_model(threads):

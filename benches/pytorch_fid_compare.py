@@ -13,29 +13,19 @@ meaningful on an otherwise quiet machine.
 """
 import argparse
 import os
-import re
 import statistics
-import subprocess
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from compare_common import ROOT, build_example, run_once
+
 
 
 def build():
-    r = subprocess.run(["cargo", "build", "--release", "--example", "inception_bench"], cwd=ROOT, capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"cargo build failed:\n{r.stderr[-2000:]}")
-    return os.path.join(ROOT, "target", "release", "examples", "inception_bench")
+    return build_example("inception_bench")
 
 
 def ucgm_once(exe, threads, reps):
-    r = subprocess.run([exe, str(threads), str(reps)], capture_output=True, text=True)
-    if r.returncode != 0:
-        sys.exit(f"inception_bench failed:\n{r.stderr[-2000:]}")
-    m = re.search(r"ucgm features: ([\d.]+) ms/image wall, ([\d.]+) s cpu", r.stdout)
-    ms, cpu = float(m.group(1)), float(m.group(2))
-    return ms, cpu / (ms / 1e3)
+    return run_once(exe, [threads, reps], r"ucgm features: ([\d.]+) ms/image wall, ([\d.]+) s cpu")
 
 
 def torch_model(threads):
