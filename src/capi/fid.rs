@@ -11,8 +11,8 @@
 use std::ffi::{c_char, c_void};
 use std::ptr;
 
-use super::model::{backend_for, ucgm_model_params};
-use super::params::{self, Versioned};
+use super::model::ucgm_model_params;
+use super::params;
 use super::{call, ucgm_log_callback, ucgm_status, with_handle, AsHandle, Handle, HasHooks, Hooks, UCGM_LOG_INFO};
 use crate::engine::AnyInception;
 use crate::error::{Error, Result};
@@ -96,17 +96,7 @@ pub unsafe extern "C" fn ucgm_inception_load(
                 (UCGM_INCEPTION_TORCH_FIDELITY, "UCGM_INCEPTION_TORCH_FIDELITY", InceptionInput::TorchFidelity),
             ],
         )?;
-        let p = if params.is_null() {
-            ucgm_model_params::defaults()
-        } else {
-            params::read_params(params)?
-        };
-        let hooks = Hooks {
-            log: p.log_callback,
-            log_user_data: p.log_user_data,
-            ..Hooks::default()
-        };
-        let selection = backend_for(&p, &hooks)?;
+        let (_, hooks, selection) = super::load::backend_and_hooks(params)?;
         let summary = selection.summary();
         let net = AnyInception::load(&path, selection.backend, input)?;
         hooks.log(UCGM_LOG_INFO, || {
