@@ -983,7 +983,7 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
         let part = [share.len(), mc.in_channels, mc.input_size, mc.input_size];
         let imgs = ucgm::app::decode::decode_latents(vae, norm, &images, if comm.is_some() { part } else { shape })?;
         let imgs = match comm.as_mut() {
-            Some(c) => gather_shares(c.as_mut(), &imgs, n, share.clone())?,
+            Some(c) => gather_shares(c.as_mut(), &imgs, n, share.clone(), 3 * mc.input_size * f * mc.input_size * f)?,
             None => imgs,
         };
         if !root {
@@ -1003,7 +1003,7 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
         return Ok(());
     }
     let images = match comm.as_mut() {
-        Some(c) => gather_shares(c.as_mut(), &images, n, share)?,
+        Some(c) => gather_shares(c.as_mut(), &images, n, share, mc.image_len())?,
         None => images,
     };
     if !root {
@@ -1023,18 +1023,14 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
     Ok(())
 }
 
-/// Every rank's rows `share` of an `[n, …]` array (this rank's: `mine`) assembled on
+/// Every rank's rows `share` of an `[n, row]` array (this rank's: `mine`) assembled on
 /// every rank: one sum all-reduce of a zero-filled buffer each rank fills its share of
 /// (adding zeros is exact, so the rows arrive bit for bit).
-fn gather_shares(comm: &mut dyn ucgm::dist::Communicator, mine: &[f32], n: usize, share: std::ops::Range<usize>) -> Result<Vec<f32>> {
-    let row = if share.is_empty() { 0 } else { mine.len() / share.len() };
-    // Ranks with an empty share still learn the row size from the others.
-    let mut row_max = [row as f64];
-    comm.all_reduce_sum_f64(&mut row_max)?;
-    let mut rows = [(row > 0) as u8 as f64];
-    comm.all_reduce_sum_f64(&mut rows)?;
-    let row = (row_max[0] / rows[0].max(1.0)).round() as usize;
-    let mut all = ucgm::limits::try_vec::<f32>("gathered samples", n * row)?;
+fn gather_shares(comm: &mut dyn ucgm::dist::Communicator, mine: &[f32], n: usize, share: std::ops::Range<usize>, row: usize) -> Result<Vec<f32>> {
+    let mut all = ucgm::limits::try_vec::<f32>(
+        "gathered samples",
+        n.checked_mul(row).ok_or_else(|| Error::OutOfMemory("gathered samples overflow".into()))?,
+    )?;
     all[share.start * row..share.end * row].copy_from_slice(mine);
     comm.all_reduce_sum_f32(&mut all)?;
     Ok(all)
