@@ -7,44 +7,73 @@ use super::Elem;
 use crate::backend::{Pool2dShape, PoolKind, ResizeMode};
 
 /// y [n, c, out_h, out_w] = pool(x [n, c, h, w]) (assign).
+///
+/// Row-oriented: for each output row, every window row and window column adds (or
+/// maxes) a whole run of outputs at once — a contiguous slice when the stride is 1, so it
+/// vectorises. Each output still takes its inputs in the order of a plain window loop
+/// (window rows outer, columns inner, starting from 0 or −∞), so the result is the same
+/// bits as that loop.
 pub fn pool2d<T: Elem>(x: &[T], y: &mut [T], s: &Pool2dShape, kind: PoolKind) {
     let (oh, ow) = (s.out_h(), s.out_w());
     if oh * ow == 0 {
         return;
     }
+    // Per window column kx: the outputs [lo, hi) whose input column ox·stride + kx − pad
+    // lies inside the image.
+    let taps: Vec<(usize, usize)> = (0..s.k)
+        .map(|kx| {
+            let lo = s.pad.saturating_sub(kx).div_ceil(s.stride).min(ow);
+            let hi = if s.w + s.pad > kx { ((s.w + s.pad - kx - 1) / s.stride + 1).min(ow) } else { 0 };
+            (lo, hi.max(lo))
+        })
+        .collect();
+    // Valid window columns per output column (the average's divisor, with the rows).
+    let mut cols = vec![0usize; ow];
+    for &(lo, hi) in &taps {
+        cols[lo..hi].iter_mut().for_each(|c| *c += 1);
+    }
+    let init = match kind {
+        PoolKind::Max => T::neg_infinity(),
+        PoolKind::AvgExcludePad => T::zero(),
+    };
     y[..s.y_len()].par_chunks_mut(oh * ow).enumerate().for_each(|(pl, out)| {
         let plane = &x[pl * s.h * s.w..(pl + 1) * s.h * s.w];
-        for oy in 0..oh {
+        for (oy, row) in out.chunks_exact_mut(ow).enumerate() {
             let y0 = (oy * s.stride) as isize - s.pad as isize;
-            let (ya, yb) = (y0.max(0) as usize, ((y0 + s.k as isize) as usize).min(s.h));
-            for ox in 0..ow {
-                let x0 = (ox * s.stride) as isize - s.pad as isize;
-                let (xa, xb) = (x0.max(0) as usize, ((x0 + s.k as isize) as usize).min(s.w));
-                out[oy * ow + ox] = match kind {
-                    PoolKind::Max => {
-                        let mut m = T::neg_infinity();
-                        for r in ya..yb {
-                            for &v in &plane[r * s.w + xa..r * s.w + xb] {
-                                if v > m || v.is_nan() {
-                                    m = v;
-                                }
-                            }
-                        }
-                        m
+            let (ya, yb) = (y0.max(0) as usize, ((y0 + s.k as isize).max(0) as usize).min(s.h));
+            row.fill(init);
+            for r in ya..yb {
+                let src = &plane[r * s.w..(r + 1) * s.w];
+                for (kx, &(lo, hi)) in taps.iter().enumerate() {
+                    if lo == hi {
+                        continue;
                     }
-                    PoolKind::AvgExcludePad => {
-                        let mut sum = T::zero();
-                        for r in ya..yb {
-                            for &v in &plane[r * s.w + xa..r * s.w + xb] {
-                                sum = sum + v;
-                            }
-                        }
-                        sum / T::of(((yb - ya) * (xb - xa)) as f64)
+                    let ix0 = lo * s.stride + kx - s.pad;
+                    let acc = &mut row[lo..hi];
+                    match (kind, s.stride) {
+                        (PoolKind::AvgExcludePad, 1) => acc.iter_mut().zip(&src[ix0..]).for_each(|(a, &v)| *a = *a + v),
+                        (PoolKind::Max, 1) => acc.iter_mut().zip(&src[ix0..]).for_each(|(a, &v)| *a = max_or_nan(*a, v)),
+                        (PoolKind::AvgExcludePad, st) => acc.iter_mut().zip(src[ix0..].iter().step_by(st)).for_each(|(a, &v)| *a = *a + v),
+                        (PoolKind::Max, st) => acc.iter_mut().zip(src[ix0..].iter().step_by(st)).for_each(|(a, &v)| *a = max_or_nan(*a, v)),
                     }
-                };
+                }
+            }
+            if kind == PoolKind::AvgExcludePad {
+                let rows = yb - ya;
+                row.iter_mut().zip(&cols).for_each(|(a, &c)| *a = *a / T::of((rows * c) as f64));
             }
         }
     });
+}
+
+/// The running maximum that lets a NaN through (as PyTorch's max pooling does).
+#[inline(always)]
+fn max_or_nan<T: Elem>(m: T, v: T) -> T {
+    if v > m || v.is_nan() {
+        v
+    } else {
+        m
+    }
 }
 
 /// Source index pairs and weights of one axis: (lo, hi, λ) per output position, in f32
@@ -103,4 +132,67 @@ pub fn copy_channels<T: Elem>(src: &[T], dst: &mut [T], n: usize, c_src: usize, 
     dst[..n * c_dst * hw].par_chunks_mut(c_dst * hw).enumerate().for_each(|(b, d)| {
         d[offset * hw..offset * hw + m].copy_from_slice(&src[b * m..(b + 1) * m]);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The plain window loop the row-oriented pooling must equal bit for bit.
+    fn plain(x: &[f32], s: &Pool2dShape, kind: PoolKind) -> Vec<f32> {
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let mut y = vec![0f32; s.y_len()];
+        for pl in 0..s.n * s.c {
+            let plane = &x[pl * s.h * s.w..][..s.h * s.w];
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (y0, x0) = ((oy * s.stride) as isize - s.pad as isize, (ox * s.stride) as isize - s.pad as isize);
+                    let (ya, yb) = (y0.max(0) as usize, ((y0 + s.k as isize) as usize).min(s.h));
+                    let (xa, xb) = (x0.max(0) as usize, ((x0 + s.k as isize) as usize).min(s.w));
+                    let mut acc = if kind == PoolKind::Max { f32::NEG_INFINITY } else { 0.0 };
+                    for r in ya..yb {
+                        for &v in &plane[r * s.w + xa..r * s.w + xb] {
+                            acc = if kind == PoolKind::Max { max_or_nan(acc, v) } else { acc + v };
+                        }
+                    }
+                    if kind == PoolKind::AvgExcludePad {
+                        acc /= ((yb - ya) * (xb - xa)) as f32;
+                    }
+                    y[(pl * oh + oy) * ow + ox] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn equals_the_plain_window_loop_bit_for_bit() {
+        let mut seed = 7u64;
+        let mut next = |m: usize| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 33) as usize) % m
+        };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        let mut tried = 0;
+        while tried < 300 {
+            let k = 1 + next(5);
+            let s = Pool2dShape { n: 1 + next(2), c: 1 + next(3), h: 1 + next(12), w: 1 + next(12), k, stride: 1 + next(3), pad: next(k) };
+            if s.validate().is_err() {
+                continue;
+            }
+            tried += 1;
+            let mut x: Vec<f32> = (0..s.x_len()).map(|i| ((i * 7919 % 1013) as f32 / 101.3) - 5.0).collect();
+            if tried % 10 == 0 {
+                let at = next(x.len());
+                x[at] = f32::NAN;
+            }
+            for kind in [PoolKind::Max, PoolKind::AvgExcludePad] {
+                let mut y = vec![f32::INFINITY; s.y_len()];
+                pool.install(|| pool2d(&x, &mut y, &s, kind));
+                let want = plain(&x, &s, kind);
+                let same = y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()));
+                assert!(same, "{s:?} {kind:?}: {y:?} vs {want:?}");
+            }
+        }
+    }
 }
