@@ -1,5 +1,6 @@
 //! 2-D convolution (NCHW, zero padding), forward: im2col in bounded tiles of output rows
-//! feeding the `gemm` crate, one image at a time.
+//! feeding the `gemm` crate, one image at a time. 3×3 stride-1 convolutions with 16 or
+//! more channels on both sides go to Winograd's F(2×2, 3×3) instead (`winograd.rs`).
 //!
 //! Per image, y[c_out, P] = W[c_out, K] · col[K, P] with K = c_in·kh·kw and P the output
 //! pixels. The column matrix is never built whole: it is filled for a band of output
@@ -13,7 +14,7 @@
 
 use rayon::prelude::*;
 
-use super::{gemm::matmul, Elem};
+use super::{gemm::matmul, scratch::Scratch, Elem};
 use crate::backend::Conv2dShape;
 
 /// Most elements of one im2col tile.
@@ -30,16 +31,23 @@ pub fn tile_rows(s: &Conv2dShape) -> usize {
 pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let p = oh * ow;
-    let k = s.k_len();
-    let x_img = s.c_in * s.h * s.w;
-    let y_img = s.c_out * p;
     if s.n == 0 || p == 0 {
         return;
     }
+    if super::winograd::applies(s) {
+        return super::winograd::forward(x, w, bias, y, s);
+    }
+    let images = images_per_product(s);
+    if images > 1 {
+        return forward_batched(x, w, bias, y, s, images);
+    }
+    let k = s.k_len();
+    let x_img = s.c_in * s.h * s.w;
+    let y_img = s.c_out * p;
     let w = &w[..s.w_len()];
     let beta = if bias.is_some() { T::one() } else { T::zero() };
     let rows = tile_rows(s);
-    let mut col: Vec<T> = if s.is_pointwise() { Vec::new() } else { vec![T::zero(); k * rows * ow] };
+    let mut col = Scratch::<T>::for_overwrite(if s.is_pointwise() { 0 } else { k * rows * ow });
     for b in 0..s.n {
         let xi = &x[b * x_img..(b + 1) * x_img];
         let yi = &mut y[b * y_img..(b + 1) * y_img];
@@ -56,51 +64,108 @@ pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &C
             let nr = rows.min(oh - r0);
             let tp = nr * ow;
             let col = &mut col[..k * tp];
-            im2col(xi, col, s, r0, nr);
+            col.par_chunks_mut(tp).enumerate().for_each(|(kr, dst)| im2col_row(xi, dst, s, kr, r0, nr));
             matmul(s.c_out, k, tp, w, k, 1, col, tp, 1, beta, &mut yi[r0 * ow..], p, 1);
             r0 += nr;
         }
     }
 }
 
-/// col[(ci, ky, kx), (r, ox)] = x[ci, (r0 + r)·sh + ky − pad_top, ox·sw + kx − pad_left]
-/// (0 outside the image) for the `nr` output rows from `r0`. x: [c_in, h, w] of one
-/// image; col: [K, nr·ow].
-fn im2col<T: Elem>(x: &[T], col: &mut [T], s: &Conv2dShape, r0: usize, nr: usize) {
-    let ow = s.out_w();
-    let tp = nr * ow;
-    col.par_chunks_mut(tp).enumerate().for_each(|(kr, dst)| {
-        let ci = kr / (s.kh * s.kw);
-        let ky = (kr / s.kw) % s.kh;
-        let kx = kr % s.kw;
-        let plane = &x[ci * s.h * s.w..(ci + 1) * s.h * s.w];
-        // Output columns whose input column lies inside the image: ox·sw + kx − pl ∈ [0, w).
-        let lo = s.pad_left.saturating_sub(kx).div_ceil(s.stride_w).min(ow);
-        let hi = if s.w + s.pad_left > kx {
-            ((s.w + s.pad_left - kx - 1) / s.stride_w + 1).min(ow)
-        } else {
-            0
-        };
-        for r in 0..nr {
-            let d = &mut dst[r * ow..(r + 1) * ow];
-            let iy = (r0 + r) * s.stride_h + ky;
-            if iy < s.pad_top || iy - s.pad_top >= s.h || lo >= hi {
-                d.fill(T::zero());
-                continue;
-            }
-            let src = &plane[(iy - s.pad_top) * s.w..][..s.w];
-            d[..lo].fill(T::zero());
-            d[hi..].fill(T::zero());
-            let ix0 = lo * s.stride_w + kx - s.pad_left;
-            if s.stride_w == 1 {
-                d[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
-            } else {
-                for (j, v) in d[lo..hi].iter_mut().enumerate() {
-                    *v = src[ix0 + j * s.stride_w];
+/// Output maps smaller than this many pixels share one product with the batch's other
+/// images (the FID Inception's 35×35, 17×17 and 8×8 maps): one packing of the filters per
+/// group of images instead of one per image, and products wide enough to keep every
+/// thread busy.
+const SMALL_MAP: usize = 2048;
+
+/// Images whose column matrices go into one product: 1 (one image at a time, in row
+/// tiles) unless the maps are small and the batch has several.
+fn images_per_product(s: &Conv2dShape) -> usize {
+    let p = s.out_h() * s.out_w();
+    if s.n < 2 || p >= SMALL_MAP {
+        return 1;
+    }
+    (TILE_ELEMS / (s.k_len() * p).max(1)).clamp(1, s.n)
+}
+
+/// [`forward`] for small maps: the column matrices of `images` images side by side,
+/// col [K, images·P], one product into a scratch [c_out, images·P], then each image's
+/// block copied into y. Each output is the same sum as on the one-image path (the
+/// `gemm` crate's k-blocking depends on K alone, and C starts at the bias on both), so
+/// the result does not depend on how the images are grouped or batched.
+fn forward_batched<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, images: usize) {
+    let (oh, p) = (s.out_h(), s.out_h() * s.out_w());
+    let k = s.k_len();
+    let (x_img, y_img) = (s.c_in * s.h * s.w, s.c_out * p);
+    let w = &w[..s.w_len()];
+    let beta = if bias.is_some() { T::one() } else { T::zero() };
+    let mut col = Scratch::<T>::for_overwrite(k * images * p);
+    let mut out = Scratch::<T>::for_overwrite(s.c_out * images * p);
+    let mut b0 = 0;
+    while b0 < s.n {
+        let nb = images.min(s.n - b0);
+        let wide = nb * p;
+        let col = &mut col[..k * wide];
+        col.par_chunks_mut(wide).enumerate().for_each(|(kr, dst)| {
+            for (bi, seg) in dst.chunks_exact_mut(p).enumerate() {
+                let xi = &x[(b0 + bi) * x_img..(b0 + bi + 1) * x_img];
+                if s.is_pointwise() {
+                    seg.copy_from_slice(&xi[kr * p..(kr + 1) * p]);
+                } else {
+                    im2col_row(xi, seg, s, kr, 0, oh);
                 }
             }
+        });
+        let out = &mut out[..s.c_out * wide];
+        // The bias enters the product as the one-image path's does (C starts at the bias),
+        // so both round alike.
+        match bias {
+            Some(bias) => out.par_chunks_mut(wide).zip(&bias[..s.c_out]).for_each(|(row, &bv)| row.fill(bv)),
+            None => out.fill(T::zero()),
         }
-    });
+        matmul(s.c_out, k, wide, w, k, 1, col, wide, 1, beta, out, wide, 1);
+        y[b0 * y_img..(b0 + nb) * y_img].par_chunks_mut(p).enumerate().for_each(|(pi, dst)| {
+            let (bi, co) = (pi / s.c_out, pi % s.c_out);
+            dst.copy_from_slice(&out[co * wide + bi * p..][..p]);
+        });
+        b0 += nb;
+    }
+}
+
+/// One row of the column matrix: dst[(r, ox)] = x[ci, (r0 + r)·sh + ky − pad_top,
+/// ox·sw + kx − pad_left] (0 outside the image) for column-matrix row kr = (ci, ky, kx)
+/// and the `nr` output rows from `r0`. x: [c_in, h, w] of one image; dst: [nr·ow].
+fn im2col_row<T: Elem>(x: &[T], dst: &mut [T], s: &Conv2dShape, kr: usize, r0: usize, nr: usize) {
+    let ow = s.out_w();
+    let ci = kr / (s.kh * s.kw);
+    let ky = (kr / s.kw) % s.kh;
+    let kx = kr % s.kw;
+    let plane = &x[ci * s.h * s.w..(ci + 1) * s.h * s.w];
+    // Output columns whose input column lies inside the image: ox·sw + kx − pl ∈ [0, w).
+    let lo = s.pad_left.saturating_sub(kx).div_ceil(s.stride_w).min(ow);
+    let hi = if s.w + s.pad_left > kx {
+        ((s.w + s.pad_left - kx - 1) / s.stride_w + 1).min(ow)
+    } else {
+        0
+    };
+    for r in 0..nr {
+        let d = &mut dst[r * ow..(r + 1) * ow];
+        let iy = (r0 + r) * s.stride_h + ky;
+        if iy < s.pad_top || iy - s.pad_top >= s.h || lo >= hi {
+            d.fill(T::zero());
+            continue;
+        }
+        let src = &plane[(iy - s.pad_top) * s.w..][..s.w];
+        d[..lo].fill(T::zero());
+        d[hi..].fill(T::zero());
+        let ix0 = lo * s.stride_w + kx - s.pad_left;
+        if s.stride_w == 1 {
+            d[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+        } else {
+            for (j, v) in d[lo..hi].iter_mut().enumerate() {
+                *v = src[ix0 + j * s.stride_w];
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -133,6 +198,45 @@ mod tests {
             }
         }
         y
+    }
+
+    #[test]
+    fn grouped_images_give_the_same_bits_as_one_at_a_time() {
+        // Small maps (several images per product): pointwise, strided, 1×7 and padded 5×5.
+        let shapes = [
+            Conv2dShape::square(7, 96, 8, 8, 40, 1, 1, 0),
+            Conv2dShape::square(5, 24, 17, 17, 20, 3, 2, 0),
+            Conv2dShape {
+                kh: 1,
+                kw: 7,
+                pad_top: 0,
+                pad_bottom: 0,
+                ..Conv2dShape::square(6, 32, 17, 17, 24, 7, 1, 3)
+            },
+            Conv2dShape::square(4, 48, 35, 35, 64, 5, 1, 2),
+        ];
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(3).build().unwrap();
+        for s in shapes {
+            s.validate().unwrap();
+            assert!(images_per_product(&s) > 1, "{s:?}");
+            let x: Vec<f32> = (0..s.x_len()).map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5).collect();
+            let w: Vec<f32> = (0..s.w_len()).map(|i| ((i * 104729 % 997) as f32 / 997.0) - 0.5).collect();
+            let bias: Vec<f32> = (0..s.c_out).map(|i| i as f32 * 0.01).collect();
+            let mut whole = vec![0f32; s.y_len()];
+            pool.install(|| forward(&x, &w, Some(&bias), &mut whole, &s));
+            for images in [1, 2, 3] {
+                let mut part = vec![0f32; s.y_len()];
+                forward_batched(&x, &w, Some(&bias), &mut part, &s, images);
+                assert!(part == whole, "{s:?} in groups of {images}");
+            }
+            // Each image alone (the one-image path) gives the same bits.
+            let s1 = Conv2dShape { n: 1, ..s };
+            for b in 0..s.n {
+                let mut one = vec![0f32; s1.y_len()];
+                forward(&x[b * s1.x_len()..][..s1.x_len()], &w, Some(&bias), &mut one, &s1);
+                assert!(one[..] == whole[b * s1.y_len()..][..s1.y_len()], "{s:?} image {b} alone");
+            }
+        }
     }
 
     #[test]

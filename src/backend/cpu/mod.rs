@@ -17,7 +17,9 @@ mod linear;
 mod norm;
 mod optim;
 mod pool;
+mod scratch;
 pub mod vmath;
+mod winograd;
 
 use std::ops::Range;
 use std::sync::Arc;
