@@ -83,6 +83,51 @@ pub fn try_vec<T: Clone + Default>(what: &str, len: usize) -> Result<Vec<T>> {
     Ok(v)
 }
 
+/// Types whose all-zero bytes are a valid value, their zero.
+///
+/// # Safety
+/// An implementing type's all-zero bit pattern must be a valid value.
+pub unsafe trait ZeroBits: Copy {}
+// SAFETY: 0.0 and 0 are all-zero bits.
+unsafe impl ZeroBits for f32 {}
+// SAFETY: as above.
+unsafe impl ZeroBits for f64 {}
+// SAFETY: as above.
+unsafe impl ZeroBits for u8 {}
+
+/// [`try_vec`] for types whose zero is all-zero bytes, from the allocator's zeroed memory:
+/// a large buffer comes as fresh pages the kernel zeroes when they are first touched,
+/// with no separate zeroing pass over it.
+pub fn try_zeroed<T: ZeroBits>(what: &str, len: usize) -> Result<Vec<T>> {
+    check_bytes(what, len, std::mem::size_of::<T>().max(1))?;
+    if len == 0 || std::mem::size_of::<T>() == 0 {
+        // Nothing to allocate.
+        return Ok(vec![unsafe_zero(); len]);
+    }
+    let oom = || {
+        Error::OutOfMemory(format!(
+            "{what}: cannot allocate {:.2} GiB ({len} values)",
+            gib(len as u128 * std::mem::size_of::<T>() as u128)
+        ))
+    };
+    let layout = std::alloc::Layout::array::<T>(len).map_err(|_| oom())?;
+    // SAFETY: the layout has a non-zero size (checked above).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
+    if ptr.is_null() {
+        return Err(oom());
+    }
+    // SAFETY: `ptr` was allocated by the global allocator with the layout of `len`
+    // values of T, and all of them are initialised: all-zero bytes are a valid T
+    // (`ZeroBits`).
+    Ok(unsafe { Vec::from_raw_parts(ptr, len, len) })
+}
+
+/// The all-zero value of a [`ZeroBits`] type.
+fn unsafe_zero<T: ZeroBits>() -> T {
+    // SAFETY: all-zero bytes are a valid T (`ZeroBits`).
+    unsafe { std::mem::zeroed() }
+}
+
 /// An empty vector with room for `len` values (see [`try_vec`]).
 pub fn try_with_capacity<T>(what: &str, len: usize) -> Result<Vec<T>> {
     check_bytes(what, len, std::mem::size_of::<T>().max(1))?;
@@ -99,6 +144,14 @@ pub fn try_with_capacity<T>(what: &str, len: usize) -> Result<Vec<T>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn zeroed_vectors_are_zero_and_absurd_sizes_are_errors() {
+        let v = try_zeroed::<f32>("t", 1 << 20).unwrap();
+        assert!(v.len() == 1 << 20 && v.iter().all(|&x| x == 0.0));
+        assert!(try_zeroed::<f64>("t", 0).unwrap().is_empty());
+        assert!(matches!(try_zeroed::<f64>("t", usize::MAX / 4), Err(Error::OutOfMemory(_))));
+    }
 
     #[test]
     fn limits_at_their_edges() {

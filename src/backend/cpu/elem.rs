@@ -3,7 +3,7 @@
 use num_traits::Float;
 
 /// A CPU element type with a GEMM.
-pub trait Elem: Float + Send + Sync + Default + std::fmt::Debug + std::iter::Sum + 'static {
+pub trait Elem: Float + Send + Sync + Default + std::fmt::Debug + std::iter::Sum + crate::limits::ZeroBits + 'static {
     /// Converts from f64 (rounding for f32).
     fn of(x: f64) -> Self;
     /// Widens to f64.

@@ -153,9 +153,7 @@ impl<T: Elem> Backend for CpuBackend<T> {
     fn zeros(&self, len: usize) -> Result<Vec<T>> {
         // Checked against physical memory first: an over-committed allocation would only
         // fail when touched, by the kernel's OOM killer.
-        let mut v = crate::limits::try_with_capacity("a CPU buffer", len)?;
-        v.resize(len, T::zero());
-        Ok(v)
+        crate::limits::try_zeroed("a CPU buffer", len)
     }
     fn upload(&self, host: &[f32]) -> Result<Vec<T>> {
         Ok(host.iter().map(|&x| T::of(x as f64)).collect())
