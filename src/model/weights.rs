@@ -4,6 +4,11 @@
 //! [`load_file`] reads either kind of file the engine meets: a weights file (written by
 //! `Model::save`, `ucgm export`, or converted from a reference checkpoint) or a training
 //! checkpoint (`ucgm train`, the demo), whose sampling EMA it takes by default.
+//!
+//! Loading touches each byte of the file once: the file is opened by its header only,
+//! and [`read_params`] reads every tensor straight into the one parameter vector while
+//! checksumming it, streams the rest of the file for the checksum, and fails on a
+//! mismatch before any parameters are returned.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -86,7 +91,8 @@ pub fn is_checkpoint(file: &TensorFile) -> bool {
 /// for (`mod` exists only in some runs).
 /// `heads` overrides the number of attention heads (plain files of non-standard width).
 pub fn load_file(path: &Path, heads: Option<usize>, which: Option<CheckpointWeights>) -> Result<LoadedWeights> {
-    let file = TensorFile::open(path)?;
+    // (the checksum is verified by `read_params`, in its one pass over the data)
+    let file = TensorFile::open_header(path)?;
     let (cfg, checkpoint) = if is_checkpoint(&file) {
         let which = which.unwrap_or(CheckpointWeights::Ema);
         let cfg = config_of(&file, heads)?;
@@ -124,7 +130,8 @@ pub fn load_file(path: &Path, heads: Option<usize>, which: Option<CheckpointWeig
 /// do not record their patch size, input size or encoder depth) — strictly by name
 /// and shape.
 pub fn load_file_as(path: &Path, cfg: &ModelConfig, which: Option<CheckpointWeights>) -> Result<LoadedWeights> {
-    let file = TensorFile::open(path)?;
+    // (the checksum is verified by `read_params`, in its one pass over the data)
+    let file = TensorFile::open_header(path)?;
     cfg.validate()?;
     let checkpoint = if is_checkpoint(&file) {
         Some(which.unwrap_or(CheckpointWeights::Ema))
@@ -263,6 +270,12 @@ pub fn describe_guess(cfg: &ModelConfig) -> String {
 /// Reads every parameter of `cfg` (names prefixed by `prefix`) into a flat vector,
 /// failing on a missing, mis-shaped or wrongly typed tensor; the error names the tensor
 /// and the architecture guessed for the file.
+///
+/// The vector is allocated once and each tensor is read straight into its range, in
+/// file order. On a file opened with [`TensorFile::open_header`] that stores a checksum,
+/// the checksum is verified in the same pass (the tensors not needed are streamed for
+/// it) and a mismatch is an error; on one opened with [`TensorFile::open`] it was
+/// verified already and only the parameters are read.
 pub fn read_params(file: &TensorFile, cfg: &ModelConfig, prefix: &str) -> Result<Vec<f32>> {
     let layout = ParamLayout::for_config(cfg);
     // Every tensor present with its shape before the vector is allocated: its size then
@@ -287,11 +300,20 @@ pub fn read_params(file: &TensorFile, cfg: &ModelConfig, prefix: &str) -> Result
         }
     }
     let mut out = crate::limits::try_vec::<f32>("parameters", layout.total())?;
-    for e in layout.entries() {
-        let name = format!("{prefix}{}", e.name);
-        let v = file.f32_shaped(&name, &e.shape)?;
-        out[e.range()].copy_from_slice(&v);
+    let mut order: Vec<(u64, String, &crate::layout::ParamEntry)> = layout
+        .entries()
+        .iter()
+        .map(|e| {
+            let name = format!("{prefix}{}", e.name);
+            (file.data_offset(&name).unwrap_or(0), name, e)
+        })
+        .collect();
+    order.sort_by_key(|(at, ..)| *at);
+    let mut reader = file.one_pass();
+    for (_, name, e) in &order {
+        reader.read_f32_into(name, &e.shape, &mut out[e.range()])?;
     }
+    reader.finish()?;
     Ok(out)
 }
 

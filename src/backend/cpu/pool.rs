@@ -23,7 +23,11 @@ pub fn pool2d<T: Elem>(x: &[T], y: &mut [T], s: &Pool2dShape, kind: PoolKind) {
     let taps: Vec<(usize, usize)> = (0..s.k)
         .map(|kx| {
             let lo = s.pad.saturating_sub(kx).div_ceil(s.stride).min(ow);
-            let hi = if s.w + s.pad > kx { ((s.w + s.pad - kx - 1) / s.stride + 1).min(ow) } else { 0 };
+            let hi = if s.w + s.pad > kx {
+                ((s.w + s.pad - kx - 1) / s.stride + 1).min(ow)
+            } else {
+                0
+            };
             (lo, hi.max(lo))
         })
         .collect();
@@ -176,7 +180,15 @@ mod tests {
         let mut tried = 0;
         while tried < 300 {
             let k = 1 + next(5);
-            let s = Pool2dShape { n: 1 + next(2), c: 1 + next(3), h: 1 + next(12), w: 1 + next(12), k, stride: 1 + next(3), pad: next(k) };
+            let s = Pool2dShape {
+                n: 1 + next(2),
+                c: 1 + next(3),
+                h: 1 + next(12),
+                w: 1 + next(12),
+                k,
+                stride: 1 + next(3),
+                pad: next(k),
+            };
             if s.validate().is_err() {
                 continue;
             }
