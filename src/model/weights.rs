@@ -385,3 +385,85 @@ pub fn save_with_metadata(path: &Path, cfg: &ModelConfig, layout: &ParamLayout, 
     meta.insert("format".to_string(), "pt".to_string());
     write_atomic(path, &tensors, &meta)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> ModelConfig {
+        ModelConfig {
+            arch: Arch::Sit,
+            input_size: 4,
+            in_channels: 2,
+            patch: 2,
+            hidden: 8,
+            depth: 1,
+            heads: 2,
+            num_classes: 3,
+        }
+    }
+
+    /// `bytes` with one bit of tensor `name`'s data flipped.
+    fn damaged(path: &Path, bytes: &[u8], name: &str) -> Vec<u8> {
+        let at = TensorFile::open_header(path).unwrap().data_offset(name).unwrap() as usize;
+        let mut bad = bytes.to_vec();
+        bad[at + 1] ^= 0x04;
+        bad
+    }
+
+    #[test]
+    fn load_file_verifies_the_checksum_in_its_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = tiny();
+        let layout = ParamLayout::for_config(&cfg);
+        let params: Vec<f32> = (0..layout.total()).map(|i| (i as f32 * 0.01).cos()).collect();
+        let p = dir.path().join("w.safetensors");
+        save(&p, &cfg, &layout, &params).unwrap();
+        let w = load_file(&p, None, None).unwrap();
+        assert_eq!((w.cfg, w.params.as_slice(), w.checkpoint), (cfg.clone(), params.as_slice(), None));
+        assert_eq!(load_file_as(&p, &cfg, None).unwrap().params, params);
+        // One flipped data bit, in a parameter or in a buffer the loader does not read.
+        let bytes = std::fs::read(&p).unwrap();
+        let q = dir.path().join("bad.safetensors");
+        for name in [layout.entries()[3].name.as_str(), "pos_embed"] {
+            std::fs::write(&q, damaged(&p, &bytes, name)).unwrap();
+            for e in [load_file(&q, None, None).err(), load_file_as(&q, &cfg, None).err()] {
+                let e = e.expect("damaged file loaded");
+                assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("checksum mismatch"), "{name}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn checkpoint_sets_load_and_damage_in_other_sets_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = tiny();
+        let layout = ParamLayout::for_config(&cfg);
+        let set = |k: f32| -> Vec<f32> { (0..layout.total()).map(|i| (i as f32 * 0.02 + k).sin()).collect() };
+        let (online, ema, moment) = (set(0.0), set(1.0), set(2.0));
+        let mut tensors = Vec::new();
+        for (prefix, data) in [("", &online), ("ema.", &ema), ("exp_avg.", &moment)] {
+            for e in layout.entries() {
+                tensors.push(TensorOut::f32(format!("{prefix}{}", e.name), e.shape.clone(), &data[e.range()]));
+            }
+        }
+        let meta: BTreeMap<String, String> = [
+            (CONFIG_KEY.to_string(), serde_json::to_string(&cfg).unwrap()),
+            (TRAINER_STATE_KEY.to_string(), "{}".to_string()),
+        ]
+        .into();
+        let p = dir.path().join("c.safetensors");
+        write_atomic(&p, &tensors, &meta).unwrap();
+        let w = load_file(&p, None, None).unwrap();
+        assert_eq!((w.params, w.checkpoint), (ema, Some(CheckpointWeights::Ema)));
+        assert_eq!(load_file(&p, None, Some(CheckpointWeights::Online)).unwrap().params, online);
+        // A flipped bit in the optimizer moments, which no set's load reads.
+        let bytes = std::fs::read(&p).unwrap();
+        let q = dir.path().join("bad.safetensors");
+        std::fs::write(&q, damaged(&p, &bytes, &format!("exp_avg.{}", layout.entries()[0].name))).unwrap();
+        for which in [None, Some(CheckpointWeights::Online)] {
+            let e = load_file(&q, None, which).err().expect("damaged checkpoint loaded");
+            assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        }
+    }
+}
