@@ -741,7 +741,7 @@ mod tests {
         // A file `open` verified is not hashed again; one without a checksum neither.
         assert_eq!(TensorFile::open(&p).unwrap().one_pass().combined().unwrap(), None);
         // Bad requests: errors naming the tensor.
-        let mut dst = vec![0.0; 12];
+        let mut dst = [0.0; 12];
         for (name, shape, len) in [
             ("z.f64", &[12][..], 12),
             ("z.f64", &[3, 4][..], 11),
