@@ -829,7 +829,8 @@ fn sample_command(args: &SampleArgs, backend: BackendRequest) -> Result<()> {
     let edm2 = match &reference {
         Some((ucgm::app::config::SamplingNetwork::Edm2(c), s)) => Some((Some(c.clone()), Some(s.clone()))),
         Some(_) => None,
-        None => TensorFile::open(&args.ckpt)
+        // (header only: the loader verifies the checksum as it reads the data)
+        None => TensorFile::open_header(&args.ckpt)
             .ok()
             .filter(|f| f.contains("emb_fourier.freqs"))
             .map(|_| (None, None)),

@@ -123,7 +123,8 @@ impl<B: Backend + Clone> Model<B> {
 
     /// Loads weights for a known configuration (strict by name and shape).
     pub fn load_with_config(path: impl AsRef<Path>, cfg: ModelConfig, backend: B) -> Result<Self> {
-        let file = crate::tensor_file::TensorFile::open(path)?;
+        // (the checksum is verified by `read_params`, in its one pass over the data)
+        let file = crate::tensor_file::TensorFile::open_header(path)?;
         weights::check_no_extras(&file, &cfg)?;
         let params = weights::read_params(&file, &cfg, "")?;
         Self::from_params_owned(cfg, backend, params)

@@ -4,6 +4,11 @@
 //! [`load_file`] reads either kind of file the engine meets: a weights file (written by
 //! `Model::save`, `ucgm export`, or converted from a reference checkpoint) or a training
 //! checkpoint (`ucgm train`, the demo), whose sampling EMA it takes by default.
+//!
+//! Loading touches each byte of the file once: the file is opened by its header only,
+//! and [`read_params`] reads every tensor straight into the one parameter vector while
+//! checksumming it, streams the rest of the file for the checksum, and fails on a
+//! mismatch before any parameters are returned.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -86,7 +91,8 @@ pub fn is_checkpoint(file: &TensorFile) -> bool {
 /// for (`mod` exists only in some runs).
 /// `heads` overrides the number of attention heads (plain files of non-standard width).
 pub fn load_file(path: &Path, heads: Option<usize>, which: Option<CheckpointWeights>) -> Result<LoadedWeights> {
-    let file = TensorFile::open(path)?;
+    // (the checksum is verified by `read_params`, in its one pass over the data)
+    let file = TensorFile::open_header(path)?;
     let (cfg, checkpoint) = if is_checkpoint(&file) {
         let which = which.unwrap_or(CheckpointWeights::Ema);
         let cfg = config_of(&file, heads)?;
@@ -124,7 +130,8 @@ pub fn load_file(path: &Path, heads: Option<usize>, which: Option<CheckpointWeig
 /// do not record their patch size, input size or encoder depth) — strictly by name
 /// and shape.
 pub fn load_file_as(path: &Path, cfg: &ModelConfig, which: Option<CheckpointWeights>) -> Result<LoadedWeights> {
-    let file = TensorFile::open(path)?;
+    // (the checksum is verified by `read_params`, in its one pass over the data)
+    let file = TensorFile::open_header(path)?;
     cfg.validate()?;
     let checkpoint = if is_checkpoint(&file) {
         Some(which.unwrap_or(CheckpointWeights::Ema))
@@ -263,6 +270,12 @@ pub fn describe_guess(cfg: &ModelConfig) -> String {
 /// Reads every parameter of `cfg` (names prefixed by `prefix`) into a flat vector,
 /// failing on a missing, mis-shaped or wrongly typed tensor; the error names the tensor
 /// and the architecture guessed for the file.
+///
+/// The vector is allocated once and each tensor is read straight into its range, in
+/// file order. On a file opened with [`TensorFile::open_header`] that stores a checksum,
+/// the checksum is verified in the same pass (the tensors not needed are streamed for
+/// it) and a mismatch is an error; on one opened with [`TensorFile::open`] it was
+/// verified already and only the parameters are read.
 pub fn read_params(file: &TensorFile, cfg: &ModelConfig, prefix: &str) -> Result<Vec<f32>> {
     let layout = ParamLayout::for_config(cfg);
     // Every tensor present with its shape before the vector is allocated: its size then
@@ -287,11 +300,20 @@ pub fn read_params(file: &TensorFile, cfg: &ModelConfig, prefix: &str) -> Result
         }
     }
     let mut out = crate::limits::try_vec::<f32>("parameters", layout.total())?;
-    for e in layout.entries() {
-        let name = format!("{prefix}{}", e.name);
-        let v = file.f32_shaped(&name, &e.shape)?;
-        out[e.range()].copy_from_slice(&v);
+    let mut order: Vec<(u64, String, &crate::layout::ParamEntry)> = layout
+        .entries()
+        .iter()
+        .map(|e| {
+            let name = format!("{prefix}{}", e.name);
+            (file.data_offset(&name).unwrap_or(0), name, e)
+        })
+        .collect();
+    order.sort_by_key(|(at, ..)| *at);
+    let mut reader = file.one_pass();
+    for (_, name, e) in &order {
+        reader.read_f32_into(name, &e.shape, &mut out[e.range()])?;
     }
+    reader.finish()?;
     Ok(out)
 }
 
@@ -362,4 +384,86 @@ pub fn save_with_metadata(path: &Path, cfg: &ModelConfig, layout: &ParamLayout, 
     meta.insert(CONFIG_KEY.to_string(), serde_json::to_string(cfg).map_err(|e| Error::Internal(e.to_string()))?);
     meta.insert("format".to_string(), "pt".to_string());
     write_atomic(path, &tensors, &meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> ModelConfig {
+        ModelConfig {
+            arch: Arch::Sit,
+            input_size: 4,
+            in_channels: 2,
+            patch: 2,
+            hidden: 8,
+            depth: 1,
+            heads: 2,
+            num_classes: 3,
+        }
+    }
+
+    /// `bytes` with one bit of tensor `name`'s data flipped.
+    fn damaged(path: &Path, bytes: &[u8], name: &str) -> Vec<u8> {
+        let at = TensorFile::open_header(path).unwrap().data_offset(name).unwrap() as usize;
+        let mut bad = bytes.to_vec();
+        bad[at + 1] ^= 0x04;
+        bad
+    }
+
+    #[test]
+    fn load_file_verifies_the_checksum_in_its_one_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = tiny();
+        let layout = ParamLayout::for_config(&cfg);
+        let params: Vec<f32> = (0..layout.total()).map(|i| (i as f32 * 0.01).cos()).collect();
+        let p = dir.path().join("w.safetensors");
+        save(&p, &cfg, &layout, &params).unwrap();
+        let w = load_file(&p, None, None).unwrap();
+        assert_eq!((w.cfg, w.params.as_slice(), w.checkpoint), (cfg.clone(), params.as_slice(), None));
+        assert_eq!(load_file_as(&p, &cfg, None).unwrap().params, params);
+        // One flipped data bit, in a parameter or in a buffer the loader does not read.
+        let bytes = std::fs::read(&p).unwrap();
+        let q = dir.path().join("bad.safetensors");
+        for name in [layout.entries()[3].name.as_str(), "pos_embed"] {
+            std::fs::write(&q, damaged(&p, &bytes, name)).unwrap();
+            for e in [load_file(&q, None, None).err(), load_file_as(&q, &cfg, None).err()] {
+                let e = e.expect("damaged file loaded");
+                assert!(matches!(e, Error::Format { .. }) && e.to_string().contains("checksum mismatch"), "{name}: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn checkpoint_sets_load_and_damage_in_other_sets_is_caught() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = tiny();
+        let layout = ParamLayout::for_config(&cfg);
+        let set = |k: f32| -> Vec<f32> { (0..layout.total()).map(|i| (i as f32 * 0.02 + k).sin()).collect() };
+        let (online, ema, moment) = (set(0.0), set(1.0), set(2.0));
+        let mut tensors = Vec::new();
+        for (prefix, data) in [("", &online), ("ema.", &ema), ("exp_avg.", &moment)] {
+            for e in layout.entries() {
+                tensors.push(TensorOut::f32(format!("{prefix}{}", e.name), e.shape.clone(), &data[e.range()]));
+            }
+        }
+        let meta: BTreeMap<String, String> = [
+            (CONFIG_KEY.to_string(), serde_json::to_string(&cfg).unwrap()),
+            (TRAINER_STATE_KEY.to_string(), "{}".to_string()),
+        ]
+        .into();
+        let p = dir.path().join("c.safetensors");
+        write_atomic(&p, &tensors, &meta).unwrap();
+        let w = load_file(&p, None, None).unwrap();
+        assert_eq!((w.params, w.checkpoint), (ema, Some(CheckpointWeights::Ema)));
+        assert_eq!(load_file(&p, None, Some(CheckpointWeights::Online)).unwrap().params, online);
+        // A flipped bit in the optimizer moments, which no set's load reads.
+        let bytes = std::fs::read(&p).unwrap();
+        let q = dir.path().join("bad.safetensors");
+        std::fs::write(&q, damaged(&p, &bytes, &format!("exp_avg.{}", layout.entries()[0].name))).unwrap();
+        for which in [None, Some(CheckpointWeights::Online)] {
+            let e = load_file(&q, None, which).err().expect("damaged checkpoint loaded");
+            assert!(e.to_string().contains("checksum mismatch"), "{e}");
+        }
+    }
 }

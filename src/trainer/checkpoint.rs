@@ -64,7 +64,8 @@ struct TrainerState {
 /// Reads one set of weights from a checkpoint: the model configuration and the flat
 /// parameters in [`ParamLayout`] order (e.g. for `Model::from_params`).
 pub fn read_weights(path: impl AsRef<Path>, which: CheckpointWeights) -> Result<(ModelConfig, Vec<f32>)> {
-    let file = TensorFile::open(path)?;
+    // (the checksum is verified by `read_params`, in its one pass over the data)
+    let file = TensorFile::open_header(path)?;
     let cfg = model_config(&file)?;
     let params = read_params(&file, &cfg, which.prefix())?;
     Ok((cfg, params))
