@@ -373,7 +373,7 @@ impl TensorFile {
     /// A tensor's raw bytes (read from the file now).
     fn data(&self, e: &Entry) -> Result<Vec<u8>> {
         let len = (e.end - e.start) as usize;
-        let mut v = crate::limits::try_vec::<u8>("tensor data", len)?;
+        let mut v = crate::limits::try_zeroed::<u8>("tensor data", len)?;
         read_at(&self.file, &mut v, e.start).map_err(|err| Error::io(&self.path, err))?;
         Ok(v)
     }
@@ -412,7 +412,7 @@ impl TensorFile {
         let e = self.entry(name)?;
         let numel = e.shape.iter().product();
         let e = self.float_entry(name, shape, numel)?;
-        let mut out = crate::limits::try_vec::<f32>("tensor data", numel)?;
+        let mut out = crate::limits::try_zeroed::<f32>("tensor data", numel)?;
         self.read_entry_into(e, &mut out, &mut Vec::new(), None)?;
         Ok(out)
     }

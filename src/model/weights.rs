@@ -299,7 +299,7 @@ pub fn read_params(file: &TensorFile, cfg: &ModelConfig, prefix: &str) -> Result
             )));
         }
     }
-    let mut out = crate::limits::try_vec::<f32>("parameters", layout.total())?;
+    let mut out = crate::limits::try_zeroed::<f32>("parameters", layout.total())?;
     let mut order: Vec<(u64, String, &crate::layout::ParamEntry)> = layout
         .entries()
         .iter()
