@@ -18,7 +18,7 @@ use std::ops::{Deref, DerefMut};
 use super::Elem;
 
 /// Buffers kept per thread.
-pub const KEEP: usize = 4;
+pub const KEEP: usize = 6;
 /// Bytes kept per thread, all buffers together.
 pub const KEEP_BYTES: usize = 96 << 20;
 

@@ -50,6 +50,10 @@ pub struct Vae<B: Backend> {
     params: B::Buf,
     backend: B,
     budget: usize,
+    /// The activation workspace of the last call, kept for the next (reused when large
+    /// enough): a 256 px SD-VAE call needs three 33 MB maps, and fresh pages cost a
+    /// fault each on every call.
+    work: Option<Work<B>>,
 }
 
 impl<B: Backend + Clone> Vae<B> {
@@ -134,6 +138,7 @@ impl<B: Backend + Clone> Vae<B> {
             params,
             backend,
             budget: DEFAULT_ACTIVATION_BUDGET,
+            work: None,
         })
     }
 
@@ -189,9 +194,20 @@ impl<B: Backend + Clone> Vae<B> {
     }
 
     /// Caps the elements of the activation workspace (three buffers): batches run in
-    /// chunks of as many images as fit, at least one.
+    /// chunks of as many images as fit, at least one. Releases the kept workspace.
     pub fn set_activation_budget(&mut self, elems: usize) {
         self.budget = elems.max(1);
+        self.work = None;
+    }
+
+    /// Bytes of the activation workspace kept from the last call (0 before the first).
+    pub fn workspace_bytes(&self) -> usize {
+        self.work.as_ref().map_or(0, |w| 4 * self.backend.len(&w.x) * 3)
+    }
+
+    /// Frees the kept activation workspace (the next call allocates it again).
+    pub fn release_workspace(&mut self) {
+        self.work = None;
     }
 
     /// Images per chunk for `h`×`w` pixel images, and the per-image workspace size.
@@ -259,6 +275,7 @@ impl<B: Backend + Clone> Vae<B> {
             b0 += cnt;
             ctl.step(b0, n)?;
         }
+        self.work = Some(wk);
         check_finite("VAE posterior mean", &mean)?;
         Ok(Posterior {
             mean,
@@ -312,11 +329,18 @@ impl<B: Backend + Clone> Vae<B> {
             b0 += cnt;
             ctl.step(b0, n)?;
         }
+        self.work = Some(wk);
         check_finite("decoded images", &out)?;
         Ok(out)
     }
 
-    fn workspace(&self, nb: usize, per: usize) -> Result<Work<B>> {
+    /// The kept workspace if it holds `nb` images of `per` values, else a new one.
+    fn workspace(&mut self, nb: usize, per: usize) -> Result<Work<B>> {
+        if let Some(w) = self.work.take() {
+            if self.backend.len(&w.x) >= nb * per {
+                return Ok(w);
+            }
+        }
         Ok(Work {
             x: self.backend.zeros(nb * per)?,
             t1: self.backend.zeros(nb * per)?,
