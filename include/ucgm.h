@@ -560,7 +560,8 @@ typedef struct ucgm_vae_info {
     uint32_t in_channels;
     // Image channels the decoder gives (3 for RGB).
     uint32_t out_channels;
-    // Bytes of the weights the handle holds.
+    // Bytes the handle holds: the weights plus the activation workspace kept from the
+    // last encode or decode for the next call (0 before the first).
     uint64_t bytes_held;
     // The backend in use: `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA` (never AUTO).
     ucgm_backend backend;

@@ -30,7 +30,8 @@ pub struct ucgm_vae_info {
     pub in_channels: u32,
     /// Image channels the decoder gives (3 for RGB).
     pub out_channels: u32,
-    /// Bytes of the weights the handle holds.
+    /// Bytes the handle holds: the weights plus the activation workspace kept from the
+    /// last encode or decode for the next call (0 before the first).
     pub bytes_held: u64,
     /// The backend in use: `UCGM_BACKEND_CPU` or `UCGM_BACKEND_CUDA` (never AUTO).
     pub backend: ucgm_backend,
@@ -166,7 +167,7 @@ pub unsafe extern "C" fn ucgm_vae_get_info(vae: *mut ucgm_vae, info: *mut ucgm_v
             downsample_factor: c.downsample_factor() as u32,
             in_channels: c.in_channels as u32,
             out_channels: c.out_channels as u32,
-            bytes_held: s.vae.weight_bytes() as u64,
+            bytes_held: (s.vae.weight_bytes() + s.vae.workspace_bytes()) as u64,
             backend,
             threads,
             cuda_device,

@@ -57,6 +57,11 @@ impl AnyVae {
         dispatch!(self, AnyVae, v => v.weight_bytes())
     }
 
+    /// Bytes of the activation workspace kept from the last call.
+    pub fn workspace_bytes(&self) -> usize {
+        dispatch!(self, AnyVae, v => v.workspace_bytes())
+    }
+
     /// The backend the VAE runs on (a clone sharing its pool / stream).
     pub fn backend(&self) -> AnyBackend {
         dispatch!(self, AnyVae, v => AnyBackend::from(v.backend().clone()))
