@@ -977,6 +977,38 @@ fn group_norm_upsample_transpose_match_cpu() {
     });
 }
 
+/// The CPU's Winograd F(2×2, 3×3) path (3×3 stride 1, ≥16 channels both sides), which
+/// the random shapes above reach only rarely, against the CUDA backend's direct one.
+#[test]
+fn conv2d_winograd_shapes_match_cpu() {
+    let Some(be) = gpu("conv2d_winograd_shapes_match_cpu") else { return };
+    let cpu = cpu();
+    for (i, s) in [
+        ucgm::backend::Conv2dShape::square(2, 16, 9, 7, 24, 3, 1, 1),
+        ucgm::backend::Conv2dShape::square(3, 32, 5, 5, 16, 3, 1, 0),
+        ucgm::backend::Conv2dShape::square(1, 17, 1, 1, 33, 3, 1, 1),
+        ucgm::backend::Conv2dShape::square(1, 64, 20, 13, 64, 3, 1, 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let seed = 40 + 3 * i as u64;
+        let (x, w, b) = (randn(seed, s.x_len()), randn(seed + 1, s.w_len()), randn(seed + 2, s.c_out));
+        let mut y_cpu = vec![0f32; s.y_len()];
+        cpu.conv2d_fwd(&x, &w, Some(&b), &mut y_cpu, &s);
+        let (gx, gw, gb) = (up(&be, &x), up(&be, &w), up(&be, &b));
+        let mut gy = poisoned(&be, s.y_len());
+        be.conv2d_fwd(
+            be.src(&gx, 0..s.x_len()),
+            be.src(&gw, 0..s.w_len()),
+            Some(be.src(&gb, 0..s.c_out)),
+            be.dst(&mut gy, 0..s.y_len()),
+            &s,
+        );
+        assert_nmse(&format!("conv2d winograd {s:?}"), &down(&be, &gy), &y_cpu, MATMUL);
+    }
+}
+
 #[test]
 fn conv2d_tiles_over_images_and_rows() {
     let Some(be) = gpu("conv2d_tiles_over_images_and_rows") else { return };
