@@ -1,6 +1,9 @@
-"""Helpers shared by the side-by-side comparison scripts (`pytorch_compare_vae.py`,
-`pytorch_fid_compare.py`): build a ucgm example binary and run it once, reading the
-milliseconds and CPU seconds it prints."""
+"""Helpers shared by the side-by-side comparison scripts (`pytorch_compare.py`,
+`pytorch_compare_vae.py`, `pytorch_fid_compare.py`): build a ucgm example or bench binary
+and run it once, reading the milliseconds and CPU seconds it prints; the peak resident set
+of a process measured the same way as `benches/cpu.rs` does; the machine's description for
+a result's header."""
+import json
 import os
 import re
 import subprocess
@@ -26,3 +29,72 @@ def run_once(exe, args, pattern):
     m = re.search(pattern, r.stdout)
     ms, cpu = float(m.group(1)), float(m.group(2))
     return ms, cpu / (ms / 1e3)
+
+
+def build_bench(name):
+    """`cargo bench --bench NAME --no-run` (compiled once, before any timing); returns
+    the bench executable's path."""
+    r = subprocess.run(["cargo", "bench", "--bench", name, "--no-run", "--message-format=json"],
+                       cwd=ROOT, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"cargo bench --no-run failed:\n{r.stderr[-2000:]}")
+    for line in r.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if msg.get("reason") == "compiler-artifact" and msg.get("target", {}).get("name") == name \
+                and "bench" in msg["target"].get("kind", []) and msg.get("executable"):
+            return msg["executable"]
+    sys.exit(f"cargo bench --no-run printed no executable for the bench {name}")
+
+
+def reset_peak_rss():
+    """Resets this process's peak resident set (VmHWM) to its current one (Linux: `5`
+    written to /proc/self/clear_refs), as `benches/cpu.rs` does before a row's warm-up, so
+    the peak covers the runs and not the setup. Returns False where unsupported (the peak
+    then includes the setup)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _status_bytes(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def peak_rss_bytes():
+    """This process's peak resident set (VmHWM) in bytes; 0 where unknown."""
+    return _status_bytes("VmHWM")
+
+
+def current_rss_bytes():
+    """This process's resident set now (VmRSS) in bytes; 0 where unknown."""
+    return _status_bytes("VmRSS")
+
+
+def machine_header():
+    """(UTC date from `date -u`, CPU model name, logical CPUs, ucgm commit with `-dirty`
+    when the tree has local changes)."""
+    date = subprocess.run(["date", "-u"], capture_output=True, text=True).stdout.strip()
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+    except OSError:
+        pass
+    git = lambda *a: subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    commit = git("rev-parse", "--short=12", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--untracked-files=no"):
+        commit += "-dirty"
+    return date, cpu, os.cpu_count(), commit

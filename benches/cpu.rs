@@ -19,6 +19,15 @@
 //! child process of its own (`--row N`) and prints its peak resident set (VmHWM) beside
 //! the time, so no row's memory hides another's.
 //!
+//! `--row N [--reps R]` prints one tab-separated line for a parent process:
+//! `ROW, bench, model, batch, seconds per call (median), FLOP per call, peak RSS bytes,
+//! CPU seconds per wall second over the timed runs`; `--list-rows` prints
+//! `ROWS, N, bench, model, batch` for every row without measuring
+//! (`benches/pytorch_compare.py` uses both).
+//!
+//! `UCGM_BENCH_THREADS=N` sets the worker threads of every backend here (default: one
+//! per core).
+//!
 //! `UCGM_BENCH_QUICK=1` shortens every measurement (used by CI, which only prints) and
 //! leaves the XL rows out unless `UCGM_BENCH_ZOO=1`.
 
@@ -93,6 +102,11 @@ fn cases() -> Vec<Case> {
     .collect()
 }
 
+/// `UCGM_BENCH_THREADS` (0 or unset: one thread per core).
+fn bench_threads() -> usize {
+    std::env::var("UCGM_BENCH_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
 fn quick() -> bool {
     std::env::var("UCGM_BENCH_QUICK").is_ok_and(|v| v == "1")
 }
@@ -100,7 +114,7 @@ fn quick() -> bool {
 /// A model with small random weights (zero-init would make the work trivial for no op,
 /// but random weights are what a trained model looks like to the kernels).
 fn model(cfg: &ModelConfig) -> Model<CpuBackend> {
-    let be = CpuBackend::<f32>::new(0).unwrap();
+    let be = CpuBackend::<f32>::new(bench_threads()).unwrap();
     let mut m = Model::init(cfg.clone(), be, 0).unwrap();
     let mut rng = Rng::new(1);
     let p: Vec<f32> = rng.normal_f32(m.layout().total()).into_iter().map(|v| v * 0.02).collect();
@@ -194,7 +208,6 @@ fn cpu_train_step(c: &mut Criterion) {
     bench(c, true);
 }
 
-/// Median wall time of `reps` runs after one warm-up.
 /// Resets this process's peak resident set to its current one (Linux: `5` written to
 /// `/proc/self/clear_refs`), so a row's peak covers its runs, not its setup (random
 /// weights are generated beside the model's own copy). Where unsupported the peak then
@@ -203,9 +216,21 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
+/// User + system CPU seconds of this process so far (all its threads).
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes into the struct we pass.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
+/// Median wall time of `reps` runs after one warm-up, and the CPU seconds per wall
+/// second over those runs (how many cores they kept busy).
+fn median_secs(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
     reset_peak_rss();
     f();
+    let c0 = cpu_seconds();
     let mut v: Vec<f64> = (0..reps)
         .map(|_| {
             let t0 = Instant::now();
@@ -213,8 +238,9 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
             t0.elapsed().as_secs_f64()
         })
         .collect();
+    let busy = (cpu_seconds() - c0) / v.iter().sum::<f64>();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
+    (v[v.len() / 2], busy)
 }
 
 /// One row of the summary table, measured in a process of its own (`--row N`), so the
@@ -260,57 +286,82 @@ fn peak_rss() -> u64 {
         .map_or(0, |kib| kib * 1024)
 }
 
-/// Measures one row in this process: (bench, model, batch, seconds per call, FLOP per call).
-fn measure_row(row: Row) -> (&'static str, String, usize, f64, f64) {
-    use ucgm::model::vae::{Vae, VaeConfig};
-    let reps = if quick() { 3 } else { 7 };
+/// What a row measures: (bench, model, batch).
+fn row_label(row: Row) -> (&'static str, String, usize) {
     match row {
         Row::Net { train, index } => {
             let case = cases().swap_remove(index);
-            let mut s = Step::new(&case.cfg, case.batch, train);
-            let secs = median_secs(reps, || if train { s.train() } else { s.forward() });
-            let flops = case.cfg.forward_flops() * case.batch as f64 * if train { 3.0 } else { 1.0 };
             let name = if train { "cpu_train_step" } else { "cpu_forward" };
-            (name, case.name.to_string(), case.batch, secs, flops)
+            (name, case.name.to_string(), case.batch)
+        }
+        Row::VaeDecode512 => ("cpu_vae", "SD-VAE decode 64→512".to_string(), 1),
+        Row::VaeDecode => ("cpu_vae", "SD-VAE decode 32→256".to_string(), 1),
+        Row::VaeEncode => ("cpu_vae", "SD-VAE encode 256".to_string(), 1),
+    }
+}
+
+/// Measures one row in this process with `reps` timed runs (None: the default, 7, or 3
+/// in quick runs): (bench, model, batch, seconds per call, FLOP per call, CPU seconds per
+/// wall second).
+fn measure_row(row: Row, reps: Option<usize>) -> (&'static str, String, usize, f64, f64, f64) {
+    use ucgm::model::vae::{Vae, VaeConfig};
+    let reps = reps.unwrap_or(if quick() { 3 } else { 7 }).max(1);
+    let (bench, model, batch) = row_label(row);
+    let (secs, busy, flops) = match row {
+        Row::Net { train, index } => {
+            let case = cases().swap_remove(index);
+            let mut s = Step::new(&case.cfg, case.batch, train);
+            let (secs, busy) = median_secs(reps, || if train { s.train() } else { s.forward() });
+            let flops = case.cfg.forward_flops() * case.batch as f64 * if train { 3.0 } else { 1.0 };
+            (secs, busy, flops)
         }
         Row::VaeDecode512 => {
-            let mut vae = Vae::random(VaeConfig::sd_vae(), CpuBackend::<f32>::new(0).unwrap(), 0).unwrap();
+            let mut vae = Vae::random(VaeConfig::sd_vae(), CpuBackend::<f32>::new(bench_threads()).unwrap(), 0).unwrap();
             let z = Rng::new(2).normal_f32(4 * 64 * 64);
-            let secs = median_secs(1, || drop(vae.decode(&z, 1, 64, 64).unwrap()));
-            ("cpu_vae", "SD-VAE decode 64→512".to_string(), 1, secs, f64::NAN)
+            let (secs, busy) = median_secs(1, || drop(vae.decode(&z, 1, 64, 64).unwrap()));
+            (secs, busy, f64::NAN)
         }
         Row::VaeDecode | Row::VaeEncode => {
-            let mut vae = Vae::random(VaeConfig::sd_vae(), CpuBackend::<f32>::new(0).unwrap(), 0).unwrap();
+            let mut vae = Vae::random(VaeConfig::sd_vae(), CpuBackend::<f32>::new(bench_threads()).unwrap(), 0).unwrap();
             let mut rng = Rng::new(2);
-            let secs = if matches!(row, Row::VaeDecode) {
+            let (secs, busy) = if matches!(row, Row::VaeDecode) {
                 let z = rng.normal_f32(4 * 32 * 32);
                 median_secs(reps.min(5), || drop(vae.decode(&z, 1, 32, 32).unwrap()))
             } else {
                 let img: Vec<f32> = rng.normal_f32(3 * 256 * 256).iter().map(|v| v.clamp(-1.0, 1.0)).collect();
                 median_secs(reps.min(5), || drop(vae.encode(&img, 1, 256, 256).unwrap()))
             };
-            let what = if matches!(row, Row::VaeDecode) {
-                "SD-VAE decode 32→256"
-            } else {
-                "SD-VAE encode 256"
-            };
-            ("cpu_vae", what.to_string(), 1, secs, f64::NAN)
+            (secs, busy, f64::NAN)
         }
-    }
+    };
+    (bench, model, batch, secs, flops, busy)
 }
 
-/// `--row N`: measures row N alone and prints one machine-readable line for the parent.
-fn row_main(index: usize) {
-    let row = rows()[index];
-    let (bench, model, batch, secs, flops) = measure_row(row);
-    println!("ROW\t{bench}\t{model}\t{batch}\t{secs}\t{flops}\t{}", peak_rss());
+/// `--row N [--reps R]`: measures row N alone and prints one machine-readable line for the
+/// parent (the CPU seconds per wall second last, after the peak resident set).
+fn row_main(index: usize, reps: Option<usize>) {
+    let rows = rows();
+    let Some(&row) = rows.get(index) else {
+        eprintln!("--row {index}: there are {} rows (0..{})", rows.len(), rows.len());
+        std::process::exit(2);
+    };
+    let (bench, model, batch, secs, flops, busy) = measure_row(row, reps);
+    println!("ROW\t{bench}\t{model}\t{batch}\t{secs}\t{flops}\t{}\t{busy}", peak_rss());
+}
+
+/// `--list-rows`: every row's index and label, nothing measured.
+fn list_rows() {
+    for (i, &row) in rows().iter().enumerate() {
+        let (bench, model, batch) = row_label(row);
+        println!("ROWS\t{i}\t{bench}\t{model}\t{batch}");
+    }
 }
 
 /// The summary table: every row in a fresh child process (`--row N`), with its peak
 /// resident set while it runs (weights, workspaces, the thread pool and the allocator's
 /// slack; the binary itself is ~10 MiB of it), the setup excluded.
 fn summary() {
-    let threads = CpuBackend::<f32>::new(0).unwrap().threads();
+    let threads = CpuBackend::<f32>::new(bench_threads()).unwrap().threads();
     println!("\nucgm CPU summary ({threads} threads; median of runs; FLOPs counted, train step = 3× forward; one process per row)");
     println!(
         "{:<16} {:<22} {:>6} {:>12} {:>10} {:>14}",
@@ -338,7 +389,7 @@ fn summary() {
             Some(p) => p,
             None => {
                 // No child process (or it failed): measured here, without a memory figure.
-                let (b, m, n, s, f) = measure_row(row);
+                let (b, m, n, s, f, _) = measure_row(row, None);
                 (b.to_string(), m, n, s, f, 0)
             }
         };
@@ -375,7 +426,7 @@ fn cpu_vae(c: &mut Criterion) {
     } else {
         g.warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(10));
     }
-    let mut vae = Vae::random(VaeConfig::sd_vae(), CpuBackend::<f32>::new(0).unwrap(), 0).unwrap();
+    let mut vae = Vae::random(VaeConfig::sd_vae(), CpuBackend::<f32>::new(bench_threads()).unwrap(), 0).unwrap();
     let mut rng = Rng::new(2);
     let z = rng.normal_f32(4 * 32 * 32);
     let img: Vec<f32> = rng.normal_f32(3 * 256 * 256).iter().map(|v| v.clamp(-1.0, 1.0)).collect();
@@ -403,7 +454,7 @@ fn cpu_forward_edm2(c: &mut Criterion) {
             (n, v)
         })
         .collect();
-    let mut m = Edm2::from_tensors(cfg.clone(), CpuBackend::<f32>::new(0).unwrap(), &tensors).unwrap();
+    let mut m = Edm2::from_tensors(cfg.clone(), CpuBackend::<f32>::new(bench_threads()).unwrap(), &tensors).unwrap();
     drop(tensors);
     let x = rng.normal_f32(cfg.image_len());
     let mut out = vec![0f32; cfg.image_len()];
@@ -420,8 +471,22 @@ criterion_group!(benches, cpu_forward, cpu_forward_edm2, cpu_train_step, cpu_vae
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if let Some(i) = args.iter().position(|a| a == "--row") {
-        row_main(args.get(i + 1).and_then(|v| v.parse().ok()).expect("--row N"));
+    let value_of = |flag: &str| -> Option<usize> {
+        let i = args.iter().position(|a| a == flag)?;
+        match args.get(i + 1).and_then(|v| v.parse().ok()) {
+            Some(v) => Some(v),
+            None => {
+                eprintln!("{flag} needs a number");
+                std::process::exit(2);
+            }
+        }
+    };
+    if args.iter().any(|a| a == "--list-rows") {
+        list_rows();
+        return;
+    }
+    if let Some(index) = value_of("--row") {
+        row_main(index, value_of("--reps"));
         return;
     }
     if args.iter().any(|a| a == "--summary-only") {
