@@ -9,7 +9,7 @@
 //! ```text
 //! U[co, ξ, ci] = (G g G^T)[ξ]     g = w[co, ci]: 3×3          (filter transform, per call)
 //! V[ci, ξ, t]  = (B^T d B)[ξ]     d = the 4×4 input tile of t (zeros outside the image)
-//! M[co, ξ, t]  = Σ_ci U[co, ξ, ci]·V[ci, ξ, t]                (16 GEMMs, one per ξ)
+//! M[ξ, co, t]  = Σ_ci U[co, ξ, ci]·V[ci, ξ, t]                (16 GEMMs, one per ξ)
 //! y[co, 2×2 outputs of t] = A^T M[co, ·, t] A + bias[co]
 //! ```
 //!
@@ -27,7 +27,7 @@
 
 use rayon::prelude::*;
 
-use super::{gemm::matmul, scratch::Scratch, Elem};
+use super::{gemm::matmul_seq, scratch::Scratch, Elem};
 use crate::backend::Conv2dShape;
 
 /// Most elements of the V and M band buffers together (16 MiB of f32).
@@ -61,23 +61,12 @@ pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &C
         let nt = nr * tw;
         let (v, m) = (&mut v[..16 * ci_n * nt], &mut m[..16 * co_n * nt]);
         input_transform(x, v, s, g0, nr);
-        for xi in 0..16 {
-            matmul(
-                co_n,
-                ci_n,
-                nt,
-                &u[xi * ci_n..],
-                16 * ci_n,
-                1,
-                &v[xi * nt..],
-                16 * nt,
-                1,
-                T::zero(),
-                &mut m[xi * nt..],
-                16 * nt,
-                1,
-            );
-        }
+        // The 16 products side by side, each on one thread: no hand-offs inside a
+        // product, and each thread's share is whole products.
+        let v = &*v;
+        m.par_chunks_mut(co_n * nt).enumerate().for_each(|(xi, mx)| {
+            matmul_seq(co_n, ci_n, nt, &u[xi * ci_n..], 16 * ci_n, 1, &v[xi * nt..], 16 * nt, 1, T::zero(), mx, nt, 1);
+        });
         output_transform(m, bias, y, s, g0, nr);
         g0 += nr;
     }
@@ -176,7 +165,7 @@ fn input_transform<T: Elem>(x: &[T], v: &mut [T], s: &Conv2dShape, g0: usize, nr
 
 /// y[b, co, 2ty + a, 2tx + c] = (A^T M A)[a, c] + bias[co] for the tiles of band rows
 /// g0..g0+nr, with A^T = [[1, 1, 1, 0], [0, 1, −1, −1]].
-/// m: [c_out, 16, nr·tw]; y: [n, c_out, out_h, out_w] (the band's rows assigned).
+/// m: [16, c_out, nr·tw]; y: [n, c_out, out_h, out_w] (the band's rows assigned).
 fn output_transform<T: Elem>(m: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, g0: usize, nr: usize) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
@@ -186,13 +175,13 @@ fn output_transform<T: Elem>(m: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2
     planes.par_chunks_mut(oh * ow).enumerate().for_each(|(pi, out)| {
         let (b, co) = (b_first + pi / s.c_out, pi % s.c_out);
         let bv = bias.map_or(T::zero(), |bb| bb[co]);
-        let mc = &m[co * 16 * nt..(co + 1) * 16 * nt];
+        let plane = s.c_out * nt;
         let mut srow = vec![T::zero(); 2 * 4 * tw];
         // Band rows of image b.
         let (ra, rb) = ((b * th).max(g0) - g0, ((b + 1) * th).min(g0 + nr) - g0);
         for r in ra..rb {
             let ty = (g0 + r) % th;
-            let at = |xi: usize| &mc[xi * nt + r * tw..xi * nt + (r + 1) * tw];
+            let at = |xi: usize| &m[xi * plane + co * nt + r * tw..][..tw];
             // Vertical: s_a[j] = (A^T M)[a, j] per tile.
             let (s0, s1) = srow.split_at_mut(4 * tw);
             for j in 0..4 {
