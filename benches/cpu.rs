@@ -28,6 +28,8 @@
 //! `UCGM_BENCH_THREADS=N` sets the worker threads of every backend here (default: one
 //! per core).
 //!
+//! `UCGM_BENCH_PLAIN_LAYOUT=1` runs the forward rows in the plain layout with the
+//! transposed-weight cache beside it (two copies: the memory before issue 17).
 //! `UCGM_BENCH_QUICK=1` shortens every measurement (used by CI, which only prints) and
 //! leaves the XL rows out unless `UCGM_BENCH_ZOO=1`.
 
@@ -124,8 +126,15 @@ fn model(cfg: &ModelConfig) -> Model<CpuBackend> {
 
 /// The model of a forward row as a sampling handle holds it: the inference layout (the
 /// transposed Linear weights in place of the plain ones, one copy).
+///
+/// `UCGM_BENCH_PLAIN_LAYOUT=1` keeps the plain layout instead, whose first forward adds
+/// the transposed-weight cache beside it: two copies, what every handle held before the
+/// inference layout (issue 17), for the memory column's "before" figures.
 fn inference_model(cfg: &ModelConfig) -> Model<CpuBackend> {
     let mut m = model(cfg);
+    if std::env::var("UCGM_BENCH_PLAIN_LAYOUT").is_ok_and(|v| v == "1") {
+        return m;
+    }
     m.enter_inference_layout().unwrap();
     m
 }
