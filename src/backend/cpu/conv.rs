@@ -169,10 +169,11 @@ fn im2col_row<T: Elem>(x: &[T], dst: &mut [T], s: &Conv2dShape, kr: usize, r0: u
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn naive(x: &[f64], w: &[f64], bias: Option<&[f64]>, s: &Conv2dShape) -> Vec<f64> {
+    /// The direct sum in f64 (also the reference of `winograd.rs`'s tests).
+    pub(crate) fn naive(x: &[f64], w: &[f64], bias: Option<&[f64]>, s: &Conv2dShape) -> Vec<f64> {
         let (oh, ow) = (s.out_h(), s.out_w());
         let mut y = vec![0.0; s.y_len()];
         for b in 0..s.n {
@@ -200,6 +201,11 @@ mod tests {
         y
     }
 
+    /// Deterministic test values in [−0.5, 0.5): ((i·a) mod m)/m − ½.
+    pub(crate) fn values<T: Elem>(len: usize, a: usize, m: usize) -> Vec<T> {
+        (0..len).map(|i| T::of((i * a % m) as f64 / m as f64 - 0.5)).collect()
+    }
+
     #[test]
     fn grouped_images_give_the_same_bits_as_one_at_a_time() {
         // Small maps (several images per product): pointwise, strided, 1×7 and padded 5×5.
@@ -219,8 +225,7 @@ mod tests {
         for s in shapes {
             s.validate().unwrap();
             assert!(images_per_product(&s) > 1, "{s:?}");
-            let x: Vec<f32> = (0..s.x_len()).map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5).collect();
-            let w: Vec<f32> = (0..s.w_len()).map(|i| ((i * 104729 % 997) as f32 / 997.0) - 0.5).collect();
+            let (x, w) = (values(s.x_len(), 7919, 1013), values(s.w_len(), 104729, 997));
             let bias: Vec<f32> = (0..s.c_out).map(|i| i as f32 * 0.01).collect();
             let mut whole = vec![0f32; s.y_len()];
             pool.install(|| forward(&x, &w, Some(&bias), &mut whole, &s));

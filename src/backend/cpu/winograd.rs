@@ -211,33 +211,8 @@ fn output_transform<T: Elem>(m: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2
 
 #[cfg(test)]
 mod tests {
+    use super::super::conv::tests::{naive, values};
     use super::*;
-
-    fn naive(x: &[f64], w: &[f64], bias: &[f64], s: &Conv2dShape) -> Vec<f64> {
-        let (oh, ow) = (s.out_h(), s.out_w());
-        let mut y = vec![0.0; s.y_len()];
-        for b in 0..s.n {
-            for co in 0..s.c_out {
-                for oy in 0..oh {
-                    for ox in 0..ow {
-                        let mut acc = bias[co];
-                        for ci in 0..s.c_in {
-                            for ky in 0..3 {
-                                for kx in 0..3 {
-                                    let (iy, ix) = ((oy + ky) as isize - s.pad_top as isize, (ox + kx) as isize - s.pad_left as isize);
-                                    if iy >= 0 && ix >= 0 && (iy as usize) < s.h && (ix as usize) < s.w {
-                                        acc += x[((b * s.c_in + ci) * s.h + iy as usize) * s.w + ix as usize] * w[((co * s.c_in + ci) * 3 + ky) * 3 + kx];
-                                    }
-                                }
-                            }
-                        }
-                        y[((b * s.c_out + co) * oh + oy) * ow + ox] = acc;
-                    }
-                }
-            }
-        }
-        y
-    }
 
     fn shapes() -> Vec<Conv2dShape> {
         vec![
@@ -262,12 +237,11 @@ mod tests {
         for s in shapes() {
             s.validate().unwrap();
             assert!(applies(&s));
-            let x: Vec<f64> = (0..s.x_len()).map(|i| ((i * 7919 % 1013) as f64 / 1013.0) - 0.5).collect();
-            let w: Vec<f64> = (0..s.w_len()).map(|i| ((i * 104729 % 997) as f64 / 997.0) - 0.5).collect();
+            let (x, w): (Vec<f64>, Vec<f64>) = (values(s.x_len(), 7919, 1013), values(s.w_len(), 104729, 997));
             let bias: Vec<f64> = (0..s.c_out).map(|i| i as f64 * 0.1 - 1.0).collect();
             let mut y = vec![f64::NAN; s.y_len()];
             pool.install(|| forward(&x, &w, Some(&bias), &mut y, &s));
-            let want = naive(&x, &w, &bias, &s);
+            let want = naive(&x, &w, Some(&bias), &s);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{s:?}: {a} vs {b}");
             }
@@ -279,8 +253,7 @@ mod tests {
         // Shapes small enough that one band holds several images, and one large enough
         // to need several bands.
         for s in [Conv2dShape::square(6, 16, 9, 9, 16, 3, 1, 1), Conv2dShape::square(1, 64, 70, 66, 64, 3, 1, 1)] {
-            let x: Vec<f32> = (0..s.x_len()).map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5).collect();
-            let w: Vec<f32> = (0..s.w_len()).map(|i| ((i * 104729 % 997) as f32 / 997.0) - 0.5).collect();
+            let (x, w): (Vec<f32>, Vec<f32>) = (values(s.x_len(), 7919, 1013), values(s.w_len(), 104729, 997));
             let runs: Vec<Vec<f32>> = [1, 2, 5]
                 .iter()
                 .map(|&th| {
