@@ -205,21 +205,13 @@ impl TensorFile {
         }
     }
 
-    /// The checksum of the file's tensors, streamed in chunks.
+    /// The checksum of the file's tensors, streamed in chunks: the per-tensor CRCs
+    /// combined in name order (equal to one CRC over all heads and bytes in that order).
     fn compute_checksum(&self) -> Result<String> {
         let mut h = crc32fast::Hasher::new();
         let mut buf = Vec::new();
-        let buf = chunk_buffer(&mut buf);
         for name in &self.names {
-            let e = &self.entries[name];
-            checksum_head(&mut h, name, e.dtype, &e.shape, (e.end - e.start) as usize);
-            let mut at = e.start;
-            while at < e.end {
-                let k = ((e.end - at) as usize).min(CHUNK);
-                read_at(&self.file, &mut buf[..k], at).map_err(|err| Error::io(&self.path, err))?;
-                h.update(&buf[..k]);
-                at += k as u64;
-            }
+            h.combine(&self.tensor_crc(name, &self.entries[name], &mut buf)?);
         }
         Ok(checksum_text(h))
     }
