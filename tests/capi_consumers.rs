@@ -502,6 +502,23 @@ fn c_sample_image_example_under_valgrind_has_no_errors_or_leaks() {
     let out = valgrind_clean(&valgrind, Command::new(&exe).arg(&model).arg(&vae).arg(dir.path()).arg(&stats));
     let (_, _, pixels) = read_ppm(&dir.path().join("c_image_1.ppm"));
     let per = IMAGE_SIDE * IMAGE_SIDE * 3;
-    assert!(pixels == expected_images(&model, &vae, Some(&stats))[per..], "image 1 differs under valgrind");
+    // Valgrind's virtual CPU has no AVX-512, so the `gemm` crate runs its AVX2 kernels
+    // there: the floats can differ in their last bits from this process's AVX-512 run, and
+    // a last-bit difference can move a pixel across an 8-bit rounding boundary (seen: 1
+    // pixel of 3 072, by 1). The bit-exact comparison is `c_sample_image_example_writes_ppm`
+    // (same CPU path); here the image must be the same picture: every value within 1 level,
+    // and at most 1 % of them off at all.
+    let want = &expected_images(&model, &vae, Some(&stats))[per..];
+    let off: Vec<i32> = pixels.iter().zip(want).map(|(&a, &b)| (a as i32 - b as i32).abs()).filter(|&d| d > 0).collect();
+    eprintln!(
+        "under valgrind: {} of {} values differ from the native run, by at most {:?}",
+        off.len(),
+        want.len(),
+        off.iter().max()
+    );
+    assert!(
+        pixels.len() == want.len() && off.iter().all(|&d| d <= 1) && off.len() * 100 <= want.len(),
+        "image 1 differs under valgrind"
+    );
     assert!(String::from_utf8_lossy(&out.stdout).ends_with("done\n"));
 }
