@@ -1833,7 +1833,7 @@ fn config_claiming_a_huge_model_is_refused_before_allocation() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = ModelConfig {
         arch: Arch::Sit,
-        input_size: 4096,
+        input_size: 256,
         in_channels: 4096,
         patch: 1,
         hidden: 1 << 20,

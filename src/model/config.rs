@@ -94,6 +94,9 @@ pub struct ModelConfig {
     pub num_classes: usize,
 }
 
+/// Most tokens per image a configuration may have.
+pub const MAX_TOKENS: usize = 1 << 16;
+
 impl ModelConfig {
     /// A named size: `S`, `B`, `L`, `XL` (case-insensitive; LightningDiT also `1p0B` and
     /// `1p6B`; DDT only `XL`, with 22 encoder blocks whatever `arch` says), with patch 1, 2
@@ -197,6 +200,18 @@ impl ModelConfig {
         let big = 1usize << 20;
         if self.input_size > 4096 || self.in_channels > 4096 || self.hidden > big || self.depth > 1024 || self.num_classes > big {
             return fail(format!("model config is implausibly large: {self:?}"));
+        }
+        // The position tables (T × hidden) and every activation grow with the tokens, not
+        // with the weights a file holds: a tiny file must not claim a 4-million-token image.
+        // 65 536 tokens is a 256 × 256 patch grid (a 2048 px image through an f8 VAE at
+        // patch 1), far beyond any released model (≤ 4 096).
+        if self.tokens() > MAX_TOKENS {
+            return fail(format!(
+                "{} tokens per image ((input size {} / patch {})²) exceed the limit of {MAX_TOKENS}",
+                self.tokens(),
+                self.input_size,
+                self.patch
+            ));
         }
         Ok(())
     }
