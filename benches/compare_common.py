@@ -3,6 +3,7 @@
 and run it once, reading the milliseconds and CPU seconds it prints; the peak resident set
 of a process measured the same way as `benches/cpu.rs` does; the machine's description for
 a result's header."""
+import argparse
 import json
 import os
 import re
@@ -98,3 +99,13 @@ def machine_header():
     if git("status", "--porcelain", "--untracked-files=no"):
         commit += "-dirty"
     return date, cpu, os.cpu_count(), commit
+
+
+def interleave_args(description=None):
+    """The options every comparison shares: --threads (both sides), --rounds (interleaved
+    rounds), --reps (timed runs per measurement, after one warm-up)."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--threads", type=int, default=2, help="threads on both sides (default 2)")
+    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
+    ap.add_argument("--reps", type=int, default=5, help="timed runs per measurement, after one warm-up (default 5)")
+    return ap

@@ -37,7 +37,7 @@ import subprocess
 import sys
 import time
 
-from compare_common import build_bench, current_rss_bytes, machine_header, peak_rss_bytes, reset_peak_rss
+from compare_common import build_bench, current_rss_bytes, machine_header, peak_rss_bytes, reset_peak_rss, interleave_args
 
 CASES = [
     ("cpu_forward", "tiny", 1), ("cpu_forward", "tiny", 32), ("cpu_forward", "S/2", 1), ("cpu_forward", "S/2", 8),
@@ -164,10 +164,7 @@ def torch_once(case, threads, reps):
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=2, help="threads on both sides (default 2)")
-    ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds per row (default 3)")
-    ap.add_argument("--reps", type=int, default=5, help="timed runs per process, after one warm-up (default 5)")
+    ap = interleave_args(__doc__.split("\n\n")[0])
     ap.add_argument("--rows", default=None, help="comma-separated indices into the rows (default: all %d)" % len(CASES))
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
     ap.add_argument("--torch-row", nargs=3, metavar=("KIND", "MODEL", "BATCH"), help=argparse.SUPPRESS)

@@ -12,11 +12,10 @@ side, the speed-up (PyTorch / ucgm) and each side's CPU time per wall second (ho
 cores it really kept busy). ucgm runs `examples/vae_bench.rs` (built here first).
 Timings are only meaningful on an otherwise quiet machine.
 """
-import argparse
 import statistics
 import time
 
-from compare_common import build_example, run_once
+from compare_common import build_example, run_once, interleave_args
 
 CASES = ["decode", "encode"]
 
@@ -63,10 +62,7 @@ def torch_once(torch, vae, case, reps):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--reps", type=int, default=5)
+    ap = interleave_args()
     args = ap.parse_args()
     exe = build()
     torch, vae = torch_model(args.threads)

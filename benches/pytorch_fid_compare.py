@@ -11,12 +11,11 @@ Prints the median ms per image of each side, the speed-up (PyTorch / ucgm) and e
 side's CPU time per wall second (how many cores it kept busy). Timings are only
 meaningful on an otherwise quiet machine.
 """
-import argparse
 import os
 import statistics
 import time
 
-from compare_common import ROOT, build_example, run_once
+from compare_common import ROOT, build_example, run_once, interleave_args
 
 
 
@@ -57,10 +56,7 @@ def torch_once(torch, model, reps, batch=8):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--reps", type=int, default=5)
+    ap = interleave_args()
     args = ap.parse_args()
     exe = build()
     torch, model = torch_model(args.threads)
