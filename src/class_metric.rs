@@ -123,7 +123,7 @@ pub fn shape_features(image: &[f32], shape: [usize; 3]) -> Result<Vec<f32>> {
 /// Features `[N, FEATURE_DIM]` of images `[N, C, H, W]`.
 fn features_of(images: &[f32], shape: [usize; 3]) -> Result<Vec<f32>> {
     let len = shape.iter().product::<usize>();
-    if len == 0 || images.len() % len != 0 {
+    if len == 0 || !images.len().is_multiple_of(len) {
         return Err(Error::invalid(format!(
             "shape classifier: {} values are not a whole number of {shape:?} images",
             images.len()

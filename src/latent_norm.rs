@@ -158,7 +158,7 @@ impl LatentNorm {
             }
         }
         let per = channels.saturating_mul(plane);
-        if per == 0 || len % per != 0 {
+        if per == 0 || !len.is_multiple_of(per) {
             return Err(Error::invalid(format!(
                 "{what}: {len} values are not a whole number of latents of {channels} channels × {plane} positions"
             )));

@@ -108,7 +108,7 @@ impl GaussianStats {
     /// Mean and unbiased covariance of `n = features.len() / dim` vectors
     /// `[N, D]`; needs `n ≥ 2`.
     pub fn from_features(features: &[f64] /* [N, D] */, dim: usize) -> Result<Self> {
-        if dim == 0 || features.len() % dim != 0 {
+        if dim == 0 || !features.len().is_multiple_of(dim) {
             return Err(Error::invalid(format!(
                 "gaussian stats: {} values are not a whole number of {dim}-vectors",
                 features.len()
@@ -225,7 +225,7 @@ impl FeatureSpace {
         let [c, h, w] = self.shape;
         let [ph, pw] = self.pooled;
         let image_len = c * h * w;
-        if images.len() % image_len != 0 {
+        if !images.len().is_multiple_of(image_len) {
             return Err(Error::invalid(format!(
                 "features: {} values are not a whole number of {:?} images",
                 images.len(),

@@ -581,7 +581,7 @@ impl Denoiser for StackedGuidance<'_> {
     }
     /// x, out: `[2B, C, H, W]`; t, labels: `[2B]`.
     fn eval(&mut self, x: &[f32], t: &[f32], labels: &[usize], out: &mut [f32]) -> Result<()> {
-        if t.len() % 2 != 0 || t.is_empty() {
+        if !t.len().is_multiple_of(2) || t.is_empty() {
             return Err(Error::invalid(format!("a guidance stack needs an even, non-zero batch, got {}", t.len())));
         }
         let (b, half) = (t.len() / 2, x.len() / 2);

@@ -410,7 +410,7 @@ fn per_sample(what: &str, batch: usize, lens: &[usize]) -> Result<usize> {
     for &len in lens {
         check_len(what, len, total)?;
     }
-    if total % batch != 0 {
+    if !total.is_multiple_of(batch) {
         return Err(Error::invalid(format!("{what}: {total} elements do not split into {batch} samples")));
     }
     Ok(total / batch)

@@ -307,7 +307,7 @@ fn st_parse(bytes: &[u8]) -> Option<(serde_json::Map<String, Value>, Vec<u8>)> {
 /// A safetensors file from header text and data (the length field as given).
 fn st_build_text(header: &str, data: &[u8]) -> Vec<u8> {
     let mut h = header.as_bytes().to_vec();
-    while h.len() % 8 != 0 {
+    while !h.len().is_multiple_of(8) {
         h.push(b' ');
     }
     let mut out = (h.len() as u64).to_le_bytes().to_vec();
@@ -1180,7 +1180,7 @@ fn run_checkpoint(dir: &Path, input: &[u8], variant: u64) -> Result<(), Error> {
     let p = file_in(dir, "c.safetensors", input);
     let which = [CheckpointWeights::Ema, CheckpointWeights::Online, CheckpointWeights::Mod][(variant % 3) as usize];
     let _ = read_weights(&p, which);
-    if variant % 2 == 0 {
+    if variant.is_multiple_of(2) {
         let _ = Trainer::from_checkpoint(&p, trainer_config(), backend());
         Trainer::resume(&p, backend())?;
     } else {
@@ -1226,7 +1226,7 @@ fn run_yaml(dir: &Path, input: &[u8], _: u64) -> Result<(), Error> {
 
 fn run_shards(dir: &Path, input: &[u8], variant: u64) -> Result<(), Error> {
     file_in(dir, "a.safetensors", input);
-    if variant % 3 == 0 {
+    if variant.is_multiple_of(3) {
         file_in(dir, "b.safetensors", &seeds().shards[0]);
     }
     let k = [None, Some(1), Some(2), Some(1000), Some(usize::MAX)][(variant / 3 % 5) as usize];
@@ -1245,7 +1245,7 @@ fn run_image_folder(dir: &Path, input: &[u8], variant: u64) -> Result<(), Error>
     // (variant 0, used for the seeds: a second class holding the same image)
     if variant % 3 != 2 {
         std::fs::create_dir_all(dir.join("b")).unwrap();
-        file_in(&dir.join("b"), "y.PNG", if variant % 3 == 0 { input } else { &seeds().pngs[0] });
+        file_in(&dir.join("b"), "y.PNG", if variant.is_multiple_of(3) { input } else { &seeds().pngs[0] });
     }
     ImageFolder::open(dir)?;
     Ok(())

@@ -429,7 +429,7 @@ impl RunConfig {
     /// The network configuration implied by `model:`, `data:` and `vae:`.
     pub fn model_config(&self) -> Result<ModelConfig> {
         let ratio = self.vae.downsample_ratio.max(1);
-        if self.data.image_size % ratio != 0 {
+        if !self.data.image_size.is_multiple_of(ratio) {
             return Err(Error::invalid(format!(
                 "data.image_size {} is not divisible by vae.downsample_ratio {ratio}",
                 self.data.image_size
@@ -439,7 +439,7 @@ impl RunConfig {
         let channels = self.model.in_chans.unwrap_or(self.data.channels);
         let m = &self.model;
         let patch_fits = |patch: usize, what: &str| {
-            if patch > 0 && input % patch != 0 {
+            if patch > 0 && !input.is_multiple_of(patch) {
                 Err(Error::invalid(format!(
                     "data.image_size {} / vae.downsample_ratio {ratio} = {input} is not divisible by {what} {patch}",
                     self.data.image_size
@@ -482,7 +482,7 @@ impl RunConfig {
             num_classes: self.data.num_classes,
         };
         patch_fits(cfg.patch, "model.patch_size")?;
-        if cfg.heads > 0 && cfg.hidden % cfg.heads != 0 {
+        if cfg.heads > 0 && !cfg.hidden.is_multiple_of(cfg.heads) {
             return Err(Error::invalid(format!(
                 "model.hidden_size {} is not divisible by model.num_heads {}",
                 cfg.hidden, cfg.heads

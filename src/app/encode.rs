@@ -226,7 +226,7 @@ fn preprocess(path: &Path, size: usize, out: &mut [f32], out_flip: &mut [f32]) -
 pub fn encode_folder(vae: &mut AnyVae, opts: &EncodeOptions, ctl: &mut RunControl<'_>) -> Result<EncodeReport> {
     let cfg = vae.config().clone();
     let f = cfg.downsample_factor();
-    if opts.image_size == 0 || opts.image_size % f != 0 {
+    if opts.image_size == 0 || !opts.image_size.is_multiple_of(f) {
         return Err(Error::invalid(format!(
             "--image-size {} must be a positive multiple of the VAE's downsampling factor {f}",
             opts.image_size

@@ -131,7 +131,7 @@ const _: () = assert!(offset_of!(ucgm_model_params, checkpoint_weights) + 4 == s
 
 // The first release of ABI 1 ended before `cuda_device`, with no tail padding.
 const MODEL_PARAMS_V1_SIZE: usize = offset_of!(ucgm_model_params, cuda_device);
-const _: () = assert!(MODEL_PARAMS_V1_SIZE % std::mem::align_of::<ucgm_model_params>() == 0);
+const _: () = assert!(MODEL_PARAMS_V1_SIZE.is_multiple_of(std::mem::align_of::<ucgm_model_params>()));
 
 unsafe impl Versioned for ucgm_model_params {
     const NAME: &'static str = "ucgm_model_params";
@@ -245,7 +245,7 @@ impl Default for ucgm_model_info {
 
 // The first release of ABI 1 ended before `cuda_device`, with no tail padding.
 const MODEL_INFO_V1_SIZE: usize = offset_of!(ucgm_model_info, cuda_device);
-const _: () = assert!(MODEL_INFO_V1_SIZE % std::mem::align_of::<ucgm_model_info>() == 0);
+const _: () = assert!(MODEL_INFO_V1_SIZE.is_multiple_of(std::mem::align_of::<ucgm_model_info>()));
 // The second release ended after `backend_description`.
 const MODEL_INFO_V2_SIZE: usize = offset_of!(ucgm_model_info, bytes_held);
 
@@ -378,7 +378,7 @@ unsafe fn config_for(p: &ucgm_model_params) -> Result<ModelConfig> {
     }
     let arch = params::enum_arg("ucgm_model_params.arch", p.arch, &ARCHS)?;
     let heads = match p.heads {
-        0 if p.hidden % 64 == 0 && p.hidden > 0 => p.hidden as usize / 64,
+        0 if p.hidden.is_multiple_of(64) && p.hidden > 0 => p.hidden as usize / 64,
         0 => {
             return Err(Error::invalid(format!(
                 "heads = 0 means hidden / 64, but hidden = {} is not a multiple of 64: set heads",

@@ -75,7 +75,7 @@ fn check_size<T: Versioned>(size: usize) -> Result<usize> {
 }
 
 fn check_aligned<T>(what: &str, p: *const T) -> Result<()> {
-    if (p as usize) % std::mem::align_of::<T>() != 0 {
+    if !(p as usize).is_multiple_of(std::mem::align_of::<T>()) {
         return Err(Error::invalid(format!("{what} = {p:p} is not aligned to {} bytes", std::mem::align_of::<T>())));
     }
     Ok(())

@@ -230,7 +230,7 @@ impl Default for ucgm_trainer_info {
 
 // The first release of ABI 1 ended before `backend`, with no tail padding.
 const TRAINER_INFO_V1_SIZE: usize = offset_of!(ucgm_trainer_info, backend);
-const _: () = assert!(TRAINER_INFO_V1_SIZE % std::mem::align_of::<ucgm_trainer_info>() == 0);
+const _: () = assert!(TRAINER_INFO_V1_SIZE.is_multiple_of(std::mem::align_of::<ucgm_trainer_info>()));
 
 unsafe impl Versioned for ucgm_trainer_info {
     const OUTPUT: bool = true;

@@ -227,7 +227,7 @@ pub unsafe extern "C" fn ucgm_vae_encode(
         if n == 0 {
             return Err(Error::invalid("n must be at least 1"));
         }
-        if h == 0 || w == 0 || h % f != 0 || w % f != 0 {
+        if h == 0 || w == 0 || !h.is_multiple_of(f) || !w.is_multiple_of(f) {
             return Err(Error::invalid(format!(
                 "image {h}×{w}: height and width must be positive multiples of the downsampling factor {f}"
             )));

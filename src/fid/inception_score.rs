@@ -21,7 +21,7 @@ pub struct InceptionScore {
 /// Inception Score of logits `[N, K]` (rows are samples) in `splits` contiguous splits;
 /// needs `N ≥ splits ≥ 1` and finite logits.
 pub fn inception_score(logits: &[f32] /* [N, K] */, classes: usize, splits: usize) -> Result<InceptionScore> {
-    if classes == 0 || logits.len() % classes != 0 {
+    if classes == 0 || !logits.len().is_multiple_of(classes) {
         return Err(Error::invalid(format!(
             "inception score: {} logits are not a whole number of {classes}-class rows",
             logits.len()

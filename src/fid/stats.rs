@@ -112,7 +112,7 @@ impl FeatureStats {
     }
 
     fn check_batch(&self, len: usize) -> Result<()> {
-        if len % self.dim != 0 {
+        if !len.is_multiple_of(self.dim) {
             return Err(Error::invalid(format!("features: {len} values are not a whole number of {}-vectors", self.dim)));
         }
         Ok(())

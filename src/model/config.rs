@@ -180,16 +180,16 @@ impl ModelConfig {
         if self.num_classes == 0 {
             return fail("num_classes must be at least 1".into());
         }
-        if self.input_size % self.patch != 0 {
+        if !self.input_size.is_multiple_of(self.patch) {
             return fail(format!("input size {} is not divisible by patch {}", self.input_size, self.patch));
         }
-        if self.hidden % self.heads != 0 {
+        if !self.hidden.is_multiple_of(self.heads) {
             return fail(format!("hidden {} is not divisible by heads {}", self.hidden, self.heads));
         }
-        if self.hidden % 4 != 0 {
+        if !self.hidden.is_multiple_of(4) {
             return fail(format!("hidden {} must be divisible by 4 (2-D sin-cos position embedding)", self.hidden));
         }
-        if self.arch.uses_rope() && self.head_dim() % 4 != 0 {
+        if self.arch.uses_rope() && !self.head_dim().is_multiple_of(4) {
             return fail(format!("{} head dim {} must be divisible by 4 (2-D RoPE)", self.arch.name(), self.head_dim()));
         }
         if let Arch::Ddt { encoder_depth } = self.arch {

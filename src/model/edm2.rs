@@ -123,7 +123,7 @@ impl Edm2Config {
         if self.channel_mult.contains(&0) {
             return Err(Error::invalid("EDM2 channel_mult entries must be ≥ 1"));
         }
-        if levels > 8 || self.input_size % (1 << (levels - 1)) != 0 {
+        if levels > 8 || !self.input_size.is_multiple_of(1 << (levels - 1)) {
             return Err(Error::invalid(format!(
                 "EDM2 input size {} is not divisible by 2^{} (one halving per level)",
                 self.input_size,

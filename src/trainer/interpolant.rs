@@ -12,7 +12,7 @@ use super::coefficients::Coef;
 pub(crate) fn sample_len(batch: usize, lens: &[usize]) -> usize {
     assert!(batch > 0, "empty batch");
     let n = lens[0];
-    assert!(n % batch == 0, "buffer of {n} elements is not a batch of {batch}");
+    assert!(n.is_multiple_of(batch), "buffer of {n} elements is not a batch of {batch}");
     assert!(lens.iter().all(|&l| l == n), "buffer lengths differ: {lens:?}");
     n / batch
 }

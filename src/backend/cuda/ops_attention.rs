@@ -46,7 +46,7 @@ impl CudaBackend {
     }
 
     fn attn_shapes_ok(&self, op: &str, dm: &AttnDims) -> bool {
-        if dm.rope && dm.head_dim % 2 != 0 {
+        if dm.rope && !dm.head_dim.is_multiple_of(2) {
             self.fail(format!("{op}: RoPE needs an even head width, got {}", dm.head_dim));
             return false;
         }

@@ -160,7 +160,7 @@ impl CudaBackend {
         eps: f32,
         silu: bool,
     ) {
-        if groups == 0 || c % groups != 0 {
+        if groups == 0 || !c.is_multiple_of(groups) {
             return self.fail(format!("group_norm_fwd: {c} channels do not split into {groups} groups"));
         }
         let len = n * c * hw;

@@ -13,7 +13,7 @@ impl CudaBackend {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn patch_op(&self, k: Kernel, src: CudaView<'_, f32>, dst: CudaViewMut<'_, f32>, b: usize, c: usize, side: usize, p: usize) {
         let n = b * c * side * side;
-        if p == 0 || side % p != 0 {
+        if p == 0 || !side.is_multiple_of(p) {
             self.fail(format!("{}: image side {side} is not a multiple of the patch {p}", k.name()));
             return;
         }

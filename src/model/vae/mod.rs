@@ -220,7 +220,7 @@ impl<B: Backend + Clone> Vae<B> {
 
     fn check_image_size(&self, what: &str, h: usize, w: usize) -> Result<()> {
         let f = self.cfg.downsample_factor();
-        if h == 0 || w == 0 || h % f != 0 || w % f != 0 {
+        if h == 0 || w == 0 || !h.is_multiple_of(f) || !w.is_multiple_of(f) {
             return Err(Error::invalid(format!(
                 "{what} {h}×{w}: height and width must be positive multiples of the VAE's downsampling factor {f}"
             )));
