@@ -71,11 +71,11 @@ fn check_cfg(cfg: ModelConfig) {
         for &i in &picks {
             let k = e.offset + i;
             let orig = model.params()[k];
-            model.params_mut()[k] = orig + eps;
+            model.params_mut().unwrap()[k] = orig + eps;
             let lp = loss(&mut model, &x, &t, &labels, &dout);
-            model.params_mut()[k] = orig - eps;
+            model.params_mut().unwrap()[k] = orig - eps;
             let lm = loss(&mut model, &x, &t, &labels, &dout);
-            model.params_mut()[k] = orig;
+            model.params_mut().unwrap()[k] = orig;
             let fd = (lp - lm) / (2.0 * eps);
             err = err.max((fd - grads[k]).abs());
         }

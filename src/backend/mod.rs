@@ -140,6 +140,29 @@ pub trait Backend: Send + Sync {
     fn linear_fwd_t(&self, _x: Self::Src<'_>, _wtb: Self::Src<'_>, _has_bias: bool, _y: Self::Dst<'_>, _n: usize, _i: usize, _o: usize) {
         unreachable!("linear_fwd_t is only called on backends that prefer transposed weights")
     }
+    /// Length (in buffer elements) of a Linear weight W[o, i] in the backend's packed
+    /// low-precision form, when it runs inference products from one (the CPU in bf16
+    /// mode: bf16 pairs, half the bytes); `None` otherwise. A model then holds its
+    /// inference weights packed ([`Backend::pack_weight`]) and calls
+    /// [`Backend::linear_fwd_packed`].
+    fn packed_weight_len(&self, _i: usize, _o: usize) -> Option<usize> {
+        None
+    }
+    /// Packs W[o, i] (plain layout). w: [o·i]; dst: [packed_weight_len(i, o)].
+    /// Called only when [`Backend::packed_weight_len`] is `Some`.
+    fn pack_weight(&self, _w: Self::Src<'_>, _dst: Self::Dst<'_>, _i: usize, _o: usize) {
+        unreachable!("pack_weight is only called on backends with a packed weight form")
+    }
+    /// Inverse of [`Backend::pack_weight`] (the values the products use, e.g. rounded to
+    /// bf16). src: [packed_weight_len(i, o)]; w: [o·i] (assign).
+    fn unpack_weight(&self, _src: Self::Src<'_>, _w: Self::Dst<'_>, _i: usize, _o: usize) {
+        unreachable!("unpack_weight is only called on backends with a packed weight form")
+    }
+    /// `y[n, o] = x[n, i] · Wᵀ + b[o]` from a packed weight: `wpb` = [packed W | b].
+    /// x: [n, i]; y: [n, o] (assign).
+    fn linear_fwd_packed(&self, _x: Self::Src<'_>, _wpb: Self::Src<'_>, _has_bias: bool, _y: Self::Dst<'_>, _n: usize, _i: usize, _o: usize) {
+        unreachable!("linear_fwd_packed is only called on backends with a packed weight form")
+    }
     /// dst[c, r] = src[r, c] for a row-major [rows, cols] matrix. Called only when
     /// [`Backend::prefers_transposed_weights`].
     fn transpose(&self, _src: Self::Src<'_>, _dst: Self::Dst<'_>, _rows: usize, _cols: usize) {

@@ -36,19 +36,35 @@ impl From<Trainer<CudaBackend>> for AnyTrainer {
     }
 }
 
+/// Training on the CPU runs in f32: its bf16 mode is for sampling only, so asking for it
+/// in a trainer is an error rather than a silent change of meaning.
+fn refuse_cpu_bf16(backend: &AnyBackend) -> Result<()> {
+    if matches!(backend, AnyBackend::Cpu(_)) && backend.bf16() {
+        return Err(crate::error::Error::invalid(
+            "bf16 on the CPU is a sampling mode (bf16 weights and products for a model that only samples); \
+             training on the CPU runs in float32: leave bf16 off to train (--bf16, backend: {bf16: true}, ucgm_model_params.bf16)",
+        ));
+    }
+    Ok(())
+}
+
 impl AnyTrainer {
-    /// [`Trainer::new`]: a trainer over `model` (on the model's backend).
+    /// [`Trainer::new`]: a trainer over `model` (on the model's backend). The CPU's bf16
+    /// mode is refused (see [`crate::engine::BackendRequest::bf16`]).
     pub fn new(config: TrainerConfig, model: AnyModel) -> Result<Self> {
+        refuse_cpu_bf16(&model.backend())?;
         dispatch!(model, AnyModel, m => Trainer::new(config, m).map(AnyTrainer::from))
     }
 
     /// [`Trainer::resume`]: continues a run from a checkpoint exactly.
     pub fn resume(path: impl AsRef<Path>, backend: AnyBackend) -> Result<Self> {
+        refuse_cpu_bf16(&backend)?;
         dispatch!(backend, AnyBackend, b => Trainer::resume(path, b).map(AnyTrainer::from))
     }
 
     /// [`Trainer::from_checkpoint`]: a new run from a checkpoint with new settings.
     pub fn from_checkpoint(path: impl AsRef<Path>, config: TrainerConfig, backend: AnyBackend) -> Result<Self> {
+        refuse_cpu_bf16(&backend)?;
         dispatch!(backend, AnyBackend, b => Trainer::from_checkpoint(path, config, b).map(AnyTrainer::from))
     }
 

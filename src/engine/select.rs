@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::cpu::CpuBackend;
+use crate::backend::cpu::{CpuBackend, CpuOptions};
 #[cfg(feature = "cuda")]
 use crate::backend::cuda::{CudaBackend, CudaOptions};
 use crate::error::{Error, Result};
@@ -80,9 +80,11 @@ pub struct BackendRequest {
     /// Let cuBLAS use TF32 tensor cores for float32 products (faster, ~1e-3 relative
     /// error per product). Off unless asked for; the CPU ignores it.
     pub tf32: bool,
-    /// bf16 mixed precision on CUDA (`CudaOptions::bf16`): matrix products on bf16
-    /// operands with f32 accumulation, f32 master weights and activations. Off unless
-    /// asked for; the CPU ignores it.
+    /// bf16 mixed precision: matrix products on bf16 operands with f32 accumulation,
+    /// everything else f32. On CUDA (`CudaOptions::bf16`) for sampling and training,
+    /// with f32 master weights. On the CPU (`CpuOptions::bf16`) for sampling: a model
+    /// that only samples keeps its Linear weights in bf16 (half the memory); training
+    /// stays f32. Off unless asked for.
     pub bf16: bool,
 }
 
@@ -127,10 +129,13 @@ impl AnyBackend {
     /// 139.8 GiB, 1 device(s))" with ", bf16 mixed precision" or ", TF32 on" when asked for.
     pub fn describe(&self) -> String {
         match self {
-            AnyBackend::Cpu(b) => match b.threads() {
-                1 => "cpu (1 thread)".to_string(),
-                n => format!("cpu ({n} threads)"),
-            },
+            AnyBackend::Cpu(b) => {
+                let mode = if b.options().bf16 { ", bf16 products" } else { "" };
+                match b.threads() {
+                    1 => format!("cpu (1 thread{mode})"),
+                    n => format!("cpu ({n} threads{mode})"),
+                }
+            }
             #[cfg(feature = "cuda")]
             AnyBackend::Cuda(b) => {
                 let o = b.options();
@@ -173,10 +178,10 @@ impl AnyBackend {
         }
     }
 
-    /// Whether products run in bf16 mixed precision (CUDA only).
+    /// Whether products run in bf16 mixed precision (on the CPU: sampling products).
     pub fn bf16(&self) -> bool {
         match self {
-            AnyBackend::Cpu(_) => false,
+            AnyBackend::Cpu(b) => b.options().bf16,
             #[cfg(feature = "cuda")]
             AnyBackend::Cuda(b) => b.options().bf16,
         }
@@ -186,7 +191,7 @@ impl AnyBackend {
     /// (its own CPU pool, or its own CUDA stream and cuBLAS handle on the same device).
     pub fn independent_copy(&self) -> Result<Self> {
         match self {
-            AnyBackend::Cpu(b) => AnyBackend::cpu(b.threads()),
+            AnyBackend::Cpu(b) => Ok(AnyBackend::Cpu(CpuBackend::with_options(b.threads(), b.options())?)),
             #[cfg(feature = "cuda")]
             AnyBackend::Cuda(b) => Ok(AnyBackend::Cuda(CudaBackend::with_options(b.device().ordinal, b.options())?)),
         }
@@ -256,6 +261,11 @@ fn cuda_backend(_req: &BackendRequest) -> std::result::Result<AnyBackend, String
     Err(CUDA_NOT_BUILT.into())
 }
 
+/// The CPU backend `req` asks for (threads, bf16).
+fn cpu_backend(req: &BackendRequest) -> Result<AnyBackend> {
+    Ok(AnyBackend::Cpu(CpuBackend::with_options(req.threads, CpuOptions { bf16: req.bf16 })?))
+}
+
 /// Builds the backend `req` asks for.
 /// * `cpu`: the CPU backend with `req.threads` workers.
 /// * `cuda`: the CUDA backend on `req.device`, or [`Error::Backend`] `"CUDA backend not
@@ -270,14 +280,14 @@ pub fn select(req: &BackendRequest) -> Result<Selection> {
         cuda_unavailable,
     };
     match req.choice {
-        BackendChoice::Cpu => Ok(chosen(AnyBackend::cpu(req.threads)?, None)),
+        BackendChoice::Cpu => Ok(chosen(cpu_backend(req)?, None)),
         BackendChoice::Cuda => match cuda_backend(req) {
             Ok(backend) => Ok(chosen(backend, None)),
             Err(why) => Err(Error::Backend(format!("CUDA backend not available: {why}"))),
         },
         BackendChoice::Auto => match cuda_backend(req) {
             Ok(backend) => Ok(chosen(backend, None)),
-            Err(why) => Ok(chosen(AnyBackend::cpu(req.threads)?, Some(why))),
+            Err(why) => Ok(chosen(cpu_backend(req)?, Some(why))),
         },
     }
 }

@@ -16,7 +16,7 @@ use std::ops::Range;
 use crate::backend::{Backend, NormKind};
 use crate::model::acts::{attn_dims, Acts, BlockActs, GradScratch};
 use crate::model::config::ModelConfig;
-use crate::model::network::{has_bias, BlockRanges, Fixed, Ranges};
+use crate::model::network::{has_bias, BlockRanges, Fixed, LinearWeights, Ranges};
 
 /// Index of the residual snapshot of block `i` at `stage` (0 input, 1 after attention,
 /// 2 output); the decoder's stream starts one past the encoder's output. Inference
@@ -60,7 +60,7 @@ fn block_fwd<B: Backend>(
     be: &B,
     br: &BlockRanges,
     params: &B::Buf,
-    wt: Option<&B::Buf>,
+    wt: LinearWeights<'_, B>,
     fixed: &Fixed<B>,
     cond: &B::Buf,
     mod_b: usize,
@@ -74,13 +74,7 @@ fn block_fwd<B: Backend>(
     let Dims { b, t, d, m, heads, dh } = dm;
     let bt = b * t;
     let w = |rg: &Range<usize>| be.src(params, rg.clone());
-    let lin = |x: B::Src<'_>, rg: &Range<usize>, y: B::Dst<'_>, n: usize, i: usize, o: usize| {
-        let hb = has_bias(rg, i, o);
-        match wt {
-            Some(wt) => be.linear_fwd_t(x, be.src(wt, rg.clone()), hb, y, n, i, o),
-            None => be.linear_fwd(x, be.src(params, rg.clone()), hb, y, n, i, o),
-        }
-    };
+    let lin = |x: B::Src<'_>, rg: &Range<usize>, y: B::Dst<'_>, n: usize, i: usize, o: usize| wt.apply(be, params, x, rg, y, n, i, o);
     let nw = |rg: &Option<Range<usize>>| rg.as_ref().map(|rg| be.src(params, rg.clone()));
     let ada_n = mod_b * 6 * d;
     lin(be.src(cond, 0..mod_b * d), &br.ada, be.dst(&mut ba.ada, 0..ada_n), mod_b, d, 6 * d);
@@ -177,14 +171,14 @@ fn block_fwd<B: Backend>(
 }
 
 /// Runs the forward pass: inputs in `acts.img` and `acts.tfeat`, result in `acts.out`
-/// [B, C, H, W]. `wt`, when given, holds the Linear weights transposed.
+/// [B, C, H, W]. `wt` says where the Linear weights are read from.
 #[allow(clippy::too_many_arguments)]
 pub fn forward<B: Backend>(
     be: &B,
     cfg: &ModelConfig,
     r: &Ranges,
     params: &B::Buf,
-    wt: Option<&B::Buf>,
+    wt: LinearWeights<'_, B>,
     fixed: &Fixed<B>,
     acts: &mut Acts<B>,
     labels: &[usize],
@@ -199,10 +193,7 @@ pub fn forward<B: Backend>(
         heads: cfg.heads,
         dh: cfg.head_dim(),
     };
-    let lin = |x: B::Src<'_>, rg: &Range<usize>, y: B::Dst<'_>, n: usize, i: usize, o: usize| match wt {
-        Some(wt) => be.linear_fwd_t(x, be.src(wt, rg.clone()), true, y, n, i, o),
-        None => be.linear_fwd(x, be.src(params, rg.clone()), true, y, n, i, o),
-    };
+    let lin = |x: B::Src<'_>, rg: &Range<usize>, y: B::Dst<'_>, n: usize, i: usize, o: usize| wt.apply(be, params, x, rg, y, n, i, o);
     let ddt = acts.ddt.as_mut().expect("DDT activations");
 
     // Embedders: t_emb, c = SiLU(t_emb + y_emb), patches.

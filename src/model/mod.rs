@@ -22,7 +22,7 @@ use crate::error::{check_finite, check_len, Error, Result};
 use crate::layout::ParamLayout;
 use acts::{Acts, GradScratch};
 use config::{Arch, ModelConfig};
-use network::{Fixed, Ranges};
+use network::{Fixed, LinearWeights, Ranges};
 
 /// A network and its parameters on backend `B`.
 ///
@@ -45,10 +45,20 @@ pub struct Model<B: Backend> {
     weights_t: Option<B::Buf>,
     /// Whether inference may build `weights_t` (costs one more parameter-sized buffer).
     weight_cache: bool,
-    /// Inference layout: `params` itself holds every Linear weight transposed (no plain
-    /// copy beside it); `Some` holds a scratch of the largest Linear weight, for turning
-    /// back to the plain layout without a fallible allocation.
-    inference: Option<B::Buf>,
+    /// Inference layout: `params` itself holds every Linear weight in the form the
+    /// backend's inference products want (no plain copy beside it).
+    inference: Option<InferenceLayout<B>>,
+}
+
+/// How a model in the inference layout holds its parameters.
+enum InferenceLayout<B: Backend> {
+    /// Every Linear weight transposed in place; the buffer is a scratch of the largest
+    /// Linear weight, for turning back to the plain layout without a fallible allocation.
+    Transposed(B::Buf),
+    /// A compact buffer with every Linear weight in the backend's packed form (the CPU's
+    /// bf16 mode: half the bytes) and every other parameter in f32; the ranges locate
+    /// each parameter in it.
+    Packed(Ranges),
 }
 
 impl<B: Backend + Clone> Model<B> {
@@ -162,11 +172,12 @@ impl<B: Backend + Clone> Model<B> {
         &self.params
     }
     /// Flat parameter buffer, writable, in the plain layout (drops saved activations).
-    pub fn params_mut(&mut self) -> &mut B::Buf {
-        self.use_plain_layout();
+    /// Fails only when a packed model cannot allocate its plain buffer.
+    pub fn params_mut(&mut self) -> Result<&mut B::Buf> {
+        self.use_plain_layout()?;
         self.train_labels = None;
         self.weights_t = None;
-        &mut self.params
+        Ok(&mut self.params)
     }
 
     /// Whether the parameters are held in the inference layout.
@@ -174,34 +185,137 @@ impl<B: Backend + Clone> Model<B> {
         self.inference.is_some()
     }
 
-    /// Switches a model that only samples to the layout its GEMMs want: every Linear
-    /// weight transposed *in place* of the plain one (one parameter-sized buffer instead
-    /// of the plain buffer plus the transposed cache). A no-op on backends that do not
-    /// prefer transposed weights, with the weight cache off, or when already done.
+    /// Switches a model that only samples to the layout its GEMMs want, in place of the
+    /// plain one (no second parameter-sized buffer):
+    /// * on a backend with a packed weight form (the CPU in bf16 mode), a compact buffer
+    ///   with every Linear weight packed in bf16: about half the bytes. Built beside the
+    ///   plain buffer, which is then freed (the peak is 1.5× the f32 weights). Reading
+    ///   the parameters then gives the bf16-rounded weights, and turning back to the
+    ///   plain layout (training, writes) starts from them;
+    /// * on backends that prefer transposed weights, every Linear weight transposed in
+    ///   place (exactly reversible).
+    ///
+    /// A no-op on other backends, with the weight cache off, or when already done.
     /// Gradients and training workspaces are released. Reading or writing parameters
     /// still works (converted on the fly); training turns the model back.
     pub fn enter_inference_layout(&mut self) -> Result<()> {
-        if self.inference.is_some() || !self.weight_cache || !self.backend.prefers_transposed_weights() {
+        if self.inference.is_some() || !self.weight_cache {
             return Ok(());
         }
-        let largest = self.ranges.linears(&self.cfg).iter().map(|(_, i, o)| i * o).max().unwrap_or(1);
-        let mut scratch = self.backend.zeros(largest)?;
+        let packed = self.backend.packed_weight_len(1, 1).is_some();
+        if !packed && !self.backend.prefers_transposed_weights() {
+            return Ok(());
+        }
         self.grads = None;
         self.scratch = None;
         self.train_labels = None;
         self.weights_t = None;
         self.acts = None;
+        if packed {
+            let (ranges, total) = self.packed_ranges();
+            let mut buf = self.backend.zeros(total)?;
+            let (be, params) = (&self.backend, &self.params);
+            be.scope(|| {
+                for seg in self.segments() {
+                    match seg {
+                        Segment::Other(rg) => be.copy(
+                            be.src(params, rg.clone()),
+                            be.dst(&mut buf, self.packed_offset(rg.start)..self.packed_offset(rg.end)),
+                        ),
+                        Segment::Weight(rg, i, o) => {
+                            let at = self.packed_offset(rg.start);
+                            let len = be.packed_weight_len(i, o).expect("packed");
+                            be.pack_weight(be.src(params, rg), be.dst(&mut buf, at..at + len), i, o);
+                        }
+                    }
+                }
+            });
+            self.params = buf;
+            self.inference = Some(InferenceLayout::Packed(ranges));
+            return Ok(());
+        }
+        let largest = self.ranges.linears(&self.cfg).iter().map(|(_, i, o)| i * o).max().unwrap_or(1);
+        let mut scratch = self.backend.zeros(largest)?;
         self.transpose_linears(&mut scratch, false);
-        self.inference = Some(scratch);
+        self.inference = Some(InferenceLayout::Transposed(scratch));
         Ok(())
     }
 
     /// Turns a model in the inference layout back to the plain one (a no-op otherwise).
-    pub fn use_plain_layout(&mut self) {
-        if let Some(mut scratch) = self.inference.take() {
-            self.transpose_linears(&mut scratch, true);
-            self.acts = None;
+    /// From the packed layout this allocates the plain buffer (the error when it cannot
+    /// leaves the model as it was) and the weights are the packed, rounded ones.
+    pub fn use_plain_layout(&mut self) -> Result<()> {
+        match self.inference.take() {
+            None => {}
+            Some(InferenceLayout::Transposed(mut scratch)) => {
+                self.transpose_linears(&mut scratch, true);
+                self.acts = None;
+            }
+            Some(InferenceLayout::Packed(ranges)) => {
+                let mut plain = match self.backend.zeros(self.layout.total()) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        self.inference = Some(InferenceLayout::Packed(ranges));
+                        return Err(e);
+                    }
+                };
+                let (be, packed) = (&self.backend, &self.params);
+                be.scope(|| {
+                    for seg in self.segments() {
+                        match seg {
+                            Segment::Other(rg) => be.copy(be.src(packed, self.packed_offset(rg.start)..self.packed_offset(rg.end)), be.dst(&mut plain, rg)),
+                            Segment::Weight(rg, i, o) => {
+                                let at = self.packed_offset(rg.start);
+                                let len = be.packed_weight_len(i, o).expect("packed");
+                                be.unpack_weight(be.src(packed, at..at + len), be.dst(&mut plain, rg), i, o);
+                            }
+                        }
+                    }
+                });
+                self.params = plain;
+                self.acts = None;
+            }
         }
+        Ok(())
+    }
+
+    /// The plain layout cut into Linear weights and the runs of other parameters between
+    /// them, in order.
+    fn segments(&self) -> Vec<Segment> {
+        let mut weights: Vec<(usize, usize, usize)> = self.ranges.linears(&self.cfg).into_iter().map(|(rg, i, o)| (rg.start, i, o)).collect();
+        weights.sort_unstable();
+        let mut out = Vec::new();
+        let mut at = 0;
+        for (start, i, o) in weights {
+            if start > at {
+                out.push(Segment::Other(at..start));
+            }
+            out.push(Segment::Weight(start..start + o * i, i, o));
+            at = start + o * i;
+        }
+        if at < self.layout.total() {
+            out.push(Segment::Other(at..self.layout.total()));
+        }
+        out
+    }
+
+    /// Offset in the packed layout of the plain layout's offset `x` (a parameter
+    /// boundary): every Linear weight that ends at or before `x` takes its packed length
+    /// instead of o·i.
+    fn packed_offset(&self, x: usize) -> usize {
+        let mut off = x as isize;
+        for (rg, i, o) in self.ranges.linears(&self.cfg) {
+            if rg.start + o * i <= x {
+                let packed = self.backend.packed_weight_len(i, o).expect("packed");
+                off += packed as isize - (o * i) as isize;
+            }
+        }
+        off as usize
+    }
+
+    /// The ranges of every parameter in the packed layout, and its length.
+    fn packed_ranges(&self) -> (Ranges, usize) {
+        (self.ranges.map(&|x| self.packed_offset(x)), self.packed_offset(self.layout.total()))
     }
 
     /// Transposes every Linear weight of `params` in place through `scratch`:
@@ -218,12 +332,16 @@ impl<B: Backend + Clone> Model<B> {
         }
     }
 
-    /// Bytes of parameter-sized state this model holds now: the parameters, the
-    /// transposed-weight cache, gradients and the inference-layout scratch (activation
-    /// workspaces excluded), at 4 bytes per value.
+    /// Bytes of parameter-sized state this model holds now: the parameters (packed ones
+    /// included: two bf16 per value), the transposed-weight cache, gradients and the
+    /// inference-layout scratch (activation workspaces excluded), at 4 bytes per value.
     pub fn weight_bytes(&self) -> usize {
         let len = |b: &B::Buf| self.backend.len(b);
-        4 * (len(&self.params) + self.weights_t.as_ref().map_or(0, len) + self.grads.as_ref().map_or(0, len) + self.inference.as_ref().map_or(0, len))
+        let scratch = match &self.inference {
+            Some(InferenceLayout::Transposed(s)) => len(s),
+            _ => 0,
+        };
+        4 * (len(&self.params) + self.weights_t.as_ref().map_or(0, len) + self.grads.as_ref().map_or(0, len) + scratch)
     }
     /// Bytes of the activation workspaces the model holds now: the forward pass's (one
     /// per batch size, kept and reused across calls of that size) and the backward
@@ -243,7 +361,7 @@ impl<B: Backend + Clone> Model<B> {
     }
     /// Parameters (read-only) and gradients (writable) at once, for optimizer updates.
     pub fn params_and_grads_mut(&mut self) -> Result<(&mut B::Buf, &mut B::Buf)> {
-        self.use_plain_layout();
+        self.use_plain_layout()?;
         self.ensure_grads()?;
         self.train_labels = None;
         self.weights_t = None;
@@ -257,8 +375,29 @@ impl<B: Backend + Clone> Model<B> {
         self.backend.zero(self.backend.dst(g, 0..n));
         Ok(())
     }
-    /// Copies the parameters to the host.
+    /// Copies the parameters to the host (from the packed layout: the rounded weights
+    /// its products use).
     pub fn read_params(&self) -> Result<Vec<f32>> {
+        if let Some(InferenceLayout::Packed(_)) = &self.inference {
+            let be = &self.backend;
+            let mut p = vec![0f32; self.layout.total()];
+            for seg in self.segments() {
+                match seg {
+                    Segment::Other(rg) => {
+                        let v = be.read(&self.params, self.packed_offset(rg.start)..self.packed_offset(rg.end))?;
+                        p[rg].copy_from_slice(&v);
+                    }
+                    Segment::Weight(rg, i, o) => {
+                        let at = self.packed_offset(rg.start);
+                        let len = be.packed_weight_len(i, o).expect("packed");
+                        let mut plain = be.zeros(o * i)?;
+                        be.scope(|| be.unpack_weight(be.src(&self.params, at..at + len), be.dst(&mut plain, 0..o * i), i, o));
+                        p[rg].copy_from_slice(&be.read(&plain, 0..o * i)?);
+                    }
+                }
+            }
+            return Ok(p);
+        }
         let mut p = self.backend.read(&self.params, 0..self.layout.total())?;
         if self.inference.is_some() {
             // Back to the plain layout on the host, one weight at a time.
@@ -286,16 +425,22 @@ impl<B: Backend + Clone> Model<B> {
         check_len("parameters", p.len(), self.layout.total())?;
         self.train_labels = None;
         self.weights_t = None;
+        if let Some(InferenceLayout::Packed(_)) = &self.inference {
+            // Through the plain layout, then packed again.
+            self.use_plain_layout()?;
+            self.backend.write(&mut self.params, 0, p)?;
+            return self.enter_inference_layout();
+        }
         self.backend.write(&mut self.params, 0, p)?;
-        if let Some(mut scratch) = self.inference.take() {
+        if let Some(InferenceLayout::Transposed(mut scratch)) = self.inference.take() {
             self.transpose_linears(&mut scratch, false);
-            self.inference = Some(scratch);
+            self.inference = Some(InferenceLayout::Transposed(scratch));
         }
         Ok(())
     }
 
     fn ensure_grads(&mut self) -> Result<()> {
-        self.use_plain_layout();
+        self.use_plain_layout()?;
         if self.grads.is_none() {
             self.grads = Some(self.backend.zeros(self.layout.total())?);
         }
@@ -319,7 +464,7 @@ impl<B: Backend + Clone> Model<B> {
         }
         self.train_labels = None;
         if train {
-            self.use_plain_layout();
+            self.use_plain_layout()?;
         }
         let fits = matches!(&self.acts, Some(a) if a.batch == b && a.train == train);
         if !fits {
@@ -347,13 +492,15 @@ impl<B: Backend + Clone> Model<B> {
             }
         }
         // In the inference layout `params` is both: non-Linear parameters at their plain
-        // offsets, Linear weights transposed.
-        let wt = if inference {
-            Some(&self.params)
-        } else if use_t {
-            self.weights_t.as_ref()
-        } else {
-            None
+        // offsets, Linear weights transposed; or, packed, everything at the packed
+        // layout's ranges.
+        let (wt, ranges) = match (&self.inference, inference) {
+            (Some(InferenceLayout::Packed(packed)), true) => (LinearWeights::Packed, packed),
+            (Some(InferenceLayout::Transposed(_)), true) => (LinearWeights::Transposed(&self.params), ranges),
+            _ => match self.weights_t.as_ref().filter(|_| use_t) {
+                Some(w) => (LinearWeights::Transposed(w), ranges),
+                None => (LinearWeights::Plain, ranges),
+            },
         };
         let params = external.unwrap_or(&self.params);
         let acts = self.acts.as_mut().expect("staged");
@@ -470,7 +617,9 @@ impl<B: Backend + Clone> Model<B> {
         self.weight_cache = enabled;
         if !enabled {
             self.weights_t = None;
-            self.use_plain_layout();
+            // From the packed layout this needs a plain buffer; when it cannot be had the
+            // model stays packed (still correct, still bf16).
+            let _ = self.use_plain_layout();
         }
     }
 
@@ -480,6 +629,13 @@ impl<B: Backend + Clone> Model<B> {
         self.scratch = None;
         self.train_labels = None;
     }
+}
+
+/// A run of the plain parameter layout: one Linear weight (range, in, out features), or
+/// the other parameters between two of them.
+enum Segment {
+    Weight(std::ops::Range<usize>, usize, usize),
+    Other(std::ops::Range<usize>),
 }
 
 impl<B: Backend + Clone> Denoiser for Model<B> {

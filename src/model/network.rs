@@ -120,6 +120,37 @@ pub fn has_bias(rg: &Range<usize>, i: usize, o: usize) -> bool {
 }
 
 impl Ranges {
+    /// The same ranges with every bound moved by `f` (a monotone map of parameter
+    /// boundaries, e.g. into a packed layout).
+    pub fn map(&self, f: &dyn Fn(usize) -> usize) -> Ranges {
+        let m = |r: &Range<usize>| f(r.start)..f(r.end);
+        let mo = |r: &Option<Range<usize>>| r.as_ref().map(m);
+        Ranges {
+            x_emb: m(&self.x_emb),
+            s_emb: mo(&self.s_emb),
+            t0: m(&self.t0),
+            t2: m(&self.t2),
+            y_table: m(&self.y_table),
+            blocks: self
+                .blocks
+                .iter()
+                .map(|b| BlockRanges {
+                    ada: m(&b.ada),
+                    qkv: m(&b.qkv),
+                    proj: m(&b.proj),
+                    mlp_in: m(&b.mlp_in),
+                    mlp_out: m(&b.mlp_out),
+                    norm1: mo(&b.norm1),
+                    norm2: mo(&b.norm2),
+                    qk_norm: mo(&b.qk_norm),
+                })
+                .collect(),
+            f_ada: m(&self.f_ada),
+            f_lin: m(&self.f_lin),
+            f_norm: mo(&self.f_norm),
+        }
+    }
+
     /// Every Linear as (`[W | b]` range, in features, out features).
     pub fn linears(&self, cfg: &ModelConfig) -> Vec<(Range<usize>, usize, usize)> {
         let (d, m) = (cfg.hidden, cfg.mlp_hidden());
@@ -139,6 +170,41 @@ impl Ranges {
         }
         v.extend([(self.f_ada.clone(), d, 2 * d), (self.f_lin.clone(), d, cfg.patch_dim())]);
         v
+    }
+}
+
+/// Where and in which form the forward pass reads the Linear weights.
+pub enum LinearWeights<'a, B: Backend> {
+    /// In the parameters, plain `[o, i]`.
+    Plain,
+    /// In this buffer (the parameters' offsets), transposed `[i, o]`
+    /// ([`transpose_weights`]); biases beside them as in the parameters.
+    Transposed(&'a B::Buf),
+    /// In the parameters themselves, in the backend's packed form
+    /// ([`Backend::pack_weight`]): the parameters and ranges are the packed layout's.
+    Packed,
+}
+
+impl<B: Backend> Clone for LinearWeights<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<B: Backend> Copy for LinearWeights<'_, B> {}
+
+impl<B: Backend> LinearWeights<'_, B> {
+    /// y[n, o] = Linear(x[n, i]) with the weight and bias (if its range holds one) at
+    /// `rg`. x: [n, i]; y: [n, o] (assign).
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply(self, be: &B, params: &B::Buf, x: B::Src<'_>, rg: &Range<usize>, y: B::Dst<'_>, n: usize, i: usize, o: usize) {
+        match self {
+            LinearWeights::Plain => be.linear_fwd(x, be.src(params, rg.clone()), has_bias(rg, i, o), y, n, i, o),
+            LinearWeights::Transposed(wt) => be.linear_fwd_t(x, be.src(wt, rg.clone()), has_bias(rg, i, o), y, n, i, o),
+            LinearWeights::Packed => {
+                let w = be.packed_weight_len(i, o).expect("a backend with packed weights");
+                be.linear_fwd_packed(x, be.src(params, rg.clone()), rg.len() == w + o, y, n, i, o)
+            }
+        }
     }
 }
 
@@ -191,14 +257,14 @@ fn pair<T>(v: &mut [T], a: usize, b: usize) -> (&T, &mut T) {
 
 /// Runs the forward pass. Inputs must already be in `acts.img` and `acts.tfeat`;
 /// the result is left in `acts.out` [B, C, H, W].
-/// `wt`, when given, holds the Linear weights transposed (see [`transpose_weights`]).
+/// `wt` says where the Linear weights are read from (see [`LinearWeights`]).
 #[allow(clippy::too_many_arguments)]
 pub fn forward<B: Backend>(
     be: &B,
     cfg: &ModelConfig,
     r: &Ranges,
     params: &B::Buf,
-    wt: Option<&B::Buf>,
+    wt: LinearWeights<'_, B>,
     fixed: &Fixed<B>,
     acts: &mut Acts<B>,
     labels: &[usize],
@@ -213,10 +279,7 @@ pub fn forward<B: Backend>(
     let all = |x: &B::Buf| 0..be.len(x);
     let w = |rg: &Range<usize>| be.src(params, rg.clone());
     let nw = |rg: &Option<Range<usize>>| rg.as_ref().map(|rg| be.src(params, rg.clone()));
-    let lin = |x: B::Src<'_>, rg: &Range<usize>, y: B::Dst<'_>, n: usize, i: usize, o: usize| match wt {
-        Some(wt) => be.linear_fwd_t(x, be.src(wt, rg.clone()), true, y, n, i, o),
-        None => be.linear_fwd(x, be.src(params, rg.clone()), true, y, n, i, o),
-    };
+    let lin = |x: B::Src<'_>, rg: &Range<usize>, y: B::Dst<'_>, n: usize, i: usize, o: usize| wt.apply(be, params, x, rg, y, n, i, o);
 
     // Embedders.
     be.patchify(

@@ -94,7 +94,7 @@ impl<B: Backend + Clone> Trainer<B> {
     /// records only `transport.type`: [`Trainer::resume`] rebuilds that transport.
     pub fn with_transport(config: TrainerConfig, mut model: Model<B>, transport: BoxedTransport) -> Result<Self> {
         config.validate()?;
-        model.use_plain_layout();
+        model.use_plain_layout()?;
         let be = model.backend().clone();
         let n = model.layout().total();
         let mut ema = be.zeros(n)?;

@@ -119,7 +119,7 @@ impl<B: Backend + Clone> Teacher<B> {
             let net = self.net.as_mut().expect("created above");
             let be = online.backend();
             let n = online.layout().total();
-            be.ema(be.src(online.params(), 0..n), be.dst(net.params_mut(), 0..n), decay);
+            be.ema(be.src(online.params(), 0..n), be.dst(net.params_mut()?, 0..n), decay);
         }
         Ok(())
     }

@@ -10,6 +10,10 @@ pub trait Elem: Float + Send + Sync + Default + std::fmt::Debug + std::iter::Sum
     fn f64(self) -> f64;
     /// e^x: a vectorisable polynomial for f32 (≈1 ulp), exact `exp` for f64.
     fn fast_exp(self) -> Self;
+    /// The slice as f32 when `Self` is f32 (the bf16 products run on f32 buffers only).
+    fn as_f32(s: &[Self]) -> Option<&[f32]>;
+    /// Mutable [`Elem::as_f32`].
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]>;
     /// C = α·A·B + β·C with explicit row/column strides, on `threads` threads of the
     /// current rayon pool.
     ///
@@ -98,6 +102,12 @@ impl Elem for f32 {
     fn fast_exp(self) -> Self {
         super::vmath::exp_f32(self)
     }
+    fn as_f32(s: &[Self]) -> Option<&[f32]> {
+        Some(s)
+    }
+    fn as_f32_mut(s: &mut [Self]) -> Option<&mut [f32]> {
+        Some(s)
+    }
     unsafe fn gemm(
         threads: usize,
         m: usize,
@@ -129,6 +139,12 @@ impl Elem for f64 {
     #[inline(always)]
     fn fast_exp(self) -> Self {
         self.exp()
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
     unsafe fn gemm(
         threads: usize,

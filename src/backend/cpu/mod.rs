@@ -7,6 +7,7 @@
 
 mod activation;
 mod attention;
+pub mod bf16;
 mod conv;
 mod elem;
 mod gemm;
@@ -34,7 +35,20 @@ use crate::error::{Error, Result};
 #[derive(Clone)]
 pub struct CpuBackend<T: Elem = f32> {
     pool: Arc<Pool>,
+    options: CpuOptions,
     _elem: std::marker::PhantomData<T>,
+}
+
+/// Settings of a CPU backend beyond its thread count.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuOptions {
+    /// bf16 inference (f32 backends only): a model that only samples holds its Linear
+    /// weights in bf16 (half the memory), every matrix product of the forward pass —
+    /// the Linear layers and attention's Q·Kᵀ and P·V — rounds its operands to bf16 and
+    /// accumulates in f32 ([`bf16`]), everything else stays f32: the rule of the CUDA
+    /// bf16 mode. Training, gradients and products with external parameters (an EMA
+    /// copy) stay f32.
+    pub bf16: bool,
 }
 
 /// A rayon pool whose worker threads are joined when it is dropped (with the last clone
@@ -73,6 +87,14 @@ impl<T: Elem> CpuBackend<T> {
     /// On Linux with glibc this also fixes malloc's mmap threshold at 32 MiB (once per
     /// process, see [`tune_allocator`]); set `UCGM_NO_MALLOPT=1` to leave the allocator alone.
     pub fn new(threads: usize) -> Result<Self> {
+        Self::with_options(threads, CpuOptions::default())
+    }
+
+    /// [`CpuBackend::new`] with options (see [`CpuOptions`]). bf16 needs f32 elements.
+    pub fn with_options(threads: usize, options: CpuOptions) -> Result<Self> {
+        if options.bf16 && std::any::TypeId::of::<T>() != std::any::TypeId::of::<f32>() {
+            return Err(Error::invalid("bf16 mode needs an f32 CPU backend"));
+        }
         crate::limits::check_threads(threads)?;
         tune_allocator();
         let mut workers = Vec::new();
@@ -89,6 +111,7 @@ impl<T: Elem> CpuBackend<T> {
             .map_err(|e| Error::Backend(format!("cannot start CPU thread pool: {e}")))?;
         Ok(CpuBackend {
             pool: Arc::new(Pool { pool: Some(pool), workers }),
+            options,
             _elem: std::marker::PhantomData,
         })
     }
@@ -100,6 +123,11 @@ impl<T: Elem> CpuBackend<T> {
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
         self.rayon().current_num_threads()
+    }
+
+    /// The backend's options.
+    pub fn options(&self) -> CpuOptions {
+        self.options
     }
 
     /// Runs `f` inside this backend's pool.
@@ -143,7 +171,11 @@ impl<T: Elem> Backend for CpuBackend<T> {
     type Dst<'a> = &'a mut [T];
 
     fn name(&self) -> String {
-        format!("cpu ({} threads)", self.threads())
+        if self.options.bf16 {
+            format!("cpu ({} threads, bf16)", self.threads())
+        } else {
+            format!("cpu ({} threads)", self.threads())
+        }
     }
 
     fn scope<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
@@ -212,6 +244,26 @@ impl<T: Elem> Backend for CpuBackend<T> {
     }
     fn transpose(&self, src: &[T], dst: &mut [T], rows: usize, cols: usize) {
         self.install(|| linear::transpose(src, dst, rows, cols));
+    }
+    fn packed_weight_len(&self, i: usize, o: usize) -> Option<usize> {
+        let is_f32 = T::as_f32(&[]).is_some();
+        (self.options.bf16 && is_f32).then(|| bf16::packed_len(i, o))
+    }
+    fn pack_weight(&self, w: &[T], dst: &mut [T], i: usize, o: usize) {
+        let (w, dst) = (T::as_f32(w).expect("bf16 on f32"), T::as_f32_mut(dst).expect("bf16 on f32"));
+        self.install(|| bf16::pack_b_nk(w, bf16::words_mut(dst), i, o));
+    }
+    fn unpack_weight(&self, src: &[T], w: &mut [T], i: usize, o: usize) {
+        let (src, w) = (T::as_f32(src).expect("bf16 on f32"), T::as_f32_mut(w).expect("bf16 on f32"));
+        bf16::unpack_b_nk(bf16::words(src), w, i, o);
+    }
+    fn linear_fwd_packed(&self, x: &[T], wpb: &[T], has_bias: bool, y: &mut [T], n: usize, i: usize, o: usize) {
+        let (x, wpb, y) = (
+            T::as_f32(x).expect("bf16 on f32"),
+            T::as_f32(wpb).expect("bf16 on f32"),
+            T::as_f32_mut(y).expect("bf16 on f32"),
+        );
+        self.install(|| bf16::linear(bf16::Kernel::detect(), x, wpb, has_bias, y, n, i, o));
     }
     fn linear_bwd(&self, dy: &[T], x: &[T], wb: &[T], has_bias: bool, dx: Option<&mut [T]>, dwb: &mut [T], n: usize, i: usize, o: usize) {
         self.install(|| linear::backward(dy, x, wb, has_bias, dx, dwb, n, i, o));
@@ -282,7 +334,8 @@ impl<T: Elem> Backend for CpuBackend<T> {
     }
 
     fn attention_fwd(&self, qkv: &[T], rope_cos: &[T], rope_sin: &[T], out: &mut [T], cache: Option<&mut [T]>, dims: AttnDims) {
-        self.install(|| attention::forward(qkv, rope_cos, rope_sin, out, cache, dims));
+        let bf16 = (self.options.bf16 && cache.is_none()).then(bf16::Kernel::detect);
+        self.install(|| attention::forward(qkv, rope_cos, rope_sin, out, cache, dims, bf16));
     }
     fn attention_bwd(&self, dout: &[T], qkv: &[T], rope_cos: &[T], rope_sin: &[T], cache: &[T], dqkv: &mut [T], dims: AttnDims) {
         self.install(|| attention::backward(dout, qkv, rope_cos, rope_sin, cache, dqkv, dims));
