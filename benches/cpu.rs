@@ -30,12 +30,17 @@
 //!
 //! `UCGM_BENCH_PLAIN_LAYOUT=1` runs the forward rows in the plain layout with the
 //! transposed-weight cache beside it (two copies: the memory before issue 17).
+//! `UCGM_BENCH_BF16=1` runs the forward rows in the CPU's bf16 inference mode (bf16
+//! Linear weights, bf16 products with f32 accumulation; `CpuOptions::bf16`); the
+//! training rows stay f32 (`benches/pytorch_compare.py --bf16` compares these rows with
+//! PyTorch's bf16 autocast).
 //! `UCGM_BENCH_QUICK=1` shortens every measurement (used by CI, which only prints) and
 //! leaves the XL rows out unless `UCGM_BENCH_ZOO=1`.
 
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use ucgm::backend::cpu::CpuOptions;
 use ucgm::backend::{Backend, OptimHp};
 use ucgm::{Arch, CpuBackend, Model, ModelConfig, Rng};
 
@@ -116,7 +121,10 @@ fn quick() -> bool {
 /// A model with small random weights (zero-init would make the work trivial for no op,
 /// but random weights are what a trained model looks like to the kernels).
 fn model(cfg: &ModelConfig) -> Model<CpuBackend> {
-    let be = CpuBackend::<f32>::new(bench_threads()).unwrap();
+    model_on(cfg, CpuBackend::<f32>::new(bench_threads()).unwrap())
+}
+
+fn model_on(cfg: &ModelConfig, be: CpuBackend) -> Model<CpuBackend> {
     let mut m = Model::init(cfg.clone(), be, 0).unwrap();
     let mut rng = Rng::new(1);
     let p: Vec<f32> = rng.normal_f32(m.layout().total()).into_iter().map(|v| v * 0.02).collect();
@@ -131,7 +139,9 @@ fn model(cfg: &ModelConfig) -> Model<CpuBackend> {
 /// the transposed-weight cache beside it: two copies, what every handle held before the
 /// inference layout (issue 17), for the memory column's "before" figures.
 fn inference_model(cfg: &ModelConfig) -> Model<CpuBackend> {
-    let mut m = model(cfg);
+    let bf16 = std::env::var("UCGM_BENCH_BF16").is_ok_and(|v| v == "1");
+    let be = CpuBackend::<f32>::with_options(bench_threads(), CpuOptions { bf16 }).unwrap();
+    let mut m = model_on(cfg, be);
     if std::env::var("UCGM_BENCH_PLAIN_LAYOUT").is_ok_and(|v| v == "1") {
         return m;
     }

@@ -8,6 +8,13 @@ network at batch 1 and 32 and of SiT-S/2 at batch 1 and 8, and the training step
     /work/venv/bin/python benches/pytorch_compare.py                 # 2 threads, 3 rounds of 5 reps
     /work/venv/bin/python benches/pytorch_compare.py --markdown      # the table as Markdown
     /work/venv/bin/python benches/pytorch_compare.py --rounds 1 --reps 1 --rows 0   # quick check
+    /work/venv/bin/python benches/pytorch_compare.py --bf16          # forward rows in bf16 on both sides
+
+`--bf16` compares the forward rows in bf16: ucgm's CPU bf16 inference mode
+(`UCGM_BENCH_BF16=1`: bf16 Linear weights, bf16 products with f32 accumulation) against
+PyTorch's `torch.autocast("cpu", dtype=torch.bfloat16)` over the same f32 model; each
+side's f32 time is measured in the same rounds too, so the table also shows what bf16
+gains on this CPU.
 
 For each row, `--rounds` times, alternating which side goes first: ucgm's row runs in a
 fresh process (the `cpu` bench binary with `--row N --reps R`, compiled once before any
@@ -48,7 +55,7 @@ SHAPES = {"tiny": dict(input_size=16, channels=4, patch=2, hidden=128, depth=4, 
 DISPLAY = {"tiny": "tiny", "S/2": "SiT-S/2"}
 
 
-def torch_row(kind, name, batch, threads, reps):
+def torch_row(kind, name, batch, threads, reps, bf16=False):
     """Child process: one PyTorch row. Prints `TORCH, seconds per call (median), CPU s per
     wall s, peak RSS bytes, torch version, whether the peak excludes the setup, resident
     bytes right after `import torch``."""
@@ -112,7 +119,7 @@ def torch_row(kind, name, batch, threads, reps):
     y = torch.randint(0, sh["classes"], (batch,))
     if kind == "cpu_forward":
         def step():
-            with torch.no_grad():
+            with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 m(x, t, y)
     else:
         opt = torch.optim.AdamW(m.parameters(), lr=1e-4, betas=(0.9, 0.95), weight_decay=0.0)
@@ -148,18 +155,20 @@ def ucgm_rows(exe, env):
             if f[0] == "ROWS"}
 
 
-def ucgm_once(exe, index, reps, env):
+def ucgm_once(exe, index, reps, env, bf16=False):
     """(ms per call, cpu/wall, peak RSS bytes) of one `--row` process."""
+    env = dict(env, UCGM_BENCH_BF16="1" if bf16 else "0")
     f = run_child([exe, "--row", str(index), "--reps", str(reps)], env, "ROW")
     return float(f[4]) * 1e3, float(f[7]), int(f[6])
 
 
-def torch_once(case, threads, reps):
+def torch_once(case, threads, reps, bf16=False):
     """(ms per call, cpu/wall, peak RSS bytes, torch version, peak excludes setup, RSS
     bytes after `import torch`)."""
     kind, name, batch = case
     f = run_child([sys.executable, os.path.abspath(__file__), "--torch-row", kind, name, str(batch),
-                   "--threads", str(threads), "--reps", str(reps)], dict(os.environ), "TORCH")
+                   "--threads", str(threads), "--reps", str(reps)] + (["--bf16"] if bf16 else []),
+                  dict(os.environ), "TORCH")
     return float(f[1]) * 1e3, float(f[2]), int(f[3]), f[4], f[5] == "1", int(f[6])
 
 
@@ -167,15 +176,19 @@ def main():
     ap = interleave_args(__doc__.split("\n\n")[0])
     ap.add_argument("--rows", default=None, help="comma-separated indices into the rows (default: all %d)" % len(CASES))
     ap.add_argument("--markdown", action="store_true", help="print the table as Markdown (for the README)")
+    ap.add_argument("--bf16", action="store_true", help="forward rows in bf16 on both sides (ucgm's bf16 mode vs "
+                    "PyTorch autocast), each side's f32 time measured beside it")
     ap.add_argument("--torch-row", nargs=3, metavar=("KIND", "MODEL", "BATCH"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.torch_row:
         kind, name, batch = args.torch_row
-        torch_row(kind, name, int(batch), args.threads, max(1, args.reps))
+        torch_row(kind, name, int(batch), args.threads, max(1, args.reps), args.bf16)
         return
     if args.rounds < 1 or args.reps < 1 or args.threads < 1:
         sys.exit("--rounds, --reps and --threads must be at least 1")
     cases = CASES if args.rows is None else [CASES[int(i)] for i in args.rows.split(",")]
+    if args.bf16:
+        cases = [c for c in cases if c[0] == "cpu_forward"]
 
     print("building the cpu bench (cargo bench --bench cpu --no-run) ...", file=sys.stderr, flush=True)
     exe = build_bench("cpu")
@@ -187,29 +200,35 @@ def main():
 
     res, torch_version, reset_ok, torch_base = [], None, True, []
     for case in cases:
-        u, t = [], []
+        u, t, u32, t32 = [], [], [], []
         for rnd in range(args.rounds):
             sides = ["ucgm", "torch"] if rnd % 2 == 0 else ["torch", "ucgm"]
             for side in sides:
                 if side == "ucgm":
-                    u.append(ucgm_once(exe, index[case], args.reps, env))
+                    u.append(ucgm_once(exe, index[case], args.reps, env, args.bf16))
+                    if args.bf16:
+                        u32.append(ucgm_once(exe, index[case], args.reps, env))
                 else:
-                    *meas, torch_version, reset, base = torch_once(case, args.threads, args.reps)
+                    *meas, torch_version, reset, base = torch_once(case, args.threads, args.reps, args.bf16)
                     reset_ok &= reset
                     torch_base.append(base)
                     t.append(tuple(meas))
+                    if args.bf16:
+                        t32.append(torch_once(case, args.threads, args.reps)[0])
             print(f"{case[0]} {case[1]} b{case[2]} round {rnd + 1} ({sides[0]} first): "
-                  f"ucgm {u[-1][0] / case[2]:.2f} ms/image, PyTorch {t[-1][0] / case[2]:.2f} ms/image",
+                  f"ucgm {u[-1][0] / case[2]:.2f} ms/image, PyTorch {t[-1][0] / case[2]:.2f} ms/image"
+                  + (f" (f32: ucgm {u32[-1][0] / case[2]:.2f}, PyTorch {t32[-1] / case[2]:.2f})" if args.bf16 else ""),
                   file=sys.stderr, flush=True)
         ratios = [tt[0] / uu[0] for uu, tt in zip(u, t)]
-        res.append((case, u, t, ratios))
+        res.append((case, u, t, ratios, u32, t32))
     load1 = os.getloadavg()
 
     med = statistics.median
     mib = lambda b: f"{b / 2**20:.0f}" if b else "–"  # noqa: E731
     la = lambda l: " ".join(f"{v:.2f}" for v in l)  # noqa: E731
     header = [
-        f"ucgm vs PyTorch {torch_version} float32 eager, CPU, {date}",
+        (f"ucgm bf16 mode vs PyTorch {torch_version} bf16 autocast (eager), CPU, {date}" if args.bf16
+         else f"ucgm vs PyTorch {torch_version} float32 eager, CPU, {date}"),
         f"CPU: {cpu} ({ncpu} logical CPUs); {args.threads} threads on each side; ucgm {commit}",
         f"load average (1/5/15 min) at start {la(load0)}, at end {la(load1)}",
         f"median of {args.rounds} interleaved rounds (first side alternating), each a fresh process per side "
@@ -221,15 +240,17 @@ def main():
     ]
     cols = ["bench", "model", "batch", "ucgm ms/image", "PyTorch ms/image", "speed-up [min–max]",
             "ucgm cpu/wall", "PyTorch cpu/wall", "ucgm peak RSS MiB", "PyTorch peak RSS MiB"]
+    if args.bf16:
+        cols += ["ucgm f32 ms/image", "PyTorch f32 ms/image"]
     table = []
-    for (kind, name, batch), u, t, ratios in res:
+    for (kind, name, batch), u, t, ratios, u32, t32 in res:
         table.append([
             kind, DISPLAY[name], str(batch),
             f"{med(x[0] for x in u) / batch:.2f}", f"{med(x[0] for x in t) / batch:.2f}",
             f"{med(ratios):.2f}× [{min(ratios):.2f}–{max(ratios):.2f}]",
             f"{med(x[1] for x in u):.2f}", f"{med(x[1] for x in t):.2f}",
             mib(max(x[2] for x in u)), mib(max(x[2] for x in t)),
-        ])
+        ] + ([f"{med(x[0] for x in u32) / batch:.2f}", f"{med(t32) / batch:.2f}"] if args.bf16 else []))
     if args.markdown:
         print("\n".join(h + "  " for h in header[:-1]) + "\n" + header[-1] + "\n")
         print("| " + " | ".join(cols) + " |")
