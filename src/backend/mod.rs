@@ -18,6 +18,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 mod pool_shape;
+pub mod profiled;
 
 pub use conv_shape::Conv2dShape;
 pub use pool_shape::{Pool2dShape, PoolKind, ResizeMode};
@@ -136,8 +137,11 @@ pub trait Backend: Send + Sync {
         false
     }
     /// `y[n, o] = x[n, i] · Wt[i, o] + b[o]` with the weight stored transposed: `wtb` =
-    /// [Wt (i×o) | b]. Called only when [`Backend::prefers_transposed_weights`].
-    fn linear_fwd_t(&self, _x: Self::Src<'_>, _wtb: Self::Src<'_>, _has_bias: bool, _y: Self::Dst<'_>, _n: usize, _i: usize, _o: usize) {
+    /// [Wt (i×o) | b]; with `gelu`, y = GELU-tanh(·) of that (inference's fused MLP
+    /// input, the same bits as [`Backend::gelu_tanh_fwd`] after the product). Called only
+    /// when [`Backend::prefers_transposed_weights`].
+    #[allow(clippy::too_many_arguments)]
+    fn linear_fwd_t(&self, _x: Self::Src<'_>, _wtb: Self::Src<'_>, _has_bias: bool, _gelu: bool, _y: Self::Dst<'_>, _n: usize, _i: usize, _o: usize) {
         unreachable!("linear_fwd_t is only called on backends that prefer transposed weights")
     }
     /// Length (in buffer elements) of a Linear weight W[o, i] in the backend's packed
@@ -158,9 +162,11 @@ pub trait Backend: Send + Sync {
     fn unpack_weight(&self, _src: Self::Src<'_>, _w: Self::Dst<'_>, _i: usize, _o: usize) {
         unreachable!("unpack_weight is only called on backends with a packed weight form")
     }
-    /// `y[n, o] = x[n, i] · Wᵀ + b[o]` from a packed weight: `wpb` = [packed W | b].
+    /// `y[n, o] = x[n, i] · Wᵀ + b[o]` from a packed weight: `wpb` = [packed W | b];
+    /// with `gelu`, GELU-tanh of that (as in [`Backend::linear_fwd_t`]).
     /// x: [n, i]; y: [n, o] (assign).
-    fn linear_fwd_packed(&self, _x: Self::Src<'_>, _wpb: Self::Src<'_>, _has_bias: bool, _y: Self::Dst<'_>, _n: usize, _i: usize, _o: usize) {
+    #[allow(clippy::too_many_arguments)]
+    fn linear_fwd_packed(&self, _x: Self::Src<'_>, _wpb: Self::Src<'_>, _has_bias: bool, _gelu: bool, _y: Self::Dst<'_>, _n: usize, _i: usize, _o: usize) {
         unreachable!("linear_fwd_packed is only called on backends with a packed weight form")
     }
     /// dst[c, r] = src[r, c] for a row-major [rows, cols] matrix. Called only when

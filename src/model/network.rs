@@ -197,12 +197,33 @@ impl<B: Backend> LinearWeights<'_, B> {
     /// `rg`. x: [n, i]; y: [n, o] (assign).
     #[allow(clippy::too_many_arguments)]
     pub fn apply(self, be: &B, params: &B::Buf, x: B::Src<'_>, rg: &Range<usize>, y: B::Dst<'_>, n: usize, i: usize, o: usize) {
+        self.run(be, params, x, rg, false, y, n, i, o)
+    }
+
+    /// Whether [`LinearWeights::apply_gelu`] can run (the inference forms; the plain one
+    /// keeps the product for the backward pass).
+    pub fn fuses_gelu(self) -> bool {
+        !matches!(self, LinearWeights::Plain)
+    }
+
+    /// y = GELU-tanh(Linear(x)) in one op (the same bits as [`LinearWeights::apply`]
+    /// then [`Backend::gelu_tanh_fwd`]). Only when [`LinearWeights::fuses_gelu`].
+    #[allow(clippy::too_many_arguments)]
+    pub fn apply_gelu(self, be: &B, params: &B::Buf, x: B::Src<'_>, rg: &Range<usize>, y: B::Dst<'_>, n: usize, i: usize, o: usize) {
+        self.run(be, params, x, rg, true, y, n, i, o)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run(self, be: &B, params: &B::Buf, x: B::Src<'_>, rg: &Range<usize>, gelu: bool, y: B::Dst<'_>, n: usize, i: usize, o: usize) {
         match self {
-            LinearWeights::Plain => be.linear_fwd(x, be.src(params, rg.clone()), has_bias(rg, i, o), y, n, i, o),
-            LinearWeights::Transposed(wt) => be.linear_fwd_t(x, be.src(wt, rg.clone()), has_bias(rg, i, o), y, n, i, o),
+            LinearWeights::Plain => {
+                assert!(!gelu, "a fused GELU needs an inference weight form");
+                be.linear_fwd(x, be.src(params, rg.clone()), has_bias(rg, i, o), y, n, i, o)
+            }
+            LinearWeights::Transposed(wt) => be.linear_fwd_t(x, be.src(wt, rg.clone()), has_bias(rg, i, o), gelu, y, n, i, o),
             LinearWeights::Packed => {
                 let w = be.packed_weight_len(i, o).expect("a backend with packed weights");
-                be.linear_fwd_packed(x, be.src(params, rg.clone()), rg.len() == w + o, y, n, i, o)
+                be.linear_fwd_packed(x, be.src(params, rg.clone()), rg.len() == w + o, gelu, y, n, i, o)
             }
         }
     }
@@ -368,11 +389,16 @@ pub fn forward<B: Backend>(
             t,
             d,
         );
-        lin(be.src(&ba.n2, 0..bt * d), &br.mlp_in, be.dst(&mut ba.m1, 0..bt * m_in), bt, d, m_in);
-        if cfg.arch.uses_swiglu() {
-            be.swiglu_fwd(be.src(&ba.m1, 0..bt * m_in), be.dst(&mut ba.m_act, 0..bt * m), bt, m);
+        if !train && !cfg.arch.uses_swiglu() && wt.fuses_gelu() {
+            // Inference: the GELU runs on each block of the product while it is in cache.
+            wt.apply_gelu(be, params, be.src(&ba.n2, 0..bt * d), &br.mlp_in, be.dst(&mut ba.m_act, 0..bt * m), bt, d, m);
         } else {
-            be.gelu_tanh_fwd(be.src(&ba.m1, 0..bt * m), be.dst(&mut ba.m_act, 0..bt * m));
+            lin(be.src(&ba.n2, 0..bt * d), &br.mlp_in, be.dst(&mut ba.m1, 0..bt * m_in), bt, d, m_in);
+            if cfg.arch.uses_swiglu() {
+                be.swiglu_fwd(be.src(&ba.m1, 0..bt * m_in), be.dst(&mut ba.m_act, 0..bt * m), bt, m);
+            } else {
+                be.gelu_tanh_fwd(be.src(&ba.m1, 0..bt * m), be.dst(&mut ba.m_act, 0..bt * m));
+            }
         }
         lin(be.src(&ba.m_act, 0..bt * m), &br.mlp_out, be.dst(&mut ba.m2, 0..bt * d), bt, m, d);
         if train {

@@ -13,13 +13,31 @@ const GELU_A: f64 = 0.044715;
 
 /// y = ½x(1 + tanh(√(2/π)(x + 0.044715x³))) = x·σ(2u), u = √(2/π)(x + 0.044715x³).
 pub fn gelu_tanh_forward<T: Elem>(x: &[T], y: &mut [T]) {
-    let (c2, a) = (T::of(2.0 * GELU_C), T::of(GELU_A));
     y.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(yc, xc)| {
         cpu_dispatch!(for (yv, &xv) in yc.iter_mut().zip(xc) {
-            let u2 = c2 * (xv + a * xv * xv * xv);
-            *yv = xv * sigmoid(u2);
+            *yv = gelu_tanh(xv);
         })
     });
+}
+
+/// y = GELU-tanh(y) in place on the calling thread (the epilogue of a fused Linear):
+/// the same bits as [`gelu_tanh_forward`].
+pub fn gelu_tanh_in_place<T: Elem>(y: &mut [T]) {
+    cpu_dispatch!(for v in y.iter_mut() {
+        *v = gelu_tanh(*v);
+    })
+}
+
+/// y = GELU-tanh(y) in place, in parallel chunks (same bits as [`gelu_tanh_forward`]).
+pub fn gelu_tanh_forward_par<T: Elem>(y: &mut [T]) {
+    y.par_chunks_mut(CHUNK).for_each(gelu_tanh_in_place);
+}
+
+/// GELU-tanh of one value, x·σ(2u) (the one formula every GELU forward here uses).
+#[inline(always)]
+fn gelu_tanh<T: Elem>(x: T) -> T {
+    let (c2, a) = (T::of(2.0 * GELU_C), T::of(GELU_A));
+    x * sigmoid(c2 * (x + a * x * x * x))
 }
 
 /// dx = GELU'(x)·dy, GELU'(x) = s + x·s(1 − s)·2√(2/π)(1 + 3·0.044715x²), s = σ(2u).

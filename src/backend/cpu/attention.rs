@@ -94,9 +94,11 @@ fn softmax_rows<T: Elem>(s: &mut [T], cols: usize, scale: T) {
 }
 
 /// out [B·T, D] = softmax(q kᵀ/√d_h) v per head; fills `cache` when given. With `bf16`
-/// (f32 elements, inference: no cache) both products run on bf16-rounded operands with
-/// f32 accumulation ([`bf16::gemm`]).
-pub fn forward<T: Elem>(qkv: &[T], cos: &[T], sin: &[T], out: &mut [T], cache: Option<&mut [T]>, dm: AttnDims, bf16: Option<bf16::Kernel>) {
+/// (inference: no cache) both products run on bf16-rounded operands (q, k, v and the
+/// probabilities rounded with [`bf16::round`]) with f32 accumulation, in the f32 GEMM:
+/// on these small products (k = d_h for Q·Kᵀ) the bf16 kernels' packing costs more than
+/// it saves.
+pub fn forward<T: Elem>(qkv: &[T], cos: &[T], sin: &[T], out: &mut [T], cache: Option<&mut [T]>, dm: AttnDims, bf16: bool) {
     let (t, dh, d, nh) = (dm.tokens, dm.head_dim, dm.hidden(), dm.heads);
     let scale = T::of(1.0 / (dh as f64).sqrt());
     let outp = SendPtr(out.as_mut_ptr());
@@ -106,14 +108,24 @@ pub fn forward<T: Elem>(qkv: &[T], cos: &[T], sin: &[T], out: &mut [T], cache: O
         let (bi, h) = (task / nh, task % nh);
         let mut rq = vec![T::zero(); t];
         let mut rk = vec![T::zero(); t];
-        let q = prepare(qkv, 0, bi, h, cos, sin, &dm, &mut rq);
-        let k = prepare(qkv, 1, bi, h, cos, sin, &dm, &mut rk);
+        let mut q = prepare(qkv, 0, bi, h, cos, sin, &dm, &mut rq);
+        let mut k = prepare(qkv, 1, bi, h, cos, sin, &dm, &mut rk);
         let mut s = vec![T::zero(); t * t];
         let v = &qkv[bi * t * 3 * d + 2 * d + h * dh..];
         let o = unsafe { outp.slice(bi * t * d + h * dh, (t - 1) * d + dh) };
-        if let (Some(kern), Some(q), Some(k), Some(v)) = (bf16, T::as_f32(&q), T::as_f32(&k), T::as_f32(v)) {
-            let (s, o) = (T::as_f32_mut(&mut s).expect("f32"), T::as_f32_mut(o).expect("f32"));
-            head_bf16(kern, q, k, v, s, o, t, dh, d, scale.f64() as f32);
+        if bf16 {
+            let round = |x: &mut [T]| bf16::round_in_place(T::as_f32_mut(x).expect("bf16 on f32"));
+            round(&mut q);
+            round(&mut k);
+            let mut vr = vec![T::zero(); t * dh];
+            for (i, row) in vr.chunks_exact_mut(dh).enumerate() {
+                row.copy_from_slice(&v[i * 3 * d..i * 3 * d + dh]);
+            }
+            round(&mut vr);
+            matmul(t, dh, t, &q, dh, 1, &k, 1, dh, T::zero(), &mut s, t, 1);
+            softmax_rows(&mut s, t, scale);
+            round(&mut s);
+            matmul(t, t, dh, &s, t, 1, &vr, dh, 1, T::zero(), o, d, 1);
         } else {
             // S = Q·Kᵀ (Kᵀ: rs 1, cs d_h), then scale + softmax.
             matmul(t, dh, t, &q, dh, 1, &k, 1, dh, T::zero(), &mut s, t, 1);
@@ -135,24 +147,6 @@ pub fn forward<T: Elem>(qkv: &[T], cos: &[T], sin: &[T], out: &mut [T], cache: O
             }
         }
     });
-}
-
-/// One head in bf16 products: s = softmax(scale·q·kᵀ), o = s·v.
-/// q, k: [T, d_h]; v: [T, d_h] at row stride 3D; s: [T, T] (scratch); o: [T, d_h] at row
-/// stride D (assign).
-#[allow(clippy::too_many_arguments)]
-fn head_bf16(kern: bf16::Kernel, q: &[f32], k: &[f32], v: &[f32], s: &mut [f32], o: &mut [f32], t: usize, dh: usize, d: usize, scale: f32) {
-    let mut kp = vec![0u32; bf16::packed_len(dh, t)];
-    bf16::pack_b_nk(k, &mut kp, dh, t);
-    s.fill(0.0);
-    bf16::gemm_on_thread(kern, t, dh, t, q, dh, &kp, s, t);
-    softmax_rows(s, t, scale);
-    let mut vp = vec![0u32; bf16::packed_len(t, dh)];
-    bf16::pack_b_kn(v, 3 * d, &mut vp, t, dh);
-    for i in 0..t {
-        o[i * d..i * d + dh].fill(0.0);
-    }
-    bf16::gemm_on_thread(kern, t, t, dh, s, t, &vp, o, d);
 }
 
 /// dqkv [B·T, 3D] (assign) from dout [B·T, D] and the forward cache.

@@ -193,22 +193,34 @@ fn pack_a(parallel: bool, kernel: Kernel, a: &[f32], lda: usize, dst: &mut [f32]
     }
 }
 
-/// dst[j] = round(src[j]), branch-free so that it vectorises.
+/// x[j] = round(x[j]) in place (vectorised).
+pub fn round_in_place(x: &mut [f32]) {
+    crate::cpu_dispatch!(for v in x.iter_mut() {
+        *v = f32::from_bits(round_branch_free(v.to_bits()));
+    })
+}
+
+/// dst[j] = round(src[j]) (vectorised).
 #[inline(always)]
 fn round_row(src: &[f32], dst: &mut [f32]) {
     for (d, &x) in dst.iter_mut().zip(src) {
-        let b = x.to_bits();
-        let abs = b & 0x7FFF_FFFF;
-        let nearest = (b.wrapping_add(0x7FFF + ((b >> 16) & 1))) & 0xFFFF_0000;
-        let nan = (b | 0x0040_0000) & 0xFFFF_0000;
-        let v = if abs > 0x7F80_0000 {
-            nan
-        } else if abs < 0x0080_0000 {
-            b & 0x8000_0000
-        } else {
-            nearest
-        };
-        *d = f32::from_bits(v);
+        *d = f32::from_bits(round_branch_free(x.to_bits()));
+    }
+}
+
+/// The f32 bits of [`round`] of the f32 with bits `b`, with selects instead of branches
+/// so that loops over it vectorise.
+#[inline(always)]
+fn round_branch_free(b: u32) -> u32 {
+    let abs = b & 0x7FFF_FFFF;
+    let nearest = (b.wrapping_add(0x7FFF + ((b >> 16) & 1))) & 0xFFFF_0000;
+    let nan = (b | 0x0040_0000) & 0xFFFF_0000;
+    if abs > 0x7F80_0000 {
+        nan
+    } else if abs < 0x0080_0000 {
+        b & 0x8000_0000
+    } else {
+        nearest
     }
 }
 
@@ -305,17 +317,29 @@ fn calibrate(kernels: &[Kernel]) -> Kernel {
 /// thread of the current pool when the product is large enough.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(kernel: Kernel, m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[u32], c: &mut [f32], ldc: usize) {
-    gemm_impl(true, kernel, m, k, n, a, lda, b, c, ldc)
+    gemm_impl(true, kernel, m, k, n, a, lda, b, c, ldc, None)
 }
 
 /// [`gemm`] on the calling thread only.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_on_thread(kernel: Kernel, m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[u32], c: &mut [f32], ldc: usize) {
-    gemm_impl(false, kernel, m, k, n, a, lda, b, c, ldc)
+    gemm_impl(false, kernel, m, k, n, a, lda, b, c, ldc, None)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn gemm_impl(parallel: bool, kernel: Kernel, m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[u32], c: &mut [f32], ldc: usize) {
+fn gemm_impl(
+    parallel: bool,
+    kernel: Kernel,
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[u32],
+    c: &mut [f32],
+    ldc: usize,
+    epilogue: Option<fn(&mut [f32])>,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -355,11 +379,23 @@ fn gemm_impl(parallel: bool, kernel: Kernel, m: usize, k: usize, n: usize, a: &[
                     // panel range) are disjoint, the tile lies inside c (checked above), and
                     // `kernel` runs on this CPU (`Kernel::available`).
                     unsafe { tile(kernel, rows, two, k1 - k0, at, b0, b1, cp.at(ti * MR * ldc + pi * PANEL), ldc, cols) };
+                    if let (Some(f), true) = (epilogue, k1 == kp) {
+                        for r in 0..rows {
+                            // SAFETY: this task's own block of C (see above).
+                            f(unsafe { std::slice::from_raw_parts_mut(cp.at((ti * MR + r) * ldc + pi * PANEL), cols) });
+                        }
+                    }
                 }
                 pi += if two { 2 } else { 1 };
             }
         }
     };
+    if let (Some(f), 0) = (epilogue, kp) {
+        // No products (k = 0): C is its start value.
+        for r in 0..m {
+            f(&mut c[r * ldc..r * ldc + n]);
+        }
+    }
     let tasks = row_blocks * col_blocks;
     if !parallel || m * n * k < (1 << 17) || tasks == 1 {
         (0..tasks).for_each(run);
@@ -567,10 +603,11 @@ unsafe fn tile_fma<const R: usize, const P: usize>(kp: usize, a: &[f32], b0: &[u
     }
 }
 
-/// y[n, o] = x[n, i] · Wᵀ + b in bf16 products: x: [n, i]; wpb: [packed_len(i, o)]
-/// words then, with a bias, o f32 values; y: [n, o] (assign).
+/// y[n, o] = x[n, i] · Wᵀ + b in bf16 products, then `epilogue` (e.g. GELU) applied to
+/// each finished tile while it is in cache: x: [n, i]; wpb: [packed_len(i, o)] words
+/// then, with a bias, o f32 values; y: [n, o] (assign).
 #[allow(clippy::too_many_arguments)]
-pub fn linear(kernel: Kernel, x: &[f32], wpb: &[f32], has_bias: bool, y: &mut [f32], n: usize, i: usize, o: usize) {
+pub fn linear(kernel: Kernel, x: &[f32], wpb: &[f32], has_bias: bool, epilogue: Option<fn(&mut [f32])>, y: &mut [f32], n: usize, i: usize, o: usize) {
     let (w, bias) = wpb.split_at(packed_len(i, o));
     let y = &mut y[..n * o];
     if has_bias {
@@ -580,7 +617,7 @@ pub fn linear(kernel: Kernel, x: &[f32], wpb: &[f32], has_bias: bool, y: &mut [f
     } else {
         y.fill(0.0);
     }
-    gemm(kernel, n, i, o, x, i, words(w), y, o);
+    gemm_impl(true, kernel, n, i, o, x, i, words(w), y, o, epilogue);
 }
 
 #[cfg(test)]
@@ -630,6 +667,27 @@ mod tests {
         for x in vals(1000, 3, 100.0) {
             assert_eq!(round(x), half::bf16::from_f32(x).to_f32(), "{x}");
         }
+        // The vectorised form agrees, specials included.
+        let mut xs = vals(1000, 4, 1e3);
+        xs.extend([
+            0.0,
+            -0.0,
+            1e-39,
+            -1e-39,
+            f32::MAX,
+            f32::MIN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::MIN_POSITIVE,
+        ]);
+        let mut r = xs.clone();
+        round_in_place(&mut r);
+        for (&x, &y) in xs.iter().zip(&r) {
+            assert_eq!(y.to_bits(), round(x).to_bits(), "{x}");
+        }
+        let mut n = [f32::NAN];
+        round_in_place(&mut n);
+        assert!(n[0].is_nan());
     }
 
     #[test]
@@ -713,6 +771,35 @@ mod tests {
                     assert_eq!(c[r * n + col], v, "{kern:?} [{r}, {col}]");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn fused_gelu_epilogue_equals_the_separate_pass() {
+        let (n, i, o) = (70, 48, 40);
+        let x = vals(n * i, 12, 2.0);
+        let w = vals(o * i, 13, 1.0);
+        let mut wpb = vec![0f32; packed_len(i, o) + o];
+        pack_b_nk(&w, words_mut(&mut wpb[..packed_len(i, o)]), i, o);
+        wpb[packed_len(i, o)..].copy_from_slice(&vals(o, 14, 1.0));
+        for kern in Kernel::available() {
+            let mut plain = vec![0f32; n * o];
+            linear(kern, &x, &wpb, true, None, &mut plain, n, i, o);
+            let mut want = vec![0f32; n * o];
+            super::super::activation::gelu_tanh_forward(&plain, &mut want);
+            let mut fused = vec![0f32; n * o];
+            linear(
+                kern,
+                &x,
+                &wpb,
+                true,
+                Some(super::super::activation::gelu_tanh_in_place::<f32>),
+                &mut fused,
+                n,
+                i,
+                o,
+            );
+            assert!(fused == want, "{kern:?}: fused GELU differs from the separate pass");
         }
     }
 

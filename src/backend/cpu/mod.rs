@@ -239,8 +239,8 @@ impl<T: Elem> Backend for CpuBackend<T> {
     fn prefers_transposed_weights(&self) -> bool {
         true
     }
-    fn linear_fwd_t(&self, x: &[T], wtb: &[T], has_bias: bool, y: &mut [T], n: usize, i: usize, o: usize) {
-        self.install(|| linear::forward_t(x, wtb, has_bias, y, n, i, o));
+    fn linear_fwd_t(&self, x: &[T], wtb: &[T], has_bias: bool, gelu: bool, y: &mut [T], n: usize, i: usize, o: usize) {
+        self.install(|| linear::forward_t(x, wtb, has_bias, gelu, y, n, i, o));
     }
     fn transpose(&self, src: &[T], dst: &mut [T], rows: usize, cols: usize) {
         self.install(|| linear::transpose(src, dst, rows, cols));
@@ -257,13 +257,14 @@ impl<T: Elem> Backend for CpuBackend<T> {
         let (src, w) = (T::as_f32(src).expect("bf16 on f32"), T::as_f32_mut(w).expect("bf16 on f32"));
         bf16::unpack_b_nk(bf16::words(src), w, i, o);
     }
-    fn linear_fwd_packed(&self, x: &[T], wpb: &[T], has_bias: bool, y: &mut [T], n: usize, i: usize, o: usize) {
+    fn linear_fwd_packed(&self, x: &[T], wpb: &[T], has_bias: bool, gelu: bool, y: &mut [T], n: usize, i: usize, o: usize) {
         let (x, wpb, y) = (
             T::as_f32(x).expect("bf16 on f32"),
             T::as_f32(wpb).expect("bf16 on f32"),
             T::as_f32_mut(y).expect("bf16 on f32"),
         );
-        self.install(|| bf16::linear(bf16::Kernel::detect(), x, wpb, has_bias, y, n, i, o));
+        let epilogue: Option<fn(&mut [f32])> = gelu.then_some(activation::gelu_tanh_in_place::<f32>);
+        self.install(|| bf16::linear(bf16::Kernel::detect(), x, wpb, has_bias, epilogue, y, n, i, o));
     }
     fn linear_bwd(&self, dy: &[T], x: &[T], wb: &[T], has_bias: bool, dx: Option<&mut [T]>, dwb: &mut [T], n: usize, i: usize, o: usize) {
         self.install(|| linear::backward(dy, x, wb, has_bias, dx, dwb, n, i, o));
@@ -334,7 +335,7 @@ impl<T: Elem> Backend for CpuBackend<T> {
     }
 
     fn attention_fwd(&self, qkv: &[T], rope_cos: &[T], rope_sin: &[T], out: &mut [T], cache: Option<&mut [T]>, dims: AttnDims) {
-        let bf16 = (self.options.bf16 && cache.is_none()).then(bf16::Kernel::detect);
+        let bf16 = self.options.bf16 && cache.is_none();
         self.install(|| attention::forward(qkv, rope_cos, rope_sin, out, cache, dims, bf16));
     }
     fn attention_bwd(&self, dout: &[T], qkv: &[T], rope_cos: &[T], rope_sin: &[T], cache: &[T], dqkv: &mut [T], dims: AttnDims) {
