@@ -300,10 +300,13 @@ typedef struct ucgm_model_params {
     // faster, ~1e-3 relative error per product instead of ~1e-7); 0 (default) = off.
     // Ignored on the CPU. Added with `cuda_device`.
     int32_t tf32;
-    // 1 = bf16 mixed precision on CUDA: every matrix product on bf16-rounded operands
-    // with float32 accumulation (tensor cores), float32 master weights, optimizer state
-    // and activations; outputs within ~1e-2 relative of float32. 0 (default) = off.
-    // Ignored on the CPU. Added with `cuda_device`.
+    // 1 = bf16 mixed precision: every matrix product on bf16-rounded operands with
+    // float32 accumulation, everything else float32; outputs within ~1e-2 relative of
+    // float32. 0 (default) = off. On CUDA (tensor cores) for sampling and training, with
+    // float32 master weights and optimizer state. On the CPU for sampling: a model
+    // handle holds its Linear weights in bf16 (about half the memory; `bytes_held` says
+    // so) and reading its weights gives the bf16-rounded values; a trainer refuses it
+    // (training on the CPU runs in float32). Added with `cuda_device`.
     int32_t bf16;
     // Load of a training checkpoint (`ucgm train`, the demo, `ucgm_trainer_save`):
     // which of its weights become the model: `UCGM_CHECKPOINT_EMA` (0, default: the
@@ -357,7 +360,7 @@ typedef struct ucgm_model_info {
     int32_t cuda_device;
     // 1 when TF32 products are enabled (CUDA), else 0.
     int32_t tf32;
-    // 1 when products run in bf16 mixed precision (CUDA), else 0.
+    // 1 when products run in bf16 mixed precision (CUDA; on the CPU: sampling), else 0.
     int32_t bf16;
     // NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
     // CPU, why CUDA was not used, e.g. "cuda:0 NVIDIA H200 (sm_90, 139.8 GiB, 1
@@ -538,7 +541,8 @@ typedef struct ucgm_trainer_info {
     int32_t cuda_device;
     // 1 when TF32 products are enabled (CUDA), else 0.
     int32_t tf32;
-    // 1 when products run in bf16 mixed precision (CUDA), else 0.
+    // 1 when products run in bf16 mixed precision (CUDA only: a CPU trainer refuses
+    // bf16), else 0.
     int32_t bf16;
     // NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
     // CPU, why CUDA was not used (as `ucgm_model_info.backend_description`).

@@ -50,8 +50,10 @@ struct BackendFlags {
     /// per product). Off unless given.
     #[arg(long, global = true)]
     tf32: bool,
-    /// bf16 mixed precision on CUDA: matrix products on bf16 operands with f32
-    /// accumulation (tensor cores), f32 master weights and activations. Off unless given.
+    /// bf16 mixed precision: matrix products on bf16 operands with f32 accumulation,
+    /// everything else f32. CUDA: tensor cores, f32 master weights, sampling and
+    /// training. CPU: sampling only — the model's Linear weights held in bf16 (half the
+    /// memory) and bf16 products; training on the CPU refuses it. Off unless given.
     #[arg(long, global = true)]
     bf16: bool,
 }

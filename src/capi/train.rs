@@ -199,7 +199,8 @@ pub struct ucgm_trainer_info {
     pub cuda_device: i32,
     /// 1 when TF32 products are enabled (CUDA), else 0.
     pub tf32: i32,
-    /// 1 when products run in bf16 mixed precision (CUDA), else 0.
+    /// 1 when products run in bf16 mixed precision (CUDA only: a CPU trainer refuses
+    /// bf16), else 0.
     pub bf16: i32,
     /// NUL-terminated UTF-8: the backend in use and, when `UCGM_BACKEND_AUTO` chose the
     /// CPU, why CUDA was not used (as `ucgm_model_info.backend_description`).
