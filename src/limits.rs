@@ -94,6 +94,8 @@ unsafe impl ZeroBits for f32 {}
 unsafe impl ZeroBits for f64 {}
 // SAFETY: as above.
 unsafe impl ZeroBits for u8 {}
+// SAFETY: all-zero bits are the integer 0.
+unsafe impl ZeroBits for u32 {}
 
 /// [`try_vec`] for types whose zero is all-zero bytes, from the allocator's zeroed memory:
 /// a large buffer comes as fresh pages the kernel zeroes when they are first touched,

@@ -140,6 +140,63 @@ fn packed_layout_holds_linear_weights_in_half_the_bytes_and_reads_back_rounded()
     assert_eq!(m.weight_bytes(), f32_bytes);
 }
 
+/// A final layer with fewer than 16 outputs packs into more than its o·i values (its
+/// panel is padded to 16 columns); the in-place rewrite still fits it behind the
+/// weights packed before it, and the results stay within the bound.
+#[test]
+fn narrow_final_layer_packs_and_matches_f32_within_the_bound() {
+    let cfg = ModelConfig {
+        in_channels: 1,
+        ..ModelConfig::reference_tiny(Arch::Tit)
+    };
+    let params = Model::init(cfg.clone(), CpuBackend::<f32>::new(1).unwrap(), 9).unwrap().read_params().unwrap();
+    // Non-zero final layer and gates (the reference init zeroes them).
+    let params: Vec<f32> = params
+        .iter()
+        .enumerate()
+        .map(|(k, &v)| if v == 0.0 { 0.02 * ((k % 7) as f32 - 3.0) } else { v })
+        .collect();
+    let x: Vec<f32> = (0..2 * cfg.image_len()).map(|i| ((i * 31 % 17) as f32 / 17.0) - 0.5).collect();
+    let mut f32_model = Model::from_params(cfg.clone(), CpuBackend::<f32>::new(1).unwrap(), &params).unwrap();
+    let mut want = vec![0f32; x.len()];
+    f32_model.forward(&x, &[0.3, 0.7], &[1, 10], &mut want).unwrap();
+    let mut m = Model::from_params(cfg, bf16_cpu(2), &params).unwrap();
+    m.enter_inference_layout().unwrap();
+    let mut out = vec![0f32; x.len()];
+    m.forward(&x, &[0.3, 0.7], &[1, 10], &mut out).unwrap();
+    assert_close("narrow TiT bf16 vs f32", &out, &want, 1e-2);
+    let rounded = |v: f32| half::bf16::from_f32(v).to_f32();
+    assert!(m.read_params().unwrap().iter().zip(&params).all(|(&b, &a)| b == a || b == rounded(a)));
+}
+
+/// The in-place rewrite refuses a step that would write past its own source and leaves
+/// the buffer untouched (the model then packs into a new buffer); a fitting plan moves,
+/// packs and shrinks.
+#[test]
+fn pack_in_place_checks_its_plan() {
+    use ucgm::backend::{Backend, PackStep};
+    let be = bf16_cpu(1);
+    let plain: Vec<f32> = (0..40).map(|v| v as f32 * 0.25).collect();
+    // W[4, 3] at 0..12 packs into ⌈4/16⌉·16·⌈3/2⌉ = 32 words: more than its 12 values.
+    let mut buf = plain.clone();
+    let too_big = [PackStep::Pack { from: 0..12, to: 0, i: 3, o: 4 }];
+    assert!(!be.pack_in_place(&mut buf, &too_big, 32).unwrap());
+    assert_eq!(buf, plain, "a refused plan must leave the buffer untouched");
+    // W[16, 2] at 4..36 packs into 16 words at 4; the run 36..40 moves to 20.
+    let steps = [
+        PackStep::Copy { from: 0..4, to: 0 },
+        PackStep::Pack { from: 4..36, to: 4, i: 2, o: 16 },
+        PackStep::Copy { from: 36..40, to: 20 },
+    ];
+    assert!(be.pack_in_place(&mut buf, &steps, 24).unwrap());
+    assert_eq!(buf.len(), 24);
+    assert_eq!(&buf[..4], &plain[..4]);
+    assert_eq!(&buf[20..], &plain[36..]);
+    let mut w = vec![0f32; 32];
+    be.unpack_weight(&buf[4..20], &mut w, 2, 16);
+    assert!(w.iter().zip(&plain[4..36]).all(|(&a, &b)| a == half::bf16::from_f32(b).to_f32()));
+}
+
 #[test]
 fn float32_mode_is_unchanged_and_bf16_is_not_used_for_training() {
     // Without bf16 the inference layout is the exact transposed one.

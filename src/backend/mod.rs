@@ -67,6 +67,16 @@ impl AttnDims {
     }
 }
 
+/// One step of rewriting a parameter buffer into the packed layout in place
+/// ([`Backend::pack_in_place`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PackStep {
+    /// Moves the run `from` to start at `to` (≤ `from.start`).
+    Copy { from: Range<usize>, to: usize },
+    /// Packs the Linear weight W[o, i] at `from` (o·i values) to `to` (≤ `from.start`).
+    Pack { from: Range<usize>, to: usize, i: usize, o: usize },
+}
+
 /// Hyper-parameters of one optimizer update.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OptimHp {
@@ -156,6 +166,15 @@ pub trait Backend: Send + Sync {
     /// Called only when [`Backend::packed_weight_len`] is `Some`.
     fn pack_weight(&self, _w: Self::Src<'_>, _dst: Self::Dst<'_>, _i: usize, _o: usize) {
         unreachable!("pack_weight is only called on backends with a packed weight form")
+    }
+    /// Rewrites `buf` into the packed layout in place, the steps in order, then shrinks
+    /// it to `total` elements: the packed weights are never held beside the plain ones
+    /// (peak memory: the plain buffer plus one packed weight's scratch). Returns
+    /// `Ok(false)`, the buffer untouched, when a step would write past its own source
+    /// (a weight whose packed form is larger than o·i); the caller then packs into a new
+    /// buffer. Called only when [`Backend::packed_weight_len`] is `Some`.
+    fn pack_in_place(&self, _buf: &mut Self::Buf, _steps: &[PackStep], _total: usize) -> Result<bool> {
+        unreachable!("pack_in_place is only called on backends with a packed weight form")
     }
     /// Inverse of [`Backend::pack_weight`] (the values the products use, e.g. rounded to
     /// bf16). src: [packed_weight_len(i, o)]; w: [o·i] (assign).

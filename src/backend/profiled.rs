@@ -12,7 +12,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp, Pool2dShape, PoolKind, ResizeMode};
+use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp, PackStep, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::Result;
 
 /// Calls and total wall time of one op.
@@ -129,6 +129,9 @@ impl<B: Backend> Backend for Profiled<B> {
     }
     fn pack_weight(&self, w: Self::Src<'_>, dst: Self::Dst<'_>, i: usize, o: usize) {
         self.timed("pack_weight", || self.inner.pack_weight(w, dst, i, o))
+    }
+    fn pack_in_place(&self, buf: &mut Self::Buf, steps: &[PackStep], total: usize) -> Result<bool> {
+        self.timed("pack_in_place", || self.inner.pack_in_place(buf, steps, total))
     }
     fn unpack_weight(&self, src: Self::Src<'_>, w: Self::Dst<'_>, i: usize, o: usize) {
         self.timed("unpack_weight", || self.inner.unpack_weight(src, w, i, o))

@@ -16,7 +16,7 @@ pub mod weights;
 
 use std::path::Path;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, PackStep};
 use crate::denoiser::Denoiser;
 use crate::error::{check_finite, check_len, Error, Result};
 use crate::layout::ParamLayout;
@@ -188,8 +188,9 @@ impl<B: Backend + Clone> Model<B> {
     /// Switches a model that only samples to the layout its GEMMs want, in place of the
     /// plain one (no second parameter-sized buffer):
     /// * on a backend with a packed weight form (the CPU in bf16 mode), a compact buffer
-    ///   with every Linear weight packed in bf16: about half the bytes. Built beside the
-    ///   plain buffer, which is then freed (the peak is 1.5× the f32 weights). Reading
+    ///   with every Linear weight packed in bf16: about half the bytes. Rewritten in place
+    ///   and shrunk (the peak is the f32 weights plus one weight's scratch; beside the
+    ///   plain buffer only for weights whose packed form would be larger). Reading
     ///   the parameters then gives the bf16-rounded weights, and turning back to the
     ///   plain layout (training, writes) starts from them;
     /// * on backends that prefer transposed weights, every Linear weight transposed in
@@ -213,24 +214,40 @@ impl<B: Backend + Clone> Model<B> {
         self.acts = None;
         if packed {
             let (ranges, total) = self.packed_ranges();
-            let mut buf = self.backend.zeros(total)?;
-            let (be, params) = (&self.backend, &self.params);
-            be.scope(|| {
-                for seg in self.segments() {
-                    match seg {
-                        Segment::Other(rg) => be.copy(
-                            be.src(params, rg.clone()),
-                            be.dst(&mut buf, self.packed_offset(rg.start)..self.packed_offset(rg.end)),
-                        ),
-                        Segment::Weight(rg, i, o) => {
-                            let at = self.packed_offset(rg.start);
-                            let len = be.packed_weight_len(i, o).expect("packed");
-                            be.pack_weight(be.src(params, rg), be.dst(&mut buf, at..at + len), i, o);
+            // In place when every weight packs into no more than its own o·i values
+            // (peak: the plain buffer and one weight's scratch), else beside it.
+            let steps: Vec<PackStep> = self
+                .segments()
+                .into_iter()
+                .map(|seg| match seg {
+                    Segment::Other(rg) => PackStep::Copy {
+                        to: self.packed_offset(rg.start),
+                        from: rg,
+                    },
+                    Segment::Weight(rg, i, o) => PackStep::Pack {
+                        to: self.packed_offset(rg.start),
+                        from: rg,
+                        i,
+                        o,
+                    },
+                })
+                .collect();
+            if !self.backend.pack_in_place(&mut self.params, &steps, total)? {
+                let mut buf = self.backend.zeros(total)?;
+                let (be, params) = (&self.backend, &self.params);
+                be.scope(|| {
+                    for step in &steps {
+                        match step {
+                            PackStep::Copy { from, to } => be.copy(be.src(params, from.clone()), be.dst(&mut buf, *to..to + from.len())),
+                            PackStep::Pack { from, to, i, o } => {
+                                let len = be.packed_weight_len(*i, *o).expect("packed");
+                                be.pack_weight(be.src(params, from.clone()), be.dst(&mut buf, *to..to + len), *i, *o);
+                            }
                         }
                     }
-                }
-            });
-            self.params = buf;
+                });
+                self.params = buf;
+            }
             self.inference = Some(InferenceLayout::Packed(ranges));
             return Ok(());
         }

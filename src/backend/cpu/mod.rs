@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub use elem::Elem;
 pub use gemm::matmul;
 
-use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp, Pool2dShape, PoolKind, ResizeMode};
+use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp, PackStep, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::{Error, Result};
 
 /// The CPU backend over element type `T` (f32 for real work, f64 for gradient checks).
@@ -252,6 +252,35 @@ impl<T: Elem> Backend for CpuBackend<T> {
     fn pack_weight(&self, w: &[T], dst: &mut [T], i: usize, o: usize) {
         let (w, dst) = (T::as_f32(w).expect("bf16 on f32"), T::as_f32_mut(dst).expect("bf16 on f32"));
         self.install(|| bf16::pack_b_nk(w, bf16::words_mut(dst), i, o));
+    }
+    fn pack_in_place(&self, buf: &mut Vec<T>, steps: &[PackStep], total: usize) -> Result<bool> {
+        let fits = steps.iter().all(|s| match s {
+            PackStep::Copy { from, to } => *to <= from.start && from.end <= buf.len(),
+            PackStep::Pack { from, to, i, o } => *to <= from.start && to + bf16::packed_len(*i, *o) <= from.end && from.len() == i * o && from.end <= buf.len(),
+        });
+        if !fits || total > buf.len() {
+            return Ok(false);
+        }
+        let largest = steps
+            .iter()
+            .map(|s| if let PackStep::Pack { i, o, .. } = s { bf16::packed_len(*i, *o) } else { 0 })
+            .max()
+            .unwrap_or(0);
+        let mut scratch: Vec<u32> = crate::limits::try_zeroed("the packing scratch", largest)?;
+        let b = T::as_f32_mut(buf).expect("bf16 on f32");
+        for s in steps {
+            match s {
+                PackStep::Copy { from, to } => b.copy_within(from.clone(), *to),
+                PackStep::Pack { from, to, i, o } => {
+                    let len = bf16::packed_len(*i, *o);
+                    self.install(|| bf16::pack_b_nk(&b[from.clone()], &mut scratch[..len], *i, *o));
+                    bf16::words_mut(&mut b[*to..to + len]).copy_from_slice(&scratch[..len]);
+                }
+            }
+        }
+        buf.truncate(total);
+        buf.shrink_to_fit();
+        Ok(true)
     }
     fn unpack_weight(&self, src: &[T], w: &mut [T], i: usize, o: usize) {
         let (src, w) = (T::as_f32(src).expect("bf16 on f32"), T::as_f32_mut(w).expect("bf16 on f32"));
