@@ -4,7 +4,7 @@
 //! [`ucgm::backend::profiled::Profiled`] (warm-up pass excluded). Also the workload for
 //! `perf record`.
 //!
-//! Usage: cargo run --release --example profile -- [forward|train] [SiT-S/2] [batch] [reps] [--bf16]
+//! Usage: cargo run --release --example profile -- [forward|train] [SiT-S/2|tiny] [batch] [reps] [--bf16]
 //!
 //! `--bf16`: the forward in the CPU's bf16 inference mode (the model in its packed
 //! inference layout, as a sampling handle holds it). Without it the forward runs in the
@@ -26,7 +26,21 @@ fn main() {
     let reps: usize = args.get(4).and_then(|s| s.parse().ok()).unwrap_or(5).max(1);
     let threads = std::env::var("UCGM_THREADS").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
     let train = mode == "train";
-    let cfg = ModelConfig::from_name(name, 32, 4, 1000).expect("model name");
+    // "tiny": the benches' tiny network (D 128, depth 4, 4 heads, 4×16×16, patch 2).
+    let cfg = if name == "tiny" {
+        ModelConfig {
+            arch: ucgm::Arch::Sit,
+            input_size: 16,
+            in_channels: 4,
+            patch: 2,
+            hidden: 128,
+            depth: 4,
+            heads: 4,
+            num_classes: 10,
+        }
+    } else {
+        ModelConfig::from_name(name, 32, 4, 1000).expect("model name")
+    };
     let cpu = CpuBackend::<f32>::with_options(threads, CpuOptions { bf16 }).expect("pool");
     let be = Profiled::new(cpu);
     let mut m = Model::init(cfg.clone(), be.clone(), 0).expect("model");
