@@ -26,7 +26,7 @@ pub struct OpTime {
 #[derive(Clone, Debug)]
 pub struct Profiled<B> {
     inner: B,
-    table: Arc<Mutex<BTreeMap<&'static str, OpTime>>>,
+    table: Arc<Mutex<BTreeMap<String, OpTime>>>,
 }
 
 impl<B: Backend> Profiled<B> {
@@ -40,8 +40,9 @@ impl<B: Backend> Profiled<B> {
         &self.inner
     }
 
-    /// The table so far: op name → calls and total time.
-    pub fn table(&self) -> BTreeMap<&'static str, OpTime> {
+    /// The table so far: op name → calls and total time. Convolutions are listed per
+    /// kernel and stride (`conv2d_fwd 3x3 s1`), the rest per op.
+    pub fn table(&self) -> BTreeMap<String, OpTime> {
         self.table.lock().map(|t| t.clone()).unwrap_or_default()
     }
 
@@ -52,12 +53,12 @@ impl<B: Backend> Profiled<B> {
         }
     }
 
-    fn timed<R>(&self, op: &'static str, f: impl FnOnce() -> R) -> R {
+    fn timed<R>(&self, op: &str, f: impl FnOnce() -> R) -> R {
         let t0 = Instant::now();
         let r = f();
         let dt = t0.elapsed();
         if let Ok(mut t) = self.table.lock() {
-            let e = t.entry(op).or_default();
+            let e = t.entry(op.to_string()).or_default();
             e.calls += 1;
             e.time += dt;
         }
@@ -260,7 +261,7 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed("attention_bwd", || self.inner.attention_bwd(dout, qkv, rope_cos, rope_sin, cache, dqkv, dims))
     }
     fn conv2d_fwd(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape) {
-        self.timed("conv2d_fwd", || self.inner.conv2d_fwd(x, w, bias, y, shape))
+        self.timed(&format!("conv2d_fwd {}x{} s{}", shape.kh, shape.kw, shape.stride_h), || self.inner.conv2d_fwd(x, w, bias, y, shape))
     }
     fn group_norm_fwd(
         &self,
