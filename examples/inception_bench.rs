@@ -60,7 +60,12 @@ fn main() -> ucgm::Result<()> {
         println!("| op | calls/batch | ms/image | % |\n|---|---|---|---|");
         for (op, t) in rows {
             let s = t.time.as_secs_f64();
-            println!("| {op} | {} | {:.2} | {:.1} |", t.calls / reps.max(1) as u64, s * 1e3 / (reps.max(1) * batch) as f64, 100.0 * s / total);
+            println!(
+                "| {op} | {} | {:.2} | {:.1} |",
+                t.calls / reps.max(1) as u64,
+                s * 1e3 / (reps.max(1) * batch) as f64,
+                100.0 * s / total
+            );
         }
     }
     Ok(())

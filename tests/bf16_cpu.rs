@@ -179,13 +179,23 @@ fn pack_in_place_checks_its_plan() {
     let plain: Vec<f32> = (0..40).map(|v| v as f32 * 0.25).collect();
     // W[4, 3] at 0..12 packs into ⌈4/16⌉·16·⌈3/2⌉ = 32 words: more than its 12 values.
     let mut buf = plain.clone();
-    let too_big = [PackStep::Pack { from: 0..12, to: 0, i: 3, o: 4 }];
+    let too_big = [PackStep::Pack {
+        from: 0..12,
+        to: 0,
+        i: 3,
+        o: 4,
+    }];
     assert!(!be.pack_in_place(&mut buf, &too_big, 32).unwrap());
     assert_eq!(buf, plain, "a refused plan must leave the buffer untouched");
     // W[16, 2] at 4..36 packs into 16 words at 4; the run 36..40 moves to 20.
     let steps = [
         PackStep::Copy { from: 0..4, to: 0 },
-        PackStep::Pack { from: 4..36, to: 4, i: 2, o: 16 },
+        PackStep::Pack {
+            from: 4..36,
+            to: 4,
+            i: 2,
+            o: 16,
+        },
         PackStep::Copy { from: 36..40, to: 20 },
     ];
     assert!(be.pack_in_place(&mut buf, &steps, 24).unwrap());

@@ -125,6 +125,13 @@ impl Conv2dShape {
                 return bad("element count overflows".into());
             }
         }
+        // The CPU op's scratch holds at least one output row's columns (im2col:
+        // c_in·kh·kw·out_w values) or Winograd tiles (8·(c_in + c_out)·out_w values), however
+        // the work is split; a map too wide for that must fail here, not in an allocation
+        // inside the op.
+        let ow = self.out_w() as u128;
+        let row = (self.c_in as u128 * (self.kh * self.kw) as u128 * ow).max(8 * (self.c_in as u128 + self.c_out as u128) * ow);
+        crate::limits::check_bytes("conv2d scratch for one output row", usize::try_from(row).unwrap_or(usize::MAX), 4)?;
         Ok(())
     }
 }
@@ -132,6 +139,17 @@ impl Conv2dShape {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_map_too_wide_for_one_row_of_scratch_is_refused() {
+        // 512 → 512 channels, 3×3, one row 2³⁰ pixels wide: the input (2 TiB) passes the
+        // element-count check, the 32 TiB of one row of Winograd tiles does not.
+        let s = Conv2dShape::square(1, 512, 1, 1 << 30, 512, 3, 1, 1);
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("conv2d scratch for one output row"), "{e}");
+        // A real VAE / Inception shape passes.
+        assert!(Conv2dShape::square(8, 512, 64, 64, 512, 3, 1, 1).validate().is_ok());
+    }
 
     #[test]
     fn output_sizes_of_the_vae_and_inception_convs() {

@@ -261,7 +261,9 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed("attention_bwd", || self.inner.attention_bwd(dout, qkv, rope_cos, rope_sin, cache, dqkv, dims))
     }
     fn conv2d_fwd(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape) {
-        self.timed(&format!("conv2d_fwd {}x{} s{}", shape.kh, shape.kw, shape.stride_h), || self.inner.conv2d_fwd(x, w, bias, y, shape))
+        self.timed(&format!("conv2d_fwd {}x{} s{}", shape.kh, shape.kw, shape.stride_h), || {
+            self.inner.conv2d_fwd(x, w, bias, y, shape)
+        })
     }
     fn group_norm_fwd(
         &self,

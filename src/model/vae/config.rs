@@ -228,6 +228,20 @@ impl VaeConfig {
         out
     }
 
+    /// Elements of the CPU convolutions' smallest scratch (one output row: Winograd tiles
+    /// of 8·(c_in + c_out) values per pixel, im2col columns of 9·c_in) at the widest
+    /// level of a `w`-pixel-wide image: bounded before a call, since the ops cannot fail.
+    pub fn conv_row_scratch(&self, w: usize) -> usize {
+        let bc = &self.block_channels;
+        (0..bc.len())
+            .map(|l| {
+                let c = bc[l].max(bc[l.saturating_sub(1)]).max(bc[(l + 1).min(bc.len() - 1)]);
+                (w >> l).saturating_mul(16 * c)
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Elements of one image's largest activation (the workspace buffers' size), for an
     /// image of `h`×`w` pixels: per level the widest channel count that lives at its
     /// resolution, the image and latent ends, and the mid attention's q|k|v rows.

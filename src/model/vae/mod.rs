@@ -215,6 +215,7 @@ impl<B: Backend + Clone> Vae<B> {
         let per = self.cfg.max_activation(h, w);
         let nb = (self.budget / (3 * per).max(1)).clamp(1, n.max(1));
         crate::limits::check_bytes("VAE activations", 3 * nb * per, 4)?;
+        crate::limits::check_bytes("VAE convolution scratch for one output row", self.cfg.conv_row_scratch(w), 4)?;
         Ok((nb, per))
     }
 
