@@ -31,16 +31,7 @@ fn family(name: &str) -> (String, String, Option<ModelConfig>) {
         _ => (
             "zoo/ddt_tiny_weights.safetensors".into(),
             "zoo/ddt_tiny_io.safetensors".into(),
-            Some(ModelConfig {
-                arch: Arch::Ddt { encoder_depth: 2 },
-                input_size: 8,
-                in_channels: 4,
-                patch: 2,
-                hidden: 64,
-                depth: 3,
-                heads: 4,
-                num_classes: 10,
-            }),
+            Some(common::ddt_tiny()),
         ),
     }
 }

@@ -15,7 +15,7 @@ use ucgm::model::edm2::Edm2Config;
 use ucgm::sampler::{SamplerConfig, Stochasticity};
 use ucgm::tensor_file::TensorFile;
 use ucgm::transport::TransportKind;
-use ucgm::{Arch, CpuBackend, Model, ModelConfig};
+use ucgm::{CpuBackend, Model, ModelConfig};
 
 fn config(model: &str, image_size: usize, cfg_scale: f64, interval: [f64; 2], kappa: f64) -> String {
     format!(
@@ -91,16 +91,7 @@ fn lightningdit_reference_sampling_config() {
 fn ddt_reference_sampling_config() {
     let model = "  type: DDT\n  in_chans: 4\n  hidden_size: 64\n  depth: 3\n  num_heads: 4\n  patch_size: 2\n  num_encoder_blocks: 2\n";
     let yaml = config(model, 8, 2.0, [0.3, 1.0], 0.28);
-    let cfg = ModelConfig {
-        arch: Arch::Ddt { encoder_depth: 2 },
-        input_size: 8,
-        in_channels: 4,
-        patch: 2,
-        hidden: 64,
-        depth: 3,
-        heads: 4,
-        num_classes: 10,
-    };
+    let cfg = common::ddt_tiny();
     let w = common::reference("zoo/ddt_tiny_weights.safetensors");
     let m = Model::load_with_config(w, cfg, CpuBackend::<f32>::new(1).unwrap()).unwrap();
     run("ddt", &yaml, m, 2.0, [0.3, 1.0], 0.28, None);

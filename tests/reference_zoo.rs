@@ -15,26 +15,11 @@ use ucgm::tensor_file::TensorFile;
 use ucgm::transport::TransportKind;
 use ucgm::{Arch, CpuBackend, Model, ModelConfig};
 
-/// The tiny DDT of the reference tensors (its weights do not record the patch size,
-/// input size or encoder depth).
-fn ddt_tiny() -> ModelConfig {
-    ModelConfig {
-        arch: Arch::Ddt { encoder_depth: 2 },
-        input_size: 8,
-        in_channels: 4,
-        patch: 2,
-        hidden: 64,
-        depth: 3,
-        heads: 4,
-        num_classes: 10,
-    }
-}
-
 fn load(family: &str) -> Model<CpuBackend<f32>> {
     let be = CpuBackend::<f32>::new(2).unwrap();
     let path = reference(&format!("zoo/{family}_tiny_weights.safetensors"));
     match family {
-        "ddt" => Model::load_with_config(path, ddt_tiny(), be).unwrap(),
+        "ddt" => Model::load_with_config(path, common::ddt_tiny(), be).unwrap(),
         _ => Model::load(path, be, None).unwrap(),
     }
 }

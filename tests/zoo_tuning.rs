@@ -12,7 +12,7 @@ mod common;
 
 use common::reference;
 use ucgm::trainer::{Trainer, TrainerConfig};
-use ucgm::{Arch, CpuBackend, Model, ModelConfig, Rng};
+use ucgm::{CpuBackend, Model, Rng};
 
 const TUNING: &str = r#"
 optimizer:
@@ -43,16 +43,7 @@ fn model(family: &str) -> Model<CpuBackend<f32>> {
     let path = reference(&format!("zoo/{family}_tiny_weights.safetensors"));
     match family {
         "ddt" => {
-            let cfg = ModelConfig {
-                arch: Arch::Ddt { encoder_depth: 2 },
-                input_size: 8,
-                in_channels: 4,
-                patch: 2,
-                hidden: 64,
-                depth: 3,
-                heads: 4,
-                num_classes: 10,
-            };
+            let cfg = common::ddt_tiny();
             Model::load_with_config(path, cfg, be).unwrap()
         }
         _ => Model::load(path, be, None).unwrap(),

@@ -62,3 +62,18 @@ pub fn peak_rss() -> u64 {
         .and_then(|k| k.parse::<u64>().ok())
         .map_or(0, |k| k * 1024)
 }
+
+/// The tiny DDT of the zoo's reference tensors (its weights do not record the patch
+/// size, input size or encoder depth): 4×8×8, patch 2, D 64, 3 blocks of which 2 encode.
+pub fn ddt_tiny() -> ucgm::ModelConfig {
+    ucgm::ModelConfig {
+        arch: ucgm::Arch::Ddt { encoder_depth: 2 },
+        input_size: 8,
+        in_channels: 4,
+        patch: 2,
+        hidden: 64,
+        depth: 3,
+        heads: 4,
+        num_classes: 10,
+    }
+}
