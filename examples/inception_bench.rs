@@ -52,7 +52,11 @@ fn main() -> ucgm::Result<()> {
     let cpu = (cpu_seconds() - c0) / reps.max(1) as f64;
     ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let per = ms[ms.len() / 2] / batch as f64;
-    println!("ucgm features: {per:.2} ms/image wall, {:.4} s cpu", cpu / batch as f64);
+    println!(
+        "ucgm features: {per:.2} ms/image wall, {:.4} s cpu (activation buffers kept: {:.0} MiB)",
+        cpu / batch as f64,
+        net.workspace_bytes() as f64 / 1048576.0
+    );
     if profile {
         let mut rows: Vec<_> = be.table().into_iter().collect();
         rows.sort_by_key(|r| std::cmp::Reverse(r.1.time));

@@ -242,13 +242,20 @@ fn backend_fields_are_validated() {
         assert_eq!(s, UCGM_STATUS_INVALID_ARGUMENT, "{msg}");
         assert!(msg.contains(needle), "{msg:?} lacks {needle:?}");
     }
-    // TF32 and bf16 asked for on the CPU: accepted, and reported as not in use.
+    // TF32 asked for on the CPU: accepted, and reported as not in use; bf16 on the CPU is
+    // its bf16 sampling mode, reported as in use.
     let m = Model::create(&ucgm_model_params {
         tf32: 1,
         bf16: 1,
         ..params_on(UCGM_BACKEND_CPU)
     });
-    assert_eq!((m.info().backend, m.info().tf32, m.info().bf16), (UCGM_BACKEND_CPU, 0, 0));
+    assert_eq!((m.info().backend, m.info().tf32, m.info().bf16), (UCGM_BACKEND_CPU, 0, 1));
+    assert_eq!(text_field(&m.info().backend_description), "cpu (1 thread, bf16 products)");
+    let m = Model::create(&ucgm_model_params {
+        tf32: 1,
+        ..params_on(UCGM_BACKEND_CPU)
+    });
+    assert_eq!((m.info().tf32, m.info().bf16), (0, 0));
     assert_eq!(text_field(&m.info().backend_description), "cpu (1 thread)");
 }
 

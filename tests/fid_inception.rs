@@ -55,6 +55,26 @@ fn torch_fidelity_compat_mode_matches_fixture() {
     );
 }
 
+/// Activation buffers are recycled between layers and calls (their stale contents are
+/// always overwritten): repeated calls, calls of other batch sizes in between and a
+/// released workspace give the same bits as a fresh network.
+#[test]
+fn recycled_buffers_give_the_same_bits_and_can_be_released() {
+    let make = || FidInception::random(CpuBackend::<f32>::new(2).unwrap(), InceptionInput::PytorchFid, 3).unwrap();
+    let img = |n: usize, seed: usize| -> Vec<f32> { (0..n * 3 * 40 * 40).map(|i| ((i * 7919 + seed) % 1013) as f32 / 1013.0).collect() };
+    let fresh = make().forward(&img(2, 1), 2, 40, 40).unwrap();
+    let net = make();
+    assert_eq!(net.workspace_bytes(), 0);
+    net.forward(&img(2, 5), 2, 40, 40).unwrap();
+    assert!(net.workspace_bytes() > 0, "the buffers are kept after a call");
+    net.forward(&img(1, 9), 1, 40, 40).unwrap();
+    let again = net.forward(&img(2, 1), 2, 40, 40).unwrap();
+    assert!(again.pool3 == fresh.pool3 && again.logits == fresh.logits);
+    net.release_workspace();
+    assert_eq!(net.workspace_bytes(), 0);
+    assert!(net.forward(&img(2, 1), 2, 40, 40).unwrap().pool3 == fresh.pool3);
+}
+
 #[test]
 fn weights_without_num_batches_tracked_load_the_same() {
     let src = TensorFile::open(common::reference("fid_inception_random.safetensors")).unwrap();

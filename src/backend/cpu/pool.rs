@@ -40,8 +40,19 @@ pub fn pool2d<T: Elem>(x: &[T], y: &mut [T], s: &Pool2dShape, kind: PoolKind) {
         PoolKind::Max => T::neg_infinity(),
         PoolKind::AvgExcludePad => T::zero(),
     };
-    y[..s.y_len()].par_chunks_mut(oh * ow).enumerate().for_each(|(pl, out)| {
-        let plane = &x[pl * s.h * s.w..(pl + 1) * s.h * s.w];
+    y[..s.y_len()]
+        .par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(pl, out)| crate::cpu_dispatch!(pool_plane(&x[pl * s.h * s.w..(pl + 1) * s.h * s.w], out, s, kind, &taps, &cols, init)));
+}
+
+/// One (image, channel) plane of [`pool2d`]: plane [h, w] → out [out_h, out_w]. Its own
+/// function so that it compiles with AVX-512 / AVX2 where the CPU has them (the same
+/// operations in the same order: the same bits).
+#[inline(always)]
+fn pool_plane<T: Elem>(plane: &[T], out: &mut [T], s: &Pool2dShape, kind: PoolKind, taps: &[(usize, usize)], cols: &[usize], init: T) {
+    let ow = s.out_w();
+    {
         for (oy, row) in out.chunks_exact_mut(ow).enumerate() {
             let y0 = (oy * s.stride) as isize - s.pad as isize;
             let (ya, yb) = (y0.max(0) as usize, ((y0 + s.k as isize).max(0) as usize).min(s.h));
@@ -64,10 +75,10 @@ pub fn pool2d<T: Elem>(x: &[T], y: &mut [T], s: &Pool2dShape, kind: PoolKind) {
             }
             if kind == PoolKind::AvgExcludePad {
                 let rows = yb - ya;
-                row.iter_mut().zip(&cols).for_each(|(a, &c)| *a = *a / T::of((rows * c) as f64));
+                row.iter_mut().zip(cols).for_each(|(a, &c)| *a = *a / T::of((rows * c) as f64));
             }
         }
-    });
+    }
 }
 
 /// The running maximum that lets a NaN through (as PyTorch's max pooling does).

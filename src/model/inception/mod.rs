@@ -20,6 +20,7 @@ pub mod weights;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Mutex;
 
 use crate::backend::{Backend, Conv2dShape, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::{Error, Result};
@@ -156,11 +157,41 @@ fn layer_table() -> Vec<LayerSpec> {
 }
 
 /// A feature map `[n, c, h, w]` on the backend.
-struct Act<B: Backend> {
-    buf: B::Buf,
+struct Act<'a, B: Backend> {
+    buf: Recycled<'a, B>,
     c: usize,
     h: usize,
     w: usize,
+}
+
+/// An activation buffer taken from the network's spare list ([`FidInception::take`]),
+/// handed back to it when dropped: a batch's maps reuse the buffers an earlier layer or
+/// an earlier batch of the same size left, instead of zero-filling fresh memory for each
+/// of the ≈ 120 maps (5% of the features' time).
+struct Recycled<'a, B: Backend> {
+    buf: Option<B::Buf>,
+    spare: &'a Mutex<Vec<B::Buf>>,
+}
+
+impl<B: Backend> std::ops::Deref for Recycled<'_, B> {
+    type Target = B::Buf;
+    fn deref(&self) -> &B::Buf {
+        self.buf.as_ref().expect("held until dropped")
+    }
+}
+
+impl<B: Backend> std::ops::DerefMut for Recycled<'_, B> {
+    fn deref_mut(&mut self) -> &mut B::Buf {
+        self.buf.as_mut().expect("held until dropped")
+    }
+}
+
+impl<B: Backend> Drop for Recycled<'_, B> {
+    fn drop(&mut self) {
+        if let (Some(b), Ok(mut spare)) = (self.buf.take(), self.spare.lock()) {
+            spare.push(b);
+        }
+    }
 }
 
 /// The network's outputs for a batch of `n` images.
@@ -184,6 +215,8 @@ pub struct FidInception<B: Backend> {
     input: InceptionInput,
     layers: HashMap<String, Layer<B>>,
     fc: B::Buf, // [W (1008×2048) | b (1008)]
+    /// Activation buffers kept between layers and calls (see [`Recycled`]).
+    spare: Mutex<Vec<B::Buf>>,
 }
 
 impl<B: Backend> FidInception<B> {
@@ -212,7 +245,13 @@ impl<B: Backend> FidInception<B> {
             return Err(Error::Weights("fc has non-finite values".into()));
         }
         let fc = backend.upload_owned(fc)?;
-        Ok(FidInception { backend, input, layers, fc })
+        Ok(FidInception {
+            backend,
+            input,
+            layers,
+            fc,
+            spare: Mutex::new(Vec::new()),
+        })
     }
 
     /// The network with random weights (He-normal convolutions, small biases, a random
@@ -234,7 +273,44 @@ impl<B: Backend> FidInception<B> {
         let mut fc: Vec<f32> = rng.normal_f32(LOGITS_DIM * POOL3_DIM).into_iter().map(|v| v * scale).collect();
         fc.extend(rng.normal_f32(LOGITS_DIM).into_iter().map(|v| v * 0.05));
         let fc = backend.upload_owned(fc)?;
-        Ok(FidInception { backend, input, layers, fc })
+        Ok(FidInception {
+            backend,
+            input,
+            layers,
+            fc,
+            spare: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// A buffer of `len` elements whose contents the caller overwrites: a spare one of
+    /// that length when there is one, else a new one.
+    fn take(&self, len: usize) -> Result<Recycled<'_, B>> {
+        let reused = self.spare.lock().ok().and_then(|mut spare| {
+            let i = spare.iter().position(|b| self.backend.len(b) == len)?;
+            Some(spare.swap_remove(i))
+        });
+        let buf = match reused {
+            Some(b) => b,
+            None => self.backend.zeros(len)?,
+        };
+        Ok(Recycled {
+            buf: Some(buf),
+            spare: &self.spare,
+        })
+    }
+
+    /// Bytes of the activation buffers kept from the last call (0 before the first):
+    /// every map of the last batch size, about 37 MiB per image (295 MiB after a batch of
+    /// 8; `examples/inception_bench` prints it).
+    pub fn workspace_bytes(&self) -> usize {
+        self.spare.lock().map_or(0, |s| s.iter().map(|b| 4 * self.backend.len(b)).sum())
+    }
+
+    /// Frees the kept activation buffers (the next call allocates them again).
+    pub fn release_workspace(&self) {
+        if let Ok(mut s) = self.spare.lock() {
+            s.clear();
+        }
     }
 
     /// The preprocessing mode.
@@ -247,7 +323,7 @@ impl<B: Backend> FidInception<B> {
         &self.backend
     }
 
-    fn conv(&self, name: &str, x: &Act<B>, n: usize) -> Result<Act<B>> {
+    fn conv(&self, name: &str, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
         let l = self.layers.get(name).ok_or_else(|| Error::Internal(format!("inception: no layer {name}")))?;
         debug_assert_eq!(l.c_in, x.c);
         let s = Conv2dShape {
@@ -267,7 +343,7 @@ impl<B: Backend> FidInception<B> {
         };
         s.validate()?;
         let be = &self.backend;
-        let mut y = be.zeros(s.y_len())?;
+        let mut y = self.take(s.y_len())?;
         be.conv2d_fwd(
             be.src(&x.buf, 0..s.x_len()),
             be.src(&l.weight, 0..s.w_len()),
@@ -284,7 +360,7 @@ impl<B: Backend> FidInception<B> {
         })
     }
 
-    fn pool(&self, x: &Act<B>, n: usize, k: usize, stride: usize, pad: usize, kind: PoolKind) -> Result<Act<B>> {
+    fn pool(&self, x: &Act<B>, n: usize, k: usize, stride: usize, pad: usize, kind: PoolKind) -> Result<Act<'_, B>> {
         let s = Pool2dShape {
             n,
             c: x.c,
@@ -296,7 +372,7 @@ impl<B: Backend> FidInception<B> {
         };
         s.validate()?;
         let be = &self.backend;
-        let mut y = be.zeros(s.y_len())?;
+        let mut y = self.take(s.y_len())?;
         be.pool2d_fwd(be.src(&x.buf, 0..s.x_len()), be.dst(&mut y, 0..s.y_len()), &s, kind);
         Ok(Act {
             buf: y,
@@ -307,11 +383,11 @@ impl<B: Backend> FidInception<B> {
     }
 
     /// Channel concatenation of maps of equal spatial size.
-    fn concat(&self, parts: &[&Act<B>], n: usize) -> Result<Act<B>> {
+    fn concat(&self, parts: &[&Act<B>], n: usize) -> Result<Act<'_, B>> {
         let (h, w) = (parts[0].h, parts[0].w);
         let c: usize = parts.iter().map(|p| p.c).sum();
         let be = &self.backend;
-        let mut y = be.zeros(n * c * h * w)?;
+        let mut y = self.take(n * c * h * w)?;
         let mut off = 0;
         for p in parts {
             be.copy_channels(be.src(&p.buf, 0..n * p.c * h * w), be.dst(&mut y, 0..n * c * h * w), n, p.c, c, off, h * w);
@@ -320,7 +396,7 @@ impl<B: Backend> FidInception<B> {
         Ok(Act { buf: y, c, h, w })
     }
 
-    fn block_a(&self, p: &str, x: &Act<B>, n: usize) -> Result<Act<B>> {
+    fn block_a(&self, p: &str, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
         let b1 = self.conv(&format!("{p}.branch1x1"), x, n)?;
         let b5 = self.conv(&format!("{p}.branch5x5_2"), &self.conv(&format!("{p}.branch5x5_1"), x, n)?, n)?;
         let d = self.conv(&format!("{p}.branch3x3dbl_1"), x, n)?;
@@ -329,7 +405,7 @@ impl<B: Backend> FidInception<B> {
         self.concat(&[&b1, &b5, &d, &bp], n)
     }
 
-    fn block_b(&self, x: &Act<B>, n: usize) -> Result<Act<B>> {
+    fn block_b(&self, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
         let b3 = self.conv("Mixed_6a.branch3x3", x, n)?;
         let d = self.conv("Mixed_6a.branch3x3dbl_1", x, n)?;
         let d = self.conv("Mixed_6a.branch3x3dbl_3", &self.conv("Mixed_6a.branch3x3dbl_2", &d, n)?, n)?;
@@ -337,7 +413,7 @@ impl<B: Backend> FidInception<B> {
         self.concat(&[&b3, &d, &bp], n)
     }
 
-    fn block_c(&self, p: &str, x: &Act<B>, n: usize) -> Result<Act<B>> {
+    fn block_c(&self, p: &str, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
         let b1 = self.conv(&format!("{p}.branch1x1"), x, n)?;
         let mut b7 = self.conv(&format!("{p}.branch7x7_1"), x, n)?;
         for i in 2..=3 {
@@ -351,7 +427,7 @@ impl<B: Backend> FidInception<B> {
         self.concat(&[&b1, &b7, &d, &bp], n)
     }
 
-    fn block_d(&self, x: &Act<B>, n: usize) -> Result<Act<B>> {
+    fn block_d(&self, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
         let b3 = self.conv("Mixed_7a.branch3x3_2", &self.conv("Mixed_7a.branch3x3_1", x, n)?, n)?;
         let mut b7 = self.conv("Mixed_7a.branch7x7x3_1", x, n)?;
         for i in 2..=4 {
@@ -361,7 +437,7 @@ impl<B: Backend> FidInception<B> {
         self.concat(&[&b3, &b7, &bp], n)
     }
 
-    fn block_e(&self, p: &str, x: &Act<B>, n: usize, pool: PoolKind) -> Result<Act<B>> {
+    fn block_e(&self, p: &str, x: &Act<B>, n: usize, pool: PoolKind) -> Result<Act<'_, B>> {
         let b1 = self.conv(&format!("{p}.branch1x1"), x, n)?;
         let t = self.conv(&format!("{p}.branch3x3_1"), x, n)?;
         let t2a = self.conv(&format!("{p}.branch3x3_2a"), &t, n)?;
@@ -374,7 +450,7 @@ impl<B: Backend> FidInception<B> {
         self.concat(&[&b1, &t2a, &t2b, &d3a, &d3b, &bp], n)
     }
 
-    fn read(&self, a: &Act<B>, n: usize) -> Result<Vec<f32>> {
+    fn read(&self, a: &Act<'_, B>, n: usize) -> Result<Vec<f32>> {
         self.backend.read(&a.buf, 0..n * a.c * a.h * a.w)
     }
 
@@ -402,12 +478,13 @@ impl<B: Backend> FidInception<B> {
         // The largest map: Conv2d_2b's [n, 64, 147, 147].
         check_bytes("inception activations", n.saturating_mul(64 * 147 * 147), 4)?;
         let be = &self.backend;
-        let x = be.upload(images)?;
+        let mut x = self.take(len)?;
+        be.write(&mut x, 0, images)?;
         let x = if (h, w) == (INPUT_SIDE, INPUT_SIDE) {
             Act { buf: x, c: 3, h, w }
         } else {
             let out = n * 3 * INPUT_SIDE * INPUT_SIDE;
-            let mut y = be.zeros(out)?;
+            let mut y = self.take(out)?;
             be.resize_bilinear(
                 be.src(&x, 0..len),
                 be.dst(&mut y, 0..out),
