@@ -41,7 +41,8 @@ impl<B: Backend> Profiled<B> {
     }
 
     /// The table so far: op name → calls and total time. Convolutions are listed per
-    /// kernel and stride (`conv2d_fwd 3x3 s1`), the rest per op.
+    /// kernel and stride (`conv2d_fwd 3x3 s1`), poolings per kind, window and stride, the
+    /// rest per op.
     pub fn table(&self) -> BTreeMap<String, OpTime> {
         self.table.lock().map(|t| t.clone()).unwrap_or_default()
     }
@@ -293,7 +294,9 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed("clamp", || self.inner.clamp(x, lim))
     }
     fn pool2d_fwd(&self, x: Self::Src<'_>, y: Self::Dst<'_>, shape: &Pool2dShape, kind: PoolKind) {
-        self.timed("pool2d_fwd", || self.inner.pool2d_fwd(x, y, shape, kind))
+        self.timed(&format!("pool2d_fwd {:?} {}x{} s{}", kind, shape.k, shape.k, shape.stride), || {
+            self.inner.pool2d_fwd(x, y, shape, kind)
+        })
     }
     fn resize_bilinear(&self, x: Self::Src<'_>, y: Self::Dst<'_>, n: usize, c: usize, h: usize, w: usize, out_h: usize, out_w: usize, mode: ResizeMode) {
         self.timed("resize_bilinear", || self.inner.resize_bilinear(x, y, n, c, h, w, out_h, out_w, mode))
