@@ -14,13 +14,15 @@
 //! **Rounding.** f32 → bf16 is round-to-nearest-even; like the hardware conversion,
 //! subnormal inputs become (signed) zero and NaN stays NaN ([`round_bits`]).
 //!
-//! **Kernels.** Each C element is computed as `c ← (c + a₁·b₁) + a₀·b₀` pair after pair
-//! in k order, every product exact in f32 (8-bit significands) and every addition
-//! rounded to nearest: the semantics of `vdpbf16ps` (checked against the instruction
-//! bit for bit by a test). The AVX-512 BF16 kernel is chosen at run time; elsewhere
-//! (or with `UCGM_NO_AVX512BF16=1`) a portable kernel computes the same values with f32
-//! multiplies and adds. The two agree bit for bit except where an intermediate or an
-//! input is subnormal (below 1.2e-38), which the instruction flushes to zero.
+//! **Kernels.** The AVX-512 kernels compute each C element as `c ← (c + a₁·b₁) + a₀·b₀`
+//! pair after pair in k order, every product exact in f32 (8-bit significands) and every
+//! addition rounded to nearest: the semantics of `vdpbf16ps` (checked against the
+//! instruction bit for bit by a test). Two of them: `vdpbf16ps` itself, and the pairs
+//! widened to f32 for `vfmadd231ps`; they agree bit for bit except where a product or a
+//! sum is subnormal (below 1.2e-38), which the instruction flushes to zero. Which one runs
+//! is chosen once per process ([`Kernel::detect`]). CPUs without AVX-512 take the f32
+//! GEMM on the rounded operands ([`Kernel::Portable`]): the same products, another
+//! summation order.
 //!
 //! **Threads.** The product is split into blocks of C; every element is accumulated by
 //! one kernel call in k order, so results are identical for any number of threads.
@@ -232,16 +234,21 @@ pub enum Kernel {
     /// The bf16 pairs widened to f32 in registers and accumulated with `vfmadd231ps`
     /// (AVX-512F): the same operations in the same order, so the same bits.
     Avx512Fma,
-    /// f32 multiplies and adds in the same order (any CPU; AVX2 builds where present).
+    /// Any CPU: the packed weights widened to an f32 matrix per product and the f32
+    /// GEMM (the `gemm` crate: AVX2/FMA where present) on the rounded operands. The same
+    /// products and f32 accumulation, in the f32 GEMM's summation order, so its bits are
+    /// not those of the AVX-512 kernels.
     Portable,
 }
 
 impl Kernel {
-    /// The kernel for this CPU, chosen once per process: where both AVX-512 kernels can
-    /// run, the faster of the two on a calibration product (they give the same bits, so
-    /// the choice changes only the speed: on CPUs that run `vdpbf16ps` at a fraction of
-    /// the FMA rate, such as the Xeon this project is measured on, 0.45 against 2 per
-    /// cycle, widening to f32 FMAs wins). `UCGM_BF16_KERNEL=dp|fma|portable` fixes it.
+    /// The kernel for this CPU, chosen once per process: the FMA kernel where AVX-512F
+    /// is present, `vdpbf16ps` instead where a calibration product runs at least 1.3×
+    /// faster with it (the margin keeps the choice stable from run to run; the two agree
+    /// bit for bit except for products below 2⁻¹²⁶, which `vdpbf16ps` flushes to zero).
+    /// On the Xeon this project is measured on `vdpbf16ps` retires 0.45 per cycle against 2
+    /// FMAs, so the FMA kernel runs. The portable path elsewhere.
+    /// `UCGM_BF16_KERNEL=dp|fma|portable` fixes it.
     pub fn detect() -> Kernel {
         use std::sync::OnceLock;
         static K: OnceLock<Kernel> = OnceLock::new();
@@ -289,8 +296,9 @@ impl Kernel {
     }
 }
 
-/// The fastest of `kernels` on a 96×512×256 product (best of 5 runs each, on the
-/// calling thread).
+/// [`Kernel::Avx512Bf16`] when it runs a 96×512×256 product at least 1.3× faster than
+/// [`Kernel::Avx512Fma`] (best of 5 runs each, on the calling thread), else the FMA
+/// kernel; `kernels` holds both.
 fn calibrate(kernels: &[Kernel]) -> Kernel {
     let (m, k, n) = (96, 512, 256);
     let a: Vec<f32> = (0..m * k).map(|i| (i % 97) as f32 / 97.0 - 0.5).collect();
@@ -308,7 +316,15 @@ fn calibrate(kernels: &[Kernel]) -> Kernel {
             .min()
             .unwrap_or_default()
     };
-    *kernels.iter().min_by_key(|&&kern| time(kern, &mut c)).unwrap_or(&Kernel::Portable)
+    if !kernels.contains(&Kernel::Avx512Bf16) {
+        return kernels.first().copied().unwrap_or(Kernel::Portable);
+    }
+    let (dp, fma) = (time(Kernel::Avx512Bf16, &mut c), time(Kernel::Avx512Fma, &mut c));
+    if dp.as_secs_f64() * 1.3 <= fma.as_secs_f64() {
+        Kernel::Avx512Bf16
+    } else {
+        Kernel::Avx512Fma
+    }
 }
 
 /// C[m, n] += A[m, k] · B[k, n] with A rounded to bf16 here and B packed.
@@ -346,6 +362,9 @@ fn gemm_impl(
     assert!(a.len() >= (m - 1) * lda + k, "bf16 gemm: A out of bounds");
     assert!(b.len() >= packed_len(k, n), "bf16 gemm: B out of bounds");
     assert!(c.len() >= (m - 1) * ldc + n, "bf16 gemm: C out of bounds");
+    if kernel == Kernel::Portable {
+        return portable(parallel, m, k, n, a, lda, b, c, ldc, epilogue);
+    }
     let mut ap = Scratch::<f32>::for_overwrite(a_len(kernel, m, k));
     pack_a(parallel, kernel, a, lda, &mut ap, m, k);
     let kp = k.div_ceil(2);
@@ -450,55 +469,40 @@ unsafe fn tile(kernel: Kernel, rows: usize, two: bool, kp: usize, a: &[f32], b0:
         (Kernel::Avx512Fma, true) => by_rows!(tile_fma, 2),
         #[cfg(target_arch = "x86_64")]
         (Kernel::Avx512Fma, false) => by_rows!(tile_fma, 1),
-        (_, true) => crate::cpu_dispatch!(by_rows!(tile_portable, 2)),
-        (_, false) => crate::cpu_dispatch!(by_rows!(tile_portable, 1)),
+        _ => unreachable!("the portable kernel runs through the f32 GEMM"),
     }
 }
 
-/// Portable microkernel: R rows × P panels, `c ← (c + a₁·b₁) + a₀·b₀` per pair (each
-/// product exact, so a multiply then an add is what an FMA would give).
-///
-/// # Safety
-/// As [`tile`].
-#[inline(always)]
+/// [`Kernel::Portable`]: B widened to an f32 `[k, n]` matrix and A rounded, then the f32
+/// GEMM with C as its start value, then `epilogue` per row of C.
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_portable<const R: usize, const P: usize>(kp: usize, a: &[f32], b0: &[u32], b1: &[u32], c: *mut f32, ldc: usize, cols: usize) {
-    let mut acc = [[[0f32; PANEL]; P]; R];
-    for (r, acc_r) in acc.iter_mut().enumerate() {
-        for (j, acc_rj) in acc_r.iter_mut().enumerate() {
-            for (x, v) in acc_rj.iter_mut().enumerate() {
-                let col = j * PANEL + x;
-                if col < cols {
-                    *v = *c.add(r * ldc + col);
-                }
+fn portable(parallel: bool, m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[u32], c: &mut [f32], ldc: usize, epilogue: Option<fn(&mut [f32])>) {
+    let kp = k.div_ceil(2);
+    let mut bw = Scratch::<f32>::for_overwrite(k * n);
+    for col in 0..n {
+        let panel = &b[(col / PANEL) * kp * PANEL..];
+        for p in 0..kp {
+            let w = panel[p * PANEL + col % PANEL];
+            bw[2 * p * n + col] = lo(w);
+            if 2 * p + 1 < k {
+                bw[(2 * p + 1) * n + col] = hi(w);
             }
         }
     }
-    for p in 0..kp {
-        let mut bs = [[[0f32; PANEL]; 2]; P];
-        for (j, b) in [b0, b1].iter().take(P).enumerate() {
-            for (x, &w) in b[p * PANEL..(p + 1) * PANEL].iter().enumerate() {
-                bs[j][0][x] = lo(w);
-                bs[j][1][x] = hi(w);
-            }
-        }
-        for (r, acc_r) in acc.iter_mut().enumerate() {
-            let (a0, a1) = (a[(p * MR + r) * 2], a[(p * MR + r) * 2 + 1]);
-            for (acc_rj, bj) in acc_r.iter_mut().zip(&bs) {
-                for x in 0..PANEL {
-                    acc_rj[x] = (acc_rj[x] + a1 * bj[1][x]) + a0 * bj[0][x];
-                }
-            }
+    let mut ar = Scratch::<f32>::for_overwrite(m * k);
+    for (r, row) in ar.chunks_exact_mut(k.max(1)).enumerate().take(m) {
+        crate::cpu_dispatch!(round_row(&a[r * lda..r * lda + k], row));
+    }
+    if k > 0 {
+        if parallel {
+            super::gemm::matmul(m, k, n, &ar, k, 1, &bw, n, 1, 1.0, c, ldc, 1);
+        } else {
+            super::gemm::matmul_seq(m, k, n, &ar, k, 1, &bw, n, 1, 1.0, c, ldc, 1);
         }
     }
-    for (r, acc_r) in acc.iter().enumerate() {
-        for (j, acc_rj) in acc_r.iter().enumerate() {
-            for (x, &v) in acc_rj.iter().enumerate() {
-                let col = j * PANEL + x;
-                if col < cols {
-                    *c.add(r * ldc + col) = v;
-                }
-            }
+    if let Some(f) = epilogue {
+        for r in 0..m {
+            f(&mut c[r * ldc..r * ldc + n]);
         }
     }
 }
@@ -743,14 +747,15 @@ mod tests {
                 }
                 outs.push(c);
             }
-            for (kern, out) in kernels.iter().zip(&outs).skip(1) {
+            // The AVX-512 kernels (all but the last, portable one) agree bit for bit.
+            for (kern, out) in kernels.iter().zip(&outs).take(kernels.len() - 1).skip(1) {
                 assert!(out == &outs[0], "{m}x{k}x{n}: {kern:?} differs from {:?}", kernels[0]);
             }
         }
     }
 
     #[test]
-    fn every_kernel_computes_the_instruction_order_exactly() {
+    fn every_avx512_kernel_computes_the_instruction_order_exactly() {
         // Pairs where the order of the two additions changes the rounded result.
         let (m, k, n) = (12, 64, 32);
         let a = vals(m * k, 7, 3.0);
@@ -758,7 +763,7 @@ mod tests {
         let mut bp = vec![0u32; packed_len(k, n)];
         pack_b_nk(&w, &mut bp, k, n);
         let start = vals(m * n, 9, 50.0);
-        for kern in Kernel::available() {
+        for kern in Kernel::available().into_iter().filter(|&k| k != Kernel::Portable) {
             let mut c = start.clone();
             gemm(kern, m, k, n, &a, k, &bp, &mut c, n);
             for r in 0..m {
@@ -810,19 +815,21 @@ mod tests {
         let w = vals(n * k, 5, 1.0);
         let mut bp = vec![0u32; packed_len(k, n)];
         pack_b_nk(&w, &mut bp, k, n);
-        let runs: Vec<Vec<f32>> = [1, 2, 3, 7]
-            .iter()
-            .map(|&th| {
-                let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().unwrap();
-                let mut c = vec![0f32; m * (n + 3)];
-                pool.install(|| gemm(Kernel::detect(), m, k, n, &a, k + 5, &bp, &mut c, n + 3));
-                c
-            })
-            .collect();
-        for r in &runs[1..] {
-            assert!(r == &runs[0]);
+        for kern in Kernel::available() {
+            let runs: Vec<Vec<f32>> = [1, 2, 3, 7]
+                .iter()
+                .map(|&th| {
+                    let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().unwrap();
+                    let mut c = vec![0f32; m * (n + 3)];
+                    pool.install(|| gemm(kern, m, k, n, &a, k + 5, &bp, &mut c, n + 3));
+                    c
+                })
+                .collect();
+            for r in &runs[1..] {
+                assert!(r == &runs[0], "{kern:?}");
+            }
+            // Padding columns of C untouched.
+            assert!(runs[0].chunks(n + 3).all(|row| row[n..] == [0.0; 3]), "{kern:?}");
         }
-        // Padding columns of C untouched.
-        assert!(runs[0].chunks(n + 3).all(|row| row[n..] == [0.0; 3]));
     }
 }
