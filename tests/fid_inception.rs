@@ -67,8 +67,11 @@ fn recycled_buffers_give_the_same_bits_and_can_be_released() {
     assert_eq!(net.workspace_bytes(), 0);
     net.forward(&img(2, 5), 2, 40, 40).unwrap();
     assert!(net.workspace_bytes() > 0, "the buffers are kept after a call");
+    let kept = net.workspace_bytes();
     net.forward(&img(1, 9), 1, 40, 40).unwrap();
+    assert!(net.workspace_bytes() < kept, "another batch shape frees the first shape's buffers");
     let again = net.forward(&img(2, 1), 2, 40, 40).unwrap();
+    assert_eq!(net.workspace_bytes(), kept, "the memory kept is one shape's set");
     assert!(again.pool3 == fresh.pool3 && again.logits == fresh.logits);
     net.release_workspace();
     assert_eq!(net.workspace_bytes(), 0);

@@ -217,6 +217,10 @@ pub struct FidInception<B: Backend> {
     fc: B::Buf, // [W (1008×2048) | b (1008)]
     /// Activation buffers kept between layers and calls (see [`Recycled`]).
     spare: Mutex<Vec<B::Buf>>,
+    /// The batch shape `(n, h, w)` the spare buffers were sized for: a call of another
+    /// shape frees them first, so the memory kept is one shape's set however many shapes
+    /// a caller uses.
+    spare_shape: Mutex<Option<(usize, usize, usize)>>,
 }
 
 impl<B: Backend> FidInception<B> {
@@ -245,13 +249,7 @@ impl<B: Backend> FidInception<B> {
             return Err(Error::Weights("fc has non-finite values".into()));
         }
         let fc = backend.upload_owned(fc)?;
-        Ok(FidInception {
-            backend,
-            input,
-            layers,
-            fc,
-            spare: Mutex::new(Vec::new()),
-        })
+        Ok(Self::assemble(backend, input, layers, fc))
     }
 
     /// The network with random weights (He-normal convolutions, small biases, a random
@@ -273,13 +271,18 @@ impl<B: Backend> FidInception<B> {
         let mut fc: Vec<f32> = rng.normal_f32(LOGITS_DIM * POOL3_DIM).into_iter().map(|v| v * scale).collect();
         fc.extend(rng.normal_f32(LOGITS_DIM).into_iter().map(|v| v * 0.05));
         let fc = backend.upload_owned(fc)?;
-        Ok(FidInception {
+        Ok(Self::assemble(backend, input, layers, fc))
+    }
+
+    fn assemble(backend: B, input: InceptionInput, layers: HashMap<String, Layer<B>>, fc: B::Buf) -> Self {
+        FidInception {
             backend,
             input,
             layers,
             fc,
             spare: Mutex::new(Vec::new()),
-        })
+            spare_shape: Mutex::new(None),
+        }
     }
 
     /// A buffer of `len` elements whose contents the caller overwrites: a spare one of
@@ -300,7 +303,7 @@ impl<B: Backend> FidInception<B> {
     }
 
     /// Bytes of the activation buffers kept from the last call (0 before the first):
-    /// every map of the last batch size, about 37 MiB per image (295 MiB after a batch of
+    /// every map of the last batch shape (a call of another shape frees them first), about 37 MiB per image (295 MiB after a batch of
     /// 8; `examples/inception_bench` prints it).
     pub fn workspace_bytes(&self) -> usize {
         self.spare.lock().map_or(0, |s| s.iter().map(|b| 4 * self.backend.len(b)).sum())
@@ -477,6 +480,12 @@ impl<B: Backend> FidInception<B> {
         }
         // The largest map: Conv2d_2b's [n, 64, 147, 147].
         check_bytes("inception activations", n.saturating_mul(64 * 147 * 147), 4)?;
+        if let Ok(mut shape) = self.spare_shape.lock() {
+            if *shape != Some((n, h, w)) {
+                self.release_workspace();
+                *shape = Some((n, h, w));
+            }
+        }
         let be = &self.backend;
         let mut x = self.take(len)?;
         be.write(&mut x, 0, images)?;
