@@ -56,9 +56,9 @@ enum InferenceLayout<B: Backend> {
     /// Linear weight, for turning back to the plain layout without a fallible allocation.
     Transposed(B::Buf),
     /// A compact buffer with every Linear weight in the backend's packed form (the CPU's
-    /// bf16 mode: half the bytes) and every other parameter in f32; the ranges locate
-    /// each parameter in it.
-    Packed(Ranges),
+    /// bf16 mode: half the bytes) and every other parameter in f32: `ranges` locate each
+    /// parameter in it, `plan` maps the plain layout onto it (kept to turn back).
+    Packed { ranges: Ranges, plan: Vec<PackStep> },
 }
 
 impl<B: Backend + Clone> Model<B> {
@@ -213,25 +213,10 @@ impl<B: Backend + Clone> Model<B> {
         self.weights_t = None;
         self.acts = None;
         if packed {
-            let (ranges, total) = self.packed_ranges();
+            let (steps, total) = self.pack_plan();
+            let ranges = self.ranges.map(&|x| self.packed_offset(x));
             // In place when every weight packs into no more than its own o·i values
             // (peak: the plain buffer and one weight's scratch), else beside it.
-            let steps: Vec<PackStep> = self
-                .segments()
-                .into_iter()
-                .map(|seg| match seg {
-                    Segment::Other(rg) => PackStep::Copy {
-                        to: self.packed_offset(rg.start),
-                        from: rg,
-                    },
-                    Segment::Weight(rg, i, o) => PackStep::Pack {
-                        to: self.packed_offset(rg.start),
-                        from: rg,
-                        i,
-                        o,
-                    },
-                })
-                .collect();
             if !self.backend.pack_in_place(&mut self.params, &steps, total)? {
                 let mut buf = self.backend.zeros(total)?;
                 let (be, params) = (&self.backend, &self.params);
@@ -248,7 +233,7 @@ impl<B: Backend + Clone> Model<B> {
                 });
                 self.params = buf;
             }
-            self.inference = Some(InferenceLayout::Packed(ranges));
+            self.inference = Some(InferenceLayout::Packed { ranges, plan: steps });
             return Ok(());
         }
         let largest = self.ranges.linears(&self.cfg).iter().map(|(_, i, o)| i * o).max().unwrap_or(1);
@@ -268,23 +253,22 @@ impl<B: Backend + Clone> Model<B> {
                 self.transpose_linears(&mut scratch, true);
                 self.acts = None;
             }
-            Some(InferenceLayout::Packed(ranges)) => {
+            Some(InferenceLayout::Packed { ranges, plan }) => {
                 let mut plain = match self.backend.zeros(self.layout.total()) {
                     Ok(b) => b,
                     Err(e) => {
-                        self.inference = Some(InferenceLayout::Packed(ranges));
+                        self.inference = Some(InferenceLayout::Packed { ranges, plan });
                         return Err(e);
                     }
                 };
                 let (be, packed) = (&self.backend, &self.params);
                 be.scope(|| {
-                    for seg in self.segments() {
-                        match seg {
-                            Segment::Other(rg) => be.copy(be.src(packed, self.packed_offset(rg.start)..self.packed_offset(rg.end)), be.dst(&mut plain, rg)),
-                            Segment::Weight(rg, i, o) => {
-                                let at = self.packed_offset(rg.start);
-                                let len = be.packed_weight_len(i, o).expect("packed");
-                                be.unpack_weight(be.src(packed, at..at + len), be.dst(&mut plain, rg), i, o);
+                    for step in &plan {
+                        match step {
+                            PackStep::Copy { from, to } => be.copy(be.src(packed, *to..to + from.len()), be.dst(&mut plain, from.clone())),
+                            PackStep::Pack { from, to, i, o } => {
+                                let len = be.packed_weight_len(*i, *o).expect("packed");
+                                be.unpack_weight(be.src(packed, *to..to + len), be.dst(&mut plain, from.clone()), *i, *o);
                             }
                         }
                     }
@@ -296,24 +280,33 @@ impl<B: Backend + Clone> Model<B> {
         Ok(())
     }
 
-    /// The plain layout cut into Linear weights and the runs of other parameters between
-    /// them, in order.
-    fn segments(&self) -> Vec<Segment> {
+    /// How the plain layout maps onto the packed one: in order, each run of parameters
+    /// between two Linear weights (copied) and each Linear weight (packed), with its
+    /// offset in the packed layout; and the packed layout's length.
+    fn pack_plan(&self) -> (Vec<PackStep>, usize) {
         let mut weights: Vec<(usize, usize, usize)> = self.ranges.linears(&self.cfg).into_iter().map(|(rg, i, o)| (rg.start, i, o)).collect();
         weights.sort_unstable();
-        let mut out = Vec::new();
-        let mut at = 0;
+        let (mut steps, mut at, mut to) = (Vec::new(), 0, 0);
         for (start, i, o) in weights {
             if start > at {
-                out.push(Segment::Other(at..start));
+                steps.push(PackStep::Copy { from: at..start, to });
+                to += start - at;
             }
-            out.push(Segment::Weight(start..start + o * i, i, o));
+            steps.push(PackStep::Pack {
+                from: start..start + o * i,
+                to,
+                i,
+                o,
+            });
+            to += self.backend.packed_weight_len(i, o).expect("packed");
             at = start + o * i;
         }
-        if at < self.layout.total() {
-            out.push(Segment::Other(at..self.layout.total()));
+        let total = self.layout.total();
+        if at < total {
+            steps.push(PackStep::Copy { from: at..total, to });
+            to += total - at;
         }
-        out
+        (steps, to)
     }
 
     /// Offset in the packed layout of the plain layout's offset `x` (a parameter
@@ -328,11 +321,6 @@ impl<B: Backend + Clone> Model<B> {
             }
         }
         off as usize
-    }
-
-    /// The ranges of every parameter in the packed layout, and its length.
-    fn packed_ranges(&self) -> (Ranges, usize) {
-        (self.ranges.map(&|x| self.packed_offset(x)), self.packed_offset(self.layout.total()))
     }
 
     /// Transposes every Linear weight of `params` in place through `scratch`:
@@ -395,21 +383,17 @@ impl<B: Backend + Clone> Model<B> {
     /// Copies the parameters to the host (from the packed layout: the rounded weights
     /// its products use).
     pub fn read_params(&self) -> Result<Vec<f32>> {
-        if let Some(InferenceLayout::Packed(_)) = &self.inference {
+        if let Some(InferenceLayout::Packed { plan, .. }) = &self.inference {
             let be = &self.backend;
             let mut p = vec![0f32; self.layout.total()];
-            for seg in self.segments() {
-                match seg {
-                    Segment::Other(rg) => {
-                        let v = be.read(&self.params, self.packed_offset(rg.start)..self.packed_offset(rg.end))?;
-                        p[rg].copy_from_slice(&v);
-                    }
-                    Segment::Weight(rg, i, o) => {
-                        let at = self.packed_offset(rg.start);
-                        let len = be.packed_weight_len(i, o).expect("packed");
+            for step in plan {
+                match step {
+                    PackStep::Copy { from, to } => p[from.clone()].copy_from_slice(&be.read(&self.params, *to..to + from.len())?),
+                    PackStep::Pack { from, to, i, o } => {
+                        let len = be.packed_weight_len(*i, *o).expect("packed");
                         let mut plain = be.zeros(o * i)?;
-                        be.scope(|| be.unpack_weight(be.src(&self.params, at..at + len), be.dst(&mut plain, 0..o * i), i, o));
-                        p[rg].copy_from_slice(&be.read(&plain, 0..o * i)?);
+                        be.scope(|| be.unpack_weight(be.src(&self.params, *to..to + len), be.dst(&mut plain, 0..o * i), *i, *o));
+                        p[from.clone()].copy_from_slice(&be.read(&plain, 0..o * i)?);
                     }
                 }
             }
@@ -442,7 +426,7 @@ impl<B: Backend + Clone> Model<B> {
         check_len("parameters", p.len(), self.layout.total())?;
         self.train_labels = None;
         self.weights_t = None;
-        if let Some(InferenceLayout::Packed(_)) = &self.inference {
+        if let Some(InferenceLayout::Packed { .. }) = &self.inference {
             // Through the plain layout, then packed again.
             self.use_plain_layout()?;
             self.backend.write(&mut self.params, 0, p)?;
@@ -512,7 +496,7 @@ impl<B: Backend + Clone> Model<B> {
         // offsets, Linear weights transposed; or, packed, everything at the packed
         // layout's ranges.
         let (wt, ranges) = match (&self.inference, inference) {
-            (Some(InferenceLayout::Packed(packed)), true) => (LinearWeights::Packed, packed),
+            (Some(InferenceLayout::Packed { ranges: packed, .. }), true) => (LinearWeights::Packed, packed),
             (Some(InferenceLayout::Transposed(_)), true) => (LinearWeights::Transposed(&self.params), ranges),
             _ => match self.weights_t.as_ref().filter(|_| use_t) {
                 Some(w) => (LinearWeights::Transposed(w), ranges),
@@ -646,13 +630,6 @@ impl<B: Backend + Clone> Model<B> {
         self.scratch = None;
         self.train_labels = None;
     }
-}
-
-/// A run of the plain parameter layout: one Linear weight (range, in, out features), or
-/// the other parameters between two of them.
-enum Segment {
-    Weight(std::ops::Range<usize>, usize, usize),
-    Other(std::ops::Range<usize>),
 }
 
 impl<B: Backend + Clone> Denoiser for Model<B> {
