@@ -136,6 +136,61 @@ impl Conv2dShape {
     }
 }
 
+/// Where and how `conv2d_fwd_into` stores a convolution's output: y is
+/// `[n, c_total, out_h, out_w]` and the convolution assigns its channels
+/// `[c_off, c_off + c_out)` (each image's block of them is contiguous), leaving the
+/// others as they are, then applies ReLU to them if `relu`. Lets a branch of an
+/// Inception block write straight into the block's concatenated output, with the
+/// ReLU of its `BasicConv2d`, instead of a separate ReLU pass and a copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvOutput {
+    /// Channels of the map y.
+    pub c_total: usize,
+    /// First channel of y the convolution writes.
+    pub c_off: usize,
+    /// ReLU after the bias (`max(v, 0)`, a NaN becomes 0 as in `relu_inplace`).
+    pub relu: bool,
+}
+
+impl ConvOutput {
+    /// The output of `shape` alone (`conv2d_fwd`'s y), with ReLU if `relu`.
+    pub fn whole(shape: &Conv2dShape, relu: bool) -> Self {
+        ConvOutput {
+            c_total: shape.c_out,
+            c_off: 0,
+            relu,
+        }
+    }
+
+    /// Elements of y: n·c_total·out_h·out_w.
+    pub fn y_len(&self, shape: &Conv2dShape) -> usize {
+        shape.n * self.c_total * shape.out_h() * shape.out_w()
+    }
+
+    /// Elements between consecutive images of y: c_total·out_h·out_w.
+    pub fn image_stride(&self, shape: &Conv2dShape) -> usize {
+        self.c_total * shape.out_h() * shape.out_w()
+    }
+
+    /// Checks `shape` ([`Conv2dShape::validate`]) and that channels
+    /// `[c_off, c_off + c_out)` lie inside a y whose element count fits.
+    pub fn validate(&self, shape: &Conv2dShape) -> Result<()> {
+        shape.validate()?;
+        if self.c_off.checked_add(shape.c_out).is_none_or(|end| end > self.c_total) {
+            return Err(Error::invalid(format!(
+                "conv2d output: channels {}..{}+{} outside a map of {} channels",
+                self.c_off, self.c_off, shape.c_out, self.c_total
+            )));
+        }
+        [shape.n, self.c_total, shape.out_h(), shape.out_w()]
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|&v| v <= isize::MAX as usize / 8)
+            .map(|_| ())
+            .ok_or_else(|| Error::invalid(format!("conv2d output: {self:?} of {shape:?} overflows")))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +231,25 @@ mod tests {
         assert_eq!((r.out_h(), r.out_w()), (17, 17));
         r.validate().unwrap();
         assert!(Conv2dShape::square(1, 1, 1, 1, 1, 1, 1, 0).is_pointwise());
+    }
+
+    #[test]
+    fn an_output_slice_must_lie_inside_its_map() {
+        let s = Conv2dShape::square(2, 3, 8, 8, 4, 3, 1, 1);
+        let whole = ConvOutput::whole(&s, true);
+        whole.validate(&s).unwrap();
+        assert_eq!(whole.y_len(&s), s.y_len());
+        let slice = ConvOutput { c_total: 10, c_off: 6, relu: false };
+        slice.validate(&s).unwrap();
+        assert_eq!((slice.y_len(&s), slice.image_stride(&s)), (2 * 10 * 64, 640));
+        for bad in [
+            ConvOutput { c_total: 9, c_off: 6, relu: false },
+            ConvOutput { c_total: 3, c_off: 0, relu: false },
+            ConvOutput { c_total: 10, c_off: usize::MAX, relu: false },
+            ConvOutput { c_total: usize::MAX, c_off: 0, relu: false },
+        ] {
+            assert!(bad.validate(&s).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

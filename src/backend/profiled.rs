@@ -12,7 +12,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{AttnDims, Backend, Conv2dShape, NormKind, OptimHp, PackStep, Pool2dShape, PoolKind, ResizeMode};
+use super::{AttnDims, Backend, Conv2dShape, ConvOutput, NormKind, OptimHp, PackStep, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::Result;
 
 /// Calls and total wall time of one op.
@@ -29,6 +29,17 @@ pub struct Profiled<B> {
     table: Arc<Mutex<BTreeMap<String, OpTime>>>,
 }
 
+/// A convolution's row of the table: kernel and stride, and with `UCGM_PROFILE_SHAPES`
+/// set, channels and input size.
+fn conv_key(s: &Conv2dShape) -> String {
+    let key = format!("conv2d_fwd {}x{} s{}", s.kh, s.kw, s.stride_h);
+    if std::env::var_os("UCGM_PROFILE_SHAPES").is_some() {
+        format!("{key} {}->{} {}x{}", s.c_in, s.c_out, s.h, s.w)
+    } else {
+        key
+    }
+}
+
 impl<B: Backend> Profiled<B> {
     /// Wraps `inner` with an empty table.
     pub fn new(inner: B) -> Self {
@@ -41,8 +52,9 @@ impl<B: Backend> Profiled<B> {
     }
 
     /// The table so far: op name → calls and total time. Convolutions are listed per
-    /// kernel and stride (`conv2d_fwd 3x3 s1`), poolings per kind, window and stride, the
-    /// rest per op.
+    /// kernel and stride (`conv2d_fwd 3x3 s1`; with `UCGM_PROFILE_SHAPES` set, per
+    /// channels and input size too), poolings per kind, window and stride, the rest per
+    /// op.
     pub fn table(&self) -> BTreeMap<String, OpTime> {
         self.table.lock().map(|t| t.clone()).unwrap_or_default()
     }
@@ -262,9 +274,10 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed("attention_bwd", || self.inner.attention_bwd(dout, qkv, rope_cos, rope_sin, cache, dqkv, dims))
     }
     fn conv2d_fwd(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape) {
-        self.timed(&format!("conv2d_fwd {}x{} s{}", shape.kh, shape.kw, shape.stride_h), || {
-            self.inner.conv2d_fwd(x, w, bias, y, shape)
-        })
+        self.timed(&conv_key(shape), || self.inner.conv2d_fwd(x, w, bias, y, shape))
+    }
+    fn conv2d_fwd_into(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape, out: &ConvOutput) {
+        self.timed(&conv_key(shape), || self.inner.conv2d_fwd_into(x, w, bias, y, shape, out))
     }
     fn group_norm_fwd(
         &self,

@@ -14,8 +14,8 @@
 
 use rayon::prelude::*;
 
-use super::{gemm::matmul, scratch::Scratch, Elem};
-use crate::backend::Conv2dShape;
+use super::{gemm::matmul, pool::relu_seq, scratch::Scratch, Elem};
+use crate::backend::{Conv2dShape, ConvOutput};
 
 /// Most elements of one im2col tile.
 pub const TILE_ELEMS: usize = 1 << 22;
@@ -26,37 +26,41 @@ pub fn tile_rows(s: &Conv2dShape) -> usize {
     (TILE_ELEMS / per_row).clamp(1, s.out_h().max(1))
 }
 
-/// y = conv(x, w) + bias. x: [n, c_in, h, w]; w: [c_out, c_in, kh, kw]; bias: [c_out];
-/// y: [n, c_out, out_h, out_w] (assign).
-pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape) {
+/// y = conv(x, w) + bias (then ReLU if `out.relu`). x: [n, c_in, h, w]; w: [c_out, c_in,
+/// kh, kw]; bias: [c_out]; y: [n, out.c_total, out_h, out_w], channels [out.c_off,
+/// out.c_off + c_out) assigned, the others untouched.
+pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, out: &ConvOutput) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let p = oh * ow;
     if s.n == 0 || p == 0 {
         return;
     }
     if super::winograd::applies(s) {
-        return super::winograd::forward(x, w, bias, y, s);
+        return super::winograd::forward(x, w, bias, y, s, out);
     }
     let images = images_per_product(s);
     if images > 1 {
-        return forward_batched(x, w, bias, y, s, images);
+        return forward_batched(x, w, bias, y, s, out, images);
     }
     let k = s.k_len();
     let x_img = s.c_in * s.h * s.w;
-    let y_img = s.c_out * p;
+    let y_img = out.image_stride(s);
     let w = &w[..s.w_len()];
     let beta = if bias.is_some() { T::one() } else { T::zero() };
     let rows = tile_rows(s);
     let mut col = Scratch::<T>::for_overwrite(if s.is_pointwise() { 0 } else { k * rows * ow });
     for b in 0..s.n {
         let xi = &x[b * x_img..(b + 1) * x_img];
-        let yi = &mut y[b * y_img..(b + 1) * y_img];
+        let yi = &mut y[b * y_img + out.c_off * p..][..s.c_out * p];
         match bias {
             Some(bias) => yi.par_chunks_mut(p).zip(&bias[..s.c_out]).for_each(|(row, &bv)| row.fill(bv)),
             None => yi.fill(T::zero()),
         }
         if s.is_pointwise() {
             matmul(s.c_out, k, p, w, k, 1, xi, p, 1, beta, yi, p, 1);
+            if out.relu {
+                yi.par_chunks_mut(p).for_each(relu_seq);
+            }
             continue;
         }
         let mut r0 = 0;
@@ -66,6 +70,9 @@ pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &C
             let col = &mut col[..k * tp];
             col.par_chunks_mut(tp).enumerate().for_each(|(kr, dst)| im2col_row(xi, dst, s, kr, r0, nr));
             matmul(s.c_out, k, tp, w, k, 1, col, tp, 1, beta, &mut yi[r0 * ow..], p, 1);
+            if out.relu {
+                yi.par_chunks_mut(p).for_each(|plane| relu_seq(&mut plane[r0 * ow..][..tp]));
+            }
             r0 += nr;
         }
     }
@@ -89,17 +96,17 @@ fn images_per_product(s: &Conv2dShape) -> usize {
 
 /// [`forward`] for small maps: the column matrices of `images` images side by side,
 /// col [K, images·P], one product into a scratch [c_out, images·P], then each image's
-/// block copied into y. Each output is the same sum as on the one-image path (the
+/// block copied into y (through ReLU if `out.relu`). Each output is the same sum as on the one-image path (the
 /// `gemm` crate's k-blocking depends on K alone, and C starts at the bias on both), so
 /// the result does not depend on how the images are grouped or batched.
-fn forward_batched<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, images: usize) {
+fn forward_batched<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, out: &ConvOutput, images: usize) {
     let (oh, p) = (s.out_h(), s.out_h() * s.out_w());
     let k = s.k_len();
-    let (x_img, y_img) = (s.c_in * s.h * s.w, s.c_out * p);
+    let x_img = s.c_in * s.h * s.w;
     let w = &w[..s.w_len()];
     let beta = if bias.is_some() { T::one() } else { T::zero() };
     let mut col = Scratch::<T>::for_overwrite(k * images * p);
-    let mut out = Scratch::<T>::for_overwrite(s.c_out * images * p);
+    let mut prod = Scratch::<T>::for_overwrite(s.c_out * images * p);
     let mut b0 = 0;
     while b0 < s.n {
         let nb = images.min(s.n - b0);
@@ -115,20 +122,37 @@ fn forward_batched<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s
                 }
             }
         });
-        let out = &mut out[..s.c_out * wide];
+        let prod = &mut prod[..s.c_out * wide];
         // The bias enters the product as the one-image path's does (C starts at the bias),
         // so both round alike.
         match bias {
-            Some(bias) => out.par_chunks_mut(wide).zip(&bias[..s.c_out]).for_each(|(row, &bv)| row.fill(bv)),
-            None => out.fill(T::zero()),
+            Some(bias) => prod.par_chunks_mut(wide).zip(&bias[..s.c_out]).for_each(|(row, &bv)| row.fill(bv)),
+            None => prod.fill(T::zero()),
         }
-        matmul(s.c_out, k, wide, w, k, 1, col, wide, 1, beta, out, wide, 1);
-        y[b0 * y_img..(b0 + nb) * y_img].par_chunks_mut(p).enumerate().for_each(|(pi, dst)| {
+        matmul(s.c_out, k, wide, w, k, 1, col, wide, 1, beta, prod, wide, 1);
+        let prod = &*prod;
+        output_planes(y, s, out, b0, nb).into_par_iter().enumerate().for_each(|(pi, dst)| {
             let (bi, co) = (pi / s.c_out, pi % s.c_out);
-            dst.copy_from_slice(&out[co * wide + bi * p..][..p]);
+            let src = &prod[co * wide + bi * p..][..p];
+            if out.relu {
+                dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v.max(T::zero()));
+            } else {
+                dst.copy_from_slice(src);
+            }
         });
         b0 += nb;
     }
+}
+
+/// The output planes [out_h·out_w] of images [b0, b0 + nb) in y, in (image, channel)
+/// order: channels [out.c_off, out.c_off + c_out) of each image. y: [n, out.c_total,
+/// out_h, out_w].
+pub(super) fn output_planes<'a, T>(y: &'a mut [T], s: &Conv2dShape, out: &ConvOutput, b0: usize, nb: usize) -> Vec<&'a mut [T]> {
+    let (p, stride) = (s.out_h() * s.out_w(), out.image_stride(s));
+    y[b0 * stride..(b0 + nb) * stride]
+        .chunks_mut(stride)
+        .flat_map(|img| img[out.c_off * p..][..s.c_out * p].chunks_mut(p))
+        .collect()
 }
 
 /// One row of the column matrix: dst[(r, ox)] = x[ci, (r0 + r)·sh + ky − pad_top,
@@ -228,17 +252,17 @@ pub(super) mod tests {
             let (x, w) = (values(s.x_len(), 7919, 1013), values(s.w_len(), 104729, 997));
             let bias: Vec<f32> = (0..s.c_out).map(|i| i as f32 * 0.01).collect();
             let mut whole = vec![0f32; s.y_len()];
-            pool.install(|| forward(&x, &w, Some(&bias), &mut whole, &s));
+            pool.install(|| forward(&x, &w, Some(&bias), &mut whole, &s, &ConvOutput::whole(&s, false)));
             for images in [1, 2, 3] {
                 let mut part = vec![0f32; s.y_len()];
-                forward_batched(&x, &w, Some(&bias), &mut part, &s, images);
+                forward_batched(&x, &w, Some(&bias), &mut part, &s, &ConvOutput::whole(&s, false), images);
                 assert!(part == whole, "{s:?} in groups of {images}");
             }
             // Each image alone (the one-image path) gives the same bits.
             let s1 = Conv2dShape { n: 1, ..s };
             for b in 0..s.n {
                 let mut one = vec![0f32; s1.y_len()];
-                forward(&x[b * s1.x_len()..][..s1.x_len()], &w, Some(&bias), &mut one, &s1);
+                forward(&x[b * s1.x_len()..][..s1.x_len()], &w, Some(&bias), &mut one, &s1, &ConvOutput::whole(&s1, false));
                 assert!(one[..] == whole[b * s1.y_len()..][..s1.y_len()], "{s:?} image {b} alone");
             }
         }
@@ -274,7 +298,7 @@ pub(super) mod tests {
             for with_bias in [false, true] {
                 let bb = with_bias.then_some(&bias[..]);
                 let mut y = vec![f64::NAN; s.y_len()];
-                forward(&x, &w, bb, &mut y, &s);
+                forward(&x, &w, bb, &mut y, &s, &ConvOutput::whole(&s, false));
                 assert_eq!(y, naive(&x, &w, bb, &s), "{s:?}");
             }
         }

@@ -27,8 +27,8 @@
 
 use rayon::prelude::*;
 
-use super::{gemm::matmul_seq, scratch::Scratch, Elem};
-use crate::backend::Conv2dShape;
+use super::{conv::output_planes, gemm::matmul_seq, pool::relu_seq, scratch::Scratch, Elem};
+use crate::backend::{Conv2dShape, ConvOutput};
 
 /// Most elements of the V and M band buffers together (16 MiB of f32).
 const BAND_ELEMS: usize = 1 << 22;
@@ -42,7 +42,7 @@ pub fn applies(s: &Conv2dShape) -> bool {
 
 /// y = conv(x, w) + bias for a shape where [`applies`] holds. x: [n, c_in, h, w];
 /// w: [c_out, c_in, 3, 3]; bias: [c_out]; y: [n, c_out, out_h, out_w] (assign).
-pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape) {
+pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, out: &ConvOutput) {
     debug_assert!(applies(s));
     let (oh, ow) = (s.out_h(), s.out_w());
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
@@ -67,7 +67,7 @@ pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &C
         m.par_chunks_mut(co_n * nt).enumerate().for_each(|(xi, mx)| {
             matmul_seq(co_n, ci_n, nt, &u[xi * ci_n..], 16 * ci_n, 1, &v[xi * nt..], 16 * nt, 1, T::zero(), mx, nt, 1);
         });
-        output_transform(m, bias, y, s, g0, nr);
+        output_transform(m, bias, y, s, out, g0, nr);
         g0 += nr;
     }
 }
@@ -166,13 +166,13 @@ fn input_transform<T: Elem>(x: &[T], v: &mut [T], s: &Conv2dShape, g0: usize, nr
 /// y[b, co, 2ty + a, 2tx + c] = (A^T M A)[a, c] + bias[co] for the tiles of band rows
 /// g0..g0+nr, with A^T = [[1, 1, 1, 0], [0, 1, −1, −1]].
 /// m: [16, c_out, nr·tw]; y: [n, c_out, out_h, out_w] (the band's rows assigned).
-fn output_transform<T: Elem>(m: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, g0: usize, nr: usize) {
+fn output_transform<T: Elem>(m: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, dst: &ConvOutput, g0: usize, nr: usize) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
     let nt = nr * tw;
     let (b_first, b_last) = (g0 / th, (g0 + nr - 1) / th);
-    let planes = &mut y[b_first * s.c_out * oh * ow..(b_last + 1) * s.c_out * oh * ow];
-    planes.par_chunks_mut(oh * ow).enumerate().for_each(|(pi, out)| {
+    let planes = output_planes(y, s, dst, b_first, b_last + 1 - b_first);
+    planes.into_par_iter().enumerate().for_each(|(pi, out)| {
         let (b, co) = (b_first + pi / s.c_out, pi % s.c_out);
         let bv = bias.map_or(T::zero(), |bb| bb[co]);
         let plane = s.c_out * nt;
@@ -203,6 +203,9 @@ fn output_transform<T: Elem>(m: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2
                     if 2 * tx + 1 < ow {
                         row[2 * tx + 1] = p1 - p2 - p3 + bv;
                     }
+                }
+                if dst.relu {
+                    relu_seq(row);
                 }
             }
         }
@@ -240,7 +243,7 @@ mod tests {
             let (x, w): (Vec<f64>, Vec<f64>) = (values(s.x_len(), 7919, 1013), values(s.w_len(), 104729, 997));
             let bias: Vec<f64> = (0..s.c_out).map(|i| i as f64 * 0.1 - 1.0).collect();
             let mut y = vec![f64::NAN; s.y_len()];
-            pool.install(|| forward(&x, &w, Some(&bias), &mut y, &s));
+            pool.install(|| forward(&x, &w, Some(&bias), &mut y, &s, &ConvOutput::whole(&s, false)));
             let want = naive(&x, &w, Some(&bias), &s);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{s:?}: {a} vs {b}");
@@ -259,7 +262,7 @@ mod tests {
                 .map(|&th| {
                     let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().unwrap();
                     let mut y = vec![0f32; s.y_len()];
-                    pool.install(|| forward(&x, &w, None, &mut y, &s));
+                    pool.install(|| forward(&x, &w, None, &mut y, &s, &ConvOutput::whole(&s, false)));
                     y
                 })
                 .collect();
@@ -267,7 +270,7 @@ mod tests {
             // One image at a time gives the same bits as the batch (tiles are independent).
             let s1 = Conv2dShape { n: 1, ..s };
             let mut y1 = vec![0f32; s1.y_len()];
-            forward(&x[..s1.x_len()], &w, None, &mut y1, &s1);
+            forward(&x[..s1.x_len()], &w, None, &mut y1, &s1, &ConvOutput::whole(&s1, false));
             assert_eq!(&runs[0][..s1.y_len()], &y1[..]);
         }
     }

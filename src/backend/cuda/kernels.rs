@@ -111,13 +111,14 @@ kernel_table! {
     AttnPrepBf16 = "attn_prep_bf16" : "PPPPIIIIII",
     SoftmaxRowsBf16 = "softmax_rows_bf16" : "PPIIF",
     Im2col = "im2col" : "PPIIIIIIIIIIIII",
-    BiasChannels = "bias_channels" : "PPIII",
+    BiasChannels = "bias_channels" : "PPIIII",
     GroupNormFwd = "group_norm_fwd" : "PPPPIIIIFI",
     UpsampleNearest2x = "upsample_nearest2x" : "PPIII",
     TransposeBatched = "transpose_batched" : "PPIII",
     Pool2d = "pool2d" : "PPIIIIIIIII",
     ResizeBilinear = "resize_bilinear" : "PPIIIIIFFI",
     ReluInplace = "relu_inplace" : "PI",
+    ReluRuns = "relu_runs" : "PIII",
     CopyChannels = "copy_channels" : "PPIIIII",
 }
 

@@ -12,14 +12,15 @@ use cudarc::driver::{CudaView, CudaViewMut};
 use super::blas::{MatGrid, Op, Product};
 use super::launch::{elems, i, rows, Arg};
 use super::{CudaBackend, Kernel};
-use crate::backend::Conv2dShape;
+use crate::backend::{Conv2dShape, ConvOutput};
 
 /// Most elements of one im2col tile on the device (256 MiB of f32).
 pub(super) const COL_TILE_ELEMS: usize = 1 << 26;
 
 impl CudaBackend {
-    /// y = conv(x, w) + bias. x: [n, c_in, h, w]; w: [c_out, c_in, kh, kw]; bias: [c_out];
-    /// y: [n, c_out, out_h, out_w] (assign).
+    /// y = conv(x, w) + bias (then ReLU if `out.relu`). x: [n, c_in, h, w]; w: [c_out,
+    /// c_in, kh, kw]; bias: [c_out]; y: [n, out.c_total, out_h, out_w], channels
+    /// [out.c_off, out.c_off + c_out) assigned, the others untouched.
     pub(super) fn conv2d_fwd_impl(
         &self,
         x: CudaView<'_, f32>,
@@ -27,11 +28,12 @@ impl CudaBackend {
         bias: Option<CudaView<'_, f32>>,
         y: CudaViewMut<'_, f32>,
         s: &Conv2dShape,
+        out: &ConvOutput,
     ) {
-        if let Err(e) = s.validate() {
+        if let Err(e) = out.validate(s) {
             return self.fail(e.to_string());
         }
-        let mut lens = vec![("x", x.len(), s.x_len()), ("w", w.len(), s.w_len()), ("y", y.len(), s.y_len())];
+        let mut lens = vec![("x", x.len(), s.x_len()), ("w", w.len(), s.w_len()), ("y", y.len(), out.y_len(s))];
         if let Some(b) = &bias {
             lens.push(("bias", b.len(), s.c_out));
         }
@@ -41,15 +43,17 @@ impl CudaBackend {
         let (oh, ow) = (s.out_h(), s.out_w());
         let p = oh * ow;
         let k = s.k_len();
-        let (px, pw, py) = (self.ptr(&x), self.ptr(&w), self.ptr(&y));
-        let y_img = s.c_out * p;
+        let (px, pw) = (self.ptr(&x), self.ptr(&w));
+        // y's first channel of the slice; images y_img elements apart.
+        let py = Self::off(self.ptr(&y), out.c_off * p);
+        let y_img = out.image_stride(s);
+        let total = s.n * s.c_out * p;
         if let Some(b) = &bias {
-            let total = s.n * y_img;
             self.launch(
                 Kernel::BiasChannels,
                 elems(total),
                 total,
-                &[Arg::P(self.ptr(b)), Arg::P(py), i(total), i(s.c_out), i(p)],
+                &[Arg::P(self.ptr(b)), Arg::P(py), i(total), i(s.c_out), i(p), i(y_img)],
             );
         }
         let beta = if bias.is_some() { 1.0 } else { 0.0 };
@@ -77,7 +81,8 @@ impl CudaBackend {
                 nb: s.n,
                 nh: 1,
             };
-            return self.run_product(&prod, 1.0, beta);
+            self.run_product(&prod, 1.0, beta);
+            return self.relu_slice(py, s, out);
         }
         // Whole images per tile when one fits, else bands of output rows of one image.
         let per_image = k * p;
@@ -143,6 +148,17 @@ impl CudaBackend {
             }
             b0 += nb;
         }
+        self.relu_slice(py, s, out);
+    }
+
+    /// ReLU on the convolution's channels of y (`py`: the first of them) if `out.relu`.
+    fn relu_slice(&self, py: u64, s: &Conv2dShape, out: &ConvOutput) {
+        if !out.relu {
+            return;
+        }
+        let run = s.c_out * s.out_h() * s.out_w();
+        let total = s.n * run;
+        self.launch(Kernel::ReluRuns, elems(total), total, &[Arg::P(py), i(total), i(run), i(out.image_stride(s))]);
     }
 
     /// GroupNorm (+ SiLU). x, y: [n, c, hw]; gamma, beta: [c].

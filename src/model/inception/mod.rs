@@ -22,7 +22,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::backend::{Backend, Conv2dShape, Pool2dShape, PoolKind, ResizeMode};
+use crate::backend::{Backend, Conv2dShape, ConvOutput, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::{Error, Result};
 use crate::limits::check_bytes;
 use crate::tensor_file::TensorFile;
@@ -194,6 +194,24 @@ impl<B: Backend> Drop for Recycled<'_, B> {
     }
 }
 
+/// A block's output map being filled: its branches write their channels in order, each
+/// where the previous one ended (the concatenation of the reference, without a copy).
+struct Concat<'a, B: Backend> {
+    map: Act<'a, B>,
+    /// Channels written so far.
+    filled: usize,
+}
+
+impl<'a, B: Backend> Concat<'a, B> {
+    /// The map, once every channel is written.
+    fn finish(self) -> Result<Act<'a, B>> {
+        if self.filled != self.map.c {
+            return Err(Error::Internal(format!("inception: a block filled {} of {} channels", self.filled, self.map.c)));
+        }
+        Ok(self.map)
+    }
+}
+
 /// The network's outputs for a batch of `n` images.
 #[derive(Clone, Debug)]
 pub struct InceptionOutput {
@@ -326,7 +344,8 @@ impl<B: Backend> FidInception<B> {
         &self.backend
     }
 
-    fn conv(&self, name: &str, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
+    /// Layer `name` and its convolution's shape on map `x` of a batch of `n`.
+    fn layer_shape(&self, name: &str, x: &Act<B>, n: usize) -> Result<(&Layer<B>, Conv2dShape)> {
         let l = self.layers.get(name).ok_or_else(|| Error::Internal(format!("inception: no layer {name}")))?;
         debug_assert_eq!(l.c_in, x.c);
         let s = Conv2dShape {
@@ -345,22 +364,66 @@ impl<B: Backend> FidInception<B> {
             pad_right: l.pad.1,
         };
         s.validate()?;
-        let be = &self.backend;
+        Ok((l, s))
+    }
+
+    /// `BasicConv2d` `name` (convolution with the folded BatchNorm, then ReLU) on `x`.
+    fn conv(&self, name: &str, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
+        let (l, s) = self.layer_shape(name, x, n)?;
         let mut y = self.take(s.y_len())?;
-        be.conv2d_fwd(
+        let be = &self.backend;
+        be.conv2d_fwd_into(
             be.src(&x.buf, 0..s.x_len()),
             be.src(&l.weight, 0..s.w_len()),
             Some(be.src(&l.bias, 0..l.c_out)),
             be.dst(&mut y, 0..s.y_len()),
             &s,
+            &ConvOutput::whole(&s, true),
         );
-        be.relu_inplace(be.dst(&mut y, 0..s.y_len()));
         Ok(Act {
             buf: y,
             c: l.c_out,
             h: s.out_h(),
             w: s.out_w(),
         })
+    }
+
+    /// [`Self::conv`] written straight into the next channels of a block's output.
+    fn conv_into(&self, name: &str, x: &Act<B>, n: usize, cat: &mut Concat<'_, B>) -> Result<()> {
+        let (l, s) = self.layer_shape(name, x, n)?;
+        let out = ConvOutput {
+            c_total: cat.map.c,
+            c_off: cat.filled,
+            relu: true,
+        };
+        out.validate(&s)?;
+        if (s.out_h(), s.out_w()) != (cat.map.h, cat.map.w) {
+            return Err(Error::Internal(format!("inception: {name} gives {}×{}, its block {}×{}", s.out_h(), s.out_w(), cat.map.h, cat.map.w)));
+        }
+        let be = &self.backend;
+        be.conv2d_fwd_into(
+            be.src(&x.buf, 0..s.x_len()),
+            be.src(&l.weight, 0..s.w_len()),
+            Some(be.src(&l.bias, 0..l.c_out)),
+            be.dst(&mut cat.map.buf, 0..out.y_len(&s)),
+            &s,
+            &out,
+        );
+        cat.filled += l.c_out;
+        Ok(())
+    }
+
+    /// A block's output map `[n, c, h, w]`, filled branch by branch.
+    fn concat_map(&self, n: usize, c: usize, h: usize, w: usize) -> Result<Concat<'_, B>> {
+        Ok(Concat {
+            map: Act { buf: self.take(n * c * h * w)?, c, h, w },
+            filled: 0,
+        })
+    }
+
+    /// Output channels of layer `name`.
+    fn c_out(&self, name: &str) -> Result<usize> {
+        self.layers.get(name).map(|l| l.c_out).ok_or_else(|| Error::Internal(format!("inception: no layer {name}")))
     }
 
     fn pool(&self, x: &Act<B>, n: usize, k: usize, stride: usize, pad: usize, kind: PoolKind) -> Result<Act<'_, B>> {
@@ -385,72 +448,79 @@ impl<B: Backend> FidInception<B> {
         })
     }
 
-    /// Channel concatenation of maps of equal spatial size.
-    fn concat(&self, parts: &[&Act<B>], n: usize) -> Result<Act<'_, B>> {
-        let (h, w) = (parts[0].h, parts[0].w);
-        let c: usize = parts.iter().map(|p| p.c).sum();
-        let be = &self.backend;
-        let mut y = self.take(n * c * h * w)?;
-        let mut off = 0;
-        for p in parts {
-            be.copy_channels(be.src(&p.buf, 0..n * p.c * h * w), be.dst(&mut y, 0..n * c * h * w), n, p.c, c, off, h * w);
-            off += p.c;
+    /// A pooling branch's map copied into the next channels of a block's output.
+    fn copy_into(&self, part: &Act<B>, n: usize, cat: &mut Concat<'_, B>) -> Result<()> {
+        let (c, h, w) = (cat.map.c, cat.map.h, cat.map.w);
+        if (part.h, part.w) != (h, w) || cat.filled + part.c > c {
+            return Err(Error::Internal("inception: a branch does not fit its block".into()));
         }
-        Ok(Act { buf: y, c, h, w })
+        let be = &self.backend;
+        be.copy_channels(be.src(&part.buf, 0..n * part.c * h * w), be.dst(&mut cat.map.buf, 0..n * c * h * w), n, part.c, c, cat.filled, h * w);
+        cat.filled += part.c;
+        Ok(())
     }
 
     fn block_a(&self, p: &str, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
-        let b1 = self.conv(&format!("{p}.branch1x1"), x, n)?;
-        let b5 = self.conv(&format!("{p}.branch5x5_2"), &self.conv(&format!("{p}.branch5x5_1"), x, n)?, n)?;
+        let c = 64 + 64 + 96 + self.c_out(&format!("{p}.branch_pool"))?;
+        let mut cat = self.concat_map(n, c, x.h, x.w)?;
+        self.conv_into(&format!("{p}.branch1x1"), x, n, &mut cat)?;
+        self.conv_into(&format!("{p}.branch5x5_2"), &self.conv(&format!("{p}.branch5x5_1"), x, n)?, n, &mut cat)?;
         let d = self.conv(&format!("{p}.branch3x3dbl_1"), x, n)?;
-        let d = self.conv(&format!("{p}.branch3x3dbl_3"), &self.conv(&format!("{p}.branch3x3dbl_2"), &d, n)?, n)?;
-        let bp = self.conv(&format!("{p}.branch_pool"), &self.pool(x, n, 3, 1, 1, PoolKind::AvgExcludePad)?, n)?;
-        self.concat(&[&b1, &b5, &d, &bp], n)
+        self.conv_into(&format!("{p}.branch3x3dbl_3"), &self.conv(&format!("{p}.branch3x3dbl_2"), &d, n)?, n, &mut cat)?;
+        self.conv_into(&format!("{p}.branch_pool"), &self.pool(x, n, 3, 1, 1, PoolKind::AvgExcludePad)?, n, &mut cat)?;
+        cat.finish()
     }
 
     fn block_b(&self, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
-        let b3 = self.conv("Mixed_6a.branch3x3", x, n)?;
+        let side = |v: usize| (v - 3) / 2 + 1;
+        let mut cat = self.concat_map(n, 384 + 96 + x.c, side(x.h), side(x.w))?;
+        self.conv_into("Mixed_6a.branch3x3", x, n, &mut cat)?;
         let d = self.conv("Mixed_6a.branch3x3dbl_1", x, n)?;
-        let d = self.conv("Mixed_6a.branch3x3dbl_3", &self.conv("Mixed_6a.branch3x3dbl_2", &d, n)?, n)?;
-        let bp = self.pool(x, n, 3, 2, 0, PoolKind::Max)?;
-        self.concat(&[&b3, &d, &bp], n)
+        self.conv_into("Mixed_6a.branch3x3dbl_3", &self.conv("Mixed_6a.branch3x3dbl_2", &d, n)?, n, &mut cat)?;
+        self.copy_into(&self.pool(x, n, 3, 2, 0, PoolKind::Max)?, n, &mut cat)?;
+        cat.finish()
     }
 
     fn block_c(&self, p: &str, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
-        let b1 = self.conv(&format!("{p}.branch1x1"), x, n)?;
+        let mut cat = self.concat_map(n, 4 * 192, x.h, x.w)?;
+        self.conv_into(&format!("{p}.branch1x1"), x, n, &mut cat)?;
         let mut b7 = self.conv(&format!("{p}.branch7x7_1"), x, n)?;
-        for i in 2..=3 {
-            b7 = self.conv(&format!("{p}.branch7x7_{i}"), &b7, n)?;
-        }
+        b7 = self.conv(&format!("{p}.branch7x7_2"), &b7, n)?;
+        self.conv_into(&format!("{p}.branch7x7_3"), &b7, n, &mut cat)?;
         let mut d = self.conv(&format!("{p}.branch7x7dbl_1"), x, n)?;
-        for i in 2..=5 {
+        for i in 2..=4 {
             d = self.conv(&format!("{p}.branch7x7dbl_{i}"), &d, n)?;
         }
-        let bp = self.conv(&format!("{p}.branch_pool"), &self.pool(x, n, 3, 1, 1, PoolKind::AvgExcludePad)?, n)?;
-        self.concat(&[&b1, &b7, &d, &bp], n)
+        self.conv_into(&format!("{p}.branch7x7dbl_5"), &d, n, &mut cat)?;
+        self.conv_into(&format!("{p}.branch_pool"), &self.pool(x, n, 3, 1, 1, PoolKind::AvgExcludePad)?, n, &mut cat)?;
+        cat.finish()
     }
 
     fn block_d(&self, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
-        let b3 = self.conv("Mixed_7a.branch3x3_2", &self.conv("Mixed_7a.branch3x3_1", x, n)?, n)?;
+        let side = |v: usize| (v - 3) / 2 + 1;
+        let mut cat = self.concat_map(n, 320 + 192 + x.c, side(x.h), side(x.w))?;
+        self.conv_into("Mixed_7a.branch3x3_2", &self.conv("Mixed_7a.branch3x3_1", x, n)?, n, &mut cat)?;
         let mut b7 = self.conv("Mixed_7a.branch7x7x3_1", x, n)?;
-        for i in 2..=4 {
+        for i in 2..=3 {
             b7 = self.conv(&format!("Mixed_7a.branch7x7x3_{i}"), &b7, n)?;
         }
-        let bp = self.pool(x, n, 3, 2, 0, PoolKind::Max)?;
-        self.concat(&[&b3, &b7, &bp], n)
+        self.conv_into("Mixed_7a.branch7x7x3_4", &b7, n, &mut cat)?;
+        self.copy_into(&self.pool(x, n, 3, 2, 0, PoolKind::Max)?, n, &mut cat)?;
+        cat.finish()
     }
 
     fn block_e(&self, p: &str, x: &Act<B>, n: usize, pool: PoolKind) -> Result<Act<'_, B>> {
-        let b1 = self.conv(&format!("{p}.branch1x1"), x, n)?;
+        let mut cat = self.concat_map(n, 320 + 4 * 384 + 192, x.h, x.w)?;
+        self.conv_into(&format!("{p}.branch1x1"), x, n, &mut cat)?;
         let t = self.conv(&format!("{p}.branch3x3_1"), x, n)?;
-        let t2a = self.conv(&format!("{p}.branch3x3_2a"), &t, n)?;
-        let t2b = self.conv(&format!("{p}.branch3x3_2b"), &t, n)?;
+        self.conv_into(&format!("{p}.branch3x3_2a"), &t, n, &mut cat)?;
+        self.conv_into(&format!("{p}.branch3x3_2b"), &t, n, &mut cat)?;
         let d = self.conv(&format!("{p}.branch3x3dbl_1"), x, n)?;
         let d = self.conv(&format!("{p}.branch3x3dbl_2"), &d, n)?;
-        let d3a = self.conv(&format!("{p}.branch3x3dbl_3a"), &d, n)?;
-        let d3b = self.conv(&format!("{p}.branch3x3dbl_3b"), &d, n)?;
-        let bp = self.conv(&format!("{p}.branch_pool"), &self.pool(x, n, 3, 1, 1, pool)?, n)?;
-        self.concat(&[&b1, &t2a, &t2b, &d3a, &d3b, &bp], n)
+        self.conv_into(&format!("{p}.branch3x3dbl_3a"), &d, n, &mut cat)?;
+        self.conv_into(&format!("{p}.branch3x3dbl_3b"), &d, n, &mut cat)?;
+        self.conv_into(&format!("{p}.branch_pool"), &self.pool(x, n, 3, 1, 1, pool)?, n, &mut cat)?;
+        cat.finish()
     }
 
     fn read(&self, a: &Act<'_, B>, n: usize) -> Result<Vec<f32>> {

@@ -20,9 +20,19 @@ extern "C" __global__ void im2col(const float* x, float* col, i64 total, i64 c_i
     }
 }
 
-// y[b, ch, p] = bias[ch]. y: [nb, c, p]; total = nb·c·p.
-extern "C" __global__ void bias_channels(const float* bias, float* y, i64 total, i64 c, i64 p) {
-    GRID_STRIDE(i, total) { y[i] = bias[(i / p) % c]; }
+// y[b·ys + ch·p + j] = bias[ch]: the c channels of each of nb images, images ys elements
+// apart (ys = c·p for a whole map; more when y is a slice of a wider map). total = nb·c·p.
+extern "C" __global__ void bias_channels(const float* bias, float* y, i64 total, i64 c, i64 p, i64 ys) {
+    GRID_STRIDE(i, total) { y[(i / (c * p)) * ys + i % (c * p)] = bias[(i / p) % c]; }
+}
+
+// x ← max(x, 0) on runs of `run` elements `stride` apart (one image's channels of a slice
+// of a wider map); total = runs·run.
+extern "C" __global__ void relu_runs(float* x, i64 total, i64 run, i64 stride) {
+    GRID_STRIDE(i, total) {
+        float* v = x + (i / run) * stride + i % run;
+        *v = fmaxf(*v, 0.0f);
+    }
 }
 
 // GroupNorm over rows = n·groups groups of cg·hw consecutive elements, affine per channel,
