@@ -1,13 +1,14 @@
 //! The CPU image ops against naive float64 references over random shapes (1×1 images,
 //! odd sizes, stride 2, asymmetric pads, every kernel shape the VAE, FID Inception and
 //! EDM2 UNet use): `conv2d_fwd`, `group_norm_fwd` (+ SiLU), `upsample_nearest2x`,
-//! `transpose_batched`; plus thread-count independence.
+//! `transpose_batched`; `conv2d_fwd_into` against `conv2d_fwd` + ReLU + a channel copy;
+//! plus thread-count independence.
 
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use ucgm::backend::cpu::CpuBackend;
-use ucgm::backend::Conv2dShape;
+use ucgm::backend::{Conv2dShape, ConvOutput};
 use ucgm::{Backend, Rng};
 
 fn randn(seed: u64, n: usize) -> Vec<f32> {
@@ -129,6 +130,56 @@ fn conv2d_matches_f64_reference() {
         prop_assert!(e <= 1e-6, "{s:?}: rel-L2 {e:.3e}");
         Ok(())
     });
+}
+
+/// `conv2d_fwd_into` (ReLU, a slice of a wider map) gives the bits of `conv2d_fwd`, then
+/// ReLU, then a copy into the map's channels, and leaves the map's other channels alone:
+/// on every CPU path (Winograd, small maps grouped over images, one image in row tiles,
+/// pointwise).
+#[test]
+fn conv2d_into_equals_conv_then_relu_then_copy() {
+    let cpu = CpuBackend::<f32>::new(2).unwrap();
+    let shapes = select(vec![
+        Conv2dShape::square(3, 16, 9, 7, 24, 3, 1, 1),   // Winograd
+        Conv2dShape::square(2, 48, 12, 12, 20, 5, 1, 2), // small maps, grouped
+        Conv2dShape::square(3, 24, 10, 10, 16, 1, 1, 0), // pointwise, grouped
+        Conv2dShape::square(2, 3, 49, 50, 8, 3, 2, 0),   // one image, row tiles
+        Conv2dShape::square(1, 8, 48, 48, 12, 1, 1, 0),  // pointwise, one image
+        Conv2dShape::square(2, 20, 50, 46, 17, 3, 1, 1), // Winograd, large
+        Conv2dShape {
+            kh: 7,
+            kw: 1,
+            pad_left: 0,
+            pad_right: 0,
+            ..Conv2dShape::square(3, 12, 17, 17, 10, 7, 1, 3)
+        },
+    ]);
+    run_prop(
+        "conv2d_into",
+        (shapes, 0usize..5, 0usize..4, any::<bool>(), any::<bool>(), any::<u64>()),
+        |(s, before, after, relu, has_bias, seed)| {
+            let out = ConvOutput {
+                c_total: before + s.c_out + after,
+                c_off: before,
+                relu,
+            };
+            out.validate(&s).unwrap();
+            let (x, w, b) = (randn(seed, s.x_len()), randn(seed + 1, s.w_len()), randn(seed + 2, s.c_out));
+            let bias = has_bias.then_some(&b[..]);
+            let mut alone = vec![f32::NAN; s.y_len()];
+            cpu.conv2d_fwd(&x, &w, bias, &mut alone, &s);
+            if relu {
+                cpu.relu_inplace(&mut alone);
+            }
+            let sentinel = randn(seed + 3, out.y_len(&s));
+            let mut want = sentinel.clone();
+            cpu.copy_channels(&alone, &mut want, s.n, s.c_out, out.c_total, out.c_off, s.out_h() * s.out_w());
+            let mut got = sentinel;
+            cpu.conv2d_fwd_into(&x, &w, bias, &mut got, &s, &out);
+            prop_assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{s:?} {out:?}");
+            Ok(())
+        },
+    );
 }
 
 #[test]

@@ -928,6 +928,64 @@ fn conv2d_matches_cpu() {
     });
 }
 
+/// `conv2d_fwd_into`: ReLU and a slice of a wider map (the FID Inception's branches
+/// writing into their block's output), the untouched channels included.
+#[test]
+fn conv2d_into_matches_cpu() {
+    let Some(be) = gpu("conv2d_into_matches_cpu") else { return };
+    let cpu = cpu();
+    let strat = (
+        1usize..=3,
+        dim(),
+        dim(),
+        dim(),
+        dim(),
+        conv_geometry(),
+        (0usize..4, 0usize..3, any::<bool>()),
+        any::<u64>(),
+    );
+    run_prop("conv2d_into", strat, |(n, c_in, h, w, c_out, (kh, kw, st, p), (before, after, relu), seed)| {
+        let s = ucgm::backend::Conv2dShape {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride_h: st,
+            stride_w: st,
+            pad_top: p[0],
+            pad_bottom: p[1],
+            pad_left: p[2],
+            pad_right: p[3],
+        };
+        if s.validate().is_err() {
+            return Ok(());
+        }
+        let out = ucgm::backend::ConvOutput {
+            c_total: before + c_out + after,
+            c_off: before,
+            relu,
+        };
+        let len = out.y_len(&s);
+        let (x, wt, b, y0) = (randn(seed, s.x_len()), randn(seed + 1, s.w_len()), randn(seed + 2, c_out), randn(seed + 3, len));
+        let mut y_cpu = y0.clone();
+        cpu.conv2d_fwd_into(&x, &wt, Some(&b), &mut y_cpu, &s, &out);
+        let (gx, gw, gb) = (up(&be, &x), up(&be, &wt), up(&be, &b));
+        let mut gy = up(&be, &y0);
+        be.conv2d_fwd_into(
+            be.src(&gx, 0..s.x_len()),
+            be.src(&gw, 0..s.w_len()),
+            Some(be.src(&gb, 0..c_out)),
+            be.dst(&mut gy, 0..len),
+            &s,
+            &out,
+        );
+        check("conv2d_into y", &down(&be, &gy), &y_cpu, MATMUL)
+    });
+}
+
 #[test]
 fn group_norm_upsample_transpose_match_cpu() {
     let Some(be) = gpu("group_norm_upsample_transpose_match_cpu") else { return };

@@ -239,14 +239,34 @@ mod tests {
         let whole = ConvOutput::whole(&s, true);
         whole.validate(&s).unwrap();
         assert_eq!(whole.y_len(&s), s.y_len());
-        let slice = ConvOutput { c_total: 10, c_off: 6, relu: false };
+        let slice = ConvOutput {
+            c_total: 10,
+            c_off: 6,
+            relu: false,
+        };
         slice.validate(&s).unwrap();
         assert_eq!((slice.y_len(&s), slice.image_stride(&s)), (2 * 10 * 64, 640));
         for bad in [
-            ConvOutput { c_total: 9, c_off: 6, relu: false },
-            ConvOutput { c_total: 3, c_off: 0, relu: false },
-            ConvOutput { c_total: 10, c_off: usize::MAX, relu: false },
-            ConvOutput { c_total: usize::MAX, c_off: 0, relu: false },
+            ConvOutput {
+                c_total: 9,
+                c_off: 6,
+                relu: false,
+            },
+            ConvOutput {
+                c_total: 3,
+                c_off: 0,
+                relu: false,
+            },
+            ConvOutput {
+                c_total: 10,
+                c_off: usize::MAX,
+                relu: false,
+            },
+            ConvOutput {
+                c_total: usize::MAX,
+                c_off: 0,
+                relu: false,
+            },
         ] {
             assert!(bad.validate(&s).is_err(), "{bad:?}");
         }

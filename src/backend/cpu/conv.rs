@@ -262,7 +262,14 @@ pub(super) mod tests {
             let s1 = Conv2dShape { n: 1, ..s };
             for b in 0..s.n {
                 let mut one = vec![0f32; s1.y_len()];
-                forward(&x[b * s1.x_len()..][..s1.x_len()], &w, Some(&bias), &mut one, &s1, &ConvOutput::whole(&s1, false));
+                forward(
+                    &x[b * s1.x_len()..][..s1.x_len()],
+                    &w,
+                    Some(&bias),
+                    &mut one,
+                    &s1,
+                    &ConvOutput::whole(&s1, false),
+                );
                 assert!(one[..] == whole[b * s1.y_len()..][..s1.y_len()], "{s:?} image {b} alone");
             }
         }

@@ -515,7 +515,15 @@ impl Backend for CudaBackend {
     fn conv2d_fwd(&self, x: CudaView<'_, f32>, w: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>, y: CudaViewMut<'_, f32>, shape: &Conv2dShape) {
         self.conv2d_fwd_impl(x, w, bias, y, shape, &ConvOutput::whole(shape, false));
     }
-    fn conv2d_fwd_into(&self, x: CudaView<'_, f32>, w: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>, y: CudaViewMut<'_, f32>, shape: &Conv2dShape, out: &ConvOutput) {
+    fn conv2d_fwd_into(
+        &self,
+        x: CudaView<'_, f32>,
+        w: CudaView<'_, f32>,
+        bias: Option<CudaView<'_, f32>>,
+        y: CudaViewMut<'_, f32>,
+        shape: &Conv2dShape,
+        out: &ConvOutput,
+    ) {
         self.conv2d_fwd_impl(x, w, bias, y, shape, out);
     }
     fn group_norm_fwd(

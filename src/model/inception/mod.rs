@@ -398,7 +398,13 @@ impl<B: Backend> FidInception<B> {
         };
         out.validate(&s)?;
         if (s.out_h(), s.out_w()) != (cat.map.h, cat.map.w) {
-            return Err(Error::Internal(format!("inception: {name} gives {}×{}, its block {}×{}", s.out_h(), s.out_w(), cat.map.h, cat.map.w)));
+            return Err(Error::Internal(format!(
+                "inception: {name} gives {}×{}, its block {}×{}",
+                s.out_h(),
+                s.out_w(),
+                cat.map.h,
+                cat.map.w
+            )));
         }
         let be = &self.backend;
         be.conv2d_fwd_into(
@@ -416,14 +422,22 @@ impl<B: Backend> FidInception<B> {
     /// A block's output map `[n, c, h, w]`, filled branch by branch.
     fn concat_map(&self, n: usize, c: usize, h: usize, w: usize) -> Result<Concat<'_, B>> {
         Ok(Concat {
-            map: Act { buf: self.take(n * c * h * w)?, c, h, w },
+            map: Act {
+                buf: self.take(n * c * h * w)?,
+                c,
+                h,
+                w,
+            },
             filled: 0,
         })
     }
 
     /// Output channels of layer `name`.
     fn c_out(&self, name: &str) -> Result<usize> {
-        self.layers.get(name).map(|l| l.c_out).ok_or_else(|| Error::Internal(format!("inception: no layer {name}")))
+        self.layers
+            .get(name)
+            .map(|l| l.c_out)
+            .ok_or_else(|| Error::Internal(format!("inception: no layer {name}")))
     }
 
     fn pool(&self, x: &Act<B>, n: usize, k: usize, stride: usize, pad: usize, kind: PoolKind) -> Result<Act<'_, B>> {
@@ -455,7 +469,15 @@ impl<B: Backend> FidInception<B> {
             return Err(Error::Internal("inception: a branch does not fit its block".into()));
         }
         let be = &self.backend;
-        be.copy_channels(be.src(&part.buf, 0..n * part.c * h * w), be.dst(&mut cat.map.buf, 0..n * c * h * w), n, part.c, c, cat.filled, h * w);
+        be.copy_channels(
+            be.src(&part.buf, 0..n * part.c * h * w),
+            be.dst(&mut cat.map.buf, 0..n * c * h * w),
+            n,
+            part.c,
+            c,
+            cat.filled,
+            h * w,
+        );
         cat.filled += part.c;
         Ok(())
     }
