@@ -1,14 +1,15 @@
 //! The CPU image ops against naive float64 references over random shapes (1×1 images,
 //! odd sizes, stride 2, asymmetric pads, every kernel shape the VAE, FID Inception and
 //! EDM2 UNet use): `conv2d_fwd`, `group_norm_fwd` (+ SiLU), `upsample_nearest2x`,
-//! `transpose_batched`; `conv2d_fwd_into` against `conv2d_fwd` + ReLU + a channel copy;
+//! `transpose_batched`; `conv2d_fwd_into` on every plane layout against `conv2d_fwd` +
+//! ReLU;
 //! plus thread-count independence.
 
 use proptest::prelude::*;
 use proptest::sample::select;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use ucgm::backend::cpu::CpuBackend;
-use ucgm::backend::{Conv2dShape, ConvOutput};
+use ucgm::backend::{Conv2dShape, ConvLayout, PlaneLayout};
 use ucgm::{Backend, Rng};
 
 fn randn(seed: u64, n: usize) -> Vec<f32> {
@@ -132,12 +133,25 @@ fn conv2d_matches_f64_reference() {
     });
 }
 
-/// `conv2d_fwd_into` (ReLU, a slice of a wider map) gives the bits of `conv2d_fwd`, then
-/// ReLU, then a copy into the map's channels, and leaves the map's other channels alone:
-/// on every CPU path (Winograd, small maps grouped over images, one image in row tiles,
-/// pointwise).
+/// `planes` ([n, c] planes of `plane` elements, NCHW) placed as `layout` says in a buffer
+/// of `len` elements that starts as `background`.
+fn place(planes: &[f32], layout: &PlaneLayout, n: usize, c: usize, plane: usize, background: &[f32]) -> Vec<f32> {
+    let mut out = background.to_vec();
+    for b in 0..n {
+        for ch in 0..c {
+            out[layout.plane(b, ch) * plane..][..plane].copy_from_slice(&planes[(b * c + ch) * plane..][..plane]);
+        }
+    }
+    out
+}
+
+/// `conv2d_fwd_into` on every plane layout (NCHW, channels-outer, channels of a wider map,
+/// in and out) with and without ReLU gives the bits of `conv2d_fwd` on NCHW maps followed
+/// by ReLU, in the planes the layout names, and leaves the rest of y alone: on every CPU
+/// path (Winograd, small maps grouped over images with and without in-place products,
+/// one image in row tiles, pointwise).
 #[test]
-fn conv2d_into_equals_conv_then_relu_then_copy() {
+fn conv2d_layouts_equal_nchw_then_relu() {
     let cpu = CpuBackend::<f32>::new(2).unwrap();
     let shapes = select(vec![
         Conv2dShape::square(3, 16, 9, 7, 24, 3, 1, 1),   // Winograd
@@ -154,16 +168,22 @@ fn conv2d_into_equals_conv_then_relu_then_copy() {
             ..Conv2dShape::square(3, 12, 17, 17, 10, 7, 1, 3)
         },
     ]);
+    // (channels-outer?, channels before, channels after) for x and for y.
+    let side = (any::<bool>(), 0usize..4, 0usize..3);
     run_prop(
         "conv2d_into",
-        (shapes, 0usize..5, 0usize..4, any::<bool>(), any::<bool>(), any::<u64>()),
-        |(s, before, after, relu, has_bias, seed)| {
-            let out = ConvOutput {
-                c_total: before + s.c_out + after,
-                c_off: before,
-                relu,
+        (shapes, side.clone(), side, any::<bool>(), any::<bool>(), any::<u64>()),
+        |(s, xs, ys, relu, has_bias, seed)| {
+            let layout_of = |(outer, before, after): (bool, usize, usize), c: usize| {
+                let total = before + c + after;
+                let l = if outer { PlaneLayout::cnhw(s.n) } else { PlaneLayout::nchw(total) };
+                (l.from_channel(before), s.n * total)
             };
-            out.validate(&s).unwrap();
+            let (lx, x_planes) = layout_of(xs, s.c_in);
+            let (ly, y_planes) = layout_of(ys, s.c_out);
+            let l = ConvLayout { x: lx, y: ly, relu };
+            l.validate(&s).unwrap();
+            let (hw, p) = (s.h * s.w, s.out_h() * s.out_w());
             let (x, w, b) = (randn(seed, s.x_len()), randn(seed + 1, s.w_len()), randn(seed + 2, s.c_out));
             let bias = has_bias.then_some(&b[..]);
             let mut alone = vec![f32::NAN; s.y_len()];
@@ -171,12 +191,12 @@ fn conv2d_into_equals_conv_then_relu_then_copy() {
             if relu {
                 cpu.relu_inplace(&mut alone);
             }
-            let sentinel = randn(seed + 3, out.y_len(&s));
-            let mut want = sentinel.clone();
-            cpu.copy_channels(&alone, &mut want, s.n, s.c_out, out.c_total, out.c_off, s.out_h() * s.out_w());
-            let mut got = sentinel;
-            cpu.conv2d_fwd_into(&x, &w, bias, &mut got, &s, &out);
-            prop_assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{s:?} {out:?}");
+            let x_placed = place(&x, &lx, s.n, s.c_in, hw, &randn(seed + 3, x_planes * hw));
+            let background = randn(seed + 4, y_planes * p);
+            let want = place(&alone, &ly, s.n, s.c_out, p, &background);
+            let mut got = background;
+            cpu.conv2d_fwd_into(&x_placed, &w, bias, &mut got, &s, &l);
+            prop_assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{s:?} {l:?}");
             Ok(())
         },
     );

@@ -928,12 +928,13 @@ fn conv2d_matches_cpu() {
     });
 }
 
-/// `conv2d_fwd_into`: ReLU and a slice of a wider map (the FID Inception's branches
-/// writing into their block's output), the untouched channels included.
+/// `conv2d_fwd_into` on every plane layout (NCHW, channels-outer, channels of a wider
+/// map, in and out) with ReLU or without, the untouched planes included.
 #[test]
-fn conv2d_into_matches_cpu() {
-    let Some(be) = gpu("conv2d_into_matches_cpu") else { return };
+fn conv2d_layouts_match_cpu() {
+    let Some(be) = gpu("conv2d_layouts_match_cpu") else { return };
     let cpu = cpu();
+    let side = (any::<bool>(), 0usize..3, 0usize..3);
     let strat = (
         1usize..=3,
         dim(),
@@ -941,10 +942,11 @@ fn conv2d_into_matches_cpu() {
         dim(),
         dim(),
         conv_geometry(),
-        (0usize..4, 0usize..3, any::<bool>()),
+        (side.clone(), side, any::<bool>()),
         any::<u64>(),
     );
-    run_prop("conv2d_into", strat, |(n, c_in, h, w, c_out, (kh, kw, st, p), (before, after, relu), seed)| {
+    run_prop("conv2d_layouts", strat, |(n, c_in, h, w, c_out, (kh, kw, st, p), (xs, ys, relu), seed)| {
+        use ucgm::backend::{ConvLayout, PlaneLayout};
         let s = ucgm::backend::Conv2dShape {
             n,
             c_in,
@@ -963,26 +965,28 @@ fn conv2d_into_matches_cpu() {
         if s.validate().is_err() {
             return Ok(());
         }
-        let out = ucgm::backend::ConvOutput {
-            c_total: before + c_out + after,
-            c_off: before,
-            relu,
+        let layout_of = |(outer, before, after): (bool, usize, usize), c: usize| {
+            let total = before + c + after;
+            let l = if outer { PlaneLayout::cnhw(n) } else { PlaneLayout::nchw(total) };
+            (l.from_channel(before), n * total)
         };
-        let len = out.y_len(&s);
-        let (x, wt, b, y0) = (randn(seed, s.x_len()), randn(seed + 1, s.w_len()), randn(seed + 2, c_out), randn(seed + 3, len));
+        let ((lx, x_planes), (ly, y_planes)) = (layout_of(xs, c_in), layout_of(ys, c_out));
+        let l = ConvLayout { x: lx, y: ly, relu };
+        let (x_len, y_len) = (x_planes * h * w, y_planes * s.out_h() * s.out_w());
+        let (x, wt, b, y0) = (randn(seed, x_len), randn(seed + 1, s.w_len()), randn(seed + 2, c_out), randn(seed + 3, y_len));
         let mut y_cpu = y0.clone();
-        cpu.conv2d_fwd_into(&x, &wt, Some(&b), &mut y_cpu, &s, &out);
+        cpu.conv2d_fwd_into(&x, &wt, Some(&b), &mut y_cpu, &s, &l);
         let (gx, gw, gb) = (up(&be, &x), up(&be, &wt), up(&be, &b));
         let mut gy = up(&be, &y0);
         be.conv2d_fwd_into(
-            be.src(&gx, 0..s.x_len()),
+            be.src(&gx, 0..x_len),
             be.src(&gw, 0..s.w_len()),
             Some(be.src(&gb, 0..c_out)),
-            be.dst(&mut gy, 0..len),
+            be.dst(&mut gy, 0..y_len),
             &s,
-            &out,
+            &l,
         );
-        check("conv2d_into y", &down(&be, &gy), &y_cpu, MATMUL)
+        check("conv2d_layouts y", &down(&be, &gy), &y_cpu, MATMUL)
     });
 }
 

@@ -136,58 +136,121 @@ impl Conv2dShape {
     }
 }
 
-/// Where and how `conv2d_fwd_into` stores a convolution's output: y is
-/// `[n, c_total, out_h, out_w]` and the convolution assigns its channels
-/// `[c_off, c_off + c_out)` (each image's block of them is contiguous), leaving the
-/// others as they are, then applies ReLU to them if `relu`. Lets a branch of an
-/// Inception block write straight into the block's concatenated output, with the
-/// ReLU of its `BasicConv2d`, instead of a separate ReLU pass and a copy.
+/// Where the (image, channel) planes of a batch of maps lie in a buffer: plane (b, c)
+/// starts at element `(first + b·image + c·channel) · plane_len`. NCHW maps of C
+/// channels are `{first: 0, image: C, channel: 1}`; channels-outer (CNHW) maps of N
+/// images are `{first: 0, image: 1, channel: N}`, where a convolution's column matrix
+/// and output are the maps themselves (the FID Inception keeps its maps so); an offset
+/// `first` selects channels of a wider map (a branch writing into its block's output).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ConvOutput {
-    /// Channels of the map y.
-    pub c_total: usize,
-    /// First channel of y the convolution writes.
-    pub c_off: usize,
-    /// ReLU after the bias (`max(v, 0)`, a NaN becomes 0 as in `relu_inplace`).
+pub struct PlaneLayout {
+    /// Plane index of (image 0, channel 0).
+    pub first: usize,
+    /// Planes between consecutive images.
+    pub image: usize,
+    /// Planes between consecutive channels.
+    pub channel: usize,
+}
+
+impl PlaneLayout {
+    /// Images of `c` channels one after another (NCHW).
+    pub fn nchw(c: usize) -> Self {
+        PlaneLayout {
+            first: 0,
+            image: c,
+            channel: 1,
+        }
+    }
+
+    /// Channels of `n` images one after another (CNHW).
+    pub fn cnhw(n: usize) -> Self {
+        PlaneLayout {
+            first: 0,
+            image: 1,
+            channel: n,
+        }
+    }
+
+    /// Channels `[c_off, …)` of a map with this layout.
+    pub fn from_channel(self, c_off: usize) -> Self {
+        PlaneLayout {
+            first: self.first + c_off * self.channel,
+            ..self
+        }
+    }
+
+    /// Plane index of (image b, channel c).
+    #[inline]
+    pub fn plane(&self, b: usize, c: usize) -> usize {
+        self.first + b * self.image + c * self.channel
+    }
+
+    /// Elements a buffer needs to hold `n` images of `c` planes of `plane_len` (0 when
+    /// empty; `None` on overflow).
+    pub fn len(&self, n: usize, c: usize, plane_len: usize) -> Option<usize> {
+        if n == 0 || c == 0 || plane_len == 0 {
+            return Some(0);
+        }
+        let last = (n - 1)
+            .checked_mul(self.image)?
+            .checked_add((c - 1).checked_mul(self.channel)?)?
+            .checked_add(self.first)?;
+        last.checked_add(1)?.checked_mul(plane_len)
+    }
+
+    /// Whether the n·c planes are distinct (images outer or channels outer, as a
+    /// convolution's output must be).
+    pub fn distinct(&self, n: usize, c: usize) -> bool {
+        n <= 1 && (c <= 1 || self.channel >= 1)
+            || c <= 1 && self.image >= 1
+            || self.channel >= 1 && self.image >= c.saturating_mul(self.channel)
+            || self.image >= 1 && self.channel >= n.saturating_mul(self.image)
+    }
+}
+
+/// How `conv2d_fwd_into` reads its input and stores its output: the planes of x
+/// `[n, c_in, h, w]` and of y `[n, c_out, out_h, out_w]` as [`PlaneLayout`]s (planes
+/// of y outside the convolution's are left as they are), and ReLU after the bias if
+/// `relu` (`max(v, 0)`, a NaN becomes 0 as in `relu_inplace`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvLayout {
+    pub x: PlaneLayout,
+    pub y: PlaneLayout,
     pub relu: bool,
 }
 
-impl ConvOutput {
-    /// The output of `shape` alone (`conv2d_fwd`'s y), with ReLU if `relu`.
-    pub fn whole(shape: &Conv2dShape, relu: bool) -> Self {
-        ConvOutput {
-            c_total: shape.c_out,
-            c_off: 0,
+impl ConvLayout {
+    /// NCHW in and out (`conv2d_fwd`'s layout), with ReLU if `relu`.
+    pub fn nchw(shape: &Conv2dShape, relu: bool) -> Self {
+        ConvLayout {
+            x: PlaneLayout::nchw(shape.c_in),
+            y: PlaneLayout::nchw(shape.c_out),
             relu,
         }
     }
 
-    /// Elements of y: n·c_total·out_h·out_w.
-    pub fn y_len(&self, shape: &Conv2dShape) -> usize {
-        shape.n * self.c_total * shape.out_h() * shape.out_w()
+    /// Elements x must hold.
+    pub fn x_len(&self, s: &Conv2dShape) -> usize {
+        self.x.len(s.n, s.c_in, s.h * s.w).unwrap_or(usize::MAX)
     }
 
-    /// Elements between consecutive images of y: c_total·out_h·out_w.
-    pub fn image_stride(&self, shape: &Conv2dShape) -> usize {
-        self.c_total * shape.out_h() * shape.out_w()
+    /// Elements y must hold.
+    pub fn y_len(&self, s: &Conv2dShape) -> usize {
+        self.y.len(s.n, s.c_out, s.out_h() * s.out_w()).unwrap_or(usize::MAX)
     }
 
-    /// Checks `shape` ([`Conv2dShape::validate`]) and that channels
-    /// `[c_off, c_off + c_out)` lie inside a y whose element count fits.
+    /// Checks `shape` ([`Conv2dShape::validate`]), that both buffers' extents fit in
+    /// memory arithmetic and that the output planes are distinct.
     pub fn validate(&self, shape: &Conv2dShape) -> Result<()> {
         shape.validate()?;
-        if self.c_off.checked_add(shape.c_out).is_none_or(|end| end > self.c_total) {
-            return Err(Error::invalid(format!(
-                "conv2d output: channels {}..{}+{} outside a map of {} channels",
-                self.c_off, self.c_off, shape.c_out, self.c_total
-            )));
+        let fits = |l: &PlaneLayout, c: usize, plane: usize| l.len(shape.n, c, plane).is_some_and(|v| v <= isize::MAX as usize / 8);
+        if !fits(&self.x, shape.c_in, shape.h * shape.w) || !fits(&self.y, shape.c_out, shape.out_h() * shape.out_w()) {
+            return Err(Error::invalid(format!("conv2d layout {self:?} of {shape:?} overflows")));
         }
-        [shape.n, self.c_total, shape.out_h(), shape.out_w()]
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .filter(|&v| v <= isize::MAX as usize / 8)
-            .map(|_| ())
-            .ok_or_else(|| Error::invalid(format!("conv2d output: {self:?} of {shape:?} overflows")))
+        if !self.y.distinct(shape.n, shape.c_out) {
+            return Err(Error::invalid(format!("conv2d layout {self:?}: output planes overlap")));
+        }
+        Ok(())
     }
 }
 
@@ -234,41 +297,43 @@ mod tests {
     }
 
     #[test]
-    fn an_output_slice_must_lie_inside_its_map() {
+    fn plane_layouts_place_and_bound_their_planes() {
         let s = Conv2dShape::square(2, 3, 8, 8, 4, 3, 1, 1);
-        let whole = ConvOutput::whole(&s, true);
-        whole.validate(&s).unwrap();
-        assert_eq!(whole.y_len(&s), s.y_len());
-        let slice = ConvOutput {
-            c_total: 10,
-            c_off: 6,
-            relu: false,
-        };
-        slice.validate(&s).unwrap();
-        assert_eq!((slice.y_len(&s), slice.image_stride(&s)), (2 * 10 * 64, 640));
-        for bad in [
-            ConvOutput {
-                c_total: 9,
-                c_off: 6,
-                relu: false,
+        let plain = ConvLayout::nchw(&s, true);
+        plain.validate(&s).unwrap();
+        assert_eq!((plain.x_len(&s), plain.y_len(&s)), (s.x_len(), s.y_len()));
+        // Channels 6..10 of a 10-channel NCHW map, and of a 10-channel CNHW map.
+        let slice = PlaneLayout::nchw(10).from_channel(6);
+        assert_eq!((slice.plane(1, 2), slice.len(2, 4, 64)), (18, Some(20 * 64)));
+        let cn = PlaneLayout::cnhw(2).from_channel(6);
+        assert_eq!((cn.plane(1, 2), cn.len(2, 4, 64)), (17, Some(20 * 64)));
+        for y in [slice, cn] {
+            ConvLayout { y, ..plain }.validate(&s).unwrap();
+        }
+        // Overlapping output planes and overflowing extents are refused.
+        for y in [
+            PlaneLayout {
+                first: 0,
+                image: 1,
+                channel: 1,
             },
-            ConvOutput {
-                c_total: 3,
-                c_off: 0,
-                relu: false,
+            PlaneLayout {
+                first: 0,
+                image: 3,
+                channel: 1,
             },
-            ConvOutput {
-                c_total: 10,
-                c_off: usize::MAX,
-                relu: false,
+            PlaneLayout {
+                first: usize::MAX,
+                image: 4,
+                channel: 1,
             },
-            ConvOutput {
-                c_total: usize::MAX,
-                c_off: 0,
-                relu: false,
+            PlaneLayout {
+                first: 0,
+                image: usize::MAX,
+                channel: 1,
             },
         ] {
-            assert!(bad.validate(&s).is_err(), "{bad:?}");
+            assert!(ConvLayout { y, ..plain }.validate(&s).is_err(), "{y:?}");
         }
     }
 

@@ -20,7 +20,7 @@ pub mod cuda;
 mod pool_shape;
 pub mod profiled;
 
-pub use conv_shape::{Conv2dShape, ConvOutput};
+pub use conv_shape::{Conv2dShape, ConvLayout, PlaneLayout};
 pub use pool_shape::{Pool2dShape, PoolKind, ResizeMode};
 
 use std::ops::Range;
@@ -319,11 +319,13 @@ pub trait Backend: Send + Sync {
     /// [c_out, c_in, kh, kw]; bias [c_out] or None; y [n, c_out, out_h, out_w] (assign).
     /// The caller validates `shape` ([`Conv2dShape::validate`]).
     fn conv2d_fwd(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape);
-    /// [`Backend::conv2d_fwd`] into channels `[out.c_off, out.c_off + c_out)` of a wider
-    /// map y `[n, out.c_total, out_h, out_w]` (the other channels untouched), with ReLU
-    /// if `out.relu`: the same values as `conv2d_fwd` followed by `relu_inplace` and
-    /// `copy_channels`, bit for bit. The caller validates ([`ConvOutput::validate`]).
-    fn conv2d_fwd_into(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape, out: &ConvOutput);
+    /// [`Backend::conv2d_fwd`] on maps laid out as `layout` says (NCHW or channels-outer
+    /// planes, or channels of a wider map: [`PlaneLayout`]), with ReLU if `layout.relu`:
+    /// the planes of y it names are assigned, the rest of y is untouched. The values are
+    /// those of `conv2d_fwd` on the same maps in NCHW followed by `relu_inplace`, bit for
+    /// bit on the CPU. x: `layout.x_len(shape)` elements or more; y:
+    /// `layout.y_len(shape)` or more. The caller validates ([`ConvLayout::validate`]).
+    fn conv2d_fwd_into(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape, layout: &ConvLayout);
     /// GroupNorm with affine parameters, then SiLU if `silu`: x, y [n, c, hw]; gamma, beta
     /// [c]; the c channels form `groups` groups of c/groups consecutive channels
     /// (`groups` divides c), each normalised over its (c/groups)·hw elements with the

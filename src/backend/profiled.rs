@@ -12,7 +12,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{AttnDims, Backend, Conv2dShape, ConvOutput, NormKind, OptimHp, PackStep, Pool2dShape, PoolKind, ResizeMode};
+use super::{AttnDims, Backend, Conv2dShape, ConvLayout, NormKind, OptimHp, PackStep, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::Result;
 
 /// Calls and total wall time of one op.
@@ -276,8 +276,8 @@ impl<B: Backend> Backend for Profiled<B> {
     fn conv2d_fwd(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape) {
         self.timed(&conv_key(shape), || self.inner.conv2d_fwd(x, w, bias, y, shape))
     }
-    fn conv2d_fwd_into(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape, out: &ConvOutput) {
-        self.timed(&conv_key(shape), || self.inner.conv2d_fwd_into(x, w, bias, y, shape, out))
+    fn conv2d_fwd_into(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape, layout: &ConvLayout) {
+        self.timed(&conv_key(shape), || self.inner.conv2d_fwd_into(x, w, bias, y, shape, layout))
     }
     fn group_norm_fwd(
         &self,

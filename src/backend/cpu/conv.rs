@@ -6,7 +6,9 @@
 //! pixels. The column matrix is never built whole: it is filled for a band of output
 //! rows at a time, at most [`TILE_ELEMS`] elements (16 MiB of f32), so a 512×512 decode
 //! needs a few MiB of scratch instead of gigabytes. A 1×1 stride-1 unpadded convolution
-//! reads x directly (no copy).
+//! reads x directly (no copy). Maps may be NCHW or channels-outer, or channels of a
+//! wider map ([`ConvLayout`]); on channels-outer maps the small-map products read and
+//! write the maps in place.
 //!
 //! Thread-count independence: the tiles depend only on the shape; the column fill is
 //! split by column-matrix rows, and the product is the `gemm` crate's, which splits only
@@ -15,7 +17,7 @@
 use rayon::prelude::*;
 
 use super::{gemm::matmul, pool::relu_seq, scratch::Scratch, Elem};
-use crate::backend::{Conv2dShape, ConvOutput};
+use crate::backend::{Conv2dShape, ConvLayout, PlaneLayout};
 
 /// Most elements of one im2col tile.
 pub const TILE_ELEMS: usize = 1 << 22;
@@ -26,40 +28,36 @@ pub fn tile_rows(s: &Conv2dShape) -> usize {
     (TILE_ELEMS / per_row).clamp(1, s.out_h().max(1))
 }
 
-/// y = conv(x, w) + bias (then ReLU if `out.relu`). x: [n, c_in, h, w]; w: [c_out, c_in,
-/// kh, kw]; bias: [c_out]; y: [n, out.c_total, out_h, out_w], channels [out.c_off,
-/// out.c_off + c_out) assigned, the others untouched.
-pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, out: &ConvOutput) {
+/// y = conv(x, w) + bias (then ReLU if `l.relu`). x: the [n, c_in, h, w] planes of
+/// `l.x`; w: [c_out, c_in, kh, kw]; bias: [c_out]; y: the [n, c_out, out_h, out_w]
+/// planes of `l.y` assigned, the buffer's other elements untouched.
+pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, l: &ConvLayout) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let p = oh * ow;
     if s.n == 0 || p == 0 {
         return;
     }
     if super::winograd::applies(s) {
-        return super::winograd::forward(x, w, bias, y, s, out);
+        return super::winograd::forward(x, w, bias, y, s, l);
     }
     let images = images_per_product(s);
     if images > 1 {
-        return forward_batched(x, w, bias, y, s, out, images);
+        return forward_batched(x, w, bias, y, s, l, images);
     }
     let k = s.k_len();
-    let x_img = s.c_in * s.h * s.w;
-    let y_img = out.image_stride(s);
+    let hw = s.h * s.w;
+    let (rsb, rsc) = (l.x.channel * hw, l.y.channel * p);
     let w = &w[..s.w_len()];
     let beta = if bias.is_some() { T::one() } else { T::zero() };
     let rows = tile_rows(s);
     let mut col = Scratch::<T>::for_overwrite(if s.is_pointwise() { 0 } else { k * rows * ow });
     for b in 0..s.n {
-        let xi = &x[b * x_img..(b + 1) * x_img];
-        let yi = &mut y[b * y_img + out.c_off * p..][..s.c_out * p];
-        match bias {
-            Some(bias) => yi.par_chunks_mut(p).zip(&bias[..s.c_out]).for_each(|(row, &bv)| row.fill(bv)),
-            None => yi.fill(T::zero()),
-        }
+        fill_bias(output_planes(y, s, &l.y, b, 1), bias, s.c_out);
+        let yi = &mut y[l.y.plane(b, 0) * p..];
         if s.is_pointwise() {
-            matmul(s.c_out, k, p, w, k, 1, xi, p, 1, beta, yi, p, 1);
-            if out.relu {
-                yi.par_chunks_mut(p).for_each(relu_seq);
+            matmul(s.c_out, k, p, w, k, 1, &x[l.x.plane(b, 0) * hw..], rsb, 1, beta, yi, rsc, 1);
+            if l.relu {
+                output_planes(y, s, &l.y, b, 1).into_par_iter().for_each(relu_seq);
             }
             continue;
         }
@@ -68,14 +66,27 @@ pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &C
             let nr = rows.min(oh - r0);
             let tp = nr * ow;
             let col = &mut col[..k * tp];
-            col.par_chunks_mut(tp).enumerate().for_each(|(kr, dst)| im2col_row(xi, dst, s, kr, r0, nr));
-            matmul(s.c_out, k, tp, w, k, 1, col, tp, 1, beta, &mut yi[r0 * ow..], p, 1);
-            if out.relu {
-                yi.par_chunks_mut(p).for_each(|plane| relu_seq(&mut plane[r0 * ow..][..tp]));
+            col.par_chunks_mut(tp)
+                .enumerate()
+                .for_each(|(kr, dst)| im2col_row(x, &l.x, b, dst, s, kr, r0, nr));
+            matmul(s.c_out, k, tp, w, k, 1, col, tp, 1, beta, &mut y[l.y.plane(b, 0) * p + r0 * ow..], rsc, 1);
+            if l.relu {
+                output_planes(y, s, &l.y, b, 1)
+                    .into_par_iter()
+                    .for_each(|plane| relu_seq(&mut plane[r0 * ow..][..tp]));
             }
             r0 += nr;
         }
     }
+}
+
+/// Each plane ← its channel's bias (0 without one). planes: c_out per image, in
+/// (image, channel) order; bias: [c_out].
+fn fill_bias<T: Elem>(planes: Vec<&mut [T]>, bias: Option<&[T]>, c_out: usize) {
+    planes
+        .into_par_iter()
+        .enumerate()
+        .for_each(|(i, plane)| plane.fill(bias.map_or(T::zero(), |b| b[i % c_out])));
 }
 
 /// Output maps smaller than this many pixels share one product with the batch's other
@@ -95,75 +106,111 @@ fn images_per_product(s: &Conv2dShape) -> usize {
 }
 
 /// [`forward`] for small maps: the column matrices of `images` images side by side,
-/// col [K, images·P], one product into a scratch [c_out, images·P], then each image's
-/// block copied into y (through ReLU if `out.relu`). Each output is the same sum as on the one-image path (the
-/// `gemm` crate's k-blocking depends on K alone, and C starts at the bias on both), so
-/// the result does not depend on how the images are grouped or batched.
-fn forward_batched<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, out: &ConvOutput, images: usize) {
+/// col [K, images·P], in one product per group of images. Where the images' planes of
+/// a channel are adjacent (channels-outer maps, `PlaneLayout::image == 1`) the product
+/// reads a pointwise convolution's input in place and writes y in place; otherwise the
+/// column matrix is filled and the product goes to a scratch [c_out, images·P] whose
+/// blocks are then copied into y (through ReLU if `l.relu`). Each output is the same sum
+/// as on the one-image path (the `gemm` crate's k-blocking depends on K alone, and C
+/// starts at the bias on both), so the result does not depend on how the images are
+/// grouped or batched, nor on the layout.
+fn forward_batched<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, l: &ConvLayout, images: usize) {
     let (oh, p) = (s.out_h(), s.out_h() * s.out_w());
     let k = s.k_len();
-    let x_img = s.c_in * s.h * s.w;
     let w = &w[..s.w_len()];
     let beta = if bias.is_some() { T::one() } else { T::zero() };
-    let mut col = Scratch::<T>::for_overwrite(k * images * p);
-    let mut prod = Scratch::<T>::for_overwrite(s.c_out * images * p);
+    let in_place_x = s.is_pointwise() && l.x.image == 1;
+    let in_place_y = l.y.image == 1;
+    let mut col = Scratch::<T>::for_overwrite(if in_place_x { 0 } else { k * images * p });
+    let mut prod = Scratch::<T>::for_overwrite(if in_place_y { 0 } else { s.c_out * images * p });
     let mut b0 = 0;
     while b0 < s.n {
         let nb = images.min(s.n - b0);
         let wide = nb * p;
-        let col = &mut col[..k * wide];
-        col.par_chunks_mut(wide).enumerate().for_each(|(kr, dst)| {
-            for (bi, seg) in dst.chunks_exact_mut(p).enumerate() {
-                let xi = &x[(b0 + bi) * x_img..(b0 + bi + 1) * x_img];
-                if s.is_pointwise() {
-                    seg.copy_from_slice(&xi[kr * p..(kr + 1) * p]);
-                } else {
-                    im2col_row(xi, seg, s, kr, 0, oh);
+        let (b_mat, rsb): (&[T], usize) = if in_place_x {
+            (&x[l.x.plane(b0, 0) * p..], l.x.channel * p)
+        } else {
+            let col = &mut col[..k * wide];
+            col.par_chunks_mut(wide).enumerate().for_each(|(kr, dst)| {
+                for (bi, seg) in dst.chunks_exact_mut(p).enumerate() {
+                    im2col_row(x, &l.x, b0 + bi, seg, s, kr, 0, oh);
                 }
+            });
+            (col, wide)
+        };
+        if in_place_y {
+            // Rows of C: channel co's planes of images b0..b0+nb, adjacent.
+            let rsc = l.y.channel * p;
+            let c0 = l.y.plane(b0, 0) * p;
+            fill_bias(output_rows(&mut y[c0..], s.c_out, rsc, wide), bias, s.c_out);
+            matmul(s.c_out, k, wide, w, k, 1, b_mat, rsb, 1, beta, &mut y[c0..], rsc, 1);
+            if l.relu {
+                output_rows(&mut y[c0..], s.c_out, rsc, wide).into_par_iter().for_each(relu_seq);
             }
-        });
-        let prod = &mut prod[..s.c_out * wide];
-        // The bias enters the product as the one-image path's does (C starts at the bias),
-        // so both round alike.
-        match bias {
-            Some(bias) => prod.par_chunks_mut(wide).zip(&bias[..s.c_out]).for_each(|(row, &bv)| row.fill(bv)),
-            None => prod.fill(T::zero()),
+        } else {
+            let prod = &mut prod[..s.c_out * wide];
+            fill_bias(prod.chunks_mut(wide).collect(), bias, s.c_out);
+            matmul(s.c_out, k, wide, w, k, 1, b_mat, rsb, 1, beta, prod, wide, 1);
+            let prod = &*prod;
+            output_planes(y, s, &l.y, b0, nb).into_par_iter().enumerate().for_each(|(pi, dst)| {
+                let (bi, co) = (pi / s.c_out, pi % s.c_out);
+                let src = &prod[co * wide + bi * p..][..p];
+                if l.relu {
+                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v.max(T::zero()));
+                } else {
+                    dst.copy_from_slice(src);
+                }
+            });
         }
-        matmul(s.c_out, k, wide, w, k, 1, col, wide, 1, beta, prod, wide, 1);
-        let prod = &*prod;
-        output_planes(y, s, out, b0, nb).into_par_iter().enumerate().for_each(|(pi, dst)| {
-            let (bi, co) = (pi / s.c_out, pi % s.c_out);
-            let src = &prod[co * wide + bi * p..][..p];
-            if out.relu {
-                dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v.max(T::zero()));
-            } else {
-                dst.copy_from_slice(src);
-            }
-        });
         b0 += nb;
     }
 }
 
-/// The output planes [out_h·out_w] of images [b0, b0 + nb) in y, in (image, channel)
-/// order: channels [out.c_off, out.c_off + c_out) of each image. y: [n, out.c_total,
-/// out_h, out_w].
-pub(super) fn output_planes<'a, T>(y: &'a mut [T], s: &Conv2dShape, out: &ConvOutput, b0: usize, nb: usize) -> Vec<&'a mut [T]> {
-    let (p, stride) = (s.out_h() * s.out_w(), out.image_stride(s));
-    y[b0 * stride..(b0 + nb) * stride]
-        .chunks_mut(stride)
-        .flat_map(|img| img[out.c_off * p..][..s.c_out * p].chunks_mut(p))
-        .collect()
+/// `count` rows of `len` elements, `stride` apart from the start of `y` (stride ≥ len).
+fn output_rows<T>(y: &mut [T], count: usize, stride: usize, len: usize) -> Vec<&mut [T]> {
+    let mut rows = Vec::with_capacity(count);
+    let mut rest = y;
+    for i in 0..count {
+        let (row, tail) = rest.split_at_mut(len);
+        rows.push(row);
+        if i + 1 < count {
+            rest = &mut tail[stride - len..];
+        } else {
+            break;
+        }
+    }
+    rows
 }
 
-/// One row of the column matrix: dst[(r, ox)] = x[ci, (r0 + r)·sh + ky − pad_top,
+/// The output planes [out_h·out_w] of images [b0, b0 + nb) in y, in (image, channel)
+/// order: plane (b, c) of layout `ly` for c < c_out. The planes must be distinct
+/// ([`PlaneLayout::distinct`], checked by [`ConvLayout::validate`]).
+pub(super) fn output_planes<'a, T>(y: &'a mut [T], s: &Conv2dShape, ly: &PlaneLayout, b0: usize, nb: usize) -> Vec<&'a mut [T]> {
+    let p = s.out_h() * s.out_w();
+    let mut order: Vec<(usize, usize)> = (0..nb * s.c_out).map(|i| (ly.plane(b0 + i / s.c_out, i % s.c_out), i)).collect();
+    order.sort_unstable();
+    let mut planes: Vec<Option<&'a mut [T]>> = (0..order.len()).map(|_| None).collect();
+    let (mut rest, mut at) = (y, 0);
+    for (pl, i) in order {
+        let (_, tail) = rest.split_at_mut(pl * p - at);
+        let (plane, tail) = tail.split_at_mut(p);
+        planes[i] = Some(plane);
+        rest = tail;
+        at = (pl + 1) * p;
+    }
+    planes.into_iter().map(|pl| pl.expect("every plane is distinct")).collect()
+}
+
+/// One row of the column matrix: dst[(r, ox)] = x[b, ci, (r0 + r)·sh + ky − pad_top,
 /// ox·sw + kx − pad_left] (0 outside the image) for column-matrix row kr = (ci, ky, kx)
-/// and the `nr` output rows from `r0`. x: [c_in, h, w] of one image; dst: [nr·ow].
-fn im2col_row<T: Elem>(x: &[T], dst: &mut [T], s: &Conv2dShape, kr: usize, r0: usize, nr: usize) {
+/// and the `nr` output rows from `r0`. x: the planes of `lx`; dst: [nr·ow].
+#[allow(clippy::too_many_arguments)]
+fn im2col_row<T: Elem>(x: &[T], lx: &PlaneLayout, b: usize, dst: &mut [T], s: &Conv2dShape, kr: usize, r0: usize, nr: usize) {
     let ow = s.out_w();
     let ci = kr / (s.kh * s.kw);
     let ky = (kr / s.kw) % s.kh;
     let kx = kr % s.kw;
-    let plane = &x[ci * s.h * s.w..(ci + 1) * s.h * s.w];
+    let plane = &x[lx.plane(b, ci) * s.h * s.w..][..s.h * s.w];
     // Output columns whose input column lies inside the image: ox·sw + kx − pl ∈ [0, w).
     let lo = s.pad_left.saturating_sub(kx).div_ceil(s.stride_w).min(ow);
     let hi = if s.w + s.pad_left > kx {
@@ -252,10 +299,10 @@ pub(super) mod tests {
             let (x, w) = (values(s.x_len(), 7919, 1013), values(s.w_len(), 104729, 997));
             let bias: Vec<f32> = (0..s.c_out).map(|i| i as f32 * 0.01).collect();
             let mut whole = vec![0f32; s.y_len()];
-            pool.install(|| forward(&x, &w, Some(&bias), &mut whole, &s, &ConvOutput::whole(&s, false)));
+            pool.install(|| forward(&x, &w, Some(&bias), &mut whole, &s, &ConvLayout::nchw(&s, false)));
             for images in [1, 2, 3] {
                 let mut part = vec![0f32; s.y_len()];
-                forward_batched(&x, &w, Some(&bias), &mut part, &s, &ConvOutput::whole(&s, false), images);
+                forward_batched(&x, &w, Some(&bias), &mut part, &s, &ConvLayout::nchw(&s, false), images);
                 assert!(part == whole, "{s:?} in groups of {images}");
             }
             // Each image alone (the one-image path) gives the same bits.
@@ -268,7 +315,7 @@ pub(super) mod tests {
                     Some(&bias),
                     &mut one,
                     &s1,
-                    &ConvOutput::whole(&s1, false),
+                    &ConvLayout::nchw(&s1, false),
                 );
                 assert!(one[..] == whole[b * s1.y_len()..][..s1.y_len()], "{s:?} image {b} alone");
             }
@@ -305,7 +352,7 @@ pub(super) mod tests {
             for with_bias in [false, true] {
                 let bb = with_bias.then_some(&bias[..]);
                 let mut y = vec![f64::NAN; s.y_len()];
-                forward(&x, &w, bb, &mut y, &s, &ConvOutput::whole(&s, false));
+                forward(&x, &w, bb, &mut y, &s, &ConvLayout::nchw(&s, false));
                 assert_eq!(y, naive(&x, &w, bb, &s), "{s:?}");
             }
         }

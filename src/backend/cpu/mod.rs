@@ -28,7 +28,7 @@ use std::sync::Arc;
 pub use elem::Elem;
 pub use gemm::matmul;
 
-use super::{AttnDims, Backend, Conv2dShape, ConvOutput, NormKind, OptimHp, PackStep, Pool2dShape, PoolKind, ResizeMode};
+use super::{AttnDims, Backend, Conv2dShape, ConvLayout, NormKind, OptimHp, PackStep, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::{Error, Result};
 
 /// The CPU backend over element type `T` (f32 for real work, f64 for gradient checks).
@@ -372,10 +372,10 @@ impl<T: Elem> Backend for CpuBackend<T> {
     }
 
     fn conv2d_fwd(&self, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], shape: &Conv2dShape) {
-        self.install(|| conv::forward(x, w, bias, y, shape, &ConvOutput::whole(shape, false)));
+        self.install(|| conv::forward(x, w, bias, y, shape, &ConvLayout::nchw(shape, false)));
     }
-    fn conv2d_fwd_into(&self, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], shape: &Conv2dShape, out: &ConvOutput) {
-        self.install(|| conv::forward(x, w, bias, y, shape, out));
+    fn conv2d_fwd_into(&self, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], shape: &Conv2dShape, layout: &ConvLayout) {
+        self.install(|| conv::forward(x, w, bias, y, shape, layout));
     }
     fn group_norm_fwd(&self, x: &[T], gamma: &[T], beta: &[T], y: &mut [T], n: usize, c: usize, hw: usize, groups: usize, eps: f32, silu: bool) {
         self.install(|| group_norm::forward(x, gamma, beta, y, n, c, hw, groups, eps, silu));

@@ -28,7 +28,7 @@
 use rayon::prelude::*;
 
 use super::{conv::output_planes, gemm::matmul_seq, pool::relu_seq, scratch::Scratch, Elem};
-use crate::backend::{Conv2dShape, ConvOutput};
+use crate::backend::{Conv2dShape, ConvLayout, PlaneLayout};
 
 /// Most elements of the V and M band buffers together (16 MiB of f32).
 const BAND_ELEMS: usize = 1 << 22;
@@ -40,9 +40,10 @@ pub fn applies(s: &Conv2dShape) -> bool {
     s.kh == 3 && s.kw == 3 && s.stride_h == 1 && s.stride_w == 1 && s.c_in >= 16 && s.c_out >= 16 && s.out_h() * s.out_w() > 0
 }
 
-/// y = conv(x, w) + bias for a shape where [`applies`] holds. x: [n, c_in, h, w];
+/// y = conv(x, w) + bias (then ReLU if `l.relu`) for a shape where [`applies`] holds,
+/// maps laid out as `l` says. x: [n, c_in, h, w];
 /// w: [c_out, c_in, 3, 3]; bias: [c_out]; y: [n, c_out, out_h, out_w] (assign).
-pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, out: &ConvOutput) {
+pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, l: &ConvLayout) {
     debug_assert!(applies(s));
     let (oh, ow) = (s.out_h(), s.out_w());
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
@@ -60,14 +61,14 @@ pub fn forward<T: Elem>(x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T], s: &C
         let nr = rows_per_band.min(total_rows - g0);
         let nt = nr * tw;
         let (v, m) = (&mut v[..16 * ci_n * nt], &mut m[..16 * co_n * nt]);
-        input_transform(x, v, s, g0, nr);
+        input_transform(x, &l.x, v, s, g0, nr);
         // The 16 products side by side, each on one thread: no hand-offs inside a
         // product, and each thread's share is whole products.
         let v = &*v;
         m.par_chunks_mut(co_n * nt).enumerate().for_each(|(xi, mx)| {
             matmul_seq(co_n, ci_n, nt, &u[xi * ci_n..], 16 * ci_n, 1, &v[xi * nt..], 16 * nt, 1, T::zero(), mx, nt, 1);
         });
-        output_transform(m, bias, y, s, out, g0, nr);
+        output_transform(m, bias, y, s, l, g0, nr);
         g0 += nr;
     }
 }
@@ -108,8 +109,8 @@ fn tile_row(g: usize, th: usize) -> (usize, usize) {
 
 /// V[ci, ξ, t] = (B^T d B)[ξ] for the tiles of band rows g0..g0+nr, with
 /// B^T = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]].
-/// x: [n, c_in, h, w]; v: [c_in, 16, nr·tw].
-fn input_transform<T: Elem>(x: &[T], v: &mut [T], s: &Conv2dShape, g0: usize, nr: usize) {
+/// x: the [n, c_in, h, w] planes of `lx`; v: [c_in, 16, nr·tw].
+fn input_transform<T: Elem>(x: &[T], lx: &PlaneLayout, v: &mut [T], s: &Conv2dShape, g0: usize, nr: usize) {
     let (th, tw) = (s.out_h().div_ceil(2), s.out_w().div_ceil(2));
     let nt = nr * tw;
     // A tile row's 4 input rows, padded: column c is image column c − pad_left.
@@ -119,7 +120,7 @@ fn input_transform<T: Elem>(x: &[T], v: &mut [T], s: &Conv2dShape, g0: usize, nr
         let mut t = vec![T::zero(); 4 * wp];
         for r in 0..nr {
             let (b, ty) = tile_row(g0 + r, th);
-            let plane = &x[(b * s.c_in + ci) * s.h * s.w..][..s.h * s.w];
+            let plane = &x[lx.plane(b, ci) * s.h * s.w..][..s.h * s.w];
             for i in 0..4 {
                 let dst = &mut rows[i * wp..(i + 1) * wp];
                 dst.fill(T::zero());
@@ -165,13 +166,14 @@ fn input_transform<T: Elem>(x: &[T], v: &mut [T], s: &Conv2dShape, g0: usize, nr
 
 /// y[b, co, 2ty + a, 2tx + c] = (A^T M A)[a, c] + bias[co] for the tiles of band rows
 /// g0..g0+nr, with A^T = [[1, 1, 1, 0], [0, 1, −1, −1]].
-/// m: [16, c_out, nr·tw]; y: [n, c_out, out_h, out_w] (the band's rows assigned).
-fn output_transform<T: Elem>(m: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, dst: &ConvOutput, g0: usize, nr: usize) {
+/// m: [16, c_out, nr·tw]; y: the [n, c_out, out_h, out_w] planes of `dst.y` (the band's
+/// rows assigned).
+fn output_transform<T: Elem>(m: &[T], bias: Option<&[T]>, y: &mut [T], s: &Conv2dShape, dst: &ConvLayout, g0: usize, nr: usize) {
     let (oh, ow) = (s.out_h(), s.out_w());
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
     let nt = nr * tw;
     let (b_first, b_last) = (g0 / th, (g0 + nr - 1) / th);
-    let planes = output_planes(y, s, dst, b_first, b_last + 1 - b_first);
+    let planes = output_planes(y, s, &dst.y, b_first, b_last + 1 - b_first);
     planes.into_par_iter().enumerate().for_each(|(pi, out)| {
         let (b, co) = (b_first + pi / s.c_out, pi % s.c_out);
         let bv = bias.map_or(T::zero(), |bb| bb[co]);
@@ -243,7 +245,7 @@ mod tests {
             let (x, w): (Vec<f64>, Vec<f64>) = (values(s.x_len(), 7919, 1013), values(s.w_len(), 104729, 997));
             let bias: Vec<f64> = (0..s.c_out).map(|i| i as f64 * 0.1 - 1.0).collect();
             let mut y = vec![f64::NAN; s.y_len()];
-            pool.install(|| forward(&x, &w, Some(&bias), &mut y, &s, &ConvOutput::whole(&s, false)));
+            pool.install(|| forward(&x, &w, Some(&bias), &mut y, &s, &ConvLayout::nchw(&s, false)));
             let want = naive(&x, &w, Some(&bias), &s);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{s:?}: {a} vs {b}");
@@ -262,7 +264,7 @@ mod tests {
                 .map(|&th| {
                     let pool = rayon::ThreadPoolBuilder::new().num_threads(th).build().unwrap();
                     let mut y = vec![0f32; s.y_len()];
-                    pool.install(|| forward(&x, &w, None, &mut y, &s, &ConvOutput::whole(&s, false)));
+                    pool.install(|| forward(&x, &w, None, &mut y, &s, &ConvLayout::nchw(&s, false)));
                     y
                 })
                 .collect();
@@ -270,7 +272,7 @@ mod tests {
             // One image at a time gives the same bits as the batch (tiles are independent).
             let s1 = Conv2dShape { n: 1, ..s };
             let mut y1 = vec![0f32; s1.y_len()];
-            forward(&x[..s1.x_len()], &w, None, &mut y1, &s1, &ConvOutput::whole(&s1, false));
+            forward(&x[..s1.x_len()], &w, None, &mut y1, &s1, &ConvLayout::nchw(&s1, false));
             assert_eq!(&runs[0][..s1.y_len()], &y1[..]);
         }
     }

@@ -110,15 +110,15 @@ kernel_table! {
     F32ToBf16 = "f32_to_bf16" : "PPI",
     AttnPrepBf16 = "attn_prep_bf16" : "PPPPIIIIII",
     SoftmaxRowsBf16 = "softmax_rows_bf16" : "PPIIF",
-    Im2col = "im2col" : "PPIIIIIIIIIIIII",
-    BiasChannels = "bias_channels" : "PPIIII",
+    Im2col = "im2col" : "PPIIIIIIIIIIIIIII",
+    BiasChannels = "bias_channels" : "PPIIIII",
     GroupNormFwd = "group_norm_fwd" : "PPPPIIIIFI",
     UpsampleNearest2x = "upsample_nearest2x" : "PPIII",
     TransposeBatched = "transpose_batched" : "PPIII",
     Pool2d = "pool2d" : "PPIIIIIIIII",
     ResizeBilinear = "resize_bilinear" : "PPIIIIIFFI",
     ReluInplace = "relu_inplace" : "PI",
-    ReluRuns = "relu_runs" : "PIII",
+    ReluPlanes = "relu_planes" : "PIIIII",
     CopyChannels = "copy_channels" : "PPIIIII",
 }
 

@@ -44,7 +44,7 @@ use cudarc::driver::{CudaContext, CudaSlice, CudaStream, CudaView, CudaViewMut, 
 pub use kernels::{arch_for, compiled as compile_kernels, parse_signatures, Kernel, SOURCE as KERNEL_SOURCE};
 pub use probe::{libraries_present, probe_device, DeviceInfo};
 
-use super::{AttnDims, Backend, Conv2dShape, ConvOutput, NormKind, OptimHp, Pool2dShape, PoolKind, ResizeMode};
+use super::{AttnDims, Backend, Conv2dShape, ConvLayout, NormKind, OptimHp, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::{Error, Result};
 use kernels::Kernels;
 
@@ -513,7 +513,7 @@ impl Backend for CudaBackend {
     }
 
     fn conv2d_fwd(&self, x: CudaView<'_, f32>, w: CudaView<'_, f32>, bias: Option<CudaView<'_, f32>>, y: CudaViewMut<'_, f32>, shape: &Conv2dShape) {
-        self.conv2d_fwd_impl(x, w, bias, y, shape, &ConvOutput::whole(shape, false));
+        self.conv2d_fwd_impl(x, w, bias, y, shape, &ConvLayout::nchw(shape, false));
     }
     fn conv2d_fwd_into(
         &self,
@@ -522,9 +522,9 @@ impl Backend for CudaBackend {
         bias: Option<CudaView<'_, f32>>,
         y: CudaViewMut<'_, f32>,
         shape: &Conv2dShape,
-        out: &ConvOutput,
+        layout: &ConvLayout,
     ) {
-        self.conv2d_fwd_impl(x, w, bias, y, shape, out);
+        self.conv2d_fwd_impl(x, w, bias, y, shape, layout);
     }
     fn group_norm_fwd(
         &self,

@@ -12,15 +12,15 @@ use cudarc::driver::{CudaView, CudaViewMut};
 use super::blas::{MatGrid, Op, Product};
 use super::launch::{elems, i, rows, Arg};
 use super::{CudaBackend, Kernel};
-use crate::backend::{Conv2dShape, ConvOutput};
+use crate::backend::{Conv2dShape, ConvLayout};
 
 /// Most elements of one im2col tile on the device (256 MiB of f32).
 pub(super) const COL_TILE_ELEMS: usize = 1 << 26;
 
 impl CudaBackend {
-    /// y = conv(x, w) + bias (then ReLU if `out.relu`). x: [n, c_in, h, w]; w: [c_out,
-    /// c_in, kh, kw]; bias: [c_out]; y: [n, out.c_total, out_h, out_w], channels
-    /// [out.c_off, out.c_off + c_out) assigned, the others untouched.
+    /// y = conv(x, w) + bias (then ReLU if `l.relu`). x: the [n, c_in, h, w] planes of
+    /// `l.x`; w: [c_out, c_in, kh, kw]; bias: [c_out]; y: the [n, c_out, out_h, out_w]
+    /// planes of `l.y` assigned, the rest untouched.
     pub(super) fn conv2d_fwd_impl(
         &self,
         x: CudaView<'_, f32>,
@@ -28,12 +28,12 @@ impl CudaBackend {
         bias: Option<CudaView<'_, f32>>,
         y: CudaViewMut<'_, f32>,
         s: &Conv2dShape,
-        out: &ConvOutput,
+        l: &ConvLayout,
     ) {
-        if let Err(e) = out.validate(s) {
+        if let Err(e) = l.validate(s) {
             return self.fail(e.to_string());
         }
-        let mut lens = vec![("x", x.len(), s.x_len()), ("w", w.len(), s.w_len()), ("y", y.len(), out.y_len(s))];
+        let mut lens = vec![("x", x.len(), l.x_len(s)), ("w", w.len(), s.w_len()), ("y", y.len(), l.y_len(s))];
         if let Some(b) = &bias {
             lens.push(("bias", b.len(), s.c_out));
         }
@@ -41,20 +41,15 @@ impl CudaBackend {
             return;
         }
         let (oh, ow) = (s.out_h(), s.out_w());
-        let p = oh * ow;
+        let (p, hw) = (oh * ow, s.h * s.w);
         let k = s.k_len();
-        let (px, pw) = (self.ptr(&x), self.ptr(&w));
-        // y's first channel of the slice; images y_img elements apart.
-        let py = Self::off(self.ptr(&y), out.c_off * p);
-        let y_img = out.image_stride(s);
-        let total = s.n * s.c_out * p;
+        // Plane (0, 0) of x and of y; images and channels `image`/`channel` planes apart.
+        let px = Self::off(self.ptr(&x), l.x.first * hw);
+        let pw = self.ptr(&w);
+        let py = Self::off(self.ptr(&y), l.y.first * p);
+        let (y_img, y_ch) = (l.y.image * p, l.y.channel * p);
         if let Some(b) = &bias {
-            self.launch(
-                Kernel::BiasChannels,
-                elems(total),
-                total,
-                &[Arg::P(self.ptr(b)), Arg::P(py), i(total), i(s.c_out), i(p), i(y_img)],
-            );
+            self.plane_kernel(Kernel::BiasChannels, Some(self.ptr(b)), py, s, l);
         }
         let beta = if bias.is_some() { 1.0 } else { 0.0 };
         let weight = MatGrid { ptr: pw, ld: k, sb: 0, sh: 0 };
@@ -68,13 +63,13 @@ impl CudaBackend {
                 a: weight,
                 b: MatGrid {
                     ptr: px,
-                    ld: p,
-                    sb: s.c_in * p,
+                    ld: l.x.channel * hw,
+                    sb: l.x.image * hw,
                     sh: 0,
                 },
                 c: MatGrid {
                     ptr: py,
-                    ld: p,
+                    ld: y_ch,
                     sb: y_img,
                     sh: 0,
                 },
@@ -82,7 +77,10 @@ impl CudaBackend {
                 nh: 1,
             };
             self.run_product(&prod, 1.0, beta);
-            return self.relu_slice(py, s, out);
+            if l.relu {
+                self.plane_kernel(Kernel::ReluPlanes, None, py, s, l);
+            }
+            return;
         }
         // Whole images per tile when one fits, else bands of output rows of one image.
         let per_image = k * p;
@@ -94,7 +92,6 @@ impl CudaBackend {
         };
         let Some(col) = self.temp::<f32>(images * k * band * ow) else { return };
         let pc = self.ptr(&col);
-        let x_img = s.c_in * s.h * s.w;
         let mut b0 = 0;
         while b0 < s.n {
             let nb = images.min(s.n - b0);
@@ -104,7 +101,7 @@ impl CudaBackend {
                 let tp = nr * ow;
                 let total = nb * k * tp;
                 let args = [
-                    Arg::P(Self::off(px, b0 * x_img)),
+                    Arg::P(Self::off(px, b0 * l.x.image * hw)),
                     Arg::P(pc),
                     i(total),
                     i(s.c_in),
@@ -119,6 +116,8 @@ impl CudaBackend {
                     i(ow),
                     i(r0),
                     i(nr),
+                    i(l.x.image),
+                    i(l.x.channel),
                 ];
                 self.launch(Kernel::Im2col, elems(total), total, &args);
                 let prod = Product {
@@ -136,7 +135,7 @@ impl CudaBackend {
                     },
                     c: MatGrid {
                         ptr: Self::off(py, b0 * y_img + r0 * ow),
-                        ld: p,
+                        ld: y_ch,
                         sb: y_img,
                         sh: 0,
                     },
@@ -148,17 +147,22 @@ impl CudaBackend {
             }
             b0 += nb;
         }
-        self.relu_slice(py, s, out);
+        if l.relu {
+            self.plane_kernel(Kernel::ReluPlanes, None, py, s, l);
+        }
     }
 
-    /// ReLU on the convolution's channels of y (`py`: the first of them) if `out.relu`.
-    fn relu_slice(&self, py: u64, s: &Conv2dShape, out: &ConvOutput) {
-        if !out.relu {
-            return;
+    /// The bias fill (with `bias`) or the ReLU (without) over the convolution's output
+    /// planes (`py`: plane (0, 0) of `l.y`).
+    fn plane_kernel(&self, kernel: Kernel, bias: Option<u64>, py: u64, s: &Conv2dShape, l: &ConvLayout) {
+        let p = s.out_h() * s.out_w();
+        let total = s.n * s.c_out * p;
+        let mut args = Vec::with_capacity(7);
+        if let Some(b) = bias {
+            args.push(Arg::P(b));
         }
-        let run = s.c_out * s.out_h() * s.out_w();
-        let total = s.n * run;
-        self.launch(Kernel::ReluRuns, elems(total), total, &[Arg::P(py), i(total), i(run), i(out.image_stride(s))]);
+        args.extend([Arg::P(py), i(total), i(s.c_out), i(p), i(l.y.image), i(l.y.channel)]);
+        self.launch(kernel, elems(total), total, &args);
     }
 
     /// GroupNorm (+ SiLU). x, y: [n, c, hw]; gamma, beta: [c].

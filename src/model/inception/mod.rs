@@ -15,6 +15,13 @@
 //!
 //! The per-pixel affine map is folded into the first convolution (exact: it has no
 //! padding, and bilinear resizing commutes with affine maps up to rounding).
+//!
+//! Inside, the maps are channels-outer (CNHW, [`PlaneLayout::cnhw`]): the batch's
+//! planes of a channel are adjacent, so the convolutions on the 35×35, 17×17 and 8×8
+//! maps multiply whole batches in place (no column-matrix copy for the 1×1 ones, no
+//! copy of the product into the map), and each branch writes its ReLU'd output straight
+//! into its block's concatenated map (`conv2d_fwd_into`). The pool3 features are
+//! transposed to `[n, 2048]` at the end; the debugging blocks are read back as NCHW.
 
 pub mod weights;
 
@@ -22,7 +29,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use crate::backend::{Backend, Conv2dShape, ConvOutput, Pool2dShape, PoolKind, ResizeMode};
+use crate::backend::{Backend, Conv2dShape, ConvLayout, PlaneLayout, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::{Error, Result};
 use crate::limits::check_bytes;
 use crate::tensor_file::TensorFile;
@@ -156,12 +163,16 @@ fn layer_table() -> Vec<LayerSpec> {
     t
 }
 
-/// A feature map `[n, c, h, w]` on the backend.
+/// A feature map of `n` images × `c` channels of `h × w` on the backend. The network's
+/// maps are channels-outer (CNHW: [`PlaneLayout::cnhw`]), where a convolution's
+/// small-map products read and write them in place and a block's branches are
+/// contiguous runs of it; only the input images are NCHW.
 struct Act<'a, B: Backend> {
     buf: Recycled<'a, B>,
     c: usize,
     h: usize,
     w: usize,
+    layout: PlaneLayout,
 }
 
 /// An activation buffer taken from the network's spare list ([`FidInception::take`]),
@@ -370,33 +381,40 @@ impl<B: Backend> FidInception<B> {
     /// `BasicConv2d` `name` (convolution with the folded BatchNorm, then ReLU) on `x`.
     fn conv(&self, name: &str, x: &Act<B>, n: usize) -> Result<Act<'_, B>> {
         let (l, s) = self.layer_shape(name, x, n)?;
+        let layout = ConvLayout {
+            x: x.layout,
+            y: PlaneLayout::cnhw(n),
+            relu: true,
+        };
+        layout.validate(&s)?;
         let mut y = self.take(s.y_len())?;
         let be = &self.backend;
         be.conv2d_fwd_into(
-            be.src(&x.buf, 0..s.x_len()),
+            be.src(&x.buf, 0..layout.x_len(&s)),
             be.src(&l.weight, 0..s.w_len()),
             Some(be.src(&l.bias, 0..l.c_out)),
-            be.dst(&mut y, 0..s.y_len()),
+            be.dst(&mut y, 0..layout.y_len(&s)),
             &s,
-            &ConvOutput::whole(&s, true),
+            &layout,
         );
         Ok(Act {
             buf: y,
             c: l.c_out,
             h: s.out_h(),
             w: s.out_w(),
+            layout: layout.y,
         })
     }
 
     /// [`Self::conv`] written straight into the next channels of a block's output.
     fn conv_into(&self, name: &str, x: &Act<B>, n: usize, cat: &mut Concat<'_, B>) -> Result<()> {
         let (l, s) = self.layer_shape(name, x, n)?;
-        let out = ConvOutput {
-            c_total: cat.map.c,
-            c_off: cat.filled,
+        let layout = ConvLayout {
+            x: x.layout,
+            y: cat.map.layout.from_channel(cat.filled),
             relu: true,
         };
-        out.validate(&s)?;
+        layout.validate(&s)?;
         if (s.out_h(), s.out_w()) != (cat.map.h, cat.map.w) {
             return Err(Error::Internal(format!(
                 "inception: {name} gives {}×{}, its block {}×{}",
@@ -408,12 +426,12 @@ impl<B: Backend> FidInception<B> {
         }
         let be = &self.backend;
         be.conv2d_fwd_into(
-            be.src(&x.buf, 0..s.x_len()),
+            be.src(&x.buf, 0..layout.x_len(&s)),
             be.src(&l.weight, 0..s.w_len()),
             Some(be.src(&l.bias, 0..l.c_out)),
-            be.dst(&mut cat.map.buf, 0..out.y_len(&s)),
+            be.dst(&mut cat.map.buf, 0..layout.y_len(&s)),
             &s,
-            &out,
+            &layout,
         );
         cat.filled += l.c_out;
         Ok(())
@@ -427,6 +445,7 @@ impl<B: Backend> FidInception<B> {
                 c,
                 h,
                 w,
+                layout: PlaneLayout::cnhw(n),
             },
             filled: 0,
         })
@@ -454,28 +473,32 @@ impl<B: Backend> FidInception<B> {
         let be = &self.backend;
         let mut y = self.take(s.y_len())?;
         be.pool2d_fwd(be.src(&x.buf, 0..s.x_len()), be.dst(&mut y, 0..s.y_len()), &s, kind);
+        // Pooling is per plane: the output keeps the input's plane order.
         Ok(Act {
             buf: y,
             c: x.c,
             h: s.out_h(),
             w: s.out_w(),
+            layout: x.layout,
         })
     }
 
     /// A pooling branch's map copied into the next channels of a block's output.
     fn copy_into(&self, part: &Act<B>, n: usize, cat: &mut Concat<'_, B>) -> Result<()> {
         let (c, h, w) = (cat.map.c, cat.map.h, cat.map.w);
-        if (part.h, part.w) != (h, w) || cat.filled + part.c > c {
+        let cnhw = PlaneLayout::cnhw(n);
+        if (part.h, part.w) != (h, w) || cat.filled + part.c > c || part.layout != cnhw || cat.map.layout != cnhw {
             return Err(Error::Internal("inception: a branch does not fit its block".into()));
         }
+        // Channels-outer: the branch's planes are one run of the block's.
         let be = &self.backend;
         be.copy_channels(
             be.src(&part.buf, 0..n * part.c * h * w),
             be.dst(&mut cat.map.buf, 0..n * c * h * w),
-            n,
-            part.c,
-            c,
-            cat.filled,
+            1,
+            n * part.c,
+            n * c,
+            n * cat.filled,
             h * w,
         );
         cat.filled += part.c;
@@ -545,8 +568,17 @@ impl<B: Backend> FidInception<B> {
         cat.finish()
     }
 
+    /// Map `a` as NCHW `[n, c, h, w]` on the host.
     fn read(&self, a: &Act<'_, B>, n: usize) -> Result<Vec<f32>> {
-        self.backend.read(&a.buf, 0..n * a.c * a.h * a.w)
+        let hw = a.h * a.w;
+        let planes = self.backend.read(&a.buf, 0..n * a.c * hw)?;
+        let mut out = Vec::with_capacity(planes.len());
+        for b in 0..n {
+            for c in 0..a.c {
+                out.extend_from_slice(&planes[a.layout.plane(b, c) * hw..][..hw]);
+            }
+        }
+        Ok(out)
     }
 
     /// pool3 features and logits of images `[n, 3, h, w]` (values in the range of the
@@ -582,7 +614,13 @@ impl<B: Backend> FidInception<B> {
         let mut x = self.take(len)?;
         be.write(&mut x, 0, images)?;
         let x = if (h, w) == (INPUT_SIDE, INPUT_SIDE) {
-            Act { buf: x, c: 3, h, w }
+            Act {
+                buf: x,
+                c: 3,
+                h,
+                w,
+                layout: PlaneLayout::nchw(3),
+            }
         } else {
             let out = n * 3 * INPUT_SIDE * INPUT_SIDE;
             let mut y = self.take(out)?;
@@ -602,6 +640,7 @@ impl<B: Backend> FidInception<B> {
                 c: 3,
                 h: INPUT_SIDE,
                 w: INPUT_SIDE,
+                layout: PlaneLayout::nchw(3),
             }
         };
         let x = self.conv("Conv2d_1a_3x3", &x, n)?;
@@ -622,10 +661,16 @@ impl<B: Backend> FidInception<B> {
         let x = self.block_d(&b2, n)?;
         let x = self.block_e("Mixed_7b", &x, n, PoolKind::AvgExcludePad)?;
         let x = self.block_e("Mixed_7c", &x, n, PoolKind::Max)?;
-        let pooled = self.pool(&x, n, x.h, 1, 0, PoolKind::AvgExcludePad)?;
+        let planes = self.pool(&x, n, x.h, 1, 0, PoolKind::AvgExcludePad)?;
+        // [2048 channels, n images] (channels-outer) → pool3 [n, 2048].
+        if planes.layout != PlaneLayout::cnhw(n) || planes.c != POOL3_DIM {
+            return Err(Error::Internal("inception: pool3 is not a channels-outer [2048, n] map".into()));
+        }
+        let mut pooled = self.take(n * POOL3_DIM)?;
+        be.transpose_batched(be.src(&planes.buf, 0..n * POOL3_DIM), be.dst(&mut pooled, 0..n * POOL3_DIM), 1, POOL3_DIM, n);
         let mut logits = be.zeros(n * LOGITS_DIM)?;
         be.linear_fwd(
-            be.src(&pooled.buf, 0..n * POOL3_DIM),
+            be.src(&pooled, 0..n * POOL3_DIM),
             be.src(&self.fc, 0..LOGITS_DIM * POOL3_DIM + LOGITS_DIM),
             true,
             be.dst(&mut logits, 0..n * LOGITS_DIM),
@@ -635,7 +680,7 @@ impl<B: Backend> FidInception<B> {
         );
         let mut unbiased = be.zeros(n * LOGITS_DIM)?;
         be.linear_fwd(
-            be.src(&pooled.buf, 0..n * POOL3_DIM),
+            be.src(&pooled, 0..n * POOL3_DIM),
             be.src(&self.fc, 0..LOGITS_DIM * POOL3_DIM),
             false,
             be.dst(&mut unbiased, 0..n * LOGITS_DIM),
@@ -649,7 +694,7 @@ impl<B: Backend> FidInception<B> {
             None
         };
         Ok(InceptionOutput {
-            pool3: self.read(&pooled, n)?,
+            pool3: be.read(&pooled, 0..n * POOL3_DIM)?,
             logits: be.read(&logits, 0..n * LOGITS_DIM)?,
             logits_unbiased: be.read(&unbiased, 0..n * LOGITS_DIM)?,
             blocks,

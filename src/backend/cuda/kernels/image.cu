@@ -3,9 +3,10 @@
 // batched transpose NCHW ↔ token rows. Mirrors src/backend/cpu/{conv,group_norm,image_layout}.rs.
 
 // col[b, (ci, ky, kx), (r, ox)] = x[b, ci, (r0 + r)·sh + ky − pt, ox·sw + kx − pl], 0 outside
-// the image. x: [nb, c_in, h, w]; col: [nb, c_in·kh·kw, nr·ow]; total = nb·c_in·kh·kw·nr·ow.
+// the image. x: planes [h, w], plane (b, ci) at index b·xi + ci·xc (NCHW: xi = c_in, xc = 1);
+// col: [nb, c_in·kh·kw, nr·ow]; total = nb·c_in·kh·kw·nr·ow.
 extern "C" __global__ void im2col(const float* x, float* col, i64 total, i64 c_in, i64 h, i64 w, i64 kh, i64 kw, i64 sh, i64 sw, i64 pt,
-                                  i64 pl, i64 ow, i64 r0, i64 nr) {
+                                  i64 pl, i64 ow, i64 r0, i64 nr, i64 xi, i64 xc) {
     const i64 tp = nr * ow, kk = c_in * kh * kw;
     GRID_STRIDE(i, total) {
         const i64 j = i % tp;
@@ -15,24 +16,23 @@ extern "C" __global__ void im2col(const float* x, float* col, i64 total, i64 c_i
         const i64 iy = (r0 + j / ow) * sh + ky - pt;
         const i64 ix = (j % ow) * sw + kx - pl;
         float v = 0.0f;
-        if (iy >= 0 && iy < h && ix >= 0 && ix < w) v = x[((b * c_in + ci) * h + iy) * w + ix];
+        if (iy >= 0 && iy < h && ix >= 0 && ix < w) v = x[((b * xi + ci * xc) * h + iy) * w + ix];
         col[i] = v;
     }
 }
 
-// y[b·ys + ch·p + j] = bias[ch]: the c channels of each of nb images, images ys elements
-// apart (ys = c·p for a whole map; more when y is a slice of a wider map). total = nb·c·p.
-extern "C" __global__ void bias_channels(const float* bias, float* y, i64 total, i64 c, i64 p, i64 ys) {
-    GRID_STRIDE(i, total) { y[(i / (c * p)) * ys + i % (c * p)] = bias[(i / p) % c]; }
+// Planes [p] of nb images × c channels, plane (b, ch) at index b·yi + ch·yc (NCHW: yi = c,
+// yc = 1); total = nb·c·p.
+#define PLANE_ELEM(y, i) (y)[(((i) / (c * p)) * yi + (((i) / p) % c) * yc) * p + (i) % p]
+
+// y[b, ch, :] = bias[ch] on the planes above.
+extern "C" __global__ void bias_channels(const float* bias, float* y, i64 total, i64 c, i64 p, i64 yi, i64 yc) {
+    GRID_STRIDE(i, total) { PLANE_ELEM(y, i) = bias[(i / p) % c]; }
 }
 
-// x ← max(x, 0) on runs of `run` elements `stride` apart (one image's channels of a slice
-// of a wider map); total = runs·run.
-extern "C" __global__ void relu_runs(float* x, i64 total, i64 run, i64 stride) {
-    GRID_STRIDE(i, total) {
-        float* v = x + (i / run) * stride + i % run;
-        *v = fmaxf(*v, 0.0f);
-    }
+// y ← max(y, 0) on the planes above.
+extern "C" __global__ void relu_planes(float* y, i64 total, i64 c, i64 p, i64 yi, i64 yc) {
+    GRID_STRIDE(i, total) { PLANE_ELEM(y, i) = fmaxf(PLANE_ELEM(y, i), 0.0f); }
 }
 
 // GroupNorm over rows = n·groups groups of cg·hw consecutive elements, affine per channel,
