@@ -17,8 +17,10 @@ pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const C1: f32 = 0.693_359_4;
     const C2: f32 = -2.121_944_4e-4;
+    // A NaN stays NaN in x (and so in the result), while n is computed from a copy in
+    // which a NaN became a bound, so that n is always a whole number in [−126, 128].
+    let n = (x.max(-87.3).min(88.3) * LOG2E).round_ties_even();
     let x = x.clamp(-87.3, 88.3);
-    let n = (x * LOG2E).round_ties_even();
     let r = x - n * C1 - n * C2;
     let mut p = 1.987_569_1e-4f32;
     p = p * r + 1.398_199_9e-3;
@@ -27,7 +29,12 @@ pub fn exp_f32(x: f32) -> f32 {
     p = p * r + 1.666_666_5e-1;
     p = p * r + 0.5;
     let er = p * r * r + r + 1.0;
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
+    // n is a whole number in [−126, 128], so the unchecked conversion gives what
+    // `as i32` would, and unlike `as` (which saturates and maps NaN to 0
+    // element by element) it vectorises to one conversion instruction.
+    // SAFETY: n is finite and well inside the i32 range.
+    let ni = unsafe { n.to_int_unchecked::<i32>() };
+    let scale = f32::from_bits(((ni + 127) << 23) as u32);
     er * scale
 }
 
@@ -194,6 +201,33 @@ mod tests {
         assert_eq!(exp_f32(0.0), 1.0);
         assert!(exp_f32(-1000.0) >= 0.0 && exp_f32(-1000.0) < 1e-37);
         assert!(exp_f32(1000.0).is_finite());
+        // Non-finite inputs: NaN stays NaN, the infinities go to the clamped bounds.
+        assert!(exp_f32(f32::NAN).is_nan());
+        assert_eq!(exp_f32(f32::INFINITY), exp_f32(88.3));
+        assert_eq!(exp_f32(f32::NEG_INFINITY), exp_f32(-87.3));
+    }
+
+    /// The vectorising conversion of the exponent gives the bits of the saturating `as`
+    /// conversion it replaced, over the whole clamped range and beyond.
+    #[test]
+    fn exponent_conversion_keeps_the_bits() {
+        fn with_as(x: f32) -> f32 {
+            let x = x.clamp(-87.3, 88.3);
+            let n = (x * std::f32::consts::LOG2_E).round_ties_even();
+            let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
+            let mut p = 1.987_569_1e-4f32;
+            p = p * r + 1.398_199_9e-3;
+            p = p * r + 8.333_452e-3;
+            p = p * r + 4.166_579_6e-2;
+            p = p * r + 1.666_666_5e-1;
+            p = p * r + 0.5;
+            (p * r * r + r + 1.0) * f32::from_bits(((n as i32 + 127) << 23) as u32)
+        }
+        let mut x = -100.0f32;
+        while x < 100.0 {
+            assert_eq!(exp_f32(x).to_bits(), with_as(x).to_bits(), "{x}");
+            x += 0.00731;
+        }
     }
 
     #[test]
