@@ -61,9 +61,10 @@ fn inv_rms<T: Elem>(x: &[T]) -> T {
 }
 
 /// Final q or k of one head (qk-norm, then RoPE) for all tokens of an image: [T, d_h].
-fn prepare<T: Elem>(qkv: &[T], part: usize, bi: usize, h: usize, cos: &[T], sin: &[T], dm: &AttnDims, rms_out: &mut [T]) -> Vec<T> {
+/// out: [T, d_h] (assign).
+#[allow(clippy::too_many_arguments)]
+fn prepare<T: Elem>(qkv: &[T], part: usize, bi: usize, h: usize, cos: &[T], sin: &[T], dm: &AttnDims, rms_out: &mut [T], out: &mut [T]) {
     let (t, dh, d) = (dm.tokens, dm.head_dim, dm.hidden());
-    let mut out = vec![T::zero(); t * dh];
     for i in 0..t {
         let src = &qkv[(bi * t + i) * 3 * d + part * d + h * dh..][..dh];
         let row = &mut out[i * dh..(i + 1) * dh];
@@ -78,7 +79,6 @@ fn prepare<T: Elem>(qkv: &[T], part: usize, bi: usize, h: usize, cos: &[T], sin:
             rope_row(row, &cos[i * dh..(i + 1) * dh], &sin[i * dh..(i + 1) * dh]);
         }
     }
-    out
 }
 
 /// Row-wise softmax of `scale`·s in place on a [rows, cols] matrix.
@@ -104,34 +104,42 @@ pub fn forward<T: Elem>(qkv: &[T], cos: &[T], sin: &[T], out: &mut [T], cache: O
     let outp = SendPtr(out.as_mut_ptr());
     let cl = cache_layout(&dm);
     let cachep = cache.map(|c| SendPtr(c.as_mut_ptr()));
-    (0..dm.batch * nh).into_par_iter().for_each(|task| {
+    // Per-thread buffers, reused across tasks: q, k [T, d_h], s [T, T], their rms [T].
+    let buffers = || {
+        (
+            vec![T::zero(); t * dh],
+            vec![T::zero(); t * dh],
+            vec![T::zero(); t * t],
+            vec![T::zero(); t],
+            vec![T::zero(); t],
+        )
+    };
+    (0..dm.batch * nh).into_par_iter().for_each_init(buffers, |(q, k, s, rq, rk), task| {
         let (bi, h) = (task / nh, task % nh);
-        let mut rq = vec![T::zero(); t];
-        let mut rk = vec![T::zero(); t];
-        let mut q = prepare(qkv, 0, bi, h, cos, sin, &dm, &mut rq);
-        let mut k = prepare(qkv, 1, bi, h, cos, sin, &dm, &mut rk);
-        let mut s = vec![T::zero(); t * t];
+        prepare(qkv, 0, bi, h, cos, sin, &dm, rq, q);
+        prepare(qkv, 1, bi, h, cos, sin, &dm, rk, k);
+        let (q, k, s) = (&mut q[..], &mut k[..], &mut s[..]);
         let v = &qkv[bi * t * 3 * d + 2 * d + h * dh..];
         let o = unsafe { outp.slice(bi * t * d + h * dh, (t - 1) * d + dh) };
         if bf16 {
             let round = |x: &mut [T]| bf16::round_in_place(T::as_f32_mut(x).expect("bf16 on f32"));
-            round(&mut q);
-            round(&mut k);
+            round(q);
+            round(k);
             let mut vr = vec![T::zero(); t * dh];
             for (i, row) in vr.chunks_exact_mut(dh).enumerate() {
                 row.copy_from_slice(&v[i * 3 * d..i * 3 * d + dh]);
             }
             round(&mut vr);
-            matmul(t, dh, t, &q, dh, 1, &k, 1, dh, T::zero(), &mut s, t, 1);
-            softmax_rows(&mut s, t, scale);
-            round(&mut s);
-            matmul(t, t, dh, &s, t, 1, &vr, dh, 1, T::zero(), o, d, 1);
+            matmul(t, dh, t, q, dh, 1, k, 1, dh, T::zero(), s, t, 1);
+            softmax_rows(s, t, scale);
+            round(s);
+            matmul(t, t, dh, s, t, 1, &vr, dh, 1, T::zero(), o, d, 1);
         } else {
             // S = Q·Kᵀ (Kᵀ: rs 1, cs d_h), then scale + softmax.
-            matmul(t, dh, t, &q, dh, 1, &k, 1, dh, T::zero(), &mut s, t, 1);
-            softmax_rows(&mut s, t, scale);
+            matmul(t, dh, t, q, dh, 1, k, 1, dh, T::zero(), s, t, 1);
+            softmax_rows(s, t, scale);
             // O = P·V, V read in place from qkv (rs 3D), O written in place (rs D).
-            matmul(t, t, dh, &s, t, 1, v, 3 * d, 1, T::zero(), o, d, 1);
+            matmul(t, t, dh, s, t, 1, v, 3 * d, 1, T::zero(), o, d, 1);
         }
         if let Some(cp) = cachep {
             unsafe {
@@ -143,7 +151,7 @@ pub fn forward<T: Elem>(qkv: &[T], cos: &[T], sin: &[T], out: &mut [T], cache: O
                     r[0] = rq[i];
                     r[1] = rk[i];
                 }
-                cp.slice(cl.probs + task * t * t, t * t).copy_from_slice(&s);
+                cp.slice(cl.probs + task * t * t, t * t).copy_from_slice(s);
             }
         }
     });

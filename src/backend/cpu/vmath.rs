@@ -19,6 +19,7 @@ pub fn exp_f32(x: f32) -> f32 {
     const C2: f32 = -2.121_944_4e-4;
     // A NaN stays NaN in x (and so in the result), while n is computed from a copy in
     // which a NaN became a bound, so that n is always a whole number in [−126, 128].
+    #[allow(clippy::manual_clamp)] // not clamp: a NaN must become a bound here
     let n = (x.max(-87.3).min(88.3) * LOG2E).round_ties_even();
     let x = x.clamp(-87.3, 88.3);
     let r = x - n * C1 - n * C2;
