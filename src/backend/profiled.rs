@@ -29,6 +29,16 @@ pub struct Profiled<B> {
     table: Arc<Mutex<BTreeMap<String, OpTime>>>,
 }
 
+/// A Linear's row of the table: the op, and with `UCGM_PROFILE_SHAPES` set, rows × in →
+/// out.
+fn linear_key(op: &str, n: usize, i: usize, o: usize) -> String {
+    if std::env::var_os("UCGM_PROFILE_SHAPES").is_some() {
+        format!("{op} {n}x{i}->{o}")
+    } else {
+        op.to_string()
+    }
+}
+
 /// A convolution's row of the table: kernel and stride, and with `UCGM_PROFILE_SHAPES`
 /// set, channels and input size.
 fn conv_key(s: &Conv2dShape) -> String {
@@ -53,7 +63,7 @@ impl<B: Backend> Profiled<B> {
 
     /// The table so far: op name → calls and total time. Convolutions are listed per
     /// kernel and stride (`conv2d_fwd 3x3 s1`; with `UCGM_PROFILE_SHAPES` set, per
-    /// channels and input size too), poolings per kind, window and stride, the rest per
+    /// channels and input size too, and the Linears per shape), poolings per kind, window and stride, the rest per
     /// op.
     pub fn table(&self) -> BTreeMap<String, OpTime> {
         self.table.lock().map(|t| t.clone()).unwrap_or_default()
@@ -130,13 +140,15 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed("add_assign", || self.inner.add_assign(src, dst))
     }
     fn linear_fwd(&self, x: Self::Src<'_>, wb: Self::Src<'_>, has_bias: bool, y: Self::Dst<'_>, n: usize, i: usize, o: usize) {
-        self.timed("linear_fwd", || self.inner.linear_fwd(x, wb, has_bias, y, n, i, o))
+        self.timed(&linear_key("linear_fwd", n, i, o), || self.inner.linear_fwd(x, wb, has_bias, y, n, i, o))
     }
     fn prefers_transposed_weights(&self) -> bool {
         self.inner.prefers_transposed_weights()
     }
     fn linear_fwd_t(&self, x: Self::Src<'_>, wtb: Self::Src<'_>, has_bias: bool, gelu: bool, y: Self::Dst<'_>, n: usize, i: usize, o: usize) {
-        self.timed("linear_fwd_t", || self.inner.linear_fwd_t(x, wtb, has_bias, gelu, y, n, i, o))
+        self.timed(&linear_key("linear_fwd_t", n, i, o), || {
+            self.inner.linear_fwd_t(x, wtb, has_bias, gelu, y, n, i, o)
+        })
     }
     fn packed_weight_len(&self, i: usize, o: usize) -> Option<usize> {
         self.inner.packed_weight_len(i, o)
@@ -168,7 +180,9 @@ impl<B: Backend> Backend for Profiled<B> {
         i: usize,
         o: usize,
     ) {
-        self.timed("linear_bwd", || self.inner.linear_bwd(dy, x, wb, has_bias, dx, dwb, n, i, o))
+        self.timed(&linear_key("linear_bwd", n, i, o), || {
+            self.inner.linear_bwd(dy, x, wb, has_bias, dx, dwb, n, i, o)
+        })
     }
     fn norm_mod_fwd(
         &self,
