@@ -102,21 +102,7 @@ fn conv2d_matches_f64_reference() {
     let chans = select(vec![1usize, 2, 3, 4, 17, 32]);
     let strat = (1usize..=3, chans.clone(), dims.clone(), dims, chans, geometry(), any::<bool>(), any::<u64>());
     run_prop("conv2d", strat, |(n, c_in, h, w, c_out, (kh, kw, st, p), has_bias, seed)| {
-        let s = Conv2dShape {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            kh,
-            kw,
-            stride_h: st,
-            stride_w: st,
-            pad_top: p[0],
-            pad_bottom: p[1],
-            pad_left: p[2],
-            pad_right: p[3],
-        };
+        let s = Conv2dShape::padded(n, c_in, h, w, c_out, (kh, kw), st, p);
         if s.validate().is_err() {
             // Kernel larger than the padded image: must be an error, not a panic.
             prop_assert!(s.h + p[0] + p[1] < kh || s.w + p[2] + p[3] < kw);

@@ -899,21 +899,7 @@ fn conv2d_matches_cpu() {
     let cpu = cpu();
     let strat = (1usize..=3, dim(), dim(), dim(), dim(), conv_geometry(), any::<bool>(), any::<u64>());
     run_prop("conv2d", strat, |(n, c_in, h, w, c_out, (kh, kw, st, p), has_bias, seed)| {
-        let s = ucgm::backend::Conv2dShape {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            kh,
-            kw,
-            stride_h: st,
-            stride_w: st,
-            pad_top: p[0],
-            pad_bottom: p[1],
-            pad_left: p[2],
-            pad_right: p[3],
-        };
+        let s = ucgm::backend::Conv2dShape::padded(n, c_in, h, w, c_out, (kh, kw), st, p);
         if s.validate().is_err() {
             return Ok(());
         }
@@ -947,21 +933,7 @@ fn conv2d_layouts_match_cpu() {
     );
     run_prop("conv2d_layouts", strat, |(n, c_in, h, w, c_out, (kh, kw, st, p), (xs, ys, relu), seed)| {
         use ucgm::backend::{ConvLayout, PlaneLayout};
-        let s = ucgm::backend::Conv2dShape {
-            n,
-            c_in,
-            h,
-            w,
-            c_out,
-            kh,
-            kw,
-            stride_h: st,
-            stride_w: st,
-            pad_top: p[0],
-            pad_bottom: p[1],
-            pad_left: p[2],
-            pad_right: p[3],
-        };
+        let s = ucgm::backend::Conv2dShape::padded(n, c_in, h, w, c_out, (kh, kw), st, p);
         if s.validate().is_err() {
             return Ok(());
         }

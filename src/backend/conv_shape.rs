@@ -45,6 +45,27 @@ impl Conv2dShape {
         }
     }
 
+    /// A `kh`×`kw` kernel with the same stride both ways and the paddings `[top, bottom,
+    /// left, right]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn padded(n: usize, c_in: usize, h: usize, w: usize, c_out: usize, (kh, kw): (usize, usize), stride: usize, pads: [usize; 4]) -> Self {
+        Conv2dShape {
+            n,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh,
+            kw,
+            stride_h: stride,
+            stride_w: stride,
+            pad_top: pads[0],
+            pad_bottom: pads[1],
+            pad_left: pads[2],
+            pad_right: pads[3],
+        }
+    }
+
     /// Output rows: (h + pad_top + pad_bottom − kh) / stride_h + 1 (0 for an invalid shape).
     pub fn out_h(&self) -> usize {
         let padded = self.h + self.pad_top + self.pad_bottom;

@@ -92,21 +92,7 @@ impl<B: Backend> Net<'_, B> {
         stride: usize,
         pads: [usize; 4],
     ) -> (usize, usize) {
-        let s = Conv2dShape {
-            n: nb,
-            c_in,
-            h,
-            w,
-            c_out,
-            kh: k,
-            kw: k,
-            stride_h: stride,
-            stride_w: stride,
-            pad_top: pads[0],
-            pad_bottom: pads[1],
-            pad_left: pads[2],
-            pad_right: pads[3],
-        };
+        let s = Conv2dShape::padded(nb, c_in, h, w, c_out, (k, k), stride, pads);
         let be = self.be;
         let wr = self.idx.get(&format!("{name}.weight"));
         let br = self.idx.get(&format!("{name}.bias"));
