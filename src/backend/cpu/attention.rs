@@ -163,12 +163,22 @@ pub fn backward<T: Elem>(dout: &[T], qkv: &[T], cos: &[T], sin: &[T], cache: &[T
     let scale = T::of(1.0 / (dh as f64).sqrt());
     let cl = cache_layout(&dm);
     let dp = SendPtr(dqkv.as_mut_ptr());
-    (0..dm.batch * nh).into_par_iter().for_each(|task| {
+    // Per-thread buffers, reused across tasks (a fresh [T, T] per task was faulted in
+    // page by page): q, k, dq, dk [T, d_h], ds [T, T]. Every element is assigned before
+    // it is read.
+    let buffers = || {
+        (
+            vec![T::zero(); t * dh],
+            vec![T::zero(); t * dh],
+            vec![T::zero(); t * dh],
+            vec![T::zero(); t * dh],
+            vec![T::zero(); t * t],
+        )
+    };
+    (0..dm.batch * nh).into_par_iter().for_each_init(buffers, |(q, k, dq, dk, ds), task| {
         let (bi, h) = (task / nh, task % nh);
         let p = &cache[cl.probs + task * t * t..][..t * t];
         let base = bi * t;
-        let mut q = vec![T::zero(); t * dh];
-        let mut k = vec![T::zero(); t * dh];
         for i in 0..t {
             q[i * dh..(i + 1) * dh].copy_from_slice(&cache[cl.qk + (base + i) * 2 * d + h * dh..][..dh]);
             k[i * dh..(i + 1) * dh].copy_from_slice(&cache[cl.qk + (base + i) * 2 * d + d + h * dh..][..dh]);
@@ -179,8 +189,7 @@ pub fn backward<T: Elem>(dout: &[T], qkv: &[T], cos: &[T], sin: &[T], cache: &[T
         let dv = unsafe { dp.slice(base * 3 * d + 2 * d + h * dh, (t - 1) * 3 * d + dh) };
         matmul(t, t, dh, p, 1, t, dout_h, d, 1, T::zero(), dv, 3 * d, 1);
         // dP = dO·Vᵀ.
-        let mut ds = vec![T::zero(); t * t];
-        matmul(t, dh, t, dout_h, d, 1, v, 1, 3 * d, T::zero(), &mut ds, t, 1);
+        matmul(t, dh, t, dout_h, d, 1, v, 1, 3 * d, T::zero(), ds, t, 1);
         // dS = P ⊙ (dP − rowsum(P ⊙ dP)), times the softmax scale.
         cpu_dispatch!(for i in 0..t {
             let (pr, dr) = (&p[i * t..(i + 1) * t], &mut ds[i * t..(i + 1) * t]);
@@ -189,11 +198,9 @@ pub fn backward<T: Elem>(dout: &[T], qkv: &[T], cos: &[T], sin: &[T], cache: &[T
                 dr[j] = pr[j] * (dr[j] - dot) * scale;
             }
         });
-        let mut dq = vec![T::zero(); t * dh];
-        let mut dk = vec![T::zero(); t * dh];
-        matmul(t, t, dh, &ds, t, 1, &k, dh, 1, T::zero(), &mut dq, dh, 1);
-        matmul(t, t, dh, &ds, 1, t, &q, dh, 1, T::zero(), &mut dk, dh, 1);
-        for (part, g) in [(0usize, &mut dq), (1usize, &mut dk)] {
+        matmul(t, t, dh, ds, t, 1, k, dh, 1, T::zero(), dq, dh, 1);
+        matmul(t, t, dh, ds, 1, t, q, dh, 1, T::zero(), dk, dh, 1);
+        for (part, g) in [(0usize, dq), (1usize, dk)] {
             for i in 0..t {
                 let gr = &mut g[i * dh..(i + 1) * dh];
                 if dm.rope {
