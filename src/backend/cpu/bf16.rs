@@ -474,36 +474,70 @@ unsafe fn tile(kernel: Kernel, rows: usize, two: bool, kp: usize, a: &[f32], b0:
 }
 
 /// [`Kernel::Portable`]: B widened to an f32 `[k, n]` matrix and A rounded, then the f32
-/// GEMM with C as its start value, then `epilogue` per row of C.
+/// GEMM with C as its start value, then `epilogue` per row of C. With `parallel`, the
+/// widening, the rounding and the epilogue are spread over the pool as well as the GEMM
+/// (element-wise, so the bits do not depend on it; run on one thread they kept an
+/// AVX2-only CPU at 1.3–1.7 cores busy in the bf16 mode).
 #[allow(clippy::too_many_arguments)]
 fn portable(parallel: bool, m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[u32], c: &mut [f32], ldc: usize, epilogue: Option<fn(&mut [f32])>) {
-    let kp = k.div_ceil(2);
+    let parallel = parallel && m * n * k.max(1) >= PORTABLE_PARALLEL_WORK;
     let mut bw = Scratch::<f32>::for_overwrite(k * n);
-    for col in 0..n {
-        let panel = &b[(col / PANEL) * kp * PANEL..];
-        for p in 0..kp {
-            let w = panel[p * PANEL + col % PANEL];
-            bw[2 * p * n + col] = lo(w);
-            if 2 * p + 1 < k {
-                bw[(2 * p + 1) * n + col] = hi(w);
-            }
-        }
-    }
+    widen_b(parallel, b, &mut bw, k, n);
     let mut ar = Scratch::<f32>::for_overwrite(m * k);
-    for (r, row) in ar.chunks_exact_mut(k.max(1)).enumerate().take(m) {
-        crate::cpu_dispatch!(round_row(&a[r * lda..r * lda + k], row));
-    }
     if k > 0 {
+        let round = |(r, row): (usize, &mut [f32])| crate::cpu_dispatch!(round_row(&a[r * lda..r * lda + k], row));
+        if parallel {
+            ar[..m * k].par_chunks_mut(k).enumerate().for_each(round);
+        } else {
+            ar[..m * k].chunks_mut(k).enumerate().for_each(round);
+        }
         if parallel {
             super::gemm::matmul(m, k, n, &ar, k, 1, &bw, n, 1, 1.0, c, ldc, 1);
         } else {
             super::gemm::matmul_seq(m, k, n, &ar, k, 1, &bw, n, 1, 1.0, c, ldc, 1);
         }
     }
-    if let Some(f) = epilogue {
-        for r in 0..m {
-            f(&mut c[r * ldc..r * ldc + n]);
+    if let (Some(f), true) = (epilogue, m > 0) {
+        let rows = &mut c[..(m - 1) * ldc + n];
+        if parallel {
+            rows.par_chunks_mut(ldc).for_each(|row| f(&mut row[..n]));
+        } else {
+            rows.chunks_mut(ldc).for_each(|row| f(&mut row[..n]));
         }
+    }
+}
+
+/// Multiply-adds from which [`portable`] spreads its element-wise passes over the pool
+/// (the GEMM decides for itself).
+const PORTABLE_PARALLEL_WORK: usize = 1 << 17;
+
+/// The packed B (see [`packed_len`]) widened to the f32 matrix it rounds to, row by
+/// row: pair row p gives rows 2p (low halves) and 2p + 1 (high halves), each read as
+/// runs of [`PANEL`] words and written contiguously. bw: [k, n] (assign).
+fn widen_b(parallel: bool, b: &[u32], bw: &mut [f32], k: usize, n: usize) {
+    let kp = k.div_ceil(2);
+    let pair_rows = |(p, rows): (usize, &mut [f32])| {
+        let (even, odd) = rows.split_at_mut(n);
+        for (q, even) in even.chunks_mut(PANEL).enumerate() {
+            let words = &b[q * kp * PANEL + p * PANEL..][..even.len()];
+            for (e, &w) in even.iter_mut().zip(words) {
+                *e = lo(w);
+            }
+            if !odd.is_empty() {
+                for (o, &w) in odd[q * PANEL..][..even.len()].iter_mut().zip(words) {
+                    *o = hi(w);
+                }
+            }
+        }
+    };
+    let bw = &mut bw[..k * n];
+    if n == 0 {
+        return;
+    }
+    if parallel {
+        bw.par_chunks_mut(2 * n).enumerate().for_each(pair_rows);
+    } else {
+        bw.chunks_mut(2 * n).enumerate().for_each(pair_rows);
     }
 }
 
