@@ -25,14 +25,17 @@ pub struct OpTime {
 /// `inner` with every op timed; clones share the table.
 #[derive(Clone, Debug)]
 pub struct Profiled<B> {
+    /// `UCGM_PROFILE_SHAPES` was set when the wrapper was made: convolutions and Linears
+    /// get a row per shape.
+    shapes: bool,
     inner: B,
     table: Arc<Mutex<BTreeMap<String, OpTime>>>,
 }
 
 /// A Linear's row of the table: the op, and with `UCGM_PROFILE_SHAPES` set, rows × in →
 /// out.
-fn linear_key(op: &str, n: usize, i: usize, o: usize) -> String {
-    if std::env::var_os("UCGM_PROFILE_SHAPES").is_some() {
+fn linear_key(shapes: bool, op: &str, n: usize, i: usize, o: usize) -> String {
+    if shapes {
         format!("{op} {n}x{i}->{o}")
     } else {
         op.to_string()
@@ -41,9 +44,9 @@ fn linear_key(op: &str, n: usize, i: usize, o: usize) -> String {
 
 /// A convolution's row of the table: kernel and stride, and with `UCGM_PROFILE_SHAPES`
 /// set, channels and input size.
-fn conv_key(s: &Conv2dShape) -> String {
+fn conv_key(shapes: bool, s: &Conv2dShape) -> String {
     let key = format!("conv2d_fwd {}x{} s{}", s.kh, s.kw, s.stride_h);
-    if std::env::var_os("UCGM_PROFILE_SHAPES").is_some() {
+    if shapes {
         format!("{key} {}->{} {}x{}", s.c_in, s.c_out, s.h, s.w)
     } else {
         key
@@ -53,7 +56,11 @@ fn conv_key(s: &Conv2dShape) -> String {
 impl<B: Backend> Profiled<B> {
     /// Wraps `inner` with an empty table.
     pub fn new(inner: B) -> Self {
-        Profiled { inner, table: Arc::default() }
+        Profiled {
+            inner,
+            table: Arc::default(),
+            shapes: std::env::var_os("UCGM_PROFILE_SHAPES").is_some(),
+        }
     }
 
     /// The wrapped backend.
@@ -140,13 +147,15 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed("add_assign", || self.inner.add_assign(src, dst))
     }
     fn linear_fwd(&self, x: Self::Src<'_>, wb: Self::Src<'_>, has_bias: bool, y: Self::Dst<'_>, n: usize, i: usize, o: usize) {
-        self.timed(&linear_key("linear_fwd", n, i, o), || self.inner.linear_fwd(x, wb, has_bias, y, n, i, o))
+        self.timed(&linear_key(self.shapes, "linear_fwd", n, i, o), || {
+            self.inner.linear_fwd(x, wb, has_bias, y, n, i, o)
+        })
     }
     fn prefers_transposed_weights(&self) -> bool {
         self.inner.prefers_transposed_weights()
     }
     fn linear_fwd_t(&self, x: Self::Src<'_>, wtb: Self::Src<'_>, has_bias: bool, gelu: bool, y: Self::Dst<'_>, n: usize, i: usize, o: usize) {
-        self.timed(&linear_key("linear_fwd_t", n, i, o), || {
+        self.timed(&linear_key(self.shapes, "linear_fwd_t", n, i, o), || {
             self.inner.linear_fwd_t(x, wtb, has_bias, gelu, y, n, i, o)
         })
     }
@@ -180,7 +189,7 @@ impl<B: Backend> Backend for Profiled<B> {
         i: usize,
         o: usize,
     ) {
-        self.timed(&linear_key("linear_bwd", n, i, o), || {
+        self.timed(&linear_key(self.shapes, "linear_bwd", n, i, o), || {
             self.inner.linear_bwd(dy, x, wb, has_bias, dx, dwb, n, i, o)
         })
     }
@@ -288,10 +297,10 @@ impl<B: Backend> Backend for Profiled<B> {
         self.timed("attention_bwd", || self.inner.attention_bwd(dout, qkv, rope_cos, rope_sin, cache, dqkv, dims))
     }
     fn conv2d_fwd(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape) {
-        self.timed(&conv_key(shape), || self.inner.conv2d_fwd(x, w, bias, y, shape))
+        self.timed(&conv_key(self.shapes, shape), || self.inner.conv2d_fwd(x, w, bias, y, shape))
     }
     fn conv2d_fwd_into(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape, layout: &ConvLayout) {
-        self.timed(&conv_key(shape), || self.inner.conv2d_fwd_into(x, w, bias, y, shape, layout))
+        self.timed(&conv_key(self.shapes, shape), || self.inner.conv2d_fwd_into(x, w, bias, y, shape, layout))
     }
     fn group_norm_fwd(
         &self,
