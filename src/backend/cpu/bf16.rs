@@ -98,6 +98,9 @@ pub fn words_mut(s: &mut [f32]) -> &mut [u32] {
 /// w: [n, k] row-major (W[o, i]: n = o, k = i); dst: [packed_len(k, n)] words.
 pub fn pack_b_nk(w: &[f32], dst: &mut [u32], k: usize, n: usize) {
     let kp = k.div_ceil(2);
+    if kp == 0 {
+        return; // k = 0: nothing to pack (packed_len is 0)
+    }
     let dst = &mut dst[..packed_len(k, n)];
     dst.par_chunks_mut(kp * PANEL).enumerate().for_each(|(pi, panel)| {
         for c in 0..PANEL {
@@ -118,6 +121,9 @@ pub fn pack_b_nk(w: &[f32], dst: &mut [u32], k: usize, n: usize) {
 /// read in place from qkv, k = tokens). dst: [packed_len(k, n)] words.
 pub fn pack_b_kn(v: &[f32], ldv: usize, dst: &mut [u32], k: usize, n: usize) {
     let kp = k.div_ceil(2);
+    if kp == 0 {
+        return; // k = 0: nothing to pack (packed_len is 0)
+    }
     let dst = &mut dst[..packed_len(k, n)];
     for (pi, panel) in dst.chunks_mut(kp * PANEL).enumerate() {
         for p in 0..kp {
@@ -498,11 +504,12 @@ fn portable(parallel: bool, m: usize, k: usize, n: usize, a: &[f32], lda: usize,
         }
     }
     if let (Some(f), true) = (epilogue, m > 0) {
+        // Rows of C at stride ldc (≥ n; max(1): a zero-width C has no row to visit).
         let rows = &mut c[..(m - 1) * ldc + n];
         if parallel {
-            rows.par_chunks_mut(ldc).for_each(|row| f(&mut row[..n]));
+            rows.par_chunks_mut(ldc.max(1)).for_each(|row| f(&mut row[..n]));
         } else {
-            rows.chunks_mut(ldc).for_each(|row| f(&mut row[..n]));
+            rows.chunks_mut(ldc.max(1)).for_each(|row| f(&mut row[..n]));
         }
     }
 }
@@ -839,6 +846,26 @@ mod tests {
                 o,
             );
             assert!(fused == want, "{kern:?}: fused GELU differs from the separate pass");
+        }
+    }
+
+    /// Empty operands (no rows, no columns or no k) run on every kernel, with and without
+    /// the epilogue: y is assigned zeros (no bias, and GELU(0) = 0), nothing panics.
+    #[test]
+    fn empty_products_are_zeros_without_a_panic() {
+        for &(m, k, n) in &[(0, 4, 3), (3, 0, 5), (3, 4, 0), (0, 0, 0)] {
+            let a = vals(m * k, 6, 1.0);
+            let w = vals(n * k, 7, 1.0);
+            let mut wpb = vec![0f32; packed_len(k, n) + n];
+            pack_b_nk(&w, words_mut(&mut wpb[..packed_len(k, n)]), k, n);
+            for kern in Kernel::available() {
+                let epilogue = Some(super::super::activation::gelu_tanh_in_place::<f32> as fn(&mut [f32]));
+                for ep in [None, epilogue] {
+                    let mut y = vec![0.5f32; m * n];
+                    linear(kern, &a, &wpb, false, ep, &mut y, m, k, n);
+                    assert!(y.iter().all(|&v| v == 0.0), "{kern:?} {m}x{k}x{n}");
+                }
+            }
         }
     }
 
