@@ -1,6 +1,6 @@
 //! Repeated forward passes or training steps (forward + backward + AdamW) of a named
 //! SiT/TiT on the CPU, printing the time per image (or per step), then the per-op
-//! profile: each backend op's calls and wall time per pass, from
+//! profile: each backend op's calls, wall time per pass and cores kept busy, from
 //! [`ucgm::backend::profiled::Profiled`] (warm-up pass excluded). Also the workload for
 //! `perf record`.
 //!
@@ -109,10 +109,15 @@ fn main() {
         be.inner().threads(),
         100.0 * timed / per_pass
     );
-    println!("| op | calls/pass | ms/pass | % of pass |");
-    println!("|---|---|---|---|");
+    println!("| op | calls/pass | ms/pass | % of pass | cores busy |");
+    println!("|---|---|---|---|---|");
     for (op, o) in rows {
         let ms = o.time.as_secs_f64() * 1e3 / reps as f64;
-        println!("| {op} | {} | {ms:.2} | {:.1} |", o.calls / reps as u64, 100.0 * ms / per_pass);
+        println!(
+            "| {op} | {} | {ms:.2} | {:.1} | {:.2} |",
+            o.calls / reps as u64,
+            100.0 * ms / per_pass,
+            o.cores_busy()
+        );
     }
 }

@@ -6,6 +6,11 @@
 //! counts the time of all its parallel work; on an asynchronous backend (CUDA) it counts
 //! only the launch. Ops that return views or metadata (`src`, `dst`, `len`, `name`,
 //! `scope`) are not timed.
+//!
+//! Each op also records the process's CPU time over the call (all threads), so
+//! `cpu / time` says how many cores the op kept busy: an op well below the pool's size
+//! has serial parts or idle threads. Rayon workers spin a little before sleeping, so
+//! the figure can read slightly high, never low.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -15,11 +20,35 @@ use std::time::{Duration, Instant};
 use super::{AttnDims, Backend, Conv2dShape, ConvLayout, NormKind, OptimHp, PackStep, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::Result;
 
-/// Calls and total wall time of one op.
+/// Calls, total wall time and total process CPU time of one op.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct OpTime {
     pub calls: u64,
     pub time: Duration,
+    /// CPU time of the whole process (every thread) during the op's calls.
+    pub cpu: Duration,
+}
+
+impl OpTime {
+    /// Cores kept busy on average: CPU time per wall time (0 for an untimed op).
+    pub fn cores_busy(&self) -> f64 {
+        if self.time.is_zero() {
+            0.0
+        } else {
+            self.cpu.as_secs_f64() / self.time.as_secs_f64()
+        }
+    }
+}
+
+/// CPU time consumed so far by the whole process (all threads); zero where the clock
+/// is unavailable.
+fn process_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid, writable timespec.
+    if unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
 /// `inner` with every op timed; clones share the table.
@@ -84,13 +113,14 @@ impl<B: Backend> Profiled<B> {
     }
 
     fn timed<R>(&self, op: &str, f: impl FnOnce() -> R) -> R {
-        let t0 = Instant::now();
+        let (t0, c0) = (Instant::now(), process_cpu_time());
         let r = f();
-        let dt = t0.elapsed();
+        let (dt, dc) = (t0.elapsed(), process_cpu_time().saturating_sub(c0));
         if let Ok(mut t) = self.table.lock() {
             let e = t.entry(op.to_string()).or_default();
             e.calls += 1;
             e.time += dt;
+            e.cpu += dc;
         }
         r
     }
