@@ -28,11 +28,6 @@ pub fn gelu_tanh_in_place<T: Elem>(y: &mut [T]) {
     })
 }
 
-/// y = GELU-tanh(y) in place, in parallel chunks (same bits as [`gelu_tanh_forward`]).
-pub fn gelu_tanh_forward_par<T: Elem>(y: &mut [T]) {
-    y.par_chunks_mut(CHUNK).for_each(gelu_tanh_in_place);
-}
-
 /// GELU-tanh of one value, x·σ(2u) (the one formula every GELU forward here uses).
 #[inline(always)]
 fn gelu_tanh<T: Elem>(x: T) -> T {

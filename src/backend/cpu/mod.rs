@@ -26,7 +26,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 pub use elem::Elem;
-pub use gemm::matmul;
+pub use gemm::{matmul, matmul_tiled, tile_shape, TILE_WORK};
 
 use super::{AttnDims, Backend, Conv2dShape, ConvLayout, NormKind, OptimHp, PackStep, Pool2dShape, PoolKind, ResizeMode};
 use crate::error::{Error, Result};
