@@ -498,7 +498,7 @@ fn portable(parallel: bool, m: usize, k: usize, n: usize, a: &[f32], lda: usize,
             ar[..m * k].chunks_mut(k).enumerate().for_each(round);
         }
         if parallel {
-            super::gemm::matmul(m, k, n, &ar, k, 1, &bw, n, 1, 1.0, c, ldc, 1);
+            super::gemm::matmul_tiled(m, k, n, &ar, k, 1, &bw, n, 1, 1.0, c, ldc, None);
         } else {
             super::gemm::matmul_seq(m, k, n, &ar, k, 1, &bw, n, 1, 1.0, c, ldc, 1);
         }
