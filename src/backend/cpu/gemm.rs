@@ -55,7 +55,7 @@ impl<T> OutPtr<T> {
 
 /// (tile rows, tile columns) for an `m`×`n` output on `threads` threads: the tile count
 /// is the smallest multiple of `threads` (so every thread gets as many tiles) at or above
-/// the number of [`TILE_ROWS`]×[`TILE_COLS`] tiles the output holds, and of the splits
+/// the number of 512×1536 tiles (`TILE_ROWS`×`TILE_COLS`) the output holds, and of the splits
 /// into that many whole tiles the one with the squarest tiles (rows split first on a
 /// tie).
 pub fn tile_shape(m: usize, n: usize, threads: usize) -> (usize, usize) {
