@@ -1,6 +1,8 @@
 //! GEMM on the CPU: the `gemm` crate's kernels (AVX-512/AVX2/FMA chosen at run time),
-//! parallelised by the crate itself inside the backend's rayon pool, so packed operands
-//! are shared between threads instead of being re-packed per block.
+//! inside the backend's rayon pool. [`matmul`] lets the crate parallelise a product
+//! itself, so packed operands are shared between threads instead of being re-packed per
+//! block (the better choice for small products); [`matmul_tiled`] splits large ones into
+//! output tiles (below).
 //!
 //! Thread-count independence: the crate chooses its kernel and k-blocking from the
 //! product's shape alone and splits only the m/n loops between threads, so every

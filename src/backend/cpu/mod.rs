@@ -1,6 +1,7 @@
 //! CPU backend: flat `Vec<T>` buffers, one rayon pool per backend instance, GEMMs from
-//! the `gemm` crate parallelised inside that pool (see `gemm.rs` for why not
-//! matrixmultiply), vectorised elementwise math ([`vmath`]).
+//! the `gemm` crate parallelised inside that pool, large ones as independent output
+//! tiles (see `gemm.rs`, also for why not matrixmultiply), vectorised elementwise math
+//! ([`vmath`]).
 //! Generic over the element type so the same ops run in f64 for finite-difference
 //! gradient checks. No op splits a reduction across threads, so results are
 //! bit-identical for any thread count.
