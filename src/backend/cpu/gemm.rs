@@ -92,6 +92,19 @@ pub fn tile_shape(m: usize, n: usize, threads: usize) -> (usize, usize) {
     best.map_or((m, n), |(_, tr, tc)| (tr, tc))
 }
 
+/// Multiply-adds of an m×k by k×n product (k counted as at least 1), saturating.
+fn work(m: usize, k: usize, n: usize) -> usize {
+    m.saturating_mul(n).saturating_mul(k.max(1))
+}
+
+/// Panics unless every element the strides reach in A [m, k] and B [k, n] lies inside
+/// their slices (of `a_len`, `b_len` elements); m, n ≥ 1.
+#[allow(clippy::too_many_arguments)]
+fn check_operands(m: usize, k: usize, n: usize, a_len: usize, rsa: usize, csa: usize, b_len: usize, rsb: usize, csb: usize) {
+    assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a_len, "gemm: A out of bounds");
+    assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b_len, "gemm: B out of bounds");
+}
+
 /// [`matmul`] on the calling thread only (for callers that already run in parallel).
 pub fn matmul_seq<T: Elem>(
     m: usize,
@@ -131,7 +144,7 @@ pub fn matmul<T: Elem>(
     rsc: usize,
     csc: usize,
 ) {
-    let threads = if m * n * k.max(1) < PARALLEL_WORK { 1 } else { rayon::current_num_threads() };
+    let threads = if work(m, k, n) < PARALLEL_WORK { 1 } else { rayon::current_num_threads() };
     gemm_on(threads, m, k, n, a, rsa, csa, b, rsb, csb, beta, c, rsc, csc);
 }
 
@@ -160,7 +173,7 @@ pub fn matmul_tiled<T: Elem>(
         return;
     }
     let threads = rayon::current_num_threads();
-    if threads < 2 || m * n * k.max(1) < TILE_WORK || (m <= 64 && n <= 64) {
+    if threads < 2 || work(m, k, n) < TILE_WORK || (m <= 64 && n <= 64) {
         matmul(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, ldc, 1);
         if let Some(epi) = epilogue {
             let rows_per_task = (PARALLEL_WORK / n.max(1)).max(1);
@@ -172,8 +185,7 @@ pub fn matmul_tiled<T: Elem>(
         }
         return;
     }
-    assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len(), "gemm: A out of bounds");
-    assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len(), "gemm: B out of bounds");
+    check_operands(m, k, n, a.len(), rsa, csa, b.len(), rsb, csb);
     assert!(ldc >= n && (m - 1) * ldc + n <= c.len(), "gemm: C out of bounds");
     let (tr, tc) = tile_shape(m, n, threads);
     let col_tiles = n.div_ceil(tc);
@@ -229,8 +241,7 @@ fn gemm_on<T: Elem>(
     if m == 0 || n == 0 {
         return;
     }
-    assert!(k == 0 || (m - 1) * rsa + (k - 1) * csa < a.len(), "gemm: A out of bounds");
-    assert!(k == 0 || (k - 1) * rsb + (n - 1) * csb < b.len(), "gemm: B out of bounds");
+    check_operands(m, k, n, a.len(), rsa, csa, b.len(), rsb, csb);
     assert!((m - 1) * rsc + (n - 1) * csc < c.len(), "gemm: C out of bounds");
     // SAFETY: the strides address only elements inside `a`, `b`, `c` (checked above),
     // and `c` is exclusively borrowed.
