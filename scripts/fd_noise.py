@@ -16,6 +16,14 @@ one's relative distance from `fd_ab` (computed by pytorch-fid's
 On 2026-12-05 (numpy/scipy from PyPI, OpenBLAS): 4.9e-9 to 5.3e-9 for the scipy `sqrtm`
 and numpy/scipy eigenvalue forms; a 1e-16 relative perturbation of the product moves it to
 4.3e-9. ucgm (faer's eigenvalues, `src/fid/frechet.rs`) lands at 1.09e-8.
+
+Most of the spread comes from how the product Σ_aΣ_b is rounded, not from the eigen-solver:
+with `--products` the same numpy eigenvalue form is applied to the product summed in other
+orders — einsum's plain loop lands at −4.1e-8 and the product taken in x87 extended
+precision and rounded once (nearly correctly rounded) at +3.5e-8 (90 s), while faer's
+eigenvalues of numpy's OpenBLAS product land at 3e-10. So 1e-8 relative to `fd_ab` is below
+what the rounding of one 2048×2048 product decides; only the reference machine's own BLAS
+summation order reproduces it.
 """
 import sys
 
@@ -26,7 +34,8 @@ from safetensors.numpy import load_file
 
 
 def main():
-    path = sys.argv[1] if len(sys.argv) > 1 else "../shared/reference/fid_io_shared.safetensors"
+    args = [a for a in sys.argv[1:] if a != "--products"]
+    path = args[0] if args else "../shared/reference/fid_io_shared.safetensors"
     tensors = load_file(path)
     with safe_open(path, "np") as f:
         fd_ref = float(f.metadata()["fd_ab"])
@@ -47,6 +56,10 @@ def main():
         "scipy eigvals(Σa@Σb)": np.sum(np.sqrt(sl.eigvals(prod).astype(complex))).real,
         "numpy eigvals(Σa@Σb · (1 + 1e-16·N(0,1)))": eig_trace(prod * (1 + 1e-16 * rng.standard_normal(prod.shape))),
     }
+    if "--products" in sys.argv:
+        forms["numpy eigvals(einsum Σa·Σb, plain loop)"] = eig_trace(np.einsum("ik,kj->ij", ca, cb, optimize=False))
+        extended = (ca.astype(np.longdouble) @ cb.astype(np.longdouble)).astype(np.float64)
+        forms["numpy eigvals(Σa·Σb in long double)"] = eig_trace(extended)
     print(f"fd_ab = {fd_ref!r}")
     for name, tr in forms.items():
         fd = rest - 2 * tr

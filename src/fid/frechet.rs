@@ -12,10 +12,16 @@
 //! arithmetic come out as rounding noise of order `ε‖Σ₁Σ₂‖`, and the real parts of
 //! their square roots add a small positive amount to the trace (2.2e-5 of 497 on the
 //! shared 64-sample reference, i.e. 9e-8 relative). pytorch-fid's numbers contain it,
-//! so this does too: the distance equals scipy's to 1e-8 relative on that reference
-//! (`tests/fid_stats.rs`), while a symmetric form `Σ √μ(Σ₁^½Σ₂Σ₁^½)`, which drops the
-//! noise, differs by those 9e-8. With more images than dimensions (the 50 000-image
-//! evaluations) the covariances have full rank and the two forms agree.
+//! so this does too, while a symmetric form `Σ √μ(Σ₁^½Σ₂Σ₁^½)`, which drops the noise,
+//! differs by those 9e-8. How large that amount comes out is decided mostly by the
+//! rounding of the product `Σ₁Σ₂`: with numpy's eigenvalues throughout, a plain-loop
+//! product lands 4.1e-8 below the reference's `fd_ab` and a nearly correctly rounded one
+//! 3.5e-8 above; faer's eigenvalues of numpy's OpenBLAS product land 3e-10 from it and of
+//! faer's own product (this function) 1.1e-8 (`scripts/fd_noise.py --products`,
+//! `tests/fid_stats.rs`). On rank-deficient statistics, agreement with another program is
+//! bounded by that noise, not by this code. With more images than dimensions (the
+//! 50 000-image evaluations) the covariances have full rank, there is no such noise, and
+//! the distance equals scipy's to 1e-8 (`frechet_distance_equals_pytorch_fid_full_rank`).
 //!
 //! faer rather than nalgebra: at 2048×2048 (Inception pool3) faer's blocked,
 //! multi-threaded kernels take seconds where nalgebra's unblocked ones take far longer
