@@ -8,7 +8,7 @@
 //!   ([`crate::dist::shard_range`]). When K does not divide N the first `N mod K` classes
 //!   get one image more (the reference would instead fall short of N).
 //! * **Noise**: image `i` draws its initial noise, then its per-step noise (ρ > 0), from
-//!   its own stream [`Rng::for_index`]`(seed, i)`. Samples therefore do not depend on the
+//!   its own stream [`Rng::for_index`](crate::rng::Rng::for_index)`(seed, i)`. Samples therefore do not depend on the
 //!   batch size, on the number of processes or on where an interrupted run resumed.
 //!   (`ucgm sample` draws one stream for the whole run, so its images differ.)
 //! * **Pixels**: decoded images are mapped as the reference's `decode_to_images` does,

@@ -5,7 +5,7 @@
 use crate::error::{Error, Result};
 
 /// One `conv2d_fwd` call: x [n, c_in, h, w] * weight [c_out, c_in, kh, kw] (+ bias
-/// [c_out]) → y [n, c_out, out_h, out_w], zero padding `pad_top`/`pad_bottom` rows and
+/// \[c_out\]) → y [n, c_out, out_h, out_w], zero padding `pad_top`/`pad_bottom` rows and
 /// `pad_left`/`pad_right` columns (asymmetric pads allowed: the VAE downsample pads only
 /// at the bottom and right).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -210,7 +210,7 @@ pub trait Backend: Send + Sync {
 
     // ---------------------------------------------------------------- norms + adaLN
     /// y[b, t, :] = norm(x[b, t, :]) ⊙ w ⊙ (1 + ada[b, scale_col..+D]) + ada[b, shift_col..+D].
-    /// x, y: [B·T, D]; weight w: [D] (the norm's learned weight; None = 1); ada:
+    /// x, y: [B·T, D]; weight w: \[D\] (the norm's learned weight; None = 1); ada:
     /// [B, ada_stride]; stats (saved for backward, may be None): [B·T, 2] = (mean, 1/σ)
     /// for LayerNorm, (0, 1/rms) for RMSNorm. Token-wise modulation (one ada row per
     /// token) is b = B·T, t = 1.
@@ -230,7 +230,7 @@ pub trait Backend: Send + Sync {
         d: usize,
     );
     /// Backward of `norm_mod_fwd`: dx [B·T, D] accumulate; dada [B, ada_stride]
-    /// accumulate at the shift and scale columns; dweight [D] accumulate (given iff
+    /// accumulate at the shift and scale columns; dweight \[D\] accumulate (given iff
     /// `weight` is).
     fn norm_mod_bwd(
         &self,
@@ -316,7 +316,7 @@ pub trait Backend: Send + Sync {
 
     // ---------------------------------------------------------------- image ops (VAE, FID, UNet)
     /// 2-D convolution, NCHW, zero padding, forward only: x [n, c_in, h, w]; w
-    /// [c_out, c_in, kh, kw]; bias [c_out] or None; y [n, c_out, out_h, out_w] (assign).
+    /// [c_out, c_in, kh, kw]; bias \[c_out\] or None; y [n, c_out, out_h, out_w] (assign).
     /// The caller validates `shape` ([`Conv2dShape::validate`]).
     fn conv2d_fwd(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape);
     /// [`Backend::conv2d_fwd`] on maps laid out as `layout` says (NCHW or channels-outer
@@ -327,7 +327,7 @@ pub trait Backend: Send + Sync {
     /// `layout.y_len(shape)` or more. The caller validates ([`ConvLayout::validate`]).
     fn conv2d_fwd_into(&self, x: Self::Src<'_>, w: Self::Src<'_>, bias: Option<Self::Src<'_>>, y: Self::Dst<'_>, shape: &Conv2dShape, layout: &ConvLayout);
     /// GroupNorm with affine parameters, then SiLU if `silu`: x, y [n, c, hw]; gamma, beta
-    /// [c]; the c channels form `groups` groups of c/groups consecutive channels
+    /// \[c\]; the c channels form `groups` groups of c/groups consecutive channels
     /// (`groups` divides c), each normalised over its (c/groups)·hw elements with the
     /// biased variance and `eps`.
     #[allow(clippy::too_many_arguments)]

@@ -18,7 +18,7 @@ pub type ucgm_latent_norm_kind = i32;
 pub const UCGM_LATENT_NORM_NONE: ucgm_latent_norm_kind = 0;
 /// A scale: x = multiplier · z (SD-VAE: `UCGM_SD_VAE_MULTIPLIER`).
 pub const UCGM_LATENT_NORM_SCALE: ucgm_latent_norm_kind = 1;
-/// Per-channel statistics: x = (z − mean[c]) / std[c] · multiplier (VA-VAE and E2E-VAE,
+/// Per-channel statistics: `x = (z − mean[c]) / std[c] · multiplier` (VA-VAE and E2E-VAE,
 /// multiplier 1).
 pub const UCGM_LATENT_NORM_STATS: ucgm_latent_norm_kind = 2;
 
@@ -75,7 +75,7 @@ unsafe fn norm_for(kind: ucgm_latent_norm_kind, multiplier: f32, mean: *const f3
 /// * `UCGM_LATENT_NORM_NONE` — raw latents; `multiplier` and `channels` are ignored;
 /// * `UCGM_LATENT_NORM_SCALE` — x = `multiplier` · z (SD-VAE: `UCGM_SD_VAE_MULTIPLIER`);
 ///   `channels` is ignored;
-/// * `UCGM_LATENT_NORM_STATS` — x = (z − `mean`[c]) / `std`[c] · `multiplier` (VA-VAE,
+/// * `UCGM_LATENT_NORM_STATS` — `x = (z − mean[c]) / std[c] · multiplier` (VA-VAE,
 ///   E2E-VAE: multiplier 1; `ucgm_model_load_latent_stats` reads the reference's
 ///   statistics file instead): `mean`, `std` — `[channels]`, `channels` = the model's
 ///   `in_channels`.

@@ -2,8 +2,8 @@
 //! size, an in-place sum all-reduce, broadcast, barrier — every collective bounded by a
 //! timeout) with three transports, none of them home-made:
 //! * [`single`] — one process, world size 1 (every collective is the identity);
-//! * [`mpi`] — MPI through the `mpi` crate (rsmpi), cargo feature `mpi`, for CPU clusters;
-//! * [`nccl`] — NCCL through cudarc (loaded at run time like the rest of the CUDA path),
+//! * `mpi` — MPI through the `mpi` crate (rsmpi), cargo feature `mpi`, for CPU clusters;
+//! * `nccl` — NCCL through cudarc (loaded at run time like the rest of the CUDA path),
 //!   cargo feature `nccl`, for GPUs.
 //!
 //! Around them: [`launch`] reads the launcher's environment (torchrun, mpirun, Slurm),

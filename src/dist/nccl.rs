@@ -4,7 +4,7 @@
 //! cudarc panics on a missing library).
 //!
 //! Bootstrap: rank 0 creates the NCCL unique id and hands it to the other ranks through
-//! the TCP [`rendezvous`](super::rendezvous) on `MASTER_ADDR`; world size 1 needs no
+//! the TCP [`rendezvous`] on `MASTER_ADDR`; world size 1 needs no
 //! rendezvous. Every rank uses GPU `local_rank`.
 //!
 //! The [`Communicator`] methods take host slices: a call copies the values to the GPU,

@@ -5,7 +5,7 @@
 //!   memory in the number of images, resumable).
 //! * [`frechet`] — the Fréchet distance between two Gaussians with a robust matrix
 //!   square root (faer's symmetric eigendecomposition).
-//! * [`inception_score`] — the Inception Score of 1008-way logits, 10 contiguous splits.
+//! * [`inception_score()`] — the Inception Score of 1008-way logits, 10 contiguous splits.
 //! * [`npz`] — reading and writing `mu`/`sigma` statistics files as numpy `.npz`
 //!   (the format of pytorch-fid's `--save-stats` and of the ADM reference batches).
 //!

@@ -111,7 +111,7 @@ pub struct DdtActs<B: Backend> {
     pub s_pre: B::Buf,
     /// s = SiLU(t + encoder output) [BT, D]: the decoder's token-wise condition.
     pub s_act: B::Buf,
-    /// Sample index of every token [BT] (b repeated T times): broadcasting t over the
+    /// Sample index of every token \[BT\] (b repeated T times): broadcasting t over the
     /// tokens is a gather of these rows.
     pub tok_batch: Vec<usize>,
 }

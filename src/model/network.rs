@@ -29,7 +29,7 @@ pub struct BlockRanges {
     pub proj: Range<usize>,
     pub mlp_in: Range<usize>,
     pub mlp_out: Range<usize>,
-    /// RMSNorm weights [D] (LightningDiT, DDT).
+    /// RMSNorm weights \[D\] (LightningDiT, DDT).
     pub norm1: Option<Range<usize>>,
     pub norm2: Option<Range<usize>>,
     /// DDT: [q_norm.weight | k_norm.weight] [2·d_h].
@@ -48,7 +48,7 @@ pub struct Ranges {
     pub blocks: Vec<BlockRanges>,
     pub f_ada: Range<usize>,
     pub f_lin: Range<usize>,
-    /// LightningDiT's final RMSNorm weight [D].
+    /// LightningDiT's final RMSNorm weight \[D\].
     pub f_norm: Option<Range<usize>>,
 }
 

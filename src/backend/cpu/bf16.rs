@@ -201,7 +201,7 @@ fn pack_a(parallel: bool, kernel: Kernel, a: &[f32], lda: usize, dst: &mut [f32]
     }
 }
 
-/// x[j] = round(x[j]) in place (vectorised).
+/// `x[j] = round(x[j])` in place (vectorised).
 pub fn round_in_place(x: &mut [f32]) {
     crate::cpu_dispatch!(for v in x.iter_mut() {
         *v = f32::from_bits(round_branch_free(v.to_bits()));
@@ -342,7 +342,7 @@ pub fn gemm(kernel: Kernel, m: usize, k: usize, n: usize, a: &[f32], lda: usize,
     gemm_impl(true, kernel, m, k, n, a, lda, b, c, ldc, None)
 }
 
-/// [`gemm`] on the calling thread only.
+/// [`gemm()`] on the calling thread only.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm_on_thread(kernel: Kernel, m: usize, k: usize, n: usize, a: &[f32], lda: usize, b: &[u32], c: &mut [f32], ldc: usize) {
     gemm_impl(false, kernel, m, k, n, a, lda, b, c, ldc, None)
