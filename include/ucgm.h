@@ -651,7 +651,7 @@ typedef struct ucgm_vae_info {
 // A scale: x = multiplier · z (SD-VAE: `UCGM_SD_VAE_MULTIPLIER`).
 #define UCGM_LATENT_NORM_SCALE 1
 
-// Per-channel statistics: x = (z − mean[c]) / std[c] · multiplier (VA-VAE and E2E-VAE,
+// Per-channel statistics: `x = (z − mean[c]) / std[c] · multiplier` (VA-VAE and E2E-VAE,
 // multiplier 1).
 #define UCGM_LATENT_NORM_STATS 2
 
@@ -875,7 +875,7 @@ UCGM_API ucgm_status ucgm_inception_score(const float *logits, size_t n, size_t 
 // * `UCGM_LATENT_NORM_NONE` — raw latents; `multiplier` and `channels` are ignored;
 // * `UCGM_LATENT_NORM_SCALE` — x = `multiplier` · z (SD-VAE: `UCGM_SD_VAE_MULTIPLIER`);
 //   `channels` is ignored;
-// * `UCGM_LATENT_NORM_STATS` — x = (z − `mean`[c]) / `std`[c] · `multiplier` (VA-VAE,
+// * `UCGM_LATENT_NORM_STATS` — `x = (z − mean[c]) / std[c] · multiplier` (VA-VAE,
 //   E2E-VAE: multiplier 1; `ucgm_model_load_latent_stats` reads the reference's
 //   statistics file instead): `mean`, `std` — `[channels]`, `channels` = the model's
 //   `in_channels`.

@@ -340,6 +340,11 @@ mod tests {
         c
     }
 
+    /// `len` values in [−0.5, 0.5) from a multiplicative sequence modulo `modulus`.
+    fn operand(len: usize, step: usize, modulus: usize) -> Vec<f32> {
+        (0..len).map(|i| ((i * step % modulus) as f32 / modulus as f32) - 0.5).collect()
+    }
+
     #[test]
     fn bit_identical_for_any_thread_count() {
         for &(m, k, n) in &[
@@ -356,8 +361,8 @@ mod tests {
             (3, 128, 768),
             (192, 128, 16),
         ] {
-            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729 % 997) as f32 / 997.0) - 0.5).collect();
+            let a: Vec<f32> = operand(m * k, 7919, 1013);
+            let b: Vec<f32> = operand(k * n, 104729, 997);
             // Stride patterns of the model: A row- or column-major, B row- or column-major.
             for (rsa, csa, rsb, csb) in [(k, 1, 1, k), (1, m, n, 1), (k, 1, n, 1), (1, m, 1, k)] {
                 let runs: Vec<Vec<f32>> = [1, 2, 3, 5]
@@ -394,8 +399,8 @@ mod tests {
             (1152, 6912, 1.0),
             (40, 33, 0.0),
         ] {
-            let a: Vec<f32> = (0..k).map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729 % 997) as f32 / 997.0) - 0.5).collect();
+            let a: Vec<f32> = operand(k, 7919, 1013);
+            let b: Vec<f32> = operand(k * n, 104729, 997);
             let c0: Vec<f32> = (0..n).map(|j| j as f32 * 1e-2).collect();
             let mut want = c0.clone();
             // SAFETY: a is [1, k], b is [k, n] row-major, want is [1, n].
@@ -458,8 +463,8 @@ mod tests {
     fn tiled_is_bit_identical_for_any_thread_count_and_equals_the_whole_product() {
         for &(m, k, n) in &[(1024, 512, 520), (520, 1300, 400), (300, 2048, 450)] {
             assert!(m * k * n >= TILE_WORK, "large enough to tile");
-            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919 % 1013) as f32 / 1013.0) - 0.5).collect();
-            let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729 % 997) as f32 / 997.0) - 0.5).collect();
+            let a: Vec<f32> = operand(m * k, 7919, 1013);
+            let b: Vec<f32> = operand(k * n, 104729, 997);
             let bias: Vec<f32> = (0..n).map(|j| j as f32 * 1e-3).collect();
             let epi = |_: usize, c0: usize, row: &mut [f32]| {
                 for (j, v) in row.iter_mut().enumerate() {
