@@ -180,7 +180,14 @@ pub fn matmul_tiled<T: Elem>(
     if threads < 2 || work(m, k, n) < TILE_WORK || (m <= 64 && n <= 64) {
         matmul(m, k, n, a, rsa, csa, b, rsb, csb, beta, c, ldc, 1);
         if let Some(epi) = epilogue {
-            let rows_per_task = (PARALLEL_WORK / n.max(1)).max(1);
+            // Whole rows per task; when there is more than one task, as many tasks per
+            // thread (256 GELU rows of 1536 had been cut 85/85/85/1, so one of two
+            // threads did twice the other's share).
+            let tasks = match m.saturating_mul(n) / PARALLEL_WORK {
+                0 => 1,
+                t => t.div_ceil(threads) * threads,
+            };
+            let rows_per_task = m.div_ceil(tasks.min(m));
             c[..(m - 1) * ldc + n].par_chunks_mut(rows_per_task * ldc).enumerate().for_each(|(ci, block)| {
                 for (r, row) in block.chunks_mut(ldc).enumerate() {
                     epi(ci * rows_per_task + r, 0, &mut row[..n]);
