@@ -47,6 +47,38 @@ fn thread_count_does_not_change_results() {
     }
 }
 
+/// Batch 1 with a hidden size whose modulation product (1×256·1536) is large enough to be
+/// split over threads by columns (the row-vector path of `gemm.rs`), and 256 tokens, so
+/// the GELU epilogue (256×1024) is split by rows: the inference forward keeps its bits
+/// for 1–4 threads.
+#[test]
+fn batch_one_forward_is_the_same_for_any_thread_count() {
+    let cfg = ModelConfig {
+        arch: Arch::Sit,
+        input_size: 32,
+        in_channels: 4,
+        patch: 2,
+        hidden: 256,
+        depth: 2,
+        heads: 4,
+        num_classes: 10,
+    };
+    let mut rng = Rng::new(9);
+    let params: Vec<f32> = rng.normal_f32(ParamLayout::for_config(&cfg).total()).into_iter().map(|v| v * 0.05).collect();
+    let x = rng.normal_f32(cfg.image_len());
+    let forward = |threads: usize| {
+        let mut m = Model::from_params(cfg.clone(), CpuBackend::<f32>::new(threads).unwrap(), &params).unwrap();
+        let mut out = vec![0f32; x.len()];
+        m.forward(&x, &[0.3], &[4], &mut out).unwrap();
+        out
+    };
+    let one = forward(1);
+    assert!(one.iter().all(|v| v.is_finite()) && one.iter().any(|&v| v != 0.0));
+    for threads in [2, 3, 4] {
+        assert!(forward(threads) == one, "batch-1 forward differs with {threads} threads");
+    }
+}
+
 /// Inference keeps a transposed copy of the Linear weights (faster GEMMs on the CPU): it
 /// agrees with the plain path to rounding, and any parameter write invalidates it.
 #[test]
