@@ -59,13 +59,23 @@ fn thousand_training_steps_do_not_grow_resident_memory() {
         "resident set every 100 steps (MiB): {:?}",
         at.iter().map(|&v| (mib(v) * 10.0).round() / 10.0).collect::<Vec<_>>()
     );
+    // A per-step leak grows the resident set in (nearly) every interval; memory taken
+    // once, late, grows it in one (one CI run: 51.0 MiB up to step 200, 52.4 MiB from
+    // step 300 on, flat after; locally flat from step 100). Candidates for such a one-off
+    // step: the gemm crate's L2-sized thread-local packing slab, made when a rayon thread
+    // first runs a product (which thread runs what depends on work stealing), and glibc's
+    // dynamic mmap threshold, which once raised serves a large temporary from the heap
+    // instead. So at most one of the nine intervals may grow by more than 64 KiB, and the
+    // whole growth stays under 4 MiB: a leak of 0.7 KiB per step grows every interval by
+    // more than that and fails (the previous bound, 1 MiB in total, caught 1.1 KiB/step).
+    let grown: Vec<usize> = (1..at.len()).filter(|&i| at[i] > at[i - 1] + (64 << 10)).collect();
     let (after_warmup, last) = (at[0], *at.last().unwrap());
     let max = *at.iter().max().unwrap();
-    // Allocator noise (freed per-op temporaries returned or kept by malloc) stays well
-    // under 1 MiB here; growth per step would show as ~linear in the step count.
     assert!(
-        max <= after_warmup + (1 << 20) && last <= after_warmup + (1 << 20),
-        "resident set grew from {:.1} MiB at step 100 to {:.1} MiB (max {:.1} MiB) by step 1000",
+        grown.len() <= 1 && max <= after_warmup + (4 << 20) && last <= after_warmup + (4 << 20),
+        "resident set grew in {} of {} intervals of 100 steps, from {:.1} MiB at step 100 to {:.1} MiB (max {:.1} MiB) by step 1000",
+        grown.len(),
+        at.len() - 1,
         mib(after_warmup),
         mib(last),
         mib(max)
