@@ -410,26 +410,7 @@ mod tests {
             let b: Vec<f32> = operand(k * n, 104729, 997);
             let c0: Vec<f32> = (0..n).map(|j| j as f32 * 1e-2).collect();
             let mut want = c0.clone();
-            // SAFETY: a is [1, k], b is [k, n] row-major, want is [1, n].
-            unsafe {
-                f32::gemm(
-                    1,
-                    1,
-                    k,
-                    n,
-                    1.0,
-                    a.as_ptr(),
-                    k as isize,
-                    1,
-                    b.as_ptr(),
-                    n as isize,
-                    1,
-                    beta,
-                    want.as_mut_ptr(),
-                    n as isize,
-                    1,
-                )
-            };
+            gemm_on(1, 1, k, n, &a, k, 1, &b, n, 1, beta, &mut want, n, 1);
             let exact: Vec<f64> = (0..n)
                 .map(|j| (0..k).map(|p| a[p] as f64 * b[p * n + j] as f64).sum::<f64>() + beta as f64 * c0[j] as f64)
                 .collect();
