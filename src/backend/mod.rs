@@ -142,14 +142,16 @@ pub trait Backend: Send + Sync {
     /// `y[n, o] = x[n, i] · W[o, i]ᵀ + b[o]`; `wb` = `[W | b]`, `has_bias` says if b is present.
     fn linear_fwd(&self, x: Self::Src<'_>, wb: Self::Src<'_>, has_bias: bool, y: Self::Dst<'_>, n: usize, i: usize, o: usize);
     /// Whether [`Backend::linear_fwd_t`] beats [`Backend::linear_fwd`]: the model then
-    /// keeps a transposed copy of its Linear weights for inference.
+    /// keeps its Linear weights for inference in the backend's transposed form
+    /// ([`Backend::transpose_weight`]).
     fn prefers_transposed_weights(&self) -> bool {
         false
     }
-    /// `y[n, o] = x[n, i] · Wt[i, o] + b[o]` with the weight stored transposed: `wtb` =
-    /// [Wt (i×o) | b]; with `gelu`, y = GELU-tanh(·) of that (inference's fused MLP
-    /// input, the same bits as [`Backend::gelu_tanh_fwd`] after the product). Called only
-    /// when [`Backend::prefers_transposed_weights`].
+    /// `y[n, o] = x[n, i] · Wᵀ + b[o]` with W in the backend's transposed form: `wtb` =
+    /// [W transposed (o·i values, [`Backend::transpose_weight`]) | b]; with `gelu`, y =
+    /// GELU-tanh(·) of that (inference's fused MLP input, the same bits as
+    /// [`Backend::gelu_tanh_fwd`] after the product). Called only when
+    /// [`Backend::prefers_transposed_weights`].
     #[allow(clippy::too_many_arguments)]
     fn linear_fwd_t(&self, _x: Self::Src<'_>, _wtb: Self::Src<'_>, _has_bias: bool, _gelu: bool, _y: Self::Dst<'_>, _n: usize, _i: usize, _o: usize) {
         unreachable!("linear_fwd_t is only called on backends that prefer transposed weights")
@@ -188,10 +190,17 @@ pub trait Backend: Send + Sync {
     fn linear_fwd_packed(&self, _x: Self::Src<'_>, _wpb: Self::Src<'_>, _has_bias: bool, _gelu: bool, _y: Self::Dst<'_>, _n: usize, _i: usize, _o: usize) {
         unreachable!("linear_fwd_packed is only called on backends with a packed weight form")
     }
-    /// dst[c, r] = src[r, c] for a row-major [rows, cols] matrix. Called only when
-    /// [`Backend::prefers_transposed_weights`].
-    fn transpose(&self, _src: Self::Src<'_>, _dst: Self::Dst<'_>, _rows: usize, _cols: usize) {
-        unreachable!("transpose is only called on backends that prefer transposed weights")
+    /// A Linear weight W[o, i] in the backend's transposed form: Wᵀ = [i, o], stored
+    /// as its products read it (o·i values, a permutation of W; the CPU: row-major, or in
+    /// 16-column panels where its panel kernels run). w: [o·i] plain; dst: [o·i] (assign).
+    /// Called only when [`Backend::prefers_transposed_weights`].
+    fn transpose_weight(&self, _w: Self::Src<'_>, _dst: Self::Dst<'_>, _i: usize, _o: usize) {
+        unreachable!("transpose_weight is only called on backends that prefer transposed weights")
+    }
+    /// Inverse of [`Backend::transpose_weight`] (exact). src: [o·i] transposed form;
+    /// w: [o·i] plain (assign).
+    fn untranspose_weight(&self, _src: Self::Src<'_>, _w: Self::Dst<'_>, _i: usize, _o: usize) {
+        unreachable!("untranspose_weight is only called on backends that prefer transposed weights")
     }
     /// Backward of `linear_fwd`: dx[n, i] = dy · W (assign, skipped if `dx` is None);
     /// `dW[o, i] += dyᵀ · x` and `db[o] += Σₙ dy` (accumulate into `dwb` = `[dW | db]`).

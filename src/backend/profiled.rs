@@ -204,8 +204,11 @@ impl<B: Backend> Backend for Profiled<B> {
     fn linear_fwd_packed(&self, x: Self::Src<'_>, wpb: Self::Src<'_>, has_bias: bool, gelu: bool, y: Self::Dst<'_>, n: usize, i: usize, o: usize) {
         self.timed("linear_fwd_packed", || self.inner.linear_fwd_packed(x, wpb, has_bias, gelu, y, n, i, o))
     }
-    fn transpose(&self, src: Self::Src<'_>, dst: Self::Dst<'_>, rows: usize, cols: usize) {
-        self.timed("transpose", || self.inner.transpose(src, dst, rows, cols))
+    fn transpose_weight(&self, w: Self::Src<'_>, dst: Self::Dst<'_>, i: usize, o: usize) {
+        self.timed("transpose_weight", || self.inner.transpose_weight(w, dst, i, o))
+    }
+    fn untranspose_weight(&self, src: Self::Src<'_>, w: Self::Dst<'_>, i: usize, o: usize) {
+        self.timed("untranspose_weight", || self.inner.untranspose_weight(src, w, i, o))
     }
     fn linear_bwd(
         &self,

@@ -323,15 +323,18 @@ impl<B: Backend + Clone> Model<B> {
         off as usize
     }
 
-    /// Transposes every Linear weight of `params` in place through `scratch`:
-    /// [o, i] → [i, o], or back.
+    /// Turns every Linear weight of `params` into the backend's transposed form in place
+    /// through `scratch` ([`Backend::transpose_weight`]), or back.
     fn transpose_linears(&mut self, scratch: &mut B::Buf, back: bool) {
         let (be, params) = (&self.backend, &mut self.params);
         for (rg, i, o) in self.ranges.linears(&self.cfg) {
             let w = rg.start..rg.start + o * i;
-            let (rows, cols) = if back { (i, o) } else { (o, i) };
             be.scope(|| {
-                be.transpose(be.src(params, w.clone()), be.dst(scratch, 0..o * i), rows, cols);
+                if back {
+                    be.untranspose_weight(be.src(params, w.clone()), be.dst(scratch, 0..o * i), i, o);
+                } else {
+                    be.transpose_weight(be.src(params, w.clone()), be.dst(scratch, 0..o * i), i, o);
+                }
                 be.copy(be.src(scratch, 0..o * i), be.dst(params, w));
             });
         }
@@ -401,17 +404,14 @@ impl<B: Backend + Clone> Model<B> {
         }
         let mut p = self.backend.read(&self.params, 0..self.layout.total())?;
         if self.inference.is_some() {
-            // Back to the plain layout on the host, one weight at a time.
+            // Each Linear weight back to the plain layout through a buffer of the largest.
+            let be = &self.backend;
             let largest = self.ranges.linears(&self.cfg).iter().map(|(_, i, o)| i * o).max().unwrap_or(1);
-            let mut tmp = vec![0f32; largest];
+            let mut plain = be.zeros(largest)?;
             for (rg, i, o) in self.ranges.linears(&self.cfg) {
-                let w = &mut p[rg.start..rg.start + o * i];
-                for r in 0..i {
-                    for c in 0..o {
-                        tmp[c * i + r] = w[r * o + c];
-                    }
-                }
-                w.copy_from_slice(&tmp[..o * i]);
+                let w = rg.start..rg.start + o * i;
+                be.scope(|| be.untranspose_weight(be.src(&self.params, w.clone()), be.dst(&mut plain, 0..o * i), i, o));
+                p[w].copy_from_slice(&be.read(&plain, 0..o * i)?);
             }
         }
         Ok(p)

@@ -177,7 +177,7 @@ impl Ranges {
 pub enum LinearWeights<'a, B: Backend> {
     /// In the parameters, plain `[o, i]`.
     Plain,
-    /// In this buffer (the parameters' offsets), transposed `[i, o]`
+    /// In this buffer (the parameters' offsets), in the backend's transposed form
     /// ([`transpose_weights`]); biases beside them as in the parameters.
     Transposed(&'a B::Buf),
     /// In the parameters themselves, in the backend's packed form
@@ -229,12 +229,13 @@ impl<B: Backend> LinearWeights<'_, B> {
     }
 }
 
-/// Builds `wt` = the parameters with every Linear weight transposed (biases copied):
-/// the inference weight cache of backends that prefer transposed weights.
+/// Builds `wt` = the parameters with every Linear weight in the backend's transposed form
+/// ([`Backend::transpose_weight`]; biases copied): the inference weight cache of backends
+/// that prefer transposed weights.
 pub fn transpose_weights<B: Backend>(be: &B, cfg: &ModelConfig, r: &Ranges, params: &B::Buf, wt: &mut B::Buf) {
     for (rg, i, o) in r.linears(cfg) {
         let w_end = rg.start + o * i;
-        be.transpose(be.src(params, rg.start..w_end), be.dst(wt, rg.start..w_end), o, i);
+        be.transpose_weight(be.src(params, rg.start..w_end), be.dst(wt, rg.start..w_end), i, o);
         be.copy(be.src(params, w_end..rg.end), be.dst(wt, w_end..rg.end));
     }
 }

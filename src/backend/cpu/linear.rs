@@ -41,7 +41,8 @@ pub fn forward<T: Elem>(x: &[T], wb: &[T], has_bias: bool, y: &mut [T], n: usize
 /// forward), so the fused GELU has the same bits as the separate pass.
 /// x: [n, i]; wtb: [i·o (+ o)]; y: [n, o] (assign). With the `gemm` crate a row-major B
 /// is packed far faster than the column-major view of W[o, i] (≈1.9× on the SiT-S/2
-/// fc2 product at batch 1), so inference keeps a transposed copy of the weights.
+/// fc2 product at batch 1), so inference keeps a transposed copy of the weights. (CPUs
+/// that run the panel kernels keep it in panel form instead and take `panel::linear`.)
 #[allow(clippy::too_many_arguments)]
 pub fn forward_t<T: Elem>(x: &[T], wtb: &[T], has_bias: bool, gelu: bool, y: &mut [T], n: usize, i: usize, o: usize) {
     let (wt, bias) = wtb.split_at(o * i);

@@ -1,7 +1,8 @@
 //! CPU backend: flat `Vec<T>` buffers, one rayon pool per backend instance, GEMMs from
 //! the `gemm` crate parallelised inside that pool, large ones as independent output
-//! tiles (see `gemm.rs`, also for why not matrixmultiply), vectorised elementwise math
-//! ([`vmath`]).
+//! tiles (see `gemm.rs`, also for why not matrixmultiply), f32 inference Linears from
+//! weights in panel form with an AVX2 kernel of our own where the CPU has AVX2 but not
+//! AVX-512 ([`panel`]: the crate's bits, faster), vectorised elementwise math ([`vmath`]).
 //! Generic over the element type so the same ops run in f64 for finite-difference
 //! gradient checks. No op splits a reduction across threads, so results are
 //! bit-identical for any thread count.
@@ -18,6 +19,7 @@ mod layout_ops;
 mod linear;
 mod norm;
 mod optim;
+pub mod panel;
 mod pool;
 mod scratch;
 pub mod vmath;
@@ -131,6 +133,12 @@ impl<T: Elem> CpuBackend<T> {
         self.options
     }
 
+    /// Whether f32 inference runs the panel kernels ([`panel`]): f32 elements on a CPU
+    /// that has them. The transposed weight form is then the panel form.
+    pub fn panels(&self) -> bool {
+        T::as_f32(&[]).is_some() && panel::available()
+    }
+
     /// Runs `f` inside this backend's pool.
     pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
         self.rayon().install(f)
@@ -241,10 +249,25 @@ impl<T: Elem> Backend for CpuBackend<T> {
         true
     }
     fn linear_fwd_t(&self, x: &[T], wtb: &[T], has_bias: bool, gelu: bool, y: &mut [T], n: usize, i: usize, o: usize) {
-        self.install(|| linear::forward_t(x, wtb, has_bias, gelu, y, n, i, o));
+        match (self.panels(), T::as_f32(x), T::as_f32(wtb)) {
+            (true, Some(x), Some(wtb)) => {
+                let y = T::as_f32_mut(y).expect("f32");
+                self.install(|| panel::linear(x, wtb, has_bias, gelu, y, n, i, o))
+            }
+            _ => self.install(|| linear::forward_t(x, wtb, has_bias, gelu, y, n, i, o)),
+        }
     }
-    fn transpose(&self, src: &[T], dst: &mut [T], rows: usize, cols: usize) {
-        self.install(|| linear::transpose(src, dst, rows, cols));
+    fn transpose_weight(&self, w: &[T], dst: &mut [T], i: usize, o: usize) {
+        match (self.panels(), T::as_f32(w)) {
+            (true, Some(w)) => self.install(|| panel::pack(w, T::as_f32_mut(dst).expect("f32"), i, o)),
+            _ => self.install(|| linear::transpose(w, dst, o, i)),
+        }
+    }
+    fn untranspose_weight(&self, src: &[T], w: &mut [T], i: usize, o: usize) {
+        match (self.panels(), T::as_f32(src)) {
+            (true, Some(src)) => self.install(|| panel::unpack(src, T::as_f32_mut(w).expect("f32"), i, o)),
+            _ => self.install(|| linear::transpose(src, w, i, o)),
+        }
     }
     fn packed_weight_len(&self, i: usize, o: usize) -> Option<usize> {
         let is_f32 = T::as_f32(&[]).is_some();
