@@ -250,25 +250,10 @@ unsafe fn run_block(r0: usize, r1: usize, p0: usize, p1: usize, k: usize, kc: us
 unsafe fn kernel(rows: usize, wd: usize, kb: usize, a: *const f32, lda: usize, p: *const f32, c: *mut f32, ldc: usize, add: bool) {
     #[cfg(target_arch = "x86_64")]
     {
-        use avx2::micro;
         if wd == PANEL {
-            match rows {
-                6 => micro::<6, true>(kb, a, lda, p, wd, c, ldc, add),
-                5 => micro::<5, true>(kb, a, lda, p, wd, c, ldc, add),
-                4 => micro::<4, true>(kb, a, lda, p, wd, c, ldc, add),
-                3 => micro::<3, true>(kb, a, lda, p, wd, c, ldc, add),
-                2 => micro::<2, true>(kb, a, lda, p, wd, c, ldc, add),
-                _ => micro::<1, true>(kb, a, lda, p, wd, c, ldc, add),
-            }
+            avx2::rows::<true>(rows, kb, a, lda, p, wd, c, ldc, add)
         } else {
-            match rows {
-                6 => micro::<6, false>(kb, a, lda, p, wd, c, ldc, add),
-                5 => micro::<5, false>(kb, a, lda, p, wd, c, ldc, add),
-                4 => micro::<4, false>(kb, a, lda, p, wd, c, ldc, add),
-                3 => micro::<3, false>(kb, a, lda, p, wd, c, ldc, add),
-                2 => micro::<2, false>(kb, a, lda, p, wd, c, ldc, add),
-                _ => micro::<1, false>(kb, a, lda, p, wd, c, ldc, add),
-            }
+            avx2::rows::<false>(rows, kb, a, lda, p, wd, c, ldc, add)
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -287,6 +272,19 @@ mod avx2 {
     unsafe fn mask(w: usize) -> __m256i {
         const LANES: [i32; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
         _mm256_cmpgt_epi32(_mm256_set1_epi32(w as i32), _mm256_loadu_si256(LANES.as_ptr() as *const __m256i))
+    }
+
+    /// [`micro`] for `n` ≤ 6 rows.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn rows<const FULL: bool>(n: usize, kb: usize, a: *const f32, lda: usize, p: *const f32, wd: usize, c: *mut f32, ldc: usize, add: bool) {
+        match n {
+            6 => micro::<6, FULL>(kb, a, lda, p, wd, c, ldc, add),
+            5 => micro::<5, FULL>(kb, a, lda, p, wd, c, ldc, add),
+            4 => micro::<4, FULL>(kb, a, lda, p, wd, c, ldc, add),
+            3 => micro::<3, FULL>(kb, a, lda, p, wd, c, ldc, add),
+            2 => micro::<2, FULL>(kb, a, lda, p, wd, c, ldc, add),
+            _ => micro::<1, FULL>(kb, a, lda, p, wd, c, ldc, add),
+        }
     }
 
     /// R rows × one panel: `FULL` = 16 columns, else `wd` < 16 (masked loads and stores,
