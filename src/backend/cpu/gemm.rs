@@ -29,7 +29,7 @@ use rayon::prelude::*;
 use super::Elem;
 
 /// Products smaller than this many multiply-adds run on one thread.
-const PARALLEL_WORK: usize = 1 << 17;
+pub(super) const PARALLEL_WORK: usize = 1 << 17;
 
 /// Products with at least this many multiply-adds are split into tiles by
 /// [`matmul_tiled`]; smaller ones (SiT-S/2 at batch 1: 1.5·10⁸) gained from the crate's
@@ -49,12 +49,12 @@ pub type Epilogue<'a, T> = &'a (dyn Fn(usize, usize, &mut [T]) + Sync);
 
 /// Raw output pointer shared by tile tasks (each writes only its own tile).
 #[derive(Clone, Copy)]
-struct OutPtr<T>(*mut T);
+pub(super) struct OutPtr<T>(pub(super) *mut T);
 unsafe impl<T> Send for OutPtr<T> {}
 unsafe impl<T> Sync for OutPtr<T> {}
 impl<T> OutPtr<T> {
     /// The pointer (a method, so closures capture the `Send` wrapper, not the field).
-    fn get(self) -> *mut T {
+    pub(super) fn get(self) -> *mut T {
         self.0
     }
 }
@@ -97,7 +97,7 @@ pub fn tile_shape(m: usize, n: usize, threads: usize) -> (usize, usize) {
 }
 
 /// Multiply-adds of an m×k by k×n product (k counted as at least 1), saturating.
-fn work(m: usize, k: usize, n: usize) -> usize {
+pub(super) fn work(m: usize, k: usize, n: usize) -> usize {
     m.saturating_mul(n).saturating_mul(k.max(1))
 }
 

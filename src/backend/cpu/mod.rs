@@ -249,24 +249,27 @@ impl<T: Elem> Backend for CpuBackend<T> {
         true
     }
     fn linear_fwd_t(&self, x: &[T], wtb: &[T], has_bias: bool, gelu: bool, y: &mut [T], n: usize, i: usize, o: usize) {
-        match (self.panels(), T::as_f32(x), T::as_f32(wtb)) {
-            (true, Some(x), Some(wtb)) => {
-                let y = T::as_f32_mut(y).expect("f32");
-                self.install(|| panel::linear(x, wtb, has_bias, gelu, y, n, i, o))
-            }
-            _ => self.install(|| linear::forward_t(x, wtb, has_bias, gelu, y, n, i, o)),
+        if self.panels() {
+            let (x, wtb, y) = (T::as_f32(x).expect("f32"), T::as_f32(wtb).expect("f32"), T::as_f32_mut(y).expect("f32"));
+            self.install(|| panel::linear(x, wtb, has_bias, gelu, y, n, i, o))
+        } else {
+            self.install(|| linear::forward_t(x, wtb, has_bias, gelu, y, n, i, o))
         }
     }
     fn transpose_weight(&self, w: &[T], dst: &mut [T], i: usize, o: usize) {
-        match (self.panels(), T::as_f32(w)) {
-            (true, Some(w)) => self.install(|| panel::pack(w, T::as_f32_mut(dst).expect("f32"), i, o)),
-            _ => self.install(|| linear::transpose(w, dst, o, i)),
+        if self.panels() {
+            let (w, dst) = (T::as_f32(w).expect("f32"), T::as_f32_mut(dst).expect("f32"));
+            self.install(|| panel::pack(w, dst, i, o))
+        } else {
+            self.install(|| linear::transpose(w, dst, o, i))
         }
     }
     fn untranspose_weight(&self, src: &[T], w: &mut [T], i: usize, o: usize) {
-        match (self.panels(), T::as_f32(src)) {
-            (true, Some(src)) => self.install(|| panel::unpack(src, T::as_f32_mut(w).expect("f32"), i, o)),
-            _ => self.install(|| linear::transpose(src, w, i, o)),
+        if self.panels() {
+            let (src, w) = (T::as_f32(src).expect("f32"), T::as_f32_mut(w).expect("f32"));
+            self.install(|| panel::unpack(src, w, i, o))
+        } else {
+            self.install(|| linear::transpose(src, w, i, o))
         }
     }
     fn packed_weight_len(&self, i: usize, o: usize) -> Option<usize> {

@@ -35,7 +35,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use super::gemm::{matmul, Epilogue};
+use super::gemm::{matmul, work, Epilogue, OutPtr, PARALLEL_WORK};
 
 /// Columns per panel (two AVX2 vectors of f32).
 pub const PANEL: usize = 16;
@@ -47,8 +47,6 @@ const ROW_BLOCK_BYTES: usize = 384 << 10;
 /// At most this many panels per task (8 left one of two threads idle at the end of the
 /// SiT-S/2 batch-1 products: fewer, larger tasks balance worse).
 const MAX_PANELS_PER_TASK: usize = 4;
-/// Products below this many multiply-adds run on the calling thread.
-const PARALLEL_WORK: usize = 1 << 17;
 
 /// Whether this CPU runs the panel kernels: x86-64 with AVX2 and FMA and without AVX-512F
 /// (detected once), unless `UCGM_CPU_PANELS=0` asks for the crate (for side-by-side
@@ -81,7 +79,10 @@ fn panel_cols(p: usize, o: usize) -> (usize, usize) {
 
 /// W[o, i] → its panel form. w: [o·i]; dst: [o·i] (assign). Parallel over panels.
 pub fn pack(w: &[f32], dst: &mut [f32], i: usize, o: usize) {
-    assert!(w.len() >= o * i && dst.len() >= o * i, "panel::pack: buffers shorter than o·i");
+    assert!(
+        w.len() >= o.saturating_mul(i) && dst.len() >= o.saturating_mul(i),
+        "panel::pack: buffers shorter than o·i"
+    );
     dst[..o * i].par_chunks_mut(PANEL * i.max(1)).enumerate().for_each(|(p, panel)| {
         let (c0, wd) = panel_cols(p, o);
         for (kk, row) in panel.chunks_exact_mut(wd).enumerate() {
@@ -94,7 +95,10 @@ pub fn pack(w: &[f32], dst: &mut [f32], i: usize, o: usize) {
 
 /// Inverse of [`pack`]. src: [o·i] in panel form; w: [o·i] (assign). Parallel over rows of W.
 pub fn unpack(src: &[f32], w: &mut [f32], i: usize, o: usize) {
-    assert!(w.len() >= o * i && src.len() >= o * i, "panel::unpack: buffers shorter than o·i");
+    assert!(
+        w.len() >= o.saturating_mul(i) && src.len() >= o.saturating_mul(i),
+        "panel::unpack: buffers shorter than o·i"
+    );
     w[..o * i].par_chunks_mut(i.max(1)).enumerate().for_each(|(col, row)| {
         let (c0, wd) = panel_cols(col / PANEL, o);
         let base = c0 * i + (col - c0);
@@ -139,17 +143,6 @@ pub fn linear(x: &[f32], wpb: &[f32], has_bias: bool, gelu: bool, y: &mut [f32],
     product(m, i, o, x, w, y, epilogue);
 }
 
-/// Raw output pointer shared by tasks (each writes only its own block).
-#[derive(Clone, Copy)]
-struct OutPtr(*mut f32);
-unsafe impl Send for OutPtr {}
-unsafe impl Sync for OutPtr {}
-impl OutPtr {
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
 /// C[m, o] = A[m, k] · B with B = Wᵀ [k, o] in panel form, then `epilogue` on every
 /// output row segment of each task's block. A and C row-major with row strides k and o.
 /// a: [m·k]; b: [k·o]; c: [m·o] (assign).
@@ -158,8 +151,9 @@ pub fn product(m: usize, k: usize, o: usize, a: &[f32], b: &[f32], c: &mut [f32]
     if m == 0 || o == 0 {
         return;
     }
+    // Saturating: an overflowing shape fails here instead of wrapping past the check.
     assert!(
-        a.len() >= m * k && b.len() >= k * o && c.len() >= m * o,
+        a.len() >= m.saturating_mul(k) && b.len() >= k.saturating_mul(o) && c.len() >= m.saturating_mul(o),
         "panel::product: operand shorter than its shape"
     );
     if k <= 2 || o < PANEL || !available() {
@@ -167,7 +161,7 @@ pub fn product(m: usize, k: usize, o: usize, a: &[f32], b: &[f32], c: &mut [f32]
     }
     let kc = crate_k_block(m, k, o);
     let panels = o.div_ceil(PANEL);
-    let threads = if m * k * o < PARALLEL_WORK { 1 } else { rayon::current_num_threads() };
+    let threads = if work(m, k, o) < PARALLEL_WORK { 1 } else { rayon::current_num_threads() };
     // Row blocks: whole 6-row groups whose k-block of activations fits ROW_BLOCK_BYTES.
     let rows_fit = (ROW_BLOCK_BYTES / (4 * kc.min(k))).max(MR) / MR * MR;
     let row_blocks = m.div_ceil(rows_fit);
@@ -430,6 +424,14 @@ mod tests {
                 assert!(got == want, "{m}x{k}->{o} on {threads} threads");
             }
         }
+    }
+
+    /// A shape whose sizes overflow fails the bounds check instead of wrapping past it.
+    #[test]
+    #[should_panic(expected = "operand shorter than its shape")]
+    fn overflowing_shapes_fail_the_bounds_check() {
+        let (a, b, mut c) = (vec![0f32; 64], vec![0f32; 64], vec![0f32; 64]);
+        product(1 << 33, 1 << 31, 16, &a, &b, &mut c, None);
     }
 
     /// Bias and GELU in the epilogue equal the product followed by separate passes.
